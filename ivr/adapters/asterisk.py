@@ -1,0 +1,235 @@
+"""One Asterisk 22 instance inside the Debian sid root (see scripts/build-asterisk-root).
+
+Several instances can share one root: each has its own directory ``/srv/hotline-<name>``
+inside the root with ``etc`` (the project's ``dialplan/`` plus a few generated files),
+``run``, ``log``, ``spool``, ``lib`` and ``prompts``. Asterisk runs as root under
+``chroot`` in its own session, bound to 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from ivr.errors import StackError
+
+logger = logging.getLogger(__name__)
+
+ASTERISK_BIN = "/usr/sbin/asterisk"
+MODULES_DIR = "/usr/lib/x86_64-linux-gnu/asterisk/modules"
+
+
+@dataclass(frozen=True, slots=True)
+class AsteriskInstance:
+    root: Path  # the sid root on the host
+    name: str  # instance name: /srv/hotline-<name> inside the root
+    sip_port: int
+    ami_port: int
+    ami_username: str
+    ami_secret: str
+    agi_url: str  # e.g. agi://127.0.0.1:4573
+    dialplan_dir: Path  # the project's dialplan/ on the host
+    prompts_dir: Path | None = None  # built prompts (<lang>/<key>.wav) on the host
+
+    # --- paths -----------------------------------------------------------------------
+    @property
+    def base(self) -> PurePosixPath:
+        """The instance directory as Asterisk sees it (inside the root)."""
+        return PurePosixPath("/srv") / f"hotline-{self.name}"
+
+    def host_path(self, inner: PurePosixPath) -> Path:
+        """Where a path inside the root lies on the host."""
+        return self.root / inner.relative_to("/")
+
+    @property
+    def config_file(self) -> PurePosixPath:
+        return self.base / "etc" / "asterisk.conf"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.host_path(self.base / "log")
+
+    @property
+    def messages_log(self) -> Path:
+        return self.log_dir / "messages.log"
+
+    @property
+    def queue_log(self) -> Path:
+        return self.log_dir / "queue_log"
+
+    @property
+    def monitor_dir(self) -> Path:
+        return self.host_path(self.base / "spool" / "monitor")
+
+    @property
+    def prompts_inner(self) -> PurePosixPath:
+        return self.base / "prompts"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.host_path(self.base / "run" / "asterisk.pid")
+
+    # --- configuration ---------------------------------------------------------------
+    def render(self) -> None:
+        """Write the instance's configuration and prompts into the root (idempotent)."""
+        if not (self.root / ASTERISK_BIN.lstrip("/")).exists():
+            raise StackError(
+                f"no Asterisk in {self.root}: run scripts/provision first", root=str(self.root)
+            )
+        etc = self.host_path(self.base / "etc")
+        if etc.exists():
+            shutil.rmtree(etc)
+        etc.mkdir(parents=True)
+        for sub in ("run", "log", "spool/monitor", "spool/voicemessages", "lib", "cache"):
+            self.host_path(self.base / sub).mkdir(parents=True, exist_ok=True)
+        for src in sorted(self.dialplan_dir.glob("*.conf")):
+            shutil.copyfile(src, etc / src.name)
+        (etc / "asterisk.conf").write_text(self._asterisk_conf())
+        (etc / "extensions_generated.conf").write_text(
+            f"IVR_AGI_URL = {self.agi_url}\nIVR_PROMPTS = {self.prompts_inner}\n"
+        )
+        (etc / "pjsip_generated.conf").write_text(
+            "[transport-udp]\ntype = transport\nprotocol = udp\n"
+            f"bind = 127.0.0.1:{self.sip_port}\n"
+        )
+        manager = etc / "manager_generated.conf"
+        manager.write_text(
+            f"port = {self.ami_port}\nbindaddr = 127.0.0.1\n\n"
+            f"[{self.ami_username}]\nsecret = {self.ami_secret}\n"
+            "deny = 0.0.0.0/0.0.0.0\npermit = 127.0.0.1/255.255.255.255\n"
+            "read = system,call,agent,dialplan,agi,reporting\n"
+            "write = system,call,agent,originate,reporting\n"
+        )
+        manager.chmod(0o600)
+        prompts = self.host_path(self.prompts_inner)
+        if prompts.exists():
+            shutil.rmtree(prompts)
+        if self.prompts_dir is not None and self.prompts_dir.exists():
+            shutil.copytree(self.prompts_dir, prompts)
+        else:
+            prompts.mkdir(parents=True)
+
+    def _asterisk_conf(self) -> str:
+        b = self.base
+        return (
+            "[directories]\n"
+            f"astcachedir => {b}/cache\n"
+            f"astetcdir => {b}/etc\n"
+            f"astmoddir => {MODULES_DIR}\n"
+            f"astvarlibdir => {b}/lib\n"
+            f"astdbdir => {b}/lib\n"
+            "astkeydir => /usr/share/asterisk\n"
+            "astdatadir => /usr/share/asterisk\n"
+            "astagidir => /usr/share/asterisk/agi-bin\n"
+            f"astspooldir => {b}/spool\n"
+            f"astrundir => {b}/run\n"
+            f"astlogdir => {b}/log\n"
+            "astsbindir => /usr/sbin\n"
+            "\n[options]\n"
+            "hideconnect = yes\n"
+            f"systemname = {self.name}\n"
+        )
+
+    # --- process ---------------------------------------------------------------------
+    def start(self, console_log: Path) -> int:
+        """Start Asterisk in the root, detached in its own session; returns its PID."""
+        console_log.parent.mkdir(parents=True, exist_ok=True)
+        with console_log.open("ab") as out:
+            proc = subprocess.Popen(
+                ["chroot", str(self.root), ASTERISK_BIN, "-f", "-n", "-C", str(self.config_file)],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        logger.info("asterisk started", extra={"instance": self.name, "pid": proc.pid})
+        return proc.pid
+
+    def rx(self, command: str, timeout: float = 10.0) -> str:
+        """Run one CLI command through the instance's control socket."""
+        result = subprocess.run(
+            ["chroot", str(self.root), ASTERISK_BIN, "-C", str(self.config_file), "-rx", command],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise StackError(
+                f"asterisk -rx {command!r} failed: {result.stderr.strip() or result.stdout.strip()}"
+            )
+        return result.stdout
+
+    def wait_booted(self, pid: int, timeout: float) -> None:
+        """Wait until Asterisk is fully booted; on failure show the tail of its log."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not _alive(pid):
+                raise StackError(
+                    f"asterisk exited during start-up; last log lines:\n{self.log_tail()}"
+                )
+            try:
+                self.rx("core waitfullybooted", timeout=max(1.0, deadline - time.monotonic()))
+                return
+            except (StackError, subprocess.TimeoutExpired):
+                time.sleep(0.1)
+        raise StackError(
+            f"asterisk not fully booted after {timeout:.0f} s; last log lines:\n{self.log_tail()}"
+        )
+
+    def stop(self, pid: int, timeout: float = 10.0) -> None:
+        """Stop Asterisk: `core stop now`, then SIGTERM, then SIGKILL, by PID."""
+        if not _alive(pid):
+            return
+        try:
+            self.rx("core stop now", timeout=timeout)
+        except (StackError, subprocess.TimeoutExpired):
+            logger.warning("core stop now failed; sending SIGTERM", extra={"pid": pid})
+        if _wait_gone(pid, timeout):
+            return
+        _signal_group(pid, signal.SIGTERM)
+        if not _wait_gone(pid, 5.0):
+            _signal_group(pid, signal.SIGKILL)
+            _wait_gone(pid, 5.0)
+
+    def log_tail(self, lines: int = 20) -> str:
+        for path in (self.messages_log, self.host_path(self.base / "log" / "console.log")):
+            if path.exists():
+                return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+        return "(no log written)"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        waited, _ = os.waitpid(pid, os.WNOHANG)
+        if waited == pid:
+            return False
+    except ChildProcessError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _wait_gone(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not _alive(pid):
+            return True
+        time.sleep(0.05)
+    return not _alive(pid)
+
+
+def _signal_group(pid: int, sig: signal.Signals) -> None:
+    try:
+        os.killpg(pid, sig)
+    except ProcessLookupError:
+        pass

@@ -1,0 +1,55 @@
+"""Which local ports are free, and which process holds a busy one (from /proc)."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+
+def is_free(port: int, proto: str = "tcp", host: str = "127.0.0.1") -> bool:
+    kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
+    with socket.socket(socket.AF_INET, kind) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(proto: str = "tcp") -> int:
+    """A port the OS considers free now (for tests and for picking sipp's port)."""
+    kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
+    with socket.socket(socket.AF_INET, kind) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def port_owner(port: int, proto: str = "tcp") -> str:
+    """``name (pid N)`` of the process bound to the port, or a reason it is unknown."""
+    inodes = set()
+    for table in (f"/proc/net/{proto}", f"/proc/net/{proto}6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            cols = line.split()
+            if len(cols) > 9 and int(cols[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(cols[9])
+    inodes.discard("0")
+    if not inodes:
+        return "an unknown process"
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        fd_dir = Path("/proc", pid, "fd")
+        try:
+            links = [os.readlink(fd_dir / fd) for fd in os.listdir(fd_dir)]
+        except OSError:
+            continue
+        if any(link.startswith("socket:[") and link[8:-1] in inodes for link in links):
+            try:
+                name = Path("/proc", pid, "comm").read_text().strip()
+            except OSError:
+                name = "?"
+            return f"{name} (pid {pid})"
+    return "a process this user cannot see"

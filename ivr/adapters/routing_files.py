@@ -1,0 +1,78 @@
+"""Loads routing/*.yaml into :class:`ivr.core.routing_models.Routing`.
+
+Every error names the file and the line: YAML syntax errors by their mark, validation
+errors by walking the composed YAML nodes along pydantic's error location.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from ivr.core.routing_models import Routing, RoutingFileIn
+from ivr.errors import ConfigError
+
+
+def load_routing(directory: Path) -> Routing:
+    files = sorted(directory.glob("*.yaml"))
+    if not files:
+        raise ConfigError(f"{directory}: no routing files (*.yaml)")
+    merged: dict[str, Any] = {}
+    for path in files:
+        parsed = _load_file(path)
+        for section, value in parsed.model_dump(exclude_none=True).items():
+            if section in merged:
+                raise ConfigError(f"{path}: section {section!r} is defined in another file too")
+            merged[section] = value
+    try:
+        return Routing.model_validate(merged)
+    except ValidationError as exc:
+        raise ConfigError(f"{directory}: {_messages(exc)}") from None
+
+
+def _load_file(path: Path) -> RoutingFileIn:
+    text = path.read_text(encoding="utf-8")
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{path}{line}: invalid YAML: {problem}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}:1: expected a mapping at the top level")
+    try:
+        return RoutingFileIn.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        line = _line_of(node, err["loc"])
+        where = ".".join(str(p) for p in err["loc"])
+        raise ConfigError(f"{path}:{line}: {where}: {err['msg']}") from None
+
+
+def _line_of(node: yaml.Node | None, loc: tuple[int | str, ...]) -> int:
+    """The 1-based line of the deepest YAML node along ``loc`` that exists."""
+    line = 1 if node is None else node.start_mark.line + 1
+    for part in loc:
+        child = None
+        if isinstance(node, yaml.MappingNode):
+            child = next((v for k, v in node.value if k.value == part), None)
+            if child is None:  # an unknown or missing key: point at its mapping
+                key = next((k for k, _ in node.value if k.value == part), None)
+                return key.start_mark.line + 1 if key is not None else line
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+            child = node.value[part] if part < len(node.value) else None
+        if child is None:
+            return line
+        node, line = child, child.start_mark.line + 1
+    return line
+
+
+def _messages(exc: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or 'routing'}: {e['msg']}" for e in exc.errors()
+    )

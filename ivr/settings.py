@@ -1,0 +1,137 @@
+"""One typed settings object for every role.
+
+Sources, later ones winning: defaults below, an optional env file (``IVR_ENV_FILE``, default
+``.env`` when present), then environment variables with the prefix ``IVR_`` and ``__`` for
+nesting (``IVR_AMI__SECRET``, ``IVR_WEB__PORT``). See ``docker/ivr.env.example`` for every key.
+
+Invalid configuration raises :class:`ivr.errors.ConfigError` naming the offending key.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from pathlib import Path
+from typing import Any, Self
+
+from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ivr.errors import ConfigError
+
+REPO_DIR = Path(__file__).resolve().parent.parent
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class ListenSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = Field(ge=1, le=65535)
+
+
+class FastAgiSettings(ListenSettings):
+    port: int = Field(default=4573, ge=1, le=65535)
+    header_timeout_s: float = Field(default=5.0, gt=0)  # agi_* block must arrive within this
+    header_limit_bytes: int = Field(default=64 * 1024, ge=1024)  # and be no bigger than this
+    command_timeout_s: float = Field(default=120.0, gt=0)  # longest wait for one AGI reply
+
+
+class AmiSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = Field(default=5038, ge=1, le=65535)
+    username: str = "hotline"
+    secret: SecretStr | None = None  # required; `ivr up` generates one into run_dir/ami.secret
+    connect_timeout_s: float = Field(default=5.0, gt=0)
+    ping_interval_s: float = Field(default=10.0, gt=0)
+    ping_timeout_s: float = Field(default=5.0, gt=0)  # a ping unanswered this long = dead link
+    backoff_initial_s: float = Field(default=0.5, gt=0)
+    backoff_max_s: float = Field(default=30.0, gt=0)
+    event_queue_size: int = Field(default=10_000, ge=10)
+
+
+class RedisSettings(BaseModel):
+    url: str = "redis://127.0.0.1:6380/0"
+    events_maxlen: int = Field(default=100_000, ge=100)  # cap of the ivr:ami:events stream
+
+
+class WebSettings(ListenSettings):
+    port: int = Field(default=8080, ge=1, le=65535)
+
+
+class AsteriskSettings(BaseModel):
+    root: Path = Path("/var/lib/hotline/sid-root")  # the debootstrap'ed sid root (provision)
+    instance: str = Field(default="hotline", pattern=r"^[a-z][a-z0-9-]{0,30}$")
+    sip_port: int = Field(default=5060, ge=1, le=65535)
+    boot_timeout_s: float = Field(default=30.0, gt=0)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="IVR_",
+        env_nested_delimiter="__",
+        env_file=os.environ.get("IVR_ENV_FILE", ".env"),
+        extra="forbid",
+    )
+
+    allow_public_bind: bool = False  # listening beyond loopback must be asked for
+    run_dir: Path = REPO_DIR / "run"  # PID files, logs, Redis data of `ivr up`
+    dialplan_dir: Path = REPO_DIR / "dialplan"
+    routing_dir: Path = REPO_DIR / "routing"
+    prompts_dir: Path = REPO_DIR / "prompts"  # catalog.yaml and studio recordings
+    prompts_build_dir: Path = REPO_DIR / "build" / "prompts"  # what Asterisk plays
+    log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
+    log_json: bool = True
+
+    fastagi: FastAgiSettings = FastAgiSettings()
+    ami: AmiSettings = AmiSettings()
+    redis: RedisSettings = RedisSettings()
+    web: WebSettings = WebSettings()
+    asterisk: AsteriskSettings = AsteriskSettings()
+
+    @model_validator(mode="after")
+    def _secure_defaults(self) -> Self:
+        """No built-in secrets, and nothing listens beyond loopback unless asked."""
+        if self.ami.secret is None and self.ami_secret_file.exists():
+            self.ami.secret = SecretStr(self.ami_secret_file.read_text().strip())
+        if not self.allow_public_bind:
+            for name, listen in (("fastagi", self.fastagi), ("web", self.web)):
+                if not _is_loopback(listen.host):
+                    raise ValueError(
+                        f"{name}.host: {listen.host!r} is not a loopback address; set "
+                        "IVR_ALLOW_PUBLIC_BIND=true to listen beyond 127.0.0.1"
+                    )
+        return self
+
+    @property
+    def ami_secret_file(self) -> Path:
+        return self.run_dir / "ami.secret"
+
+    def ami_secret(self) -> str:
+        """The AMI secret; there is no default: set IVR_AMI__SECRET or run `ivr up`."""
+        if self.ami.secret is None or not self.ami.secret.get_secret_value():
+            raise ConfigError(
+                "ami.secret (IVR_AMI__SECRET): no AMI secret configured; set it, or start the "
+                f"stack with `ivr up`, which generates one in {self.ami_secret_file}"
+            )
+        return self.ami.secret.get_secret_value()
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings, turning validation errors into one ConfigError naming the keys."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            key = ".".join(str(p) for p in err["loc"]) or "settings"
+            env = "IVR_" + "__".join(str(p).upper() for p in err["loc"]) if err["loc"] else ""
+            where = f"{key} ({env})" if env else key
+            problems.append(f"{where}: {err['msg']}")
+        raise ConfigError("invalid configuration: " + "; ".join(problems)) from None

@@ -1,0 +1,392 @@
+"""``ivr up`` / ``ivr down`` / ``ivr status``: the whole stack on 127.0.0.1, from one run dir.
+
+``up`` starts, in order, Redis (AOF on, data in ``<run_dir>/redis``), Asterisk (in the sid
+root, configured from ``dialplan/``), then the ``agi``, ``ami`` and ``web`` roles as
+``python -m ivr <role>``, waiting for each to be ready before the next. PIDs go in
+``<run_dir>/stack.json`` and logs in ``<run_dir>/logs/``. ``down`` stops exactly those
+PIDs (after checking each PID is still the process it started), in reverse order.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+import redis
+
+from ivr import redis_keys
+from ivr.adapters import prompts
+from ivr.adapters.asterisk import AsteriskInstance
+from ivr.adapters.ports import is_free, port_owner
+from ivr.adapters.routing_files import load_routing
+from ivr.errors import StackError
+from ivr.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+APP_ROLES = ("agi", "ami", "web")
+ROLE_ORDER = ("redis", "asterisk", *APP_ROLES)
+READY_TIMEOUT_S = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class RoleRecord:
+    name: str
+    pid: int
+    marker: str  # a word /proc/<pid>/cmdline must contain for the PID to still be ours
+    log: str
+    endpoint: str
+
+
+@dataclass(frozen=True, slots=True)
+class RoleStatus:
+    name: str
+    ok: bool
+    detail: str
+
+
+def redis_port(settings: Settings) -> int:
+    return urlsplit(settings.redis.url).port or 6379
+
+
+def asterisk_instance(settings: Settings) -> AsteriskInstance:
+    return AsteriskInstance(
+        root=settings.asterisk.root,
+        name=settings.asterisk.instance,
+        sip_port=settings.asterisk.sip_port,
+        ami_port=settings.ami.port,
+        ami_username=settings.ami.username,
+        ami_secret=settings.ami_secret(),
+        agi_url=f"agi://{settings.fastagi.host}:{settings.fastagi.port}",
+        dialplan_dir=settings.dialplan_dir,
+        prompts_dir=settings.prompts_build_dir,
+    )
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The settings as IVR_* variables, so every role runs with exactly what `up` resolved."""
+    env: dict[str, str] = {}
+
+    def flatten(prefix: str, value: object) -> None:
+        if isinstance(value, dict):
+            for key, sub in value.items():
+                flatten(f"{prefix}__{key.upper()}" if prefix else key.upper(), sub)
+        elif value is not None:
+            env[f"IVR_{prefix}"] = str(value).lower() if isinstance(value, bool) else str(value)
+
+    flatten("", settings.model_dump(mode="json"))
+    env["IVR_AMI__SECRET"] = settings.ami_secret()
+    return env
+
+
+class Stack:
+    def __init__(self, settings: Settings, *, sim_agents: bool = True) -> None:
+        self.settings = settings
+        self.sim_agents = sim_agents
+        self.run_dir = settings.run_dir
+        self.state_file = self.run_dir / "stack.json"
+        self.logs = self.run_dir / "logs"
+
+    # --- state file ------------------------------------------------------------------
+    def _records(self) -> dict[str, RoleRecord]:
+        try:
+            data = json.loads(self.state_file.read_text())
+        except (OSError, ValueError):
+            return {}
+        return {name: RoleRecord(**rec) for name, rec in data.get("roles", {}).items()}
+
+    def _save(self, records: dict[str, RoleRecord]) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"roles": {n: asdict(r) for n, r in records.items()}}, indent=1))
+        tmp.replace(self.state_file)
+
+    def running(self) -> dict[str, RoleRecord]:
+        return {n: r for n, r in self._records().items() if _is_ours(r)}
+
+    # --- up --------------------------------------------------------------------------
+    def up(self) -> list[str]:
+        if self.running():
+            raise StackAlreadyUp(
+                f"the stack is already up (run dir {self.run_dir}); see `ivr status`, "
+                "or `ivr down` first"
+            )
+        self.state_file.unlink(missing_ok=True)
+        routing = load_routing(self.settings.routing_dir)  # refuse to start on a bad file
+        catalog = prompts.load_catalog(self.settings.prompts_dir / "catalog.yaml", routing.hotline.name)
+        self._check_ports()
+        self._ensure_ami_secret()
+        prompts.build(catalog, self.settings.prompts_dir, self.settings.prompts_build_dir)
+        records: dict[str, RoleRecord] = {}
+        try:
+            for role in ROLE_ORDER:
+                records[role] = self._start(role)
+                self._save(records)
+                self._wait_ready(role, records[role])
+        except BaseException:
+            self.down()
+            raise
+        return self._summary(routing.hotline.dids[0])
+
+    def _check_ports(self) -> None:
+        s = self.settings
+        wanted = [
+            ("redis.url", redis_port(s), "tcp"),
+            ("asterisk.sip_port", s.asterisk.sip_port, "udp"),
+            ("ami.port", s.ami.port, "tcp"),
+            ("fastagi.port", s.fastagi.port, "tcp"),
+            ("web.port", s.web.port, "tcp"),
+        ]
+        busy = [
+            f"port {port}/{proto} ({key}) is taken by {port_owner(port, proto)}"
+            for key, port, proto in wanted
+            if not is_free(port, proto)
+        ]
+        if busy:
+            raise StackError("cannot start: " + "; ".join(busy))
+
+    def _ensure_ami_secret(self) -> None:
+        if self.settings.ami.secret is None:
+            from pydantic import SecretStr
+
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            secret = secrets.token_urlsafe(24)
+            fd = os.open(self.settings.ami_secret_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as out:
+                out.write(secret + "\n")
+            self.settings.ami.secret = SecretStr(secret)
+
+    def _start(self, role: str) -> RoleRecord:
+        self.logs.mkdir(parents=True, exist_ok=True)
+        log = self.logs / f"{role}.log"
+        s = self.settings
+        if role == "asterisk":
+            inst = asterisk_instance(s)
+            inst.render()
+            pid = inst.start(log)
+            return RoleRecord(role, pid, "asterisk", str(log), f"sip:127.0.0.1:{s.asterisk.sip_port}")
+        if role == "redis":
+            data = self.run_dir / "redis"
+            data.mkdir(parents=True, exist_ok=True)
+            cmd = [
+                "redis-server", "--bind", "127.0.0.1", "--port", str(redis_port(s)),
+                "--dir", str(data), "--appendonly", "yes", "--appendfsync", "everysec",
+                "--save", "", "--protected-mode", "yes", "--daemonize", "no",
+            ]  # fmt: skip
+            endpoint = f"redis://127.0.0.1:{redis_port(s)}"
+            return RoleRecord(role, _spawn(cmd, log, None), "redis-server", str(log), endpoint)
+        cmd = [sys.executable, "-m", "ivr", role]
+        env = os.environ | settings_env(s)
+        endpoints = {
+            "agi": f"agi://{s.fastagi.host}:{s.fastagi.port}",
+            "ami": f"{s.ami.host}:{s.ami.port} -> {s.redis.url}",
+            "web": f"http://{s.web.host}:{s.web.port}/",
+        }
+        return RoleRecord(role, _spawn(cmd, log, env), "ivr", str(log), endpoints[role])
+
+    def _wait_ready(self, role: str, rec: RoleRecord) -> None:
+        if role == "asterisk":
+            inst = asterisk_instance(self.settings)
+            inst.wait_booted(rec.pid, self.settings.asterisk.boot_timeout_s)
+            if self.sim_agents:
+                for queue in ("consultation", "repair", "billing", "complaints", "emergency"):
+                    inst.rx(f"queue add member Local/agent@sim-agents/n to {queue}")
+            return
+        check = self._checks()[role]
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        last = ""
+        while time.monotonic() < deadline:
+            if not _pid_alive(rec.pid):
+                raise StackError(f"{role} exited during start-up; last lines of {rec.log}:\n"
+                                 + _tail(Path(rec.log)))
+            ok, last = check()
+            if ok:
+                return
+            time.sleep(0.1)
+        raise StackError(f"{role} not ready after {READY_TIMEOUT_S:.0f} s ({last}); "
+                         f"last lines of {rec.log}:\n" + _tail(Path(rec.log)))
+
+    def _summary(self, did: str) -> list[str]:
+        s = self.settings
+        lines = ["hotline stack is up (all on 127.0.0.1):"]
+        for rec in self._records().values():
+            lines.append(f"  {rec.name:<9} pid {rec.pid:<7} {rec.endpoint}  log {rec.log}")
+        lines += [
+            "",
+            f"  supervisor web page: http://{s.web.host}:{s.web.port}/",
+            "  place a test call (Local channel, prints what happened):",
+            f"      ivr call --did {did} --from 13800138000 --digits 1",
+            f"  or from a SIP phone on this machine: sip:{did}@127.0.0.1:{s.asterisk.sip_port}"
+            " (trunk 'pstn', no auth)",
+        ]
+        if self.sim_agents:
+            lines.append("  each desk queue has a simulated agent (answers after 1 s)")
+        lines.append("  stop everything: ivr down    health: ivr status")
+        return lines
+
+    # --- status ----------------------------------------------------------------------
+    def _checks(self) -> dict[str, Callable[[], tuple[bool, str]]]:
+        s = self.settings
+        return {
+            "redis": lambda: _redis_ping(s.redis.url),
+            "asterisk": self._asterisk_check,
+            "agi": lambda: _tcp_open(s.fastagi.host, s.fastagi.port),
+            "ami": lambda: _ami_listener(s.redis.url),
+            "web": lambda: _http_ok(f"http://{s.web.host}:{s.web.port}/health"),
+        }
+
+    def _asterisk_check(self) -> tuple[bool, str]:
+        try:
+            out = asterisk_instance(self.settings).rx("core show uptime", timeout=5)
+        except (StackError, subprocess.TimeoutExpired) as exc:
+            return False, str(exc)
+        return True, out.strip().splitlines()[0] if out.strip() else "up"
+
+    def status(self) -> list[RoleStatus]:
+        records = self._records()
+        checks = self._checks()
+        out = []
+        for role in ROLE_ORDER:
+            rec = records.get(role)
+            if rec is None:
+                out.append(RoleStatus(role, False, "not started"))
+            elif not _is_ours(rec):
+                out.append(RoleStatus(role, False, f"pid {rec.pid} is gone; see {rec.log}"))
+            else:
+                ok, detail = checks[role]()
+                out.append(RoleStatus(role, ok, f"pid {rec.pid}: {detail}"))
+        return out
+
+    # --- down ------------------------------------------------------------------------
+    def down(self) -> list[str]:
+        records = self._records()
+        lines = []
+        for role in reversed(ROLE_ORDER):
+            rec = records.get(role)
+            if rec is None:
+                continue
+            if not _is_ours(rec):
+                lines.append(f"{role}: pid {rec.pid} already gone")
+                continue
+            if role == "asterisk":
+                asterisk_instance(self.settings).stop(rec.pid)
+            else:
+                _terminate(rec.pid)
+            lines.append(f"{role}: stopped pid {rec.pid}")
+        self.state_file.unlink(missing_ok=True)
+        return lines or ["nothing was running"]
+
+
+class StackAlreadyUp(StackError):
+    slug = "stack-already-up"
+
+
+# --- helpers ------------------------------------------------------------------------------
+def _spawn(cmd: list[str], log: Path, env: dict[str, str] | None) -> int:
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            env=env, start_new_session=True,
+        )  # fmt: skip
+    return proc.pid
+
+
+def _pid_alive(pid: int) -> bool:
+    """Running, and not a zombie."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _is_ours(rec: RoleRecord) -> bool:
+    """The PID is alive and still the program we started (PIDs get reused)."""
+    try:
+        cmdline = Path(f"/proc/{rec.pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return _pid_alive(rec.pid) and rec.marker.encode() in cmdline
+
+
+def _terminate(pid: int, timeout: float = 15.0) -> None:
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not _pid_alive(pid):
+            _reap(pid)
+            return
+        time.sleep(0.05)
+    logger.warning("pid %d ignored SIGTERM; killing it", pid)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return
+    _reap(pid)
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def _redis_ping(url: str) -> tuple[bool, str]:
+    try:
+        client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+        with client:
+            client.ping()
+    except redis.RedisError as exc:
+        return False, f"no PING reply: {exc}"
+    return True, "PONG"
+
+
+def _ami_listener(url: str) -> tuple[bool, str]:
+    try:
+        with redis.Redis.from_url(url, socket_timeout=2, decode_responses=True) as client:
+            status = client.hgetall(redis_keys.AMI_STATUS)
+    except redis.RedisError as exc:
+        return False, f"Redis unreachable: {exc}"
+    if not status:
+        return False, "no heartbeat in Redis"
+    if status.get("connected") != "1":
+        return False, f"not logged in to AMI (reconnects {status.get('reconnects', '?')})"
+    return True, f"logged in, {status.get('events', '0')} events seen"
+
+
+def _tcp_open(host: str, port: int) -> tuple[bool, str]:
+    try:
+        with socket.create_connection((host, port), timeout=2):
+            return True, "accepting connections"
+    except OSError as exc:
+        return False, str(exc)
+
+
+def _http_ok(url: str) -> tuple[bool, str]:
+    try:
+        response = httpx.get(url, timeout=2)
+    except httpx.HTTPError as exc:
+        return False, str(exc)
+    return response.status_code == 200, f"HTTP {response.status_code}"

@@ -1,0 +1,39 @@
+"""The web role: FastAPI app factory. Routers per resource under ivr/web/routes/."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import redis.asyncio as aioredis
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from ivr.errors import HotlineError
+from ivr.settings import Settings
+from ivr.web.routes import health
+
+
+def create_app(settings: Settings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.settings = settings
+        app.state.redis = aioredis.Redis.from_url(
+            settings.redis.url, decode_responses=True, socket_timeout=2, socket_connect_timeout=2
+        )
+        try:
+            yield
+        finally:
+            await app.state.redis.aclose()
+
+    app = FastAPI(title="hotline", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.include_router(health.router)
+
+    @app.exception_handler(HotlineError)
+    async def domain_error(_: Request, exc: HotlineError) -> JSONResponse:
+        return JSONResponse(
+            {"error": exc.slug, "message": exc.message, "details": exc.details},
+            status_code=exc.status,
+        )
+
+    return app
