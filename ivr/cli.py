@@ -26,6 +26,9 @@ def _err(line: str) -> None:
     sys.stderr.write(line + "\n")
 
 
+ROLES = ("agi", "ami", "web")
+
+
 # --- supervision ------------------------------------------------------------------------
 class _Stop(Exception):
     """Raised inside the task group when SIGTERM/SIGINT arrives."""
@@ -228,7 +231,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = load_settings()
-        setup_logging(settings.log_level, settings.log_json)
+        if args.command in ROLES:
+            setup_logging(settings.log_level, settings.log_json)
+        else:  # operator commands: say only what went wrong, in plain text
+            setup_logging("WARNING", json_lines=False)
         return _dispatch(settings, args)
     except ConfigError as exc:
         _err(f"ivr: {exc.message}")

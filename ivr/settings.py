@@ -131,7 +131,9 @@ def load_settings(**overrides: Any) -> Settings:
         problems = []
         for err in exc.errors():
             key = ".".join(str(p) for p in err["loc"]) or "settings"
-            env = "IVR_" + "__".join(str(p).upper() for p in err["loc"]) if err["loc"] else ""
+            env = "__".join(str(p).upper() for p in err["loc"])
+            if env and not env.startswith("IVR_"):  # unknown env-file keys keep their prefix
+                env = "IVR_" + env
             where = f"{key} ({env})" if env else key
             problems.append(f"{where}: {err['msg']}")
         raise ConfigError("invalid configuration: " + "; ".join(problems)) from None

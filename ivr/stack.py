@@ -30,6 +30,7 @@ from ivr import redis_keys
 from ivr.adapters import prompts
 from ivr.adapters.asterisk import AsteriskInstance
 from ivr.adapters.ports import is_free, port_owner
+from ivr.adapters.processes import pid_alive, spawn_detached
 from ivr.adapters.routing_files import load_routing
 from ivr.errors import StackError
 from ivr.settings import Settings
@@ -125,7 +126,9 @@ class Stack:
             )
         self.state_file.unlink(missing_ok=True)
         routing = load_routing(self.settings.routing_dir)  # refuse to start on a bad file
-        catalog = prompts.load_catalog(self.settings.prompts_dir / "catalog.yaml", routing.hotline.name)
+        catalog = prompts.load_catalog(
+            self.settings.prompts_dir / "catalog.yaml", routing.hotline.name
+        )
         self._check_ports()
         self._ensure_ami_secret()
         prompts.build(catalog, self.settings.prompts_dir, self.settings.prompts_build_dir)
@@ -163,7 +166,9 @@ class Stack:
 
             self.run_dir.mkdir(parents=True, exist_ok=True)
             secret = secrets.token_urlsafe(24)
-            fd = os.open(self.settings.ami_secret_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            fd = os.open(
+                self.settings.ami_secret_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600
+            )
             with os.fdopen(fd, "w") as out:
                 out.write(secret + "\n")
             self.settings.ami.secret = SecretStr(secret)
@@ -176,7 +181,9 @@ class Stack:
             inst = asterisk_instance(s)
             inst.render()
             pid = inst.start(log)
-            return RoleRecord(role, pid, "asterisk", str(log), f"sip:127.0.0.1:{s.asterisk.sip_port}")
+            return RoleRecord(
+                role, pid, "asterisk", str(log), f"sip:127.0.0.1:{s.asterisk.sip_port}"
+            )
         if role == "redis":
             data = self.run_dir / "redis"
             data.mkdir(parents=True, exist_ok=True)
@@ -186,7 +193,7 @@ class Stack:
                 "--save", "", "--protected-mode", "yes", "--daemonize", "no",
             ]  # fmt: skip
             endpoint = f"redis://127.0.0.1:{redis_port(s)}"
-            return RoleRecord(role, _spawn(cmd, log, None), "redis-server", str(log), endpoint)
+            return RoleRecord(role, spawn_detached(cmd, log), "redis-server", str(log), endpoint)
         cmd = [sys.executable, "-m", "ivr", role]
         env = os.environ | settings_env(s)
         endpoints = {
@@ -194,7 +201,7 @@ class Stack:
             "ami": f"{s.ami.host}:{s.ami.port} -> {s.redis.url}",
             "web": f"http://{s.web.host}:{s.web.port}/",
         }
-        return RoleRecord(role, _spawn(cmd, log, env), "ivr", str(log), endpoints[role])
+        return RoleRecord(role, spawn_detached(cmd, log, env), "ivr", str(log), endpoints[role])
 
     def _wait_ready(self, role: str, rec: RoleRecord) -> None:
         if role == "asterisk":
@@ -208,15 +215,19 @@ class Stack:
         deadline = time.monotonic() + READY_TIMEOUT_S
         last = ""
         while time.monotonic() < deadline:
-            if not _pid_alive(rec.pid):
-                raise StackError(f"{role} exited during start-up; last lines of {rec.log}:\n"
-                                 + _tail(Path(rec.log)))
+            if not pid_alive(rec.pid):
+                raise StackError(
+                    f"{role} exited during start-up; last lines of {rec.log}:\n"
+                    + _tail(Path(rec.log))
+                )
             ok, last = check()
             if ok:
                 return
             time.sleep(0.1)
-        raise StackError(f"{role} not ready after {READY_TIMEOUT_S:.0f} s ({last}); "
-                         f"last lines of {rec.log}:\n" + _tail(Path(rec.log)))
+        raise StackError(
+            f"{role} not ready after {READY_TIMEOUT_S:.0f} s ({last}); "
+            f"last lines of {rec.log}:\n" + _tail(Path(rec.log))
+        )
 
     def _summary(self, did: str) -> list[str]:
         s = self.settings
@@ -269,6 +280,27 @@ class Stack:
                 out.append(RoleStatus(role, ok, f"pid {rec.pid}: {detail}"))
         return out
 
+    def restart_role(self, role: str) -> RoleRecord:
+        """Stop one role (if it runs) and start it again, waiting until it is ready."""
+        if role not in ROLE_ORDER:
+            raise StackError(f"unknown role {role!r}; roles: {', '.join(ROLE_ORDER)}")
+        records = self._records()
+        if not records:
+            raise StackError("the stack is not up; run `ivr up`")
+        old = records.get(role)
+        if old is not None and _is_ours(old):
+            self._stop(old)
+        records[role] = self._start(role)
+        self._save(records)
+        self._wait_ready(role, records[role])
+        return records[role]
+
+    def _stop(self, rec: RoleRecord) -> None:
+        if rec.name == "asterisk":
+            asterisk_instance(self.settings).stop(rec.pid)
+        else:
+            _terminate(rec.pid)
+
     # --- down ------------------------------------------------------------------------
     def down(self) -> list[str]:
         records = self._records()
@@ -280,10 +312,7 @@ class Stack:
             if not _is_ours(rec):
                 lines.append(f"{role}: pid {rec.pid} already gone")
                 continue
-            if role == "asterisk":
-                asterisk_instance(self.settings).stop(rec.pid)
-            else:
-                _terminate(rec.pid)
+            self._stop(rec)
             lines.append(f"{role}: stopped pid {rec.pid}")
         self.state_file.unlink(missing_ok=True)
         return lines or ["nothing was running"]
@@ -294,30 +323,13 @@ class StackAlreadyUp(StackError):
 
 
 # --- helpers ------------------------------------------------------------------------------
-def _spawn(cmd: list[str], log: Path, env: dict[str, str] | None) -> int:
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            env=env, start_new_session=True,
-        )  # fmt: skip
-    return proc.pid
-
-
-def _pid_alive(pid: int) -> bool:
-    """Running, and not a zombie."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 def _is_ours(rec: RoleRecord) -> bool:
     """The PID is alive and still the program we started (PIDs get reused)."""
     try:
         cmdline = Path(f"/proc/{rec.pid}/cmdline").read_bytes()
     except OSError:
         return False
-    return _pid_alive(rec.pid) and rec.marker.encode() in cmdline
+    return pid_alive(rec.pid) and rec.marker.encode() in cmdline
 
 
 def _terminate(pid: int, timeout: float = 15.0) -> None:
@@ -327,8 +339,7 @@ def _terminate(pid: int, timeout: float = 15.0) -> None:
         return
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not _pid_alive(pid):
-            _reap(pid)
+        if not pid_alive(pid):
             return
         time.sleep(0.05)
     logger.warning("pid %d ignored SIGTERM; killing it", pid)
@@ -336,14 +347,8 @@ def _terminate(pid: int, timeout: float = 15.0) -> None:
         os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:
         return
-    _reap(pid)
-
-
-def _reap(pid: int) -> None:
-    try:
-        os.waitpid(pid, 0)
-    except ChildProcessError:
-        pass
+    while pid_alive(pid):
+        time.sleep(0.05)
 
 
 def _tail(path: Path, lines: int = 15) -> str:

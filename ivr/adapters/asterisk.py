@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from ivr.adapters.processes import pid_alive, spawn_detached
 from ivr.errors import StackError
 
 logger = logging.getLogger(__name__)
@@ -95,15 +96,14 @@ class AsteriskInstance:
             f"IVR_AGI_URL = {self.agi_url}\nIVR_PROMPTS = {self.prompts_inner}\n"
         )
         (etc / "pjsip_generated.conf").write_text(
-            "[transport-udp]\ntype = transport\nprotocol = udp\n"
-            f"bind = 127.0.0.1:{self.sip_port}\n"
+            f"[transport-udp]\ntype = transport\nprotocol = udp\nbind = 127.0.0.1:{self.sip_port}\n"
         )
         manager = etc / "manager_generated.conf"
         manager.write_text(
             f"port = {self.ami_port}\nbindaddr = 127.0.0.1\n\n"
             f"[{self.ami_username}]\nsecret = {self.ami_secret}\n"
             "deny = 0.0.0.0/0.0.0.0\npermit = 127.0.0.1/255.255.255.255\n"
-            "read = system,call,agent,dialplan,agi,reporting\n"
+            "read = system,call,agent,dialplan,agi,dtmf,reporting\n"
             "write = system,call,agent,originate,reporting\n"
         )
         manager.chmod(0o600)
@@ -139,17 +139,12 @@ class AsteriskInstance:
     # --- process ---------------------------------------------------------------------
     def start(self, console_log: Path) -> int:
         """Start Asterisk in the root, detached in its own session; returns its PID."""
-        console_log.parent.mkdir(parents=True, exist_ok=True)
-        with console_log.open("ab") as out:
-            proc = subprocess.Popen(
-                ["chroot", str(self.root), ASTERISK_BIN, "-f", "-n", "-C", str(self.config_file)],
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        logger.info("asterisk started", extra={"instance": self.name, "pid": proc.pid})
-        return proc.pid
+        pid = spawn_detached(
+            ["chroot", str(self.root), ASTERISK_BIN, "-f", "-n", "-C", str(self.config_file)],
+            console_log,
+        )
+        logger.info("asterisk started", extra={"instance": self.name, "pid": pid})
+        return pid
 
     def rx(self, command: str, timeout: float = 10.0) -> str:
         """Run one CLI command through the instance's control socket."""
@@ -170,22 +165,24 @@ class AsteriskInstance:
         """Wait until Asterisk is fully booted; on failure show the tail of its log."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if not _alive(pid):
+            if not pid_alive(pid):
                 raise StackError(
                     f"asterisk exited during start-up; last log lines:\n{self.log_tail()}"
                 )
             try:
-                self.rx("core waitfullybooted", timeout=max(1.0, deadline - time.monotonic()))
-                return
+                out = self.rx("core waitfullybooted", timeout=max(1.0, deadline - time.monotonic()))
             except (StackError, subprocess.TimeoutExpired):
-                time.sleep(0.1)
+                out = ""
+            if "fully booted" in out:  # an Asterisk exiting mid-boot answers with nothing
+                return
+            time.sleep(0.1)
         raise StackError(
             f"asterisk not fully booted after {timeout:.0f} s; last log lines:\n{self.log_tail()}"
         )
 
     def stop(self, pid: int, timeout: float = 10.0) -> None:
         """Stop Asterisk: `core stop now`, then SIGTERM, then SIGKILL, by PID."""
-        if not _alive(pid):
+        if not pid_alive(pid):
             return
         try:
             self.rx("core stop now", timeout=timeout)
@@ -205,27 +202,13 @@ class AsteriskInstance:
         return "(no log written)"
 
 
-def _alive(pid: int) -> bool:
-    try:
-        waited, _ = os.waitpid(pid, os.WNOHANG)
-        if waited == pid:
-            return False
-    except ChildProcessError:
-        pass
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 def _wait_gone(pid: int, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not _alive(pid):
+        if not pid_alive(pid):
             return True
         time.sleep(0.05)
-    return not _alive(pid)
+    return not pid_alive(pid)
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:

@@ -22,7 +22,7 @@ logger = logging.getLogger(__name__)
 KEPT_EVENTS = frozenset(
     {
         "Newchannel", "Hangup", "Newstate", "NewCallerid", "NewConnectedLine",
-        "AGIExecStart", "AGIExecEnd", "DialBegin", "DialEnd", "BridgeEnter", "BridgeLeave",
+        "AGIExecStart", "AGIExecEnd", "DTMFEnd", "DialBegin", "DialEnd", "BridgeEnter", "BridgeLeave",
         "QueueCallerJoin", "QueueCallerLeave", "QueueCallerAbandon",
         "AgentCalled", "AgentConnect", "AgentComplete", "AgentRingNoAnswer", "AgentDump",
         "QueueMemberAdded", "QueueMemberRemoved", "QueueMemberStatus", "QueueMemberPause",
@@ -48,7 +48,7 @@ class RedisEventSink:
         if not is_kept(message):
             self.counters["skipped"] += 1
             return
-        fields = {k: v for k, v in message.to_dict().items()}
+        fields = message.to_dict()
         fields["_received_at"] = f"{time.time():.6f}"
         try:
             await self.redis.xadd(

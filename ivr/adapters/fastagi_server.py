@@ -172,7 +172,10 @@ class FastAgiServer(Application):  # type: ignore[misc]  # panoramisk is untyped
 
     async def start(self) -> asyncio.Server:
         self._server = await asyncio.start_server(
-            self.handler, self.settings.host, self.settings.port, limit=self.settings.header_limit_bytes
+            self.handler,
+            self.settings.host,
+            self.settings.port,
+            limit=self.settings.header_limit_bytes,
         )
         logger.info("fastagi listening on %s:%d", self.settings.host, self.settings.port)
         return self._server

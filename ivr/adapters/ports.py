@@ -41,15 +41,26 @@ def port_owner(port: int, proto: str = "tcp") -> str:
     if not inodes:
         return "an unknown process"
     for pid in filter(str.isdigit, os.listdir("/proc")):
-        fd_dir = Path("/proc", pid, "fd")
-        try:
-            links = [os.readlink(fd_dir / fd) for fd in os.listdir(fd_dir)]
-        except OSError:
-            continue
-        if any(link.startswith("socket:[") and link[8:-1] in inodes for link in links):
+        if any(link[8:-1] in inodes for link in _socket_links(Path("/proc", pid, "fd"))):
             try:
                 name = Path("/proc", pid, "comm").read_text().strip()
             except OSError:
                 name = "?"
             return f"{name} (pid {pid})"
     return "a process this user cannot see"
+
+
+def _socket_links(fd_dir: Path) -> list[str]:
+    try:
+        fds = os.listdir(fd_dir)
+    except OSError:
+        return []
+    links = []
+    for fd in fds:
+        try:
+            link = os.readlink(fd_dir / fd)
+        except OSError:  # closed meanwhile
+            continue
+        if link.startswith("socket:["):
+            links.append(link)
+    return links

@@ -63,12 +63,12 @@ def build(catalog: list[PromptText], studio_dir: Path, out_dir: Path) -> list[Pa
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
         if studio is not None:
-            audio = AudioSegment.from_file(studio)
+            with studio.open("rb") as f:  # pydub leaves a path it opened unclosed
+                audio = AudioSegment.from_file(f, format=studio.suffix[1:])
         else:
             audio = _speak(prompt)
-        audio.set_frame_rate(8000).set_channels(1).set_sample_width(2).export(
-            target, format="wav"
-        )
+        audio = audio.set_frame_rate(8000).set_channels(1).set_sample_width(2)
+        audio.export(target, format="wav").close()  # export returns the file, still open
         stamp.write_text(source_id)
         written.append(target)
         logger.info("prompt built", extra={"prompt": str(target), "studio": studio is not None})
@@ -94,8 +94,16 @@ def _speak(prompt: PromptText) -> AudioSegment:
         wav = Path(tmp) / "tts.wav"
         try:
             subprocess.run(
-                ["espeak-ng", "-v", ESPEAK_VOICES[prompt.language], "-s", "175", "-w", str(wav),
-                 prompt.text],
+                [
+                    "espeak-ng",
+                    "-v",
+                    ESPEAK_VOICES[prompt.language],
+                    "-s",
+                    "175",
+                    "-w",
+                    str(wav),
+                    prompt.text,
+                ],
                 check=True,
                 capture_output=True,
                 timeout=60,
@@ -107,4 +115,5 @@ def _speak(prompt: PromptText) -> AudioSegment:
                 f"espeak-ng failed for prompt {prompt.key}/{prompt.language}: "
                 f"{exc.stderr.decode(errors='replace').strip()}"
             ) from None
-        return AudioSegment.from_wav(wav)
+        with wav.open("rb") as f:
+            return AudioSegment.from_wav(f)

@@ -55,20 +55,25 @@ def _load_file(path: Path) -> RoutingFileIn:
 
 
 def _line_of(node: yaml.Node | None, loc: tuple[int | str, ...]) -> int:
-    """The 1-based line of the deepest YAML node along ``loc`` that exists."""
+    """The 1-based line of the deepest YAML node along ``loc`` that exists.
+
+    Through a mapping, the line is the key's (``hotline:``), not its value's: a missing key
+    then points at the section that lacks it, not at the section's first entry.
+    """
     line = 1 if node is None else node.start_mark.line + 1
     for part in loc:
-        child = None
         if isinstance(node, yaml.MappingNode):
-            child = next((v for k, v in node.value if k.value == part), None)
-            if child is None:  # an unknown or missing key: point at its mapping
-                key = next((k for k, _ in node.value if k.value == part), None)
-                return key.start_mark.line + 1 if key is not None else line
+            pair = next(((k, v) for k, v in node.value if k.value == part), None)
+            if pair is None:  # a missing key: point at its mapping
+                return line
+            node, line = pair[1], pair[0].start_mark.line + 1
         elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
-            child = node.value[part] if part < len(node.value) else None
-        if child is None:
+            if part >= len(node.value):
+                return line
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
             return line
-        node, line = child, child.start_mark.line + 1
     return line
 
 

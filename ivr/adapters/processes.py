@@ -1,0 +1,36 @@
+"""Detached child processes (the stack's roles) and PID checks.
+
+``ivr up`` starts each role in its own session so it outlives the command. Within one
+Python process (the tests, a benchmark) the Popen objects are kept here, so children are
+reaped when they exit instead of lingering as zombies.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+_children: dict[int, subprocess.Popen[bytes]] = {}
+
+
+def spawn_detached(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> int:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            env=env, start_new_session=True,
+        )  # fmt: skip
+    _children[proc.pid] = proc
+    return proc.pid
+
+
+def pid_alive(pid: int) -> bool:
+    """Running, and not a zombie (our own exited children are reaped here)."""
+    child = _children.get(pid)
+    if child is not None and child.poll() is not None:
+        del _children[pid]
+        return False
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False

@@ -1,0 +1,121 @@
+"""Shared fixtures. Integration tests run against a real stack (`ivr up` machinery) on free
+loopback ports: redis-server, Asterisk 22 in the sid root, and the agi/ami/web roles.
+``scripts/test`` provisions everything first; nothing here skips for a missing component.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from ivr import redis_keys
+from ivr.adapters.ports import free_port
+from ivr.settings import Settings
+from ivr.stack import Stack, asterisk_instance
+
+REPO = Path(__file__).resolve().parent.parent
+ARTIFACTS = REPO / "test-artifacts"
+
+
+def stack_settings(run_dir: Path, instance: str, **extra: Any) -> Settings:
+    """Settings for a private stack: every port free, short AMI ping for fast detection."""
+    ami = {"port": free_port(), "ping_interval_s": 1.0, "ping_timeout_s": 1.0,
+           "backoff_max_s": 2.0} | extra.pop("ami", {})  # fmt: skip
+    return Settings(
+        run_dir=run_dir,
+        fastagi={"port": free_port()},
+        ami=ami,
+        redis={"url": f"redis://127.0.0.1:{free_port()}/0"},
+        web={"port": free_port()},
+        asterisk={"instance": instance, "sip_port": free_port("udp")},
+        **extra,
+    )
+
+
+@pytest.fixture
+def make_settings() -> Callable[..., Settings]:
+    """``make_settings(run_dir, instance, **overrides)``: settings for a private stack."""
+    return stack_settings
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    settings = stack_settings(tmp_path_factory.mktemp("stack"), f"t{os.getpid()}")
+    st = Stack(settings)
+    st.up()
+    try:
+        yield st
+    finally:
+        inst = asterisk_instance(settings)
+        st.down()
+        _keep_logs(settings, inst.log_dir)
+        shutil.rmtree(inst.host_path(inst.base), ignore_errors=True)
+
+
+def _keep_logs(settings: Settings, asterisk_logs: Path) -> None:
+    target = ARTIFACTS / "stack-logs"
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True)
+    for src in [*(settings.run_dir / "logs").glob("*.log"), *asterisk_logs.glob("*")]:
+        if src.is_file():
+            shutil.copy(src, target / src.name)
+
+
+@pytest.fixture
+def settings(stack: Stack) -> Settings:
+    return stack.settings
+
+
+@pytest.fixture
+def cli_env(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """The environment a person would have after `ivr up` for this stack."""
+    from ivr.stack import settings_env
+
+    env = settings_env(stack.settings)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return env
+
+
+@pytest.fixture
+def redis_client(settings: Settings) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(settings.redis.url, decode_responses=True)
+    with client:
+        yield client
+
+
+def _wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+
+
+@pytest.fixture
+def wait_for() -> Callable[..., Any]:
+    """``wait_for(predicate, timeout, what)``: poll until truthy, else fail naming ``what``."""
+    return _wait_for
+
+
+@pytest.fixture
+def stored_events(redis_client: redis.Redis) -> Callable[[str], list[dict[str, str]]]:
+    """``stored_events(linkedid)``: the events the AMI listener stored in Redis for a call."""
+
+    def events(linkedid: str) -> list[dict[str, str]]:
+        return [
+            fields
+            for _, fields in redis_client.xrange(redis_keys.AMI_EVENTS, "-", "+")
+            if fields.get("Linkedid") == linkedid
+        ]
+
+    return events
