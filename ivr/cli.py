@@ -59,13 +59,9 @@ async def run_agi(settings: Settings) -> None:
     from ivr.adapters.fastagi_server import AgiSession, FastAgiServer
     from ivr.adapters.flow_runner import run_inbound
     from ivr.adapters.routing_files import load_routing
-    from ivr.core.callflow import FlowConfig
+    from ivr.core.callflow import flow_config
 
-    routing = load_routing(settings.routing_dir)
-    config = FlowConfig(
-        default_queue=routing.hotline.default_queue,
-        default_language=routing.hotline.default_language,
-    )
+    config = flow_config(load_routing(settings.routing_dir))
     server = FastAgiServer(settings.fastagi)
 
     async def inbound(session: AgiSession) -> None:

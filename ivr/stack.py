@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -231,6 +232,7 @@ class Stack:
 
     def _summary(self, did: str) -> list[str]:
         s = self.settings
+        ivr = shutil.which("ivr") or str(Path(sys.executable).parent / "ivr")
         lines = ["hotline stack is up (all on 127.0.0.1):"]
         for rec in self._records().values():
             lines.append(f"  {rec.name:<9} pid {rec.pid:<7} {rec.endpoint}  log {rec.log}")
@@ -238,13 +240,13 @@ class Stack:
             "",
             f"  supervisor web page: http://{s.web.host}:{s.web.port}/",
             "  place a test call (Local channel, prints what happened):",
-            f"      ivr call --did {did} --from 13800138000 --digits 1",
+            f"      {ivr} call --did {did} --from 13800138000 --digits 1",
             f"  or from a SIP phone on this machine: sip:{did}@127.0.0.1:{s.asterisk.sip_port}"
             " (trunk 'pstn', no auth)",
         ]
         if self.sim_agents:
             lines.append("  each desk queue has a simulated agent (answers after 1 s)")
-        lines.append("  stop everything: ivr down    health: ivr status")
+        lines.append(f"  stop everything: {ivr} down    health: {ivr} status")
         return lines
 
     # --- status ----------------------------------------------------------------------

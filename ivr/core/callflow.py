@@ -24,6 +24,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
+from ivr.core.routing_models import Routing
+
 
 class Stage(StrEnum):
     GREETING = "greeting"  # the greeting is playing
@@ -49,6 +51,14 @@ class CallFacts:
     did: str
     caller: str
     now: float
+
+
+def flow_config(routing: Routing) -> FlowConfig:
+    """The call flow's configuration from the validated routing data."""
+    return FlowConfig(
+        default_queue=routing.hotline.default_queue,
+        default_language=routing.hotline.default_language,
+    )
 
 
 # --- commands (what the adapter must do) --------------------------------------------------

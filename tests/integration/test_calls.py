@@ -9,6 +9,10 @@ import sys
 
 import pytest
 
+from ivr import redis_keys
+from ivr.adapters.sipp import message_counts, run_caller
+from ivr.stack import asterisk_instance
+
 pytestmark = pytest.mark.integration
 
 
@@ -54,3 +58,47 @@ def test_given_bad_digits_when_ivr_call_then_clear_error_and_no_call(cli_env):
     )  # fmt: skip
     assert proc.returncode == 2
     assert "--digits may hold only 0-9, * and #" in proc.stderr
+
+
+def test_given_sip_caller_when_calling_did_then_greeting_rfc2833_digit_and_queue(
+    settings, redis_client, stored_events, wait_for
+):
+    inst = asterisk_instance(settings)
+    caller = "13912345678"
+    result = run_caller(
+        settings.asterisk.root,
+        inst.base / "sipp" / "sip-caller",
+        target=f"127.0.0.1:{settings.asterisk.sip_port}",
+        did="95158",
+        caller_id=caller,
+        digits="1",
+        hold_s=40,
+    )
+    assert (result.total, result.successful, result.failed) == (1, 1, 0), result.stderr_tail
+    assert message_counts(result)["BYE_Recv"] == 1  # the hotline ended the call, not sipp
+
+    def the_sip_call() -> str | None:
+        for _, ev in redis_client.xrange(redis_keys.AMI_EVENTS, "-", "+"):
+            if (
+                ev.get("Event") == "Newchannel"
+                and ev.get("Channel", "").startswith("PJSIP/pstn-")
+                and ev.get("CallerIDNum") == caller
+            ):
+                return ev["Linkedid"]
+        return None
+
+    linkedid = wait_for(the_sip_call, 5, "the SIP call's Newchannel in Redis")
+    events = wait_for(
+        lambda: (evs := stored_events(linkedid)) and evs[-1]["Event"] == "Hangup" and evs,
+        5,
+        "the SIP call's last Hangup",
+    )
+    pjsip = [e for e in events if e.get("Channel", "").startswith("PJSIP/pstn-")]
+    names = [e["Event"] for e in pjsip]
+    assert names[0] == "Newchannel" and "Hangup" in names
+    commands = [e["Command"] for e in pjsip if e["Event"] == "AGIExecStart"]
+    assert commands[:2] == ["ANSWER", commands[1]] and commands[1].endswith('zh/greeting ""')
+    digits = [e["Digit"] for e in pjsip if e["Event"] == "DTMFEnd" and e["Direction"] == "Received"]
+    assert digits == ["1"]
+    joins = [e["Queue"] for e in pjsip if e["Event"] == "QueueCallerJoin"]
+    assert joins == ["consultation"]

@@ -1,0 +1,371 @@
+"""Drive SIP calls with sipp 3.8 inside the Debian sid root (see scripts/build-asterisk-root).
+
+Two scenarios live in the repository's ``sipp/`` directory as ``string.Template`` files:
+
+* ``caller.xml``, a resident calling the hotline (UAC): it speaks (``g711a.pcap``), presses
+  keys (``dtmf_2833_<key>.pcap``, RFC 2833 payload 101) and waits for the hotline's BYE,
+  or hangs up itself after a hold time. Run it with :func:`run_caller`.
+* ``agent.xml``, an agent's phone (UAS) on its own port: rings, answers with PCMA, speaks,
+  and hangs up unless the PBX does first; a CANCEL while ringing is a normal ending. Run it
+  with :func:`start_agent` and :func:`stop_agent`.
+
+Each run renders its scenario into a work directory inside the root and starts
+``chroot ROOT sh -c 'cd WORKDIR && exec sipp …'``, so sipp writes its files there:
+
+* ``stats.csv`` (``-trace_stat -stf stats.csv``): the statistics, one row per ``-fd`` period
+  and a final row written when sipp exits. :class:`SippResult` comes from that last row:
+  ``TotalCallCreated``, ``SuccessfulCall(C)``, ``FailedCall(C)`` and ``CurrentCall``.
+* ``errors.log`` (``-trace_err``): unexpected messages, and one line per ``ontimeout`` jump,
+  which the scenarios use as timed waits (these lines are not failures).
+* ``screen.log`` (``-trace_screen``): the final screens, per-message counts included.
+* ``<scenario>_<pid>_counts.csv`` (``-trace_counts``): per-message counts, see
+  :func:`message_counts`.
+* ``sipp.stderr``: sipp's standard error; :attr:`SippResult.stderr_tail` is its end.
+
+sipp's exit status is in :attr:`SippResult.returncode`: 0 when every call succeeded, 1 when
+some failed, 255 on ``-timeout_error`` or a fatal error, 254 when it could not bind.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import re
+import shlex
+import signal
+import socket
+import string
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from ivr.errors import StackError
+
+logger = logging.getLogger(__name__)
+
+SIPP_BIN = "/usr/bin/sipp"  # inside the root
+PCAP_DIR = PurePosixPath("/usr/share/sip-tester")  # Debian's RTP pcaps, inside the root
+SCENARIO_DIR = Path(__file__).resolve().parents[2] / "sipp"  # the repository's sipp/
+
+LOCAL_IP = "127.0.0.1"
+SPEECH_MS = 7200  # g711a.pcap lasts 7.05 s
+DIGIT_PCAPS: dict[str, str] = {d: f"dtmf_2833_{d}.pcap" for d in "0123456789"} | {
+    "*": "dtmf_2833_star.pcap",
+    "#": "dtmf_2833_pound.pcap",
+}
+
+_USER_PART = re.compile(r"[0-9A-Za-z+._-]{1,64}")
+_TARGET = re.compile(r"[0-9A-Za-z.-]+:[0-9]{1,5}")
+_OUTPUT_GLOBS = ("stats.csv", "errors.log", "screen.log", "sipp.stderr", "*_counts.csv")
+_STDERR_TAIL = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class SippResult:
+    """How a sipp run ended, from the final row of its ``stats.csv``.
+
+    ``total`` is the number of calls sipp created; ``failed`` is sipp's ``FailedCall`` plus
+    the calls still open when it stopped (a ``-timeout`` or a hard stop), so that
+    ``successful + failed == total``.
+    """
+
+    total: int
+    successful: int
+    failed: int
+    returncode: int
+    workdir: Path  # on the host
+    stderr_tail: str
+
+
+class AgentProcess(subprocess.Popen[bytes]):
+    """A running agent UAS; remembers its work directory for :func:`stop_agent`."""
+
+    workdir: Path
+
+
+def run_caller(
+    root: Path,
+    workdir_inner: PurePosixPath,
+    *,
+    target: str,
+    did: str,
+    caller_id: str = "13800138000",
+    digits: str = "",
+    calls: int = 1,
+    concurrency: int = 1,
+    rate_per_s: float = 10.0,
+    hold_s: float = 10.0,
+    local_port: int = 0,
+    timeout_s: float = 120.0,
+    digit_interval_s: float = 0.5,
+) -> SippResult:
+    """Place ``calls`` calls to ``did`` at ``target`` ("127.0.0.1:<sip_port>") and wait.
+
+    Each call speaks for 7.2 s, presses ``digits`` one every ``digit_interval_s`` seconds,
+    then waits up to ``hold_s`` seconds for the hotline's BYE before hanging up itself.
+    At most ``concurrency`` calls are open at once, started at ``rate_per_s`` per second.
+    ``local_port`` 0 picks a free UDP port. sipp stops after ``timeout_s`` seconds
+    whatever happens (``-timeout``, ``-timeout_error``).
+    """
+    if not set(digits) <= DIGIT_PCAPS.keys():
+        raise ValueError(f"digits must be 0-9, * or #: {digits!r}")
+    for name, value in (("did", did), ("caller_id", caller_id)):
+        if not _USER_PART.fullmatch(value):
+            raise ValueError(f"{name} must be 1-64 of 0-9 A-Z a-z + . _ -: {value!r}")
+    if not _TARGET.fullmatch(target):
+        raise ValueError(f"target must be host:port: {target!r}")
+    if calls < 1 or concurrency < 1:
+        raise ValueError("calls and concurrency must be at least 1")
+    if rate_per_s <= 0 or timeout_s <= 0 or hold_s < 0 or digit_interval_s < 0.2:
+        raise ValueError(
+            "rate_per_s and timeout_s must be positive, hold_s not negative, "
+            "digit_interval_s at least 0.2 (a key press lasts 0.14 s)"
+        )
+    if not 0 <= local_port <= 65535:
+        raise ValueError(f"local_port out of range: {local_port}")
+
+    workdir = _prepare(root, workdir_inner)
+    _render(
+        "caller.xml",
+        workdir,
+        speech_ms=str(SPEECH_MS),
+        digits=_digit_block(digits, round(digit_interval_s * 1000)),
+        hold_ms=str(max(1, round(hold_s * 1000))),  # a timeout of 0 would mean none
+    )
+    port = local_port or _free_udp_port()
+    args = [
+        target,
+        "-sf", "caller.xml",
+        "-s", did,
+        "-key", "caller_id", caller_id,
+        "-p", str(port),
+        "-m", str(calls),
+        "-l", str(concurrency),
+        "-r", f"{rate_per_s:g}",
+        "-timeout", f"{math.ceil(timeout_s * 1000)}ms",
+        "-timeout_error",
+        *_common_args(),
+    ]  # fmt: skip
+    command = _chroot_command(root, workdir_inner, args)
+    with (workdir / "sipp.stderr").open("wb") as err:
+        proc = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+            start_new_session=True,
+        )  # fmt: skip
+        try:
+            returncode = proc.wait(timeout=timeout_s + 15.0)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            returncode = proc.wait()
+    return _result(workdir, returncode)
+
+
+def start_agent(
+    root: Path,
+    workdir_inner: PurePosixPath,
+    *,
+    port: int,
+    ring_s: float = 0.5,
+    talk_s: float = 3.0,
+    max_run_s: float = 3600.0,
+) -> subprocess.Popen[bytes]:
+    """Start an agent phone (UAS) on 127.0.0.1:``port``; it runs until :func:`stop_agent`.
+
+    Every INVITE rings for ``ring_s`` seconds, is answered with PCMA, and the agent hangs up
+    after ``talk_s`` seconds unless the PBX does first. sipp ends by itself after
+    ``max_run_s`` seconds (``-timeout``), so a forgotten agent does not live forever.
+    Returns once sipp has bound the port.
+    """
+    if not 1 <= port <= 65535:
+        raise ValueError(f"port out of range: {port}")
+    if ring_s < 0 or talk_s < 0 or max_run_s <= 0:
+        raise ValueError("ring_s and talk_s must not be negative, max_run_s must be positive")
+    if not _udp_port_free(port):
+        raise StackError(f"UDP port 127.0.0.1:{port} is already in use", port=port)
+
+    workdir = _prepare(root, workdir_inner)
+    _render(
+        "agent.xml",
+        workdir,
+        ring_ms=str(max(1, round(ring_s * 1000))),
+        talk_ms=str(max(1, round(talk_s * 1000))),
+    )
+    args = [
+        "-sf", "agent.xml",
+        "-p", str(port),
+        "-timeout", f"{math.ceil(max_run_s * 1000)}ms",
+        *_common_args(),
+    ]  # fmt: skip
+    command = _chroot_command(root, workdir_inner, args)
+    with (workdir / "sipp.stderr").open("wb") as err:
+        proc = AgentProcess(
+            command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+            start_new_session=True,
+        )  # fmt: skip
+    proc.workdir = workdir
+    deadline = time.monotonic() + 10.0
+    while _udp_port_free(port):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            raise StackError(
+                f"sipp agent did not start on port {port}:\n{_tail(workdir / 'sipp.stderr')}",
+                port=port,
+                returncode=proc.returncode,
+            )
+        time.sleep(0.05)
+    return proc
+
+
+def stop_agent(proc: subprocess.Popen[bytes], timeout_s: float = 30.0) -> SippResult:
+    """Stop an agent started by :func:`start_agent` and count its calls.
+
+    SIGUSR1 asks sipp to take no new call and exit once the open ones have ended; calls
+    still open after ``timeout_s`` seconds are cut short (SIGINT, then SIGKILL) and count
+    as failed.
+    """
+    if not isinstance(proc, AgentProcess):
+        raise TypeError("stop_agent needs the process returned by start_agent")
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGUSR1)
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=5.0)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+    assert proc.returncode is not None
+    return _result(proc.workdir, proc.returncode)
+
+
+def message_counts(result: SippResult) -> dict[str, int]:
+    """Per-message totals of a run, from its ``-trace_counts`` file.
+
+    Keys are ``<message>_<what>`` summed over the scenario's steps, e.g. ``BYE_Recv`` (BYEs
+    from the other side), ``BYE_Sent``, ``CANCEL_Recv``, ``487_Sent``, ``BYE_Timeout``
+    (timed waits that ran out). Empty if sipp wrote no counts file.
+    """
+    files = sorted(result.workdir.glob("*_counts.csv"))
+    if not files:
+        return {}
+    rows = list(csv.reader(files[-1].read_text().splitlines(), delimiter=";"))
+    if len(rows) < 2:
+        return {}
+    totals: dict[str, int] = {}
+    for column, value in zip(rows[0][2:], rows[-1][2:], strict=False):
+        if not column or not value.isdigit():
+            continue
+        key = column.split("_", 1)[1]
+        totals[key] = totals.get(key, 0) + int(value)
+    return totals
+
+
+# --- helpers --------------------------------------------------------------------------
+
+
+def _common_args() -> list[str]:
+    return [
+        "-nostdin",
+        "-i", LOCAL_IP,
+        "-bind_local",
+        "-mi", LOCAL_IP,
+        "-ci", LOCAL_IP,
+        "-aa",
+        "-trace_stat", "-stf", "stats.csv",
+        "-trace_err", "-error_file", "errors.log",
+        "-trace_screen", "-screen_file", "screen.log",
+        "-trace_counts",
+    ]  # fmt: skip
+
+
+def _chroot_command(root: Path, workdir_inner: PurePosixPath, args: list[str]) -> list[str]:
+    script = f"cd {shlex.quote(str(workdir_inner))} && exec {SIPP_BIN} {shlex.join(args)}"
+    logger.info("sipp", extra={"root": str(root), "command": script})
+    return ["chroot", str(root), "sh", "-c", script]
+
+
+def _prepare(root: Path, workdir_inner: PurePosixPath) -> Path:
+    if not workdir_inner.is_absolute():
+        raise ValueError(f"workdir_inner must be an absolute path inside the root: {workdir_inner}")
+    if not (root / SIPP_BIN.lstrip("/")).exists():
+        raise StackError(f"no sipp in {root}: run scripts/provision first", root=str(root))
+    workdir = root / workdir_inner.relative_to("/")
+    workdir.mkdir(parents=True, exist_ok=True)
+    for pattern in _OUTPUT_GLOBS:
+        for old in workdir.glob(pattern):
+            old.unlink()
+    return workdir
+
+
+def _render(name: str, workdir: Path, **values: str) -> None:
+    template = string.Template((SCENARIO_DIR / name).read_text(encoding="iso-8859-1"))
+    (workdir / name).write_text(template.substitute(values), encoding="iso-8859-1")
+
+
+def _digit_block(digits: str, interval_ms: int) -> str:
+    """One play_pcap_audio per key, each followed by a timed wait that a BYE cuts short."""
+    blocks = []
+    for n, key in enumerate(digits):
+        pcap = PCAP_DIR / DIGIT_PCAPS[key]
+        blocks.append(
+            f"  <!-- key {key} -->\n"
+            f'  <nop><action><exec play_pcap_audio="{pcap}"/></action></nop>\n'
+            f'  <recv request="BYE" timeout="{interval_ms}" ontimeout="key_{n}"'
+            f' next="server_bye"/>\n'
+            f'  <label id="key_{n}"/>\n'
+        )
+    return "".join(blocks)
+
+
+def _result(workdir: Path, returncode: int) -> SippResult:
+    stats = _final_stats(workdir / "stats.csv")
+    total = stats.get("TotalCallCreated", 0)
+    successful = stats.get("SuccessfulCall(C)", 0)
+    failed = stats.get("FailedCall(C)", 0) + stats.get("CurrentCall", 0)
+    return SippResult(
+        total=total,
+        successful=successful,
+        failed=failed,
+        returncode=returncode,
+        workdir=workdir,
+        stderr_tail=_tail(workdir / "sipp.stderr"),
+    )
+
+
+def _final_stats(path: Path) -> dict[str, int]:
+    if not path.exists():
+        return {}
+    lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    if len(lines) < 2:
+        return {}
+    header = lines[0].split(";")
+    values = lines[-1].split(";")
+    return {k: int(v) for k, v in zip(header, values, strict=False) if v.isdigit()}
+
+
+def _tail(path: Path) -> str:
+    if not path.exists():
+        return ""
+    return path.read_text(errors="replace")[-_STDERR_TAIL:]
+
+
+def _free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind((LOCAL_IP, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _udp_port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.bind((LOCAL_IP, port))
+        except OSError:
+            return False
+        return True
