@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -30,7 +31,7 @@ import redis
 from ivr import redis_keys
 from ivr.adapters import prompts
 from ivr.adapters.asterisk import AsteriskInstance
-from ivr.adapters.ports import is_free, port_owner
+from ivr.adapters.ports import free_port, is_free, port_owner
 from ivr.adapters.processes import pid_alive, spawn_detached
 from ivr.adapters.routing_files import load_routing
 from ivr.errors import StackError
@@ -91,6 +92,24 @@ def settings_env(settings: Settings) -> dict[str, str]:
     flatten("", settings.model_dump(mode="json"))
     env["IVR_AMI__SECRET"] = settings.ami_secret()
     return env
+
+
+def isolated_settings(run_dir: Path, instance: str, **extra: Any) -> Settings:
+    """Settings for a private stack on free ports (tests, benchmarks), beside any other.
+
+    The AMI link is checked every second so a dead link is noticed within about 2 s.
+    """
+    ami = {"port": free_port(), "ping_interval_s": 1.0, "ping_timeout_s": 1.0,
+           "backoff_max_s": 2.0} | extra.pop("ami", {})  # fmt: skip
+    return Settings(
+        run_dir=run_dir,
+        fastagi={"port": free_port()},
+        ami=ami,
+        redis={"url": f"redis://127.0.0.1:{free_port()}/0"},
+        web={"port": free_port()},
+        asterisk={"instance": instance, "sip_port": free_port("udp")},
+        **extra,
+    )
 
 
 class Stack:

@@ -16,38 +16,22 @@ import pytest
 import redis
 
 from ivr import redis_keys
-from ivr.adapters.ports import free_port
 from ivr.settings import Settings
-from ivr.stack import Stack, asterisk_instance
+from ivr.stack import Stack, asterisk_instance, isolated_settings
 
 REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "test-artifacts"
 
 
-def stack_settings(run_dir: Path, instance: str, **extra: Any) -> Settings:
-    """Settings for a private stack: every port free, short AMI ping for fast detection."""
-    ami = {"port": free_port(), "ping_interval_s": 1.0, "ping_timeout_s": 1.0,
-           "backoff_max_s": 2.0} | extra.pop("ami", {})  # fmt: skip
-    return Settings(
-        run_dir=run_dir,
-        fastagi={"port": free_port()},
-        ami=ami,
-        redis={"url": f"redis://127.0.0.1:{free_port()}/0"},
-        web={"port": free_port()},
-        asterisk={"instance": instance, "sip_port": free_port("udp")},
-        **extra,
-    )
-
-
 @pytest.fixture
 def make_settings() -> Callable[..., Settings]:
     """``make_settings(run_dir, instance, **overrides)``: settings for a private stack."""
-    return stack_settings
+    return isolated_settings
 
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    settings = stack_settings(tmp_path_factory.mktemp("stack"), f"t{os.getpid()}")
+    settings = isolated_settings(tmp_path_factory.mktemp("stack"), f"t{os.getpid()}")
     st = Stack(settings)
     st.up()
     try:
