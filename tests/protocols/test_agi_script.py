@@ -1,0 +1,80 @@
+"""agi_scripts/inbound.py: process AGI over real pipes, driven like Asterisk drives it."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = REPO / "agi_scripts" / "inbound.py"
+ENV_BLOCK = (
+    b"agi_request: inbound.py\nagi_channel: PJSIP/pstn-00000001\nagi_language: en\n"
+    b"agi_type: PJSIP\nagi_uniqueid: 1700000000.1\nagi_callerid: 13800138000\n"
+    b"agi_context: from-pstn\nagi_extension: 95158\nagi_priority: 4\n"
+    b"agi_arg_1: /srv/hotline-x/prompts\n\n"
+)
+
+
+def _start() -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, str(SCRIPT), "/srv/hotline-x/prompts"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+
+
+def _drive(proc: subprocess.Popen[bytes], hangup_after: int | None = None) -> list[str]:
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write(ENV_BLOCK)
+    proc.stdin.flush()
+    seen: list[str] = []
+    while line := proc.stdout.readline():
+        seen.append(line.decode().rstrip("\n"))
+        if hangup_after is not None and len(seen) == hangup_after:
+            proc.send_signal(signal.SIGHUP)  # what Asterisk does when the caller hangs up
+        reply = b"200 result=1\n" if seen[-1].startswith("SET") else b"200 result=0 endpos=800\n"
+        proc.stdin.write(reply)
+        proc.stdin.flush()
+    proc.stdin.close()
+    proc.stdout.close()
+    proc.wait(timeout=10)
+    return seen
+
+
+def _stderr(proc: subprocess.Popen[bytes]) -> str:
+    assert proc.stderr is not None
+    with proc.stderr:
+        return proc.stderr.read().decode()
+
+
+def test_given_process_agi_when_call_flows_then_same_commands_as_fastagi_route():
+    proc = _start()
+    seen = _drive(proc)
+    err = _stderr(proc)
+    assert proc.returncode == 0, err
+    assert seen == [
+        "ANSWER",
+        'STREAM FILE /srv/hotline-x/prompts/zh/greeting ""',
+        "SET VARIABLE IVR_LANGUAGE zh",
+        "SET VARIABLE IVR_QUEUE consultation",
+        "SET VARIABLE IVR_NEXT queue",
+    ]
+
+
+def test_given_sighup_during_greeting_then_script_stops_cleanly_without_routing():
+    proc = _start()
+    seen = _drive(proc, hangup_after=2)
+    err = _stderr(proc)
+    assert proc.returncode == 0, err
+    assert seen == ["ANSWER", 'STREAM FILE /srv/hotline-x/prompts/zh/greeting ""']
+
+
+def test_given_no_prompts_argument_then_usage_error():
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT)], capture_output=True, input=b"", timeout=10, check=False
+    )
+    assert proc.returncode == 2
+    assert b"usage" in proc.stderr
