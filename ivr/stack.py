@@ -35,7 +35,14 @@ from ivr.adapters.ports import free_port, is_free, port_owner
 from ivr.adapters.processes import pid_alive, spawn_detached
 from ivr.adapters.routing_files import load_routing
 from ivr.errors import StackError
-from ivr.settings import Settings
+from ivr.settings import (
+    AmiSettings,
+    AsteriskSettings,
+    FastAgiSettings,
+    RedisSettings,
+    Settings,
+    WebSettings,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -99,15 +106,17 @@ def isolated_settings(run_dir: Path, instance: str, **extra: Any) -> Settings:
 
     The AMI link is checked every second so a dead link is noticed within about 2 s.
     """
-    ami = {"port": free_port(), "ping_interval_s": 1.0, "ping_timeout_s": 1.0,
-           "backoff_max_s": 2.0} | extra.pop("ami", {})  # fmt: skip
+    ami = AmiSettings.model_validate(
+        {"port": free_port(), "ping_interval_s": 1.0, "ping_timeout_s": 1.0, "backoff_max_s": 2.0}
+        | extra.pop("ami", {})
+    )
     return Settings(
         run_dir=run_dir,
-        fastagi={"port": free_port()},
+        fastagi=FastAgiSettings(port=free_port()),
         ami=ami,
-        redis={"url": f"redis://127.0.0.1:{free_port()}/0"},
-        web={"port": free_port()},
-        asterisk={"instance": instance, "sip_port": free_port("udp")},
+        redis=RedisSettings(url=f"redis://127.0.0.1:{free_port()}/0"),
+        web=WebSettings(port=free_port()),
+        asterisk=AsteriskSettings(instance=instance, sip_port=free_port("udp")),
         **extra,
     )
 

@@ -21,14 +21,18 @@ logger = logging.getLogger(__name__)
 
 KEPT_EVENTS = frozenset(
     {
-        "Newchannel", "Hangup", "Newstate", "NewCallerid", "NewConnectedLine",
-        "AGIExecStart", "AGIExecEnd", "DTMFEnd", "DialBegin", "DialEnd", "BridgeEnter", "BridgeLeave",
-        "QueueCallerJoin", "QueueCallerLeave", "QueueCallerAbandon",
-        "AgentCalled", "AgentConnect", "AgentComplete", "AgentRingNoAnswer", "AgentDump",
-        "QueueMemberAdded", "QueueMemberRemoved", "QueueMemberStatus", "QueueMemberPause",
-        "FullyBooted", "Reload", "Shutdown",
+        # channels and the dialplan
+        *("Newchannel", "Hangup", "Newstate", "NewCallerid", "NewConnectedLine"),
+        *("AGIExecStart", "AGIExecEnd", "DTMFEnd"),
+        *("DialBegin", "DialEnd", "BridgeEnter", "BridgeLeave"),
+        # queues and agents
+        *("QueueCallerJoin", "QueueCallerLeave", "QueueCallerAbandon"),
+        *("AgentCalled", "AgentConnect", "AgentComplete", "AgentRingNoAnswer", "AgentDump"),
+        *("QueueMemberAdded", "QueueMemberRemoved", "QueueMemberStatus", "QueueMemberPause"),
+        # Asterisk itself
+        *("FullyBooted", "Reload", "Shutdown"),
     }
-)  # fmt: skip
+)
 
 
 def is_kept(message: AmiMessage) -> bool:
