@@ -266,7 +266,7 @@ class Stack:
             lines.append(f"  {rec.name:<9} pid {rec.pid:<7} {rec.endpoint}  log {rec.log}")
         lines += [
             "",
-            f"  supervisor web page: http://{s.web.host}:{s.web.port}/",
+            f"  web status page: http://{s.web.host}:{s.web.port}/",
             "  place a test call (Local channel, prints what happened):",
             f"      {ivr} call --did {did} --from 13800138000 --digits 1",
             f"  or from a SIP phone on this machine: sip:{did}@127.0.0.1:{s.asterisk.sip_port}"

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 
 from ivr.errors import HotlineError
 from ivr.settings import Settings
-from ivr.web.routes import health
+from ivr.web.routes import health, pages
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -28,6 +28,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     app = FastAPI(title="hotline", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.include_router(health.router)
+    app.include_router(pages.router)
 
     @app.exception_handler(HotlineError)
     async def domain_error(_: Request, exc: HotlineError) -> JSONResponse:

@@ -7,6 +7,7 @@ import socket
 import subprocess
 from pathlib import Path
 
+import httpx
 import pytest
 
 from ivr.cli import main
@@ -85,3 +86,13 @@ def test_given_stack_when_down_then_exactly_its_pids_stop(tmp_path, make_setting
 
 def main_status_exit(settings) -> int:
     return 0 if all(s.ok for s in Stack(settings).status()) else 1
+
+
+def test_given_stack_up_then_status_page_and_health_report_the_listener(settings):
+    base = f"http://{settings.web.host}:{settings.web.port}"
+    page = httpx.get(f"{base}/", timeout=5)
+    assert page.status_code == 200 and "hotline" in page.text
+    health = httpx.get(f"{base}/health", timeout=5).json()
+    assert health["status"] == "ok" and health["redis"] is True
+    assert health["ami_listener"]["connected"] is True
+    assert health["ami_listener"]["events"] > 0

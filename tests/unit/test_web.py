@@ -1,0 +1,26 @@
+"""The web app's health route without a reachable Redis (TestClient, no server)."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+
+from ivr.adapters.ports import free_port
+from ivr.settings import Settings
+from ivr.web.app import create_app
+
+
+def test_given_redis_unreachable_when_health_then_503_degraded():
+    settings = Settings(redis={"url": f"redis://127.0.0.1:{free_port()}/0"})
+    with TestClient(create_app(settings)) as client:
+        response = client.get("/health")
+    assert response.status_code == 503
+    assert response.json()["status"] == "degraded"
+    assert response.json()["redis"] is False
+
+
+def test_status_page_is_served_without_customer_data():
+    settings = Settings(redis={"url": f"redis://127.0.0.1:{free_port()}/0"})
+    with TestClient(create_app(settings)) as client:
+        page = client.get("/")
+    assert page.status_code == 200
+    assert "service status" in page.text
