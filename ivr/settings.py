@@ -9,8 +9,10 @@ Invalid configuration raises :class:`ivr.errors.ConfigError` naming the offendin
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Self
 
@@ -123,8 +125,37 @@ class Settings(BaseSettings):
         return self.ami.secret.get_secret_value()
 
 
+# IVR_* variables that are not settings: read by the env-file lookup and by scripts/provision.
+NON_SETTING_VARIABLES = frozenset(
+    {"IVR_ENV_FILE", "IVR_CACHE_DIR", "IVR_DEBIAN_MIRROR", "IVR_VENV"}
+)
+
+
+def known_variables() -> frozenset[str]:
+    names = set(NON_SETTING_VARIABLES)
+    for name, field in Settings.model_fields.items():
+        names.add(f"IVR_{name.upper()}")
+        model = field.annotation
+        if isinstance(model, type) and issubclass(model, BaseModel):
+            names.update(f"IVR_{name.upper()}__{sub.upper()}" for sub in model.model_fields)
+    return frozenset(names)
+
+
+def _check_environment(environ: Mapping[str, str]) -> None:
+    """pydantic-settings ignores unknown variables; a typo must not pass unnoticed."""
+    known = known_variables()
+    unknown = sorted(k for k in environ if k.upper().startswith("IVR_") and k.upper() not in known)
+    if unknown:
+        hints = []
+        for name in unknown:
+            close = difflib.get_close_matches(name.upper(), known, n=1)
+            hints.append(f"{name}" + (f" (did you mean {close[0]}?)" if close else ""))
+        raise ConfigError("invalid configuration: unknown setting " + ", ".join(hints))
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Build the settings, turning validation errors into one ConfigError naming the keys."""
+    _check_environment(os.environ)
     try:
         return Settings(**overrides)
     except ValidationError as exc:
