@@ -153,6 +153,8 @@ class Stack:
                 f"the stack is already up (run dir {self.run_dir}); see `ivr status`, "
                 "or `ivr down` first"
             )
+        if os.geteuid() != 0:
+            raise StackError("ivr up must run as root: Asterisk runs in a chroot (sudo ivr up)")
         self.state_file.unlink(missing_ok=True)
         routing = load_routing(self.settings.routing_dir)  # refuse to start on a bad file
         catalog = prompts.load_catalog(
