@@ -24,6 +24,9 @@ from ivr.errors import ConfigError
 REPO_DIR = Path(__file__).resolve().parent.parent
 
 
+PLACEHOLDERS = frozenset({"change-me", "changeme", "secret", "password"})
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -102,6 +105,8 @@ class Settings(BaseSettings):
         """No built-in secrets, and nothing listens beyond loopback unless asked."""
         if self.ami.secret is None and self.ami_secret_file.exists():
             self.ami.secret = SecretStr(self.ami_secret_file.read_text().strip())
+        if self.ami.secret is not None and self.ami.secret.get_secret_value() in PLACEHOLDERS:
+            raise ValueError("ami.secret: IVR_AMI__SECRET is still the example placeholder")
         if not self.allow_public_bind:
             for name, listen in (("fastagi", self.fastagi), ("web", self.web)):
                 if not _is_loopback(listen.host):

@@ -23,7 +23,6 @@ from ivr.errors import StackError
 logger = logging.getLogger(__name__)
 
 ASTERISK_BIN = "/usr/sbin/asterisk"
-MODULES_DIR = "/usr/lib/x86_64-linux-gnu/asterisk/modules"
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +46,14 @@ class AsteriskInstance:
     def host_path(self, inner: PurePosixPath) -> Path:
         """Where a path inside the root lies on the host."""
         return self.root / inner.relative_to("/")
+
+    @property
+    def modules_dir(self) -> PurePosixPath:
+        """Debian's multiarch module directory (x86_64-linux-gnu, aarch64-linux-gnu ...)."""
+        found = sorted(self.root.glob("usr/lib/*/asterisk/modules"))
+        if not found:
+            raise StackError(f"no Asterisk modules in {self.root}: run scripts/provision")
+        return PurePosixPath("/") / found[0].relative_to(self.root)
 
     @property
     def config_file(self) -> PurePosixPath:
@@ -121,7 +128,7 @@ class AsteriskInstance:
             "[directories]\n"
             f"astcachedir => {b}/cache\n"
             f"astetcdir => {b}/etc\n"
-            f"astmoddir => {MODULES_DIR}\n"
+            f"astmoddir => {self.modules_dir}\n"
             f"astvarlibdir => {b}/lib\n"
             f"astdbdir => {b}/lib\n"
             "astkeydir => /usr/share/asterisk\n"

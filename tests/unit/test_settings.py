@@ -198,3 +198,11 @@ def test_given_secret_from_file_when_settings_shown_then_secret_hidden(clean_env
 
     assert settings.ami_secret() == SECRET
     assert SECRET not in repr(settings)
+
+
+def test_given_placeholder_ami_secret_when_loaded_then_refused(monkeypatch):
+    monkeypatch.setenv("IVR_AMI__SECRET", "change-me")
+
+    message = config_error()
+
+    assert "IVR_AMI__SECRET is still the example placeholder" in message

@@ -1,0 +1,210 @@
+#!/bin/sh
+# Entrypoint of docker/asterisk.Dockerfile. Writes the per-instance files that
+# ivr/adapters/asterisk.py (AsteriskInstance.render) writes for `ivr up`, from the environment,
+# then runs Asterisk in the foreground. The files have the same content and format; the only
+# differences are container-only and marked below:
+#   - asterisk.conf: Debian's standard directories instead of /srv/hotline-<instance>;
+#   - SIP and AMI bind the container's address (0.0.0.0) instead of 127.0.0.1;
+#   - the AMI account and the SIP trunk also admit ASTERISK_PERMIT_SUBNET (the compose network:
+#     the other containers, and the host through the loopback-only published ports);
+#   - rtp.conf is rewritten only when ASTERISK_RTP_START and ASTERISK_RTP_END are both set.
+# Variables (docker/ivr.env.example lists them all):
+#   IVR_AMI__SECRET           AMI secret, REQUIRED (no default; the placeholder is refused)
+#   IVR_AMI__USERNAME         AMI account                 (hotline)
+#   IVR_AMI__PORT             AMI port                    (5038)
+#   IVR_ASTERISK__SIP_PORT    SIP/UDP port                (5060)
+#   IVR_ASTERISK__INSTANCE    systemname                  (hotline)
+#   IVR_FASTAGI__PORT         port of the default ASTERISK_AGI_URL (4573)
+#   ASTERISK_AGI_URL          FastAGI base URL, the dialplan's IVR_AGI_URL (agi://agi:$IVR_FASTAGI__PORT)
+#   ASTERISK_PROMPTS          built prompts (<lang>/<key>.wav), the dialplan's IVR_PROMPTS
+#                             (/var/lib/hotline/prompts)
+#   ASTERISK_SIP_BINDADDR     SIP bind address            (0.0.0.0)
+#   ASTERISK_AMI_BINDADDR     AMI bind address            (0.0.0.0)
+#   ASTERISK_PERMIT_SUBNET    CIDR admitted to AMI and the trunk besides 127.0.0.1 (none)
+#   ASTERISK_SIP_TRUNK_MATCH  sources identified as the pstn trunk (ASTERISK_PERMIT_SUBNET)
+#   ASTERISK_RTP_START, ASTERISK_RTP_END   RTP port range (unset: dialplan/rtp.conf, 10000-20000)
+set -eu
+
+etc=/etc/asterisk
+
+say() { printf 'asterisk-entrypoint: %s\n' "$*" >&2; }
+die() { say "ERROR: $*"; exit 64; }
+
+is_port() { # value
+    case $1 in '' | *[!0-9]*) return 1 ;; esac
+    [ "${#1}" -le 5 ] && [ "$1" -ge 1 ] && [ "$1" -le 65535 ]
+}
+
+is_ipv4() { # value
+    case $1 in '' | *[!0-9.]* | .* | *. | *..*) return 1 ;; esac
+    old_ifs=$IFS
+    IFS=.
+    # shellcheck disable=SC2086 # split on dots on purpose
+    set -- $1
+    IFS=$old_ifs
+    [ "$#" -eq 4 ] || return 1
+    for octet in "$@"; do
+        [ "${#octet}" -le 3 ] && [ "$octet" -le 255 ] || return 1
+    done
+}
+
+cidr_netmask() { # prefix length (0-32) -> dotted netmask, the form render() writes
+    bits=$1 mask='' i=0
+    while [ "$i" -lt 4 ]; do
+        if [ "$bits" -ge 8 ]; then
+            octet=255 bits=$((bits - 8))
+        else
+            octet=$((256 - (1 << (8 - bits)))) bits=0
+        fi
+        mask=${mask:+$mask.}$octet i=$((i + 1))
+    done
+    printf '%s\n' "$mask"
+}
+
+# --- the environment ----------------------------------------------------------------------
+secret=${IVR_AMI__SECRET:-}
+[ -n "$secret" ] || die "IVR_AMI__SECRET is not set. There is no default AMI secret: put one in
+docker/ivr.env (e.g. python3 -c 'import secrets; print(secrets.token_urlsafe(24))')."
+[ "$secret" != change-me ] || die "IVR_AMI__SECRET is still the placeholder 'change-me': set a real secret in docker/ivr.env."
+case $secret in
+    *[!A-Za-z0-9._~+/=@%:,-]*) die "IVR_AMI__SECRET may hold only A-Z a-z 0-9 . _ ~ + / = @ % : , - (';' starts a comment in Asterisk's config)" ;;
+esac
+
+username=${IVR_AMI__USERNAME:-hotline}
+case $username in
+    *[!A-Za-z0-9._-]*) die "IVR_AMI__USERNAME=$username: only A-Z a-z 0-9 . _ - allowed" ;;
+esac
+
+ami_port=${IVR_AMI__PORT:-5038}
+sip_port=${IVR_ASTERISK__SIP_PORT:-5060}
+agi_port=${IVR_FASTAGI__PORT:-4573}
+for pair in "IVR_AMI__PORT=$ami_port" "IVR_ASTERISK__SIP_PORT=$sip_port" "IVR_FASTAGI__PORT=$agi_port"; do
+    is_port "${pair#*=}" || die "$pair is not a port number (1-65535)"
+done
+
+instance=${IVR_ASTERISK__INSTANCE:-hotline}
+printf '%s\n' "$instance" | grep -Eqx '[a-z][a-z0-9-]{0,30}' \
+    || die "IVR_ASTERISK__INSTANCE=$instance: lower-case letters, digits and '-', starting with a letter"
+
+agi_url=${ASTERISK_AGI_URL:-agi://agi:$agi_port}
+case $agi_url in
+    *[!A-Za-z0-9.:/_-]*) die "ASTERISK_AGI_URL=$agi_url: unexpected characters" ;;
+    agi://?*) ;;
+    *) die "ASTERISK_AGI_URL=$agi_url must be agi://<host>[:<port>]" ;;
+esac
+
+prompts=${ASTERISK_PROMPTS:-/var/lib/hotline/prompts}
+case $prompts in
+    *[!A-Za-z0-9._/-]*) die "ASTERISK_PROMPTS=$prompts: unexpected characters" ;;
+    /*) ;;
+    *) die "ASTERISK_PROMPTS=$prompts must be an absolute path" ;;
+esac
+
+sip_bind=${ASTERISK_SIP_BINDADDR:-0.0.0.0}
+ami_bind=${ASTERISK_AMI_BINDADDR:-0.0.0.0}
+is_ipv4 "$sip_bind" || die "ASTERISK_SIP_BINDADDR=$sip_bind is not an IPv4 address"
+is_ipv4 "$ami_bind" || die "ASTERISK_AMI_BINDADDR=$ami_bind is not an IPv4 address"
+
+subnet=${ASTERISK_PERMIT_SUBNET:-}
+permit_extra=''
+if [ -n "$subnet" ]; then
+    net=${subnet%/*} prefix=${subnet#*/}
+    case $subnet in */*) ;; *) prefix='' ;; esac
+    case $prefix in '' | *[!0-9]*) prefix=99 ;; esac
+    { is_ipv4 "$net" && [ "$prefix" -le 32 ]; } \
+        || die "ASTERISK_PERMIT_SUBNET=$subnet must be an IPv4 network in CIDR form, e.g. 10.213.57.0/24"
+    permit_extra="permit = $net/$(cidr_netmask "$prefix")
+"
+else
+    say "ASTERISK_PERMIT_SUBNET is not set: AMI admits 127.0.0.1 only, so the ami role (another container) cannot log in"
+fi
+trunk_match=${ASTERISK_SIP_TRUNK_MATCH-$subnet}
+case $trunk_match in
+    *[!0-9./,]*) die "ASTERISK_SIP_TRUNK_MATCH=$trunk_match: IPv4 addresses or networks, comma-separated" ;;
+esac
+
+moddir=''
+for dir in /usr/lib/*/asterisk/modules /usr/lib/asterisk/modules; do
+    if [ -f "$dir/chan_pjsip.so" ]; then moddir=$dir; break; fi
+done
+[ -n "$moddir" ] || die "no Asterisk modules directory (chan_pjsip.so) under /usr/lib"
+
+# --- the generated files (AsteriskInstance.render) -----------------------------------------
+umask 022
+cat > "$etc/asterisk.conf" <<EOF
+[directories]
+astcachedir => /var/cache/asterisk
+astetcdir => $etc
+astmoddir => $moddir
+astvarlibdir => /var/lib/asterisk
+astdbdir => /var/lib/asterisk
+astkeydir => /usr/share/asterisk
+astdatadir => /usr/share/asterisk
+astagidir => /usr/share/asterisk/agi-bin
+astspooldir => /var/spool/asterisk
+astrundir => /var/run/asterisk
+astlogdir => /var/log/asterisk
+astsbindir => /usr/sbin
+
+[options]
+hideconnect = yes
+systemname = $instance
+EOF
+
+cat > "$etc/extensions_generated.conf" <<EOF
+IVR_AGI_URL = $agi_url
+IVR_PROMPTS = $prompts
+EOF
+
+cat > "$etc/pjsip_generated.conf" <<EOF
+[transport-udp]
+type = transport
+protocol = udp
+bind = $sip_bind:$sip_port
+EOF
+if [ -n "$trunk_match" ]; then
+    # Container-only: SIP from the host arrives through the published port from the compose
+    # network's gateway, not from 127.0.0.1 (the match of [pstn] in dialplan/pjsip.conf).
+    cat >> "$etc/pjsip_generated.conf" <<EOF
+
+[pstn-compose]
+type = identify
+endpoint = pstn
+match = $trunk_match
+EOF
+fi
+
+rm -f "$etc/manager_generated.conf"
+(
+    umask 077
+    cat > "$etc/manager_generated.conf" <<EOF
+port = $ami_port
+bindaddr = $ami_bind
+
+[$username]
+secret = $secret
+deny = 0.0.0.0/0.0.0.0
+permit = 127.0.0.1/255.255.255.255
+${permit_extra}read = system,call,agent,dialplan,agi,dtmf,reporting
+write = system,call,agent,originate,reporting
+EOF
+)
+
+rtp_start=${ASTERISK_RTP_START:-} rtp_end=${ASTERISK_RTP_END:-}
+if [ -n "$rtp_start" ] || [ -n "$rtp_end" ]; then
+    { is_port "$rtp_start" && is_port "$rtp_end" && [ "$rtp_start" -lt "$rtp_end" ]; } \
+        || die "ASTERISK_RTP_START=$rtp_start / ASTERISK_RTP_END=$rtp_end: set both, start < end"
+    cat > "$etc/rtp.conf" <<EOF
+[general]
+rtpstart = $rtp_start
+rtpend = $rtp_end
+EOF
+fi
+
+if [ ! -f "$prompts/zh/apology.wav" ]; then
+    say "WARNING: $prompts/zh/apology.wav is missing: the prompts volume is empty (did the prompts service run?)"
+fi
+mkdir -p /var/run/asterisk
+
+say "SIP udp $sip_bind:$sip_port, AMI $ami_bind:$ami_port (account $username), FastAGI $agi_url, prompts $prompts"
+exec asterisk -f -n "$@"
