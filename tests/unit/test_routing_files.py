@@ -11,7 +11,14 @@ from pathlib import Path
 import pytest
 
 from ivr import cli
-from ivr.adapters.routing_files import load_routing
+from ivr.adapters.prompts import load_catalog
+from ivr.adapters.routing_files import (
+    check_prompts,
+    check_queues,
+    load_routing,
+    queues_defined,
+)
+from ivr.core.routing_models import prompt_references
 from ivr.errors import ConfigError
 
 REPO = Path(__file__).resolve().parent.parent.parent
@@ -27,12 +34,52 @@ hotline:
   default_queue: repair
 """
 
+DESKS = """\
+queues: [repair, emergency]
+desks:
+  - id: repair
+    key: "1"
+    queue: repair
+    category: repair
+    label: {zh: 报修, en: Repairs}
+    hours:
+      mon-fri: ["08:00-18:00"]
+    holidays: [2027-01-01]
+    closed_prompt: closed-repair
+  - id: emergency
+    queue: emergency
+    category: emergency
+    label: {zh: 抢险, en: Emergency}
+    emergency: true
+    always_open: true
+"""
+
+OUTAGES = """\
+areas:
+  - id: qiaoxi
+    name: 桥西区
+    caller_prefixes: ["031186"]
+outages:
+  - area: qiaoxi
+    starts: 2026-11-26 08:00:00
+    ends: 2026-11-26 18:00:00
+    prompt: outage-qiaoxi
+priority_callers:
+  - number: "031186000001"
+    priority: 5
+    reason: elderly_alone
+"""
+
 
 def write(directory: Path, name: str, text: str) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / name
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def write_valid(directory: Path, hotline: str = VALID, desks: str = DESKS) -> tuple[Path, Path]:
+    return write(directory, "hotline.yaml", hotline), write(directory, "desks.yaml", desks)
 
 
 def error_of(directory: Path) -> str:
@@ -48,10 +95,11 @@ def test_given_repository_routing_dir_when_loaded_then_hotline_configured():
     assert "95158" in routing.hotline.dids
     assert routing.hotline.default_queue == "consultation"
     assert routing.hotline.default_language == "zh"
+    assert routing.hotline.emergency_dids == ["96777"]
 
 
 def test_given_valid_file_when_loaded_then_values_kept(tmp_path):
-    write(tmp_path, "hotline.yaml", VALID)
+    write_valid(tmp_path)
 
     hotline = load_routing(tmp_path).hotline
 
@@ -61,7 +109,7 @@ def test_given_valid_file_when_loaded_then_values_kept(tmp_path):
 
 
 def test_given_default_language_omitted_when_loaded_then_chinese(tmp_path):
-    write(tmp_path, "hotline.yaml", VALID.replace("  default_language: en\n", ""))
+    write_valid(tmp_path, hotline=VALID.replace("  default_language: en\n", ""))
 
     assert load_routing(tmp_path).hotline.default_language == "zh"
 
@@ -153,14 +201,13 @@ def test_given_comment_only_file_when_loaded_then_error_names_file(tmp_path):
     assert error_of(tmp_path).startswith(f"{path}:1: expected a mapping")
 
 
-def test_given_same_section_in_two_files_when_loaded_then_error_names_second_file(tmp_path):
-    write(tmp_path, "a.yaml", VALID)
-    second = write(tmp_path, "b.yaml", VALID)
+def test_given_same_section_in_two_files_when_loaded_then_error_names_both_files(tmp_path):
+    first = write(tmp_path, "a.yaml", VALID)
+    second = write(tmp_path, "b.yaml", "# again\n" + VALID)
 
     message = error_of(tmp_path)
 
-    assert message.startswith(f"{second}: section 'hotline'")
-    assert "another file" in message
+    assert message.startswith(f"{second}:3: section 'hotline' is also defined in {first}:2")
 
 
 def test_given_no_hotline_section_anywhere_when_loaded_then_error_names_directory(tmp_path):
@@ -176,6 +223,172 @@ def test_given_empty_dir_when_loaded_then_error(tmp_path):
     write(tmp_path, "README.md", "not routing\n")
 
     assert error_of(tmp_path) == f"{tmp_path}: no routing files (*.yaml)"
+
+
+def test_given_sections_in_several_files_when_loaded_then_merged(tmp_path):
+    write_valid(tmp_path)
+    write(tmp_path, "outages.yaml", OUTAGES)
+
+    routing = load_routing(tmp_path)
+
+    assert [d.id for d in routing.desks] == ["repair", "emergency"]
+    assert routing.desks[0].hours["fri"] == ["08:00-18:00"]
+    assert str(routing.desks[0].holidays[0]) == "2027-01-01"
+    assert routing.outages[0].area == "qiaoxi"
+    assert routing.priority_caller("031186000001") is not None
+
+
+def test_given_no_desks_section_when_loaded_then_error_names_directory(tmp_path):
+    write(tmp_path, "hotline.yaml", VALID)
+
+    message = error_of(tmp_path)
+
+    assert message == f"{tmp_path}: queues: Field required; {tmp_path}: desks: Field required"
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "line", "where", "says"),
+    [
+        ('key: "1"', 'key: "#"', 4, "desks.0.key", "must be one of 0-9 or *"),
+        ('key: "1"', "key: 1", 4, "desks.0.key", "valid string"),
+        ('"08:00-18:00"', '"8-18"', 9, "desks.0.hours.mon-fri.0", "HH:MM-HH:MM"),
+        ("mon-fri:", "weekdays:", 9, "desks.0.hours.weekdays.[key]", "must be a weekday"),
+        ("    closed_prompt: closed-repair\n", "", 3, "desks.0", "needs a closed_prompt"),
+        ("    category: repair\n", "    category: repair\n    timezone: Asia/Peking\n", 7,
+         "desks.0.timezone", "unknown time zone"),
+        ("    emergency: true\n", "    emergency: true\n    key: \"9\"\n", 12, "desks.1",
+         "the emergency desk has no key"),
+    ],
+)  # fmt: skip
+def test_given_bad_desk_field_when_loaded_then_error_names_desks_file_and_line(
+    tmp_path, old, new, line, where, says
+):
+    _, desks = write_valid(tmp_path, desks=DESKS.replace(old, new))
+
+    message = error_of(tmp_path)
+
+    assert message.startswith(f"{desks}:{line}: {where}:")
+    assert says in message
+
+
+def test_given_impossible_holiday_date_when_loaded_then_error_names_its_line(tmp_path):
+    _, desks = write_valid(tmp_path, desks=DESKS.replace("2027-01-01", "2027-02-30"))
+
+    assert error_of(tmp_path) == f"{desks}:10: invalid date or time: day is out of range for month"
+
+
+@pytest.mark.parametrize(
+    ("hotline", "desks", "extra", "expected"),
+    [
+        (VALID, DESKS.replace("queues: [repair, emergency]", "queues: [emergency]"), "",
+         "{desks}:5: desks.0.queue: 'repair' is not in queues"),
+        (VALID + '  repeat_key: "1"\n', DESKS, "",
+         "{desks}:4: desks.0.key: key '1' is also hotline.repeat_key"),
+        (VALID + '  emergency_dids: ["95158"]\n', DESKS, "",
+         "{hotline}:9: hotline.emergency_dids.0: '95158' is also a hotline DID (dids)"),
+        (VALID, DESKS, OUTAGES.replace("  - area: qiaoxi", "  - area: changan"),
+         "{extra}:6: outages.0.area: no area 'changan' in areas"),
+        (VALID, DESKS, OUTAGES + '  - {number: "031186000001", priority: 1, reason: key_account}\n',
+         "{extra}:14: priority_callers.1.number: '031186000001' is listed twice"),
+    ],
+)  # fmt: skip
+def test_given_cross_reference_problem_when_loaded_then_error_names_file_and_line(
+    tmp_path, hotline, desks, extra, expected
+):
+    paths = dict(zip(("hotline", "desks"), write_valid(tmp_path, hotline, desks), strict=True))
+    paths["extra"] = write(tmp_path, "extra.yaml", extra or "areas: []\n")
+
+    assert error_of(tmp_path) == expected.format(**paths)
+
+
+def test_given_several_cross_reference_problems_when_loaded_then_one_line_each(tmp_path):
+    hotline, desks = write_valid(
+        tmp_path,
+        VALID + '  person_key: "1"\n',
+        DESKS.replace("queues: [repair, emergency]", "queues: [repair]"),
+    )
+
+    assert error_of(tmp_path).splitlines() == [
+        f"{desks}:13: desks.1.queue: 'emergency' is not in queues",
+        f"{desks}:4: desks.0.key: key '1' is also hotline.person_key",
+    ]
+
+
+# --- prompts named by the routing, queues in the dialplan ---------------------------------
+def all_prompts(routing) -> set[tuple[str, str]]:
+    return {(key, lang) for _, key in prompt_references(routing) for lang in ("zh", "en")}
+
+
+def test_given_prompt_missing_in_one_language_when_checked_then_file_line_of_its_use(tmp_path):
+    hotline, desks = write_valid(tmp_path)
+    routing = load_routing(tmp_path)
+    available = all_prompts(routing) - {("closed-repair", "en"), ("menu", "zh")}
+
+    with pytest.raises(ConfigError) as info:
+        check_prompts(tmp_path, routing, available)
+
+    assert info.value.message.splitlines() == [
+        f"{hotline}:2: hotline.prompts.menu: prompt 'menu' is not in the catalog in zh",
+        f"{desks}:11: desks.0.closed_prompt: prompt 'closed-repair' is not in the catalog in en",
+    ]
+
+
+def test_given_every_prompt_in_both_languages_when_checked_then_passes(tmp_path):
+    write_valid(tmp_path)
+    routing = load_routing(tmp_path)
+
+    check_prompts(tmp_path, routing, all_prompts(routing))
+
+
+def test_given_repository_routing_and_catalog_when_checked_then_every_prompt_exists():
+    routing = load_routing(REPO / "routing")
+    catalog = load_catalog(REPO / "prompts" / "catalog.yaml", routing.hotline.name)
+
+    check_prompts(REPO / "routing", routing, {(p.key, p.language) for p in catalog})
+
+
+def test_given_repository_routing_when_loaded_then_desks_queues_and_keys_as_documented():
+    routing = load_routing(REPO / "routing")
+
+    assert queues_defined(REPO / "dialplan" / "queues.conf") == set(routing.queues) == {
+        "consultation", "repair", "billing", "complaints", "emergency", "emergency-backup"
+    }  # fmt: skip
+    keys = {d.key: (d.queue, d.label.zh) for d in routing.desks}
+    assert keys == {
+        "1": ("repair", "报修"),
+        "2": ("billing", "缴费与费用"),
+        "3": ("complaints", "投诉与建议"),
+        "4": ("consultation", "咨询"),
+        None: ("emergency", "抢险"),
+    }
+    hotline = routing.hotline
+    assert (hotline.emergency_key, hotline.person_key, hotline.repeat_key) == ("9", "0", "*")
+    assert (hotline.english_key, hotline.max_invalid, hotline.silence_timeout_s) == ("8", 3, 3)
+    assert hotline.timezone == "Asia/Shanghai"
+    assert routing.emergency_desk().always_open
+    check_queues(REPO / "routing", routing, REPO / "dialplan" / "queues.conf")
+
+
+def test_given_queue_missing_from_queues_conf_when_checked_then_file_line_of_the_queue(tmp_path):
+    _, desks = write_valid(tmp_path)
+    conf = write(tmp_path / "dialplan", "queues.conf", "[general]\n[desk](!)\n[repair](desk)\n")
+
+    with pytest.raises(ConfigError) as info:
+        check_queues(tmp_path, load_routing(tmp_path), conf)
+
+    assert info.value.message == (
+        f"{desks}:1: queues.1: queue 'emergency' is not defined in queues.conf"
+    )
+
+
+def test_given_queues_conf_when_parsed_then_sections_without_general_and_templates(tmp_path):
+    conf = write(
+        tmp_path, "queues.conf", "; c\n[general]\n[desk](!)\nx=1\n[a](desk)\n [b]\n[c](!,desk)\n"
+    )
+
+    assert queues_defined(conf) == {"a", "b"}
+    with pytest.raises(ConfigError, match="cannot read"):
+        queues_defined(tmp_path / "missing.conf")
 
 
 # --- ivr check-routing -----------------------------------------------------------------------
@@ -223,5 +436,5 @@ def test_given_repository_routing_when_check_routing_then_exit_0(cli_env, capsys
 
     out, err = capsys.readouterr()
     assert code == 0
-    assert re.fullmatch(r"routing OK: \d+ DIDs, \d+ prompts\n", out)
+    assert re.fullmatch(r"routing OK: \d+ DIDs, \d+ emergency DIDs, \d+ desks, \d+ prompts\n", out)
     assert err == ""
