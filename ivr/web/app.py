@@ -9,15 +9,20 @@ import redis.asyncio as aioredis
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from ivr.adapters import db
 from ivr.errors import HotlineError
 from ivr.settings import Settings
-from ivr.web.routes import health, pages
+from ivr.web.auth import AuthError, LoginThrottle, auth_error_handler
+from ivr.web.routes import auth, health, pages
 
 
 def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.settings = settings
+        app.state.db_engine = db.settings_engine(settings)
+        db.create_all(app.state.db_engine)  # no migrations yet: creates missing tables only
+        app.state.login_throttle = LoginThrottle.from_settings(settings.auth)
         app.state.redis = aioredis.Redis.from_url(
             settings.redis.url, decode_responses=True, socket_timeout=2, socket_connect_timeout=2
         )
@@ -25,10 +30,13 @@ def create_app(settings: Settings) -> FastAPI:
             yield
         finally:
             await app.state.redis.aclose()
+            app.state.db_engine.dispose()
 
     app = FastAPI(title="hotline", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.include_router(health.router)
     app.include_router(pages.router)
+    app.include_router(auth.router)
+    app.add_exception_handler(AuthError, auth_error_handler)
 
     @app.exception_handler(HotlineError)
     async def domain_error(_: Request, exc: HotlineError) -> JSONResponse:

@@ -9,8 +9,8 @@ from ivr.settings import Settings
 from ivr.web.app import create_app
 
 
-def test_given_redis_unreachable_when_health_then_503_degraded():
-    settings = Settings(redis={"url": f"redis://127.0.0.1:{free_port()}/0"})
+def test_given_redis_unreachable_when_health_then_503_degraded(tmp_path):
+    settings = Settings(run_dir=tmp_path, redis={"url": f"redis://127.0.0.1:{free_port()}/0"})
     with TestClient(create_app(settings)) as client:
         response = client.get("/health")
     assert response.status_code == 503
@@ -18,8 +18,8 @@ def test_given_redis_unreachable_when_health_then_503_degraded():
     assert response.json()["redis"] is False
 
 
-def test_status_page_is_served_without_customer_data():
-    settings = Settings(redis={"url": f"redis://127.0.0.1:{free_port()}/0"})
+def test_status_page_is_served_without_customer_data(tmp_path):
+    settings = Settings(run_dir=tmp_path, redis={"url": f"redis://127.0.0.1:{free_port()}/0"})
     with TestClient(create_app(settings)) as client:
         page = client.get("/")
     assert page.status_code == 200
