@@ -3,10 +3,11 @@
 
 For sites that prefer classic AGI to FastAGI. In the dialplan, instead of the FastAGI URL:
 
-    same = n,AGI(/opt/hotline/agi_scripts/inbound.py,${IVR_PROMPTS})
+    same = n,AGI(/opt/hotline/agi_scripts/inbound.py,${IVR_PROMPTS},${IVR_MESSAGES})
 
 Reads routing from ``IVR_ROUTING_DIR`` (default: the repository's routing/). The same pure
-core (ivr.core.callflow) decides; ivr.adapters.flow_runner.agi_command translates.
+core decides and the same sans-I/O driver translates (ivr.adapters.flow_runner.drive);
+pyst2 reads the environment, sends the commands and turns SIGHUP into a hang-up.
 """
 
 from __future__ import annotations
@@ -16,58 +17,66 @@ import sys
 import time
 from pathlib import Path
 
-from asterisk.agi import AGI, AGIAppError, AGIException, AGIHangup
+from asterisk.agi import AGI, AGIHangup
 
-from ivr.adapters.flow_runner import agi_command, event_after
+from ivr.adapters.flow_runner import AgiPaths, drive
 from ivr.adapters.routing_files import load_routing
 from ivr.core import callflow
-from ivr.protocols.agi import format_command
+from ivr.errors import AgiHangup, HotlineError
+from ivr.protocols.agi import AgiRequest, AgiResult, format_command, parse_result
 
 REPO = Path(__file__).resolve().parent.parent
 
 
-def run(agi: AGI, prompts_dir: str, config: callflow.FlowConfig) -> callflow.CallState:
+def _command(agi: AGI, words: tuple[str, ...]) -> AgiResult:
+    """Send one command through pyst2 and read its reply with our parser."""
+    try:
+        agi.test_hangup()
+        agi.send_command(format_command(*words).decode().rstrip("\n"))
+    except (AGIHangup, OSError) as exc:
+        raise AgiHangup("caller hung up") from exc
+    while True:
+        line = agi.stdin.readline()
+        if not line:
+            raise AgiHangup("Asterisk closed the AGI pipe")
+        result = parse_result(line)
+        if result.message == "HANGUP" or result.code == 511:  # 511: dead channel
+            raise AgiHangup("caller hung up")
+        if result.code != 100:
+            return result
+
+
+def run(agi: AGI, config: callflow.FlowConfig) -> callflow.CallState:
+    env = AgiRequest(env=agi.env)
     facts = callflow.CallFacts(
-        did=agi.env.get("agi_extension", ""),
-        caller=agi.env.get("agi_callerid", ""),
-        now=time.time(),
+        did=env.extension, caller=env.callerid, now=time.time(), call_id=env.uniqueid
     )
-    state, batch = callflow.start(config, facts)
-    while batch:
-        try:
-            for cmd in batch:
-                words = agi_command(cmd, prompts_dir)
-                if words is None:
-                    continue
-                try:
-                    agi.execute(format_command(*words).decode().rstrip("\n"))
-                except AGIAppError:
-                    if not isinstance(cmd, callflow.Play):  # a missing prompt is not fatal
-                        raise
-        except AGIHangup:
-            state, _ = callflow.step(state, callflow.CallerHungUp(now=time.time()))
-            return state
-        event = event_after(batch, time.time())
-        if event is None:
-            break
-        state, batch = callflow.step(state, event)
-    return state
+    driver = drive(config, facts, AgiPaths.from_args(env), time.time)
+    try:
+        words = next(driver)
+        while True:
+            try:
+                result = _command(agi, words)
+            except AgiHangup as exc:
+                words = driver.throw(exc)
+            else:
+                words = driver.send(result)
+    except StopIteration as done:
+        state: callflow.CallState = done.value
+        return state
 
 
 def main() -> int:
-    if len(sys.argv) < 2 or not sys.argv[1].startswith("/"):
-        sys.stderr.write("usage: inbound.py PROMPTS_DIR (absolute, as Asterisk sees it)\n")
-        return 2
     with open(os.devnull, "w") as quiet:  # pyst2 writes debug lines to stderr
         agi = AGI(stderr=quiet)
-        config = callflow.flow_config(
-            load_routing(Path(os.environ.get("IVR_ROUTING_DIR", REPO / "routing")))
-        )
         try:
-            run(agi, sys.argv[1], config)
-        except AGIException as exc:
-            sys.stderr.write(f"inbound.py: AGI error: {exc}\n")
-            return 1
+            config = callflow.flow_config(
+                load_routing(Path(os.environ.get("IVR_ROUTING_DIR", REPO / "routing")))
+            )
+            run(agi, config)
+        except (ValueError, HotlineError) as exc:
+            sys.stderr.write(f"inbound.py: {exc}\n")
+            return 2
     return 0
 
 

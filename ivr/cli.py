@@ -10,9 +10,11 @@ import asyncio
 import json
 import signal
 import sys
+import time
 from collections.abc import Coroutine, Sequence
 from typing import Any
 
+from ivr import cli_users
 from ivr.errors import ConfigError, HotlineError
 from ivr.logging_setup import setup_logging
 from ivr.settings import Settings, load_settings
@@ -56,16 +58,24 @@ async def supervise(*coros: Coroutine[Any, Any, None]) -> None:
 
 # --- roles ------------------------------------------------------------------------------
 async def run_agi(settings: Settings) -> None:
+    from ivr.adapters import voice_messages
+    from ivr.adapters.db import create_all, settings_engine
     from ivr.adapters.fastagi_server import AgiSession, FastAgiServer
     from ivr.adapters.flow_runner import run_inbound
-    from ivr.adapters.routing_files import load_routing
+    from ivr.adapters.routing_files import load_checked
     from ivr.core.callflow import flow_config
 
-    config = flow_config(load_routing(settings.routing_dir))
+    routing, _ = load_checked(settings.routing_dir, settings.prompts_dir, settings.dialplan_dir)
+    config = flow_config(routing)
+    engine = settings_engine(settings)
+    create_all(engine)
     server = FastAgiServer(settings.fastagi)
 
     async def inbound(session: AgiSession) -> None:
-        await run_inbound(session, config)
+        state = await run_inbound(session, config)
+        message = voice_messages.message_from(state, session.env.uniqueid, time.time())
+        if message is not None:
+            await asyncio.to_thread(voice_messages.save, engine, message)
 
     server.add_route("inbound", inbound)
     await server.start()
@@ -73,28 +83,43 @@ async def run_agi(settings: Settings) -> None:
         await supervise(server.serve())
     finally:
         await server.drain(timeout=settings.fastagi.command_timeout_s)
+        engine.dispose()
 
 
 async def run_ami(settings: Settings) -> None:
+    """The AMI listener: AMI events into the metrics reducer, Redis (stream, counters, live)."""
+    import time
+
     import redis.asyncio as aioredis
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
 
     from ivr.adapters.ami_client import AmiClient
-    from ivr.adapters.event_sink import RedisEventSink
+    from ivr.adapters.metrics_listener import MetricsListener
+    from ivr.adapters.metrics_store import MetricsStore
 
+    metrics = settings.metrics
+    # One immediate retry (a pooled connection that Redis closed), then the store buffers.
     client_redis = aioredis.Redis.from_url(
-        settings.redis.url, socket_timeout=5, socket_connect_timeout=5
+        settings.redis.url, socket_timeout=5, socket_connect_timeout=5, retry=Retry(NoBackoff(), 1)
     )
-    sink = RedisEventSink(client_redis, settings.redis.events_maxlen)
-    ami = AmiClient(settings.ami, settings.ami_secret(), on_event=sink.on_event)
-
-    async def heartbeat() -> None:
-        while True:
-            await sink.heartbeat(ami)
-            await asyncio.sleep(1.0)
-
+    store = MetricsStore.from_settings(client_redis, metrics, settings.redis.events_maxlen)
+    listener = MetricsListener(
+        store,
+        store.config,
+        metrics.queue_log_path,
+        queue_log_lookback_s=metrics.queue_log_lookback_s,
+    )
+    ami = AmiClient(
+        settings.ami, settings.ami_secret(), on_event=listener.on_event, on_login=listener.on_login
+    )
     try:
-        await supervise(ami.run(), heartbeat())
+        await listener.replay(metrics.replay_window_s)
+        await supervise(ami.run(), store.run(), listener.heartbeat(ami))
     finally:
+        deadline = time.monotonic() + 5.0  # flush what is buffered, but do not hang on exit
+        while store.pending and time.monotonic() < deadline and not await store.flush():
+            await asyncio.sleep(0.2)
         await client_redis.aclose()
 
 
@@ -147,14 +172,16 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_call(settings: Settings, args: argparse.Namespace) -> int:
-    from ivr.adapters.originate import place_call
+    from ivr.adapters.originate import parse_keys, place_call
 
     report = asyncio.run(
         place_call(
             settings,
             did=args.did,
             caller=args.caller,
-            digits=args.digits,
+            keys=parse_keys(args.digits),
+            silent=args.silent,
+            speak_s=args.speak,
             hold_s=args.hold,
             timeout_s=args.timeout,
         )
@@ -176,22 +203,112 @@ def cmd_call(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_check_routing(settings: Settings, _: argparse.Namespace) -> int:
-    from ivr.adapters import prompts
-    from ivr.adapters.routing_files import load_routing
+def cmd_metrics(settings: Settings, args: argparse.Namespace) -> int:
+    """Print the metrics document of GET /api/metrics/summary, or a short table of it."""
+    import time
 
-    routing = load_routing(settings.routing_dir)
-    catalog = prompts.load_catalog(settings.prompts_dir / "catalog.yaml", routing.hotline.name)
-    _out(f"routing OK: {len(routing.hotline.dids)} DIDs, {len(catalog)} prompts")
+    import redis.asyncio as aioredis
+
+    from ivr.adapters.metrics_store import PERIODS, MetricsStore
+    from ivr.logging_setup import mask_number
+
+    now = time.time()
+
+    async def read() -> tuple[MetricsStore, dict[str, Any], dict[str, Any]]:
+        client = aioredis.Redis.from_url(
+            settings.redis.url, socket_timeout=5, socket_connect_timeout=5
+        )
+        try:
+            store = MetricsStore.from_settings(
+                client, settings.metrics, settings.redis.events_maxlen
+            )
+            document = await store.summary(args.period, now)
+            health = {} if args.json else await store.health(now)
+            return store, document, health
+        finally:
+            await client.aclose()
+
+    store, doc, health = asyncio.run(read())
+    if args.json:
+        _out(json.dumps(doc, ensure_ascii=False))
+        return 0
+    bucket = store.buckets(now)[PERIODS[args.period]]
+    _out(f"answer rate, {args.period} ({bucket}, {settings.metrics.timezone})")
+    _out(
+        f"  {'':<18}{'offered':>8}{'answered':>9}{'late':>6}{'abandoned':>10}{'timed_out':>10}"
+        f"{'ivr_only':>9}{'rate':>8}{'waiting':>8}{'longest':>9}{'over':>5}"
+        f"{'free':>5}{'busy':>5}{'paused':>7}"
+    )
+    rows = [("total", doc), *sorted(doc["queues"].items())]
+    for name, part in rows:
+        rate = "-" if part["answer_rate"] is None else f"{part['answer_rate'] * 100:.1f}%"
+        _out(
+            f"  {name:<18}{part['offered']:>8}{part['answered']:>9}{part['answered_late']:>6}"
+            f"{part['abandoned']:>10}{part['timed_out']:>10}{part['ivr_only']:>9}{rate:>8}"
+            f"{part['waiting_now']:>8}{part['longest_wait_s']:>8.0f}s"
+            f"{len(part['over_threshold_now']):>5}{part['agents_free']:>5}"
+            f"{part['agents_busy']:>5}{part['agents_paused']:>7}"
+        )
+    for waiting in doc["over_threshold_now"]:
+        _out(
+            f"  over threshold: {mask_number(waiting['caller'])} in {waiting['queue']}, "
+            f"{waiting['waited_s']:.0f} s"
+        )
+    for name in ("anomalies_today", "dropped"):
+        counts = ", ".join(f"{k} {v}" for k, v in health[name].items()) or "none"
+        _out(f"  {name.replace('_', ' ')}: {counts}")
+    return 0
+
+
+def cmd_messages(settings: Settings, args: argparse.Namespace) -> int:
+    from ivr.adapters import voice_messages
+    from ivr.adapters.db import create_all, settings_engine
+    from ivr.logging_setup import mask_number
+
+    engine = settings_engine(settings)
+    try:
+        create_all(engine)
+        rows = voice_messages.recent(engine, args.limit)
+    finally:
+        engine.dispose()
+    if args.json:
+        _out(json.dumps([
+            {"uniqueid": m.uniqueid, "recorded_at": m.recorded_at.isoformat(), "did": m.did,
+             "caller": m.caller if args.show_numbers else mask_number(m.caller),
+             "desk": m.desk, "category": m.category, "language": m.language,
+             "file": m.file_name, "seconds": m.duration_s, "complete": m.complete}
+            for m in rows
+        ], ensure_ascii=False))  # fmt: skip
+        return 0
+    if not rows:
+        _out("no voice messages")
+    for m in rows:
+        caller = m.caller if args.show_numbers else mask_number(m.caller)
+        status = "" if m.complete else "  (caller hung up while recording)"
+        _out(f"{m.recorded_at:%Y-%m-%d %H:%M} {m.desk:<13} {caller:<14} {m.duration_s:5.1f} s  "
+             f"{m.file_name}{status}")  # fmt: skip
+    return 0
+
+
+def cmd_check_routing(settings: Settings, _: argparse.Namespace) -> int:
+    from ivr.adapters.routing_files import load_checked
+
+    routing, catalog = load_checked(
+        settings.routing_dir, settings.prompts_dir, settings.dialplan_dir
+    )
+    _out(
+        f"routing OK: {len(routing.hotline.dids)} DIDs, "
+        f"{len(routing.hotline.emergency_dids)} emergency DIDs, {len(routing.desks)} desks, "
+        f"{len(catalog)} prompts"
+    )
     return 0
 
 
 def cmd_prompts_build(settings: Settings, args: argparse.Namespace) -> int:
     from ivr.adapters import prompts
-    from ivr.adapters.routing_files import load_routing
+    from ivr.adapters.routing_files import load_checked
 
-    routing = load_routing(settings.routing_dir)
-    catalog = prompts.load_catalog(settings.prompts_dir / "catalog.yaml", routing.hotline.name)
+    _, catalog = load_checked(settings.routing_dir, settings.prompts_dir, settings.dialplan_dir)
     written = prompts.build(catalog, settings.prompts_dir, settings.prompts_build_dir)
     _out(f"{len(written)} prompt(s) rendered into {settings.prompts_build_dir}")
     return 0
@@ -209,14 +326,29 @@ def build_parser() -> argparse.ArgumentParser:
     call = sub.add_parser("call", help="place a test call through Asterisk (Local channel)")
     call.add_argument("--did", default="95158", help="hotline number dialled")
     call.add_argument("--from", dest="caller", default="13800138000", help="caller number")
-    call.add_argument("--digits", default="", help="keys the caller presses (0-9 * #)")
-    call.add_argument("--hold", type=float, default=30.0, help="most seconds the caller stays")
+    call.add_argument(
+        "--digits",
+        default="",
+        help="keys per prompt the hotline listens at, space-separated (0-9 * #; _ = none), "
+        "e.g. '2 11002233# 1'",
+    )
+    call.add_argument("--silent", action="store_true", help="the caller says nothing")
+    call.add_argument("--speak", type=float, default=3.0, help="seconds of voice message")
+    call.add_argument("--hold", type=float, default=60.0, help="most seconds the caller stays")
     call.add_argument("--timeout", type=float, default=120.0, help="give up after this")
     call.add_argument("--json", action="store_true", help="one JSON object")
+    metrics = sub.add_parser("metrics", help="answer-rate metrics from Redis")
+    metrics.add_argument("--period", choices=("hour", "today", "month"), default="today")
+    metrics.add_argument("--json", action="store_true", help="the GET /api/metrics/summary JSON")
     sub.add_parser("agi", help="role: the FastAGI server")
     sub.add_parser("ami", help="role: the AMI listener (events into Redis)")
     sub.add_parser("web", help="role: the web app")
     sub.add_parser("check-routing", help="validate routing/ and the prompt catalog")
+    messages = sub.add_parser("messages", help="list the voice messages left after hours")
+    messages.add_argument("--limit", type=int, default=50)
+    messages.add_argument("--json", action="store_true")
+    messages.add_argument("--show-numbers", action="store_true", help="unmasked callers")
+    cli_users.register(sub)
     prompts = sub.add_parser("prompts", help="prompt audio")
     prompts_sub = prompts.add_subparsers(dest="prompts_command", required=True)
     prompts_sub.add_parser("build", help="render missing or stale prompts (espeak-ng, 8 kHz)")
@@ -258,6 +390,8 @@ def _dispatch(settings: Settings, args: argparse.Namespace) -> int:
             return 0
         case "prompts":
             return cmd_prompts_build(settings, args)
+        case "users":
+            return cli_users.run(settings, args)
     handlers = {
         "up": cmd_up,
         "down": cmd_down,
@@ -265,5 +399,7 @@ def _dispatch(settings: Settings, args: argparse.Namespace) -> int:
         "health": cmd_status,
         "call": cmd_call,
         "check-routing": cmd_check_routing,
+        "messages": cmd_messages,
+        "metrics": cmd_metrics,
     }
     return handlers[args.command](settings, args)

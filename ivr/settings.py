@@ -16,7 +16,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Self
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ivr.errors import ConfigError
@@ -77,6 +85,70 @@ class AsteriskSettings(BaseModel):
     boot_timeout_s: float = Field(default=30.0, gt=0)
 
 
+class DatabaseSettings(BaseModel):
+    # SQLAlchemy URL. Unset: sqlite:///<run_dir>/hotline.db. PostgreSQL: postgresql+psycopg://...
+    url: str | None = None
+    echo: bool = False  # log every SQL statement (debugging only)
+
+
+class AuthSettings(BaseModel):
+    cookie_name: str = Field(default="hotline_session", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    cookie_secure: bool | None = None  # None: Secure exactly when the request came over https
+    session_lifetime_s: int = Field(default=8 * 3600, ge=60)  # absolute, from sign-in
+    # Optional HMAC key for the session tokens stored in SQL; changing it signs everyone out.
+    session_secret: SecretStr | None = Field(default=None, min_length=16)
+    login_max_failures: int = Field(default=5, ge=1)  # per username within login_window_s
+    login_max_failures_per_ip: int = Field(default=20, ge=1)  # per client address, same window
+    login_window_s: int = Field(default=900, ge=1)
+
+
+class MetricsSettings(BaseModel):
+    """Answer-rate metrics: written by the ami role, read by the web and `ivr metrics`."""
+
+    timezone: str = "Asia/Shanghai"  # IANA zone of the hour/day/month buckets
+    default_threshold_s: float = Field(default=60.0, gt=0)  # answered within this: answered
+    # Per-queue thresholds (s); in the environment as JSON: IVR_METRICS__THRESHOLDS='{"a": 15}'
+    thresholds: dict[str, float] = Field(
+        default_factory=lambda: {"emergency": 15.0, "emergency-backup": 15.0}
+    )
+    skew_tolerance_s: float = Field(default=2.0, gt=0)  # Asterisk/app clock gap seen as skew
+    # Asterisk's queue_log, read to classify calls that ended while the AMI link was down.
+    queue_log_path: Path | None = None
+    queue_log_lookback_s: float = Field(default=6 * 3600.0, gt=0)  # how far back to read it
+    buffer_max: int = Field(default=100_000, ge=10)  # batches held while Redis is away
+    replay_window_s: float = Field(default=6 * 3600.0, ge=0)  # stream replayed at start; 0: off
+    hour_retention_days: int = Field(default=35, ge=1)  # hourly counters kept
+    day_retention_days: int = Field(default=400, ge=1)  # daily counters kept
+    month_retention_days: int = Field(default=1830, ge=1)  # monthly counters kept
+    dedup_retention_days: int = Field(default=35, ge=1)  # calls remembered as counted
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (an IANA name: Asia/Shanghai)") from None
+        return value
+
+    @field_validator("thresholds")
+    @classmethod
+    def _positive(cls, value: dict[str, float]) -> dict[str, float]:
+        bad = sorted(queue for queue, seconds in value.items() if not seconds > 0)
+        if bad:
+            raise ValueError(f"thresholds must be > 0 s: {', '.join(bad)}")
+        return value
+
+    @field_serializer("thresholds", when_used="json")
+    def _thresholds_as_json(self, value: dict[str, float]) -> str:
+        """One JSON string, so that the settings flatten into ONE environment variable."""
+        import json
+
+        return json.dumps(value, sort_keys=True)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="IVR_",
@@ -99,6 +171,9 @@ class Settings(BaseSettings):
     redis: RedisSettings = RedisSettings()
     web: WebSettings = WebSettings()
     asterisk: AsteriskSettings = AsteriskSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    auth: AuthSettings = AuthSettings()
+    metrics: MetricsSettings = MetricsSettings()
 
     @model_validator(mode="after")
     def _secure_defaults(self) -> Self:

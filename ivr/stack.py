@@ -20,7 +20,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -31,9 +31,11 @@ import redis
 from ivr import redis_keys
 from ivr.adapters import prompts
 from ivr.adapters.asterisk import AsteriskInstance
+from ivr.adapters.db import settings_engine
 from ivr.adapters.ports import free_port, is_free, port_owner
 from ivr.adapters.processes import pid_alive, spawn_detached
-from ivr.adapters.routing_files import load_routing
+from ivr.adapters.routing_files import load_checked, load_routing
+from ivr.adapters.users import ensure_dev_user
 from ivr.errors import StackError
 from ivr.settings import (
     AmiSettings,
@@ -49,6 +51,8 @@ logger = logging.getLogger(__name__)
 APP_ROLES = ("agi", "ami", "web")
 ROLE_ORDER = ("redis", "asterisk", *APP_ROLES)
 READY_TIMEOUT_S = 30.0
+QUEUES_WITH_SIM_AGENT = ("consultation", "repair", "billing", "complaints", "emergency",
+                         "emergency-backup")  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +102,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
 
     flatten("", settings.model_dump(mode="json"))
     env["IVR_AMI__SECRET"] = settings.ami_secret()
+    if settings.auth.session_secret is not None:  # model_dump masks secrets
+        env["IVR_AUTH__SESSION_SECRET"] = settings.auth.session_secret.get_secret_value()
     return env
 
 
@@ -128,6 +134,7 @@ class Stack:
         self.run_dir = settings.run_dir
         self.state_file = self.run_dir / "stack.json"
         self.logs = self.run_dir / "logs"
+        self.dev_password: str | None = None
 
     # --- state file ------------------------------------------------------------------
     def _records(self) -> dict[str, RoleRecord]:
@@ -156,13 +163,12 @@ class Stack:
         if os.geteuid() != 0:
             raise StackError("ivr up must run as root: Asterisk runs in a chroot (sudo ivr up)")
         self.state_file.unlink(missing_ok=True)
-        routing = load_routing(self.settings.routing_dir)  # refuse to start on a bad file
-        catalog = prompts.load_catalog(
-            self.settings.prompts_dir / "catalog.yaml", routing.hotline.name
-        )
+        s = self.settings  # refuse to start on a bad routing file, prompt or queue name
+        routing, catalog = load_checked(s.routing_dir, s.prompts_dir, s.dialplan_dir)
         self._check_ports()
         self._ensure_ami_secret()
-        prompts.build(catalog, self.settings.prompts_dir, self.settings.prompts_build_dir)
+        prompts.build(catalog, s.prompts_dir, s.prompts_build_dir)
+        self.dev_password = self._ensure_dev_user()
         records: dict[str, RoleRecord] = {}
         try:
             for role in ROLE_ORDER:
@@ -191,6 +197,14 @@ class Stack:
         if busy:
             raise StackError("cannot start: " + "; ".join(busy))
 
+    def _ensure_dev_user(self) -> str | None:
+        """The dev stack's web account: created once with a random password, shown once."""
+        engine = settings_engine(self.settings)
+        try:
+            return ensure_dev_user(engine)
+        finally:
+            engine.dispose()
+
     def _ensure_ami_secret(self) -> None:
         if self.settings.ami.secret is None:
             from pydantic import SecretStr
@@ -209,7 +223,8 @@ class Stack:
         log = self.logs / f"{role}.log"
         s = self.settings
         if role == "asterisk":
-            inst = asterisk_instance(s)
+            dids = load_routing(s.routing_dir).hotline.emergency_dids
+            inst = replace(asterisk_instance(s), emergency_dids=tuple(dids))
             inst.render()
             pid = inst.start(log)
             return RoleRecord(
@@ -227,6 +242,8 @@ class Stack:
             return RoleRecord(role, spawn_detached(cmd, log), "redis-server", str(log), endpoint)
         cmd = [sys.executable, "-m", "ivr", role]
         env = os.environ | settings_env(s)
+        if role == "ami" and s.metrics.queue_log_path is None:  # resync reads Asterisk's own
+            env["IVR_METRICS__QUEUE_LOG_PATH"] = str(asterisk_instance(s).queue_log)
         endpoints = {
             "agi": f"agi://{s.fastagi.host}:{s.fastagi.port}",
             "ami": f"{s.ami.host}:{s.ami.port} -> {s.redis.url}",
@@ -239,7 +256,7 @@ class Stack:
             inst = asterisk_instance(self.settings)
             inst.wait_booted(rec.pid, self.settings.asterisk.boot_timeout_s)
             if self.sim_agents:
-                for queue in ("consultation", "repair", "billing", "complaints", "emergency"):
+                for queue in QUEUES_WITH_SIM_AGENT:
                     inst.rx(f"queue add member Local/agent@sim-agents/n to {queue}")
             return
         check = self._checks()[role]
@@ -276,6 +293,11 @@ class Stack:
         ]
         if self.sim_agents:
             lines.append("  each desk queue has a simulated agent (answers after 1 s)")
+        if self.dev_password:
+            lines.append(
+                f"  web sign-in: supervisor / {self.dev_password}  (admin; shown only now — "
+                f"change it with: {ivr} users set-password supervisor)"
+            )
         lines.append(f"  stop everything: {ivr} down    health: {ivr} status")
         return lines
 

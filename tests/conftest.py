@@ -9,11 +9,14 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 import redis
+import yaml
 
 from ivr import redis_keys
 from ivr.settings import Settings
@@ -29,9 +32,36 @@ def make_settings() -> Callable[..., Settings]:
     return isolated_settings
 
 
+TODAY_CLOSED_DESK = "complaints"  # closed all day in the test stack: the after-hours path
+OUTAGE_AREA = "qiaoxi"  # has a planned outage being announced now in the test stack
+
+
+def routing_for_tests(target: Path) -> Path:
+    """routing/ as it is, except that the complaints desk is closed today (a holiday) and
+    the qiaoxi outage is being announced now: after-hours and outage paths at any hour."""
+    shutil.copytree(REPO / "routing", target)
+    today = datetime.now(ZoneInfo("Asia/Shanghai")).date()
+    desks = yaml.safe_load((target / "desks.yaml").read_text(encoding="utf-8"))
+    for desk in desks["desks"]:
+        if desk["id"] == TODAY_CLOSED_DESK:
+            desk["holidays"] = [*desk.get("holidays", []), today]
+    (target / "desks.yaml").write_text(yaml.safe_dump(desks, allow_unicode=True))
+    outages = yaml.safe_load((target / "outages.yaml").read_text(encoding="utf-8"))
+    for outage in outages["outages"]:
+        if outage["area"] == OUTAGE_AREA:
+            outage["announce_from"] = f"{today - timedelta(days=1)} 00:00:00"
+            outage["starts"] = f"{today} 00:00:00"
+            outage["ends"] = f"{today + timedelta(days=1)} 23:00:00"
+    (target / "outages.yaml").write_text(yaml.safe_dump(outages, allow_unicode=True))
+    return target
+
+
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    settings = isolated_settings(tmp_path_factory.mktemp("stack"), f"t{os.getpid()}")
+    base = tmp_path_factory.mktemp("stack")
+    settings = isolated_settings(
+        base / "run", f"t{os.getpid()}", routing_dir=routing_for_tests(base / "routing")
+    )
     st = Stack(settings)
     st.up()
     try:

@@ -23,6 +23,7 @@ from ivr.errors import StackError
 logger = logging.getLogger(__name__)
 
 ASTERISK_BIN = "/usr/sbin/asterisk"
+SAFETY_ADVICE_PARTS = (1, 2, 3, 4)  # prompts safety-<n>: the emergency queue's announcements
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +37,7 @@ class AsteriskInstance:
     agi_url: str  # e.g. agi://127.0.0.1:4573
     dialplan_dir: Path  # the project's dialplan/ on the host
     prompts_dir: Path | None = None  # built prompts (<lang>/<key>.wav) on the host
+    emergency_dids: tuple[str, ...] = ()  # numbers that go straight to [emergency] (routing/)
 
     # --- paths -----------------------------------------------------------------------
     @property
@@ -80,6 +82,15 @@ class AsteriskInstance:
         return self.base / "prompts"
 
     @property
+    def messages_inner(self) -> PurePosixPath:
+        """Where voice messages are recorded (RECORD FILE), inside the root."""
+        return self.base / "spool" / "voicemessages"
+
+    @property
+    def messages_dir(self) -> Path:
+        return self.host_path(self.messages_inner)
+
+    @property
     def pid_file(self) -> Path:
         return self.host_path(self.base / "run" / "asterisk.pid")
 
@@ -99,9 +110,12 @@ class AsteriskInstance:
         for src in sorted(self.dialplan_dir.glob("*.conf")):
             shutil.copyfile(src, etc / src.name)
         (etc / "asterisk.conf").write_text(self._asterisk_conf())
-        (etc / "extensions_generated.conf").write_text(
+        (etc / "extensions_globals_generated.conf").write_text(
             f"IVR_AGI_URL = {self.agi_url}\nIVR_PROMPTS = {self.prompts_inner}\n"
+            f"IVR_MESSAGES = {self.messages_inner}\n"
         )
+        (etc / "extensions_generated.conf").write_text(self._emergency_dids_conf())
+        (etc / "queues_generated.conf").write_text(self._queues_conf())
         (etc / "pjsip_generated.conf").write_text(
             f"[transport-udp]\ntype = transport\nprotocol = udp\nbind = 127.0.0.1:{self.sip_port}\n"
         )
@@ -121,6 +135,31 @@ class AsteriskInstance:
             shutil.copytree(self.prompts_dir, prompts)
         else:
             prompts.mkdir(parents=True)
+
+    def _emergency_dids_conf(self) -> str:
+        lines = [
+            "; Emergency DIDs from routing/: straight to [emergency], no AGI.",
+            "[from-pstn](+)",
+        ]
+        for did in self.emergency_dids:
+            if not did.isdigit():
+                raise StackError(f"emergency DID {did!r} is not all digits")
+            lines += [f"exten = {did},1,Set(__IVR_DID=${{EXTEN}})", "same = n,Goto(emergency,s,1)"]
+        return "\n".join(lines) + "\n"
+
+    def _queues_conf(self) -> str:
+        advice = ",".join(
+            f"{self.prompts_inner}/{lang}/safety-{part}"
+            for lang in ("zh", "en")
+            for part in SAFETY_ADVICE_PARTS
+        )
+        return (
+            "[emergency-announce](!)\n"
+            f"periodic-announce = {advice}\n"
+            "periodic-announce-startdelay = 1\n"
+            "periodic-announce-frequency = 1\n"
+            "relative-periodic-announce = yes\n"
+        )
 
     def _asterisk_conf(self) -> str:
         b = self.base

@@ -1,20 +1,23 @@
-"""The AMI listener's output: AMI events into a capped Redis stream, and a heartbeat hash.
+"""What the AMI listener keeps of the AMI events, and its heartbeat hash.
 
-Only the events the service reasons about are kept (``KEPT_EVENTS``, plus ``VarSet`` of
-``IVR_*`` variables); the others are counted. Redis being down never stops the listener:
-the failure is logged and counted (live counters with buffering come with the metrics work).
+Only the events the service reasons about are kept (``KEPT_EVENTS``, plus ``VarSet`` of the
+call-flow's ``IVR_*`` variables and of app_queue's ``QUEUESTATUS``); the others are counted
+and skipped. The kept events go, with their effects on the metrics, into the capped stream
+``ivr:ami:events`` (:class:`ivr.adapters.metrics_store.MetricsStore` writes both in one
+atomic step). ``write_heartbeat`` publishes the listener's state in ``ivr:ami:status``, a
+hash that expires when the listener stops refreshing it.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from ivr import redis_keys
-from ivr.adapters.ami_client import AmiClient
 from ivr.protocols.ami import AmiMessage
 
 logger = logging.getLogger(__name__)
@@ -33,48 +36,27 @@ KEPT_EVENTS = frozenset(
         *("FullyBooted", "Reload", "Shutdown"),
     }
 )
+#: VarSet variables kept besides ``IVR_*`` (a leading ``_``/``__`` inheritance mark ignored).
+KEPT_VARIABLES = frozenset({"QUEUESTATUS"})
 
 
 def is_kept(message: AmiMessage) -> bool:
     name = message.event
     if name == "VarSet":
-        return (message.get("Variable") or "").startswith("IVR_")
+        variable = (message.get("Variable") or "").lstrip("_")
+        return variable.startswith("IVR_") or variable in KEPT_VARIABLES
     return name in KEPT_EVENTS
 
 
-class RedisEventSink:
-    def __init__(self, client: aioredis.Redis, maxlen: int) -> None:
-        self.redis = client
-        self.maxlen = maxlen
-        self.counters = {"stored": 0, "skipped": 0, "redis_errors": 0}
-
-    async def on_event(self, message: AmiMessage) -> None:
-        if not is_kept(message):
-            self.counters["skipped"] += 1
-            return
-        fields = message.to_dict()
-        fields["_received_at"] = f"{time.time():.6f}"
-        try:
-            await self.redis.xadd(
-                redis_keys.AMI_EVENTS, fields,  # type: ignore[arg-type]
-                maxlen=self.maxlen, approximate=True,
-            )  # fmt: skip
-        except RedisError as exc:
-            self.counters["redis_errors"] += 1
-            logger.warning("event not stored: Redis error: %s", exc)
-            return
-        self.counters["stored"] += 1
-
-    async def heartbeat(self, ami: AmiClient) -> None:
-        """Publish the listener's state; the hash expires if the listener dies."""
-        status = {"connected": "1" if ami.connected else "0", "updated_at": f"{time.time():.3f}"}
-        status |= {k: str(v) for k, v in ami.counters.items()}
-        status |= {k: str(v) for k, v in self.counters.items()}
-        try:
-            async with self.redis.pipeline(transaction=True) as pipe:
-                pipe.hset(redis_keys.AMI_STATUS, mapping=status)  # type: ignore[arg-type]
-                pipe.expire(redis_keys.AMI_STATUS, redis_keys.AMI_HEARTBEAT_TTL_S)
-                await pipe.execute()
-        except RedisError as exc:
-            self.counters["redis_errors"] += 1
-            logger.warning("heartbeat not stored: Redis error: %s", exc)
+async def write_heartbeat(client: aioredis.Redis, status: Mapping[str, object]) -> bool:
+    """Store ``status`` (plus ``updated_at``) in the heartbeat hash; False if Redis failed."""
+    fields = {k: str(v) for k, v in status.items()} | {"updated_at": f"{time.time():.3f}"}
+    try:
+        async with client.pipeline(transaction=True) as pipe:
+            pipe.hset(redis_keys.AMI_STATUS, mapping=fields)  # type: ignore[arg-type]
+            pipe.expire(redis_keys.AMI_STATUS, redis_keys.AMI_HEARTBEAT_TTL_S)
+            await pipe.execute()
+    except (RedisError, OSError) as exc:
+        logger.debug("heartbeat not stored: Redis error: %s", exc)
+        return False
+    return True

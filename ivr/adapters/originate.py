@@ -1,15 +1,21 @@
 """``ivr call``: place a real call through Asterisk with AMI Originate, and report on it.
 
 The call is ``Local/<did>@from-pstn``: its ``;2`` half runs the hotline dialplan like any
-SIP caller, its ``;1`` half runs ``caller-sim`` (speaks, presses the digits, holds). The
+SIP caller, its ``;1`` half runs ``caller-sim`` (talks, or stays silent, and holds). Keys
+are pressed like a person presses them: each time the hotline starts listening (an AGI
+``GET DATA``), the next group of ``keys`` is sent over AMI (``PlayDTMF`` on the caller's
+half, so the hotline receives real DTMF through the Local channel); during a voice message
+(``RECORD FILE``) the caller talks for ``speak_s`` seconds, then presses ``#``. The
 Linkedid is chosen here (Originate ``ChannelId``), so every event of the call is ours.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import uuid
+from collections.abc import Sequence
 
 from ivr.adapters.ami_client import AmiClient
 from ivr.core.call_report import CallReport, summarize
@@ -17,17 +23,41 @@ from ivr.errors import AmiError, AmiTimeout
 from ivr.protocols.ami import AmiMessage
 from ivr.settings import Settings
 
-VALID_DIGITS = re.compile(r"^[0-9*#]*$")
+logger = logging.getLogger(__name__)
+
+KEY_GROUP = re.compile(r"^([0-9*#]+|_)$")  # `_`: press nothing at that prompt
+KEY_GAP_S = 0.25  # between two key presses of a group
+FIRST_KEY_DELAY_S = 0.6  # after the hotline starts listening
+
+
+def parse_keys(spec: str) -> list[str]:
+    """``"2 11002233# 1"`` -> ``["2", "11002233#", "1"]``; ``_`` stays silent at a prompt.
+
+    >>> parse_keys("_ 1")
+    ['', '1']
+    """
+    groups = spec.split()
+    for group in groups:
+        if not KEY_GROUP.match(group):
+            raise ValueError(
+                f"--digits: {group!r}: each group holds only 0-9, * and # (or _ for no key)"
+            )
+    return ["" if g == "_" else g for g in groups]
 
 
 class CallTracker:
-    """Collects a call's events until its last channel hangs up."""
+    """Collects a call's events until its last channel hangs up, pressing keys on cue."""
 
-    def __init__(self, linkedid: str) -> None:
+    def __init__(self, linkedid: str, keys: Sequence[str], speak_s: float) -> None:
         self.linkedid = linkedid
+        self.keys = list(keys)
+        self.speak_s = speak_s
         self.events: list[dict[str, str]] = []
         self.open_channels: set[str] = set()
+        self.caller_channel = ""
         self.done = asyncio.Event()
+        self.ami: AmiClient | None = None
+        self._presses: set[asyncio.Task[None]] = set()
 
     async def on_event(self, message: AmiMessage) -> None:
         if message.get("Linkedid") != self.linkedid:
@@ -36,10 +66,46 @@ class CallTracker:
         channel = message.get("Channel") or ""
         if message.event == "Newchannel":
             self.open_channels.add(channel)
+            if message.get("Uniqueid") == self.linkedid:
+                self.caller_channel = channel
         elif message.event == "Hangup":
             self.open_channels.discard(channel)
             if not self.open_channels:
                 self.done.set()
+        elif message.event == "AGIExecStart":
+            command = message.get("Command") or ""
+            if command.startswith("GET DATA") and self.keys:
+                self._press(self.keys.pop(0), FIRST_KEY_DELAY_S)
+            elif command.startswith("RECORD FILE"):
+                self._press("#", self.speak_s)
+
+    def _press(self, keys: str, delay: float) -> None:
+        if keys:
+            task = asyncio.create_task(self._send(keys, delay))
+            self._presses.add(task)
+            task.add_done_callback(self._presses.discard)
+
+    async def _send(self, keys: str, delay: float) -> None:
+        await asyncio.sleep(delay)
+        assert self.ami is not None
+        for key in keys:
+            if self.done.is_set():
+                return
+            try:
+                await self.ami.send_action(
+                    "PlayDTMF",
+                    {"Channel": self.caller_channel, "Digit": key, "Duration": "150"},
+                    timeout=5,
+                )
+            except AmiError as exc:  # the caller may be gone already
+                logger.info("key %s not sent: %s", key, exc.message)
+                return
+            await asyncio.sleep(KEY_GAP_S)
+
+    async def close(self) -> None:
+        for task in list(self._presses):
+            task.cancel()
+        await asyncio.gather(*self._presses, return_exceptions=True)
 
 
 async def place_call(
@@ -47,22 +113,27 @@ async def place_call(
     *,
     did: str,
     caller: str,
-    digits: str = "",
-    hold_s: float = 30.0,
+    keys: Sequence[str] = (),
+    silent: bool = False,
+    speak_s: float = 3.0,
+    hold_s: float = 60.0,
     timeout_s: float = 120.0,
 ) -> CallReport:
     if not did.isdigit():
         raise ValueError(f"--did must be digits, got {did!r}")
-    if not VALID_DIGITS.match(digits):
-        raise ValueError(f"--digits may hold only 0-9, * and #, got {digits!r}")
+    for group in keys:
+        if group and not KEY_GROUP.match(group):
+            raise ValueError(f"--digits may hold only 0-9, * and #, got {group!r}")
     if not re.fullmatch(r"[0-9+]{0,32}", caller):
         raise ValueError(f"--from must be a phone number, got {caller!r}")
     linkedid = f"ivrcall-{uuid.uuid4().hex[:16]}"
-    tracker = CallTracker(linkedid)
+    tracker = CallTracker(linkedid, keys, speak_s)
     client = AmiClient(settings.ami, settings.ami_secret(), on_event=tracker.on_event)
+    tracker.ami = client
     runner = asyncio.create_task(client.run())
     try:
         await client.wait_connected(settings.ami.connect_timeout_s * 2)
+        variables = [f"SIM_HOLD={hold_s:g}"] + (["SIM_AUDIO=silent"] if silent else [])
         reply = await client.send_action(
             "Originate",
             {
@@ -75,7 +146,7 @@ async def place_call(
                 "OtherChannelId": f"{linkedid}-2",
                 "Async": "true",
                 "Timeout": "30000",
-                "Variable": [f"SIM_DIGITS={digits}", f"SIM_HOLD={hold_s:g}"],
+                "Variable": variables,
             },
             timeout=10,
         )
@@ -89,6 +160,7 @@ async def place_call(
             ) from None
         await asyncio.sleep(0.2)  # the last events of the hang-up (VarSet, QueueCallerLeave)
     finally:
+        await tracker.close()
         runner.cancel()
         await asyncio.gather(runner, return_exceptions=True)
     return summarize(linkedid, tracker.events)

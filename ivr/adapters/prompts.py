@@ -23,6 +23,7 @@ logger = logging.getLogger(__name__)
 
 LANGUAGES = ("zh", "en")
 ESPEAK_VOICES = {"zh": "cmn", "en": "en-us"}
+ESPEAK_SPEED = 230  # words per minute: brisk, so the menu is not longer than a person's
 STUDIO_SUFFIXES = (".wav", ".mp3", ".flac", ".ogg")
 
 
@@ -86,7 +87,8 @@ def _studio_file(studio_dir: Path, prompt: PromptText) -> Path | None:
 def _source_id(prompt: PromptText, studio: Path | None) -> str:
     if studio is not None:
         return "studio:" + hashlib.sha256(studio.read_bytes()).hexdigest()
-    return "tts:" + hashlib.sha256(f"{prompt.language}|{prompt.text}".encode()).hexdigest()
+    voice = f"{ESPEAK_VOICES[prompt.language]}|{ESPEAK_SPEED}"
+    return "tts:" + hashlib.sha256(f"{voice}|{prompt.text}".encode()).hexdigest()
 
 
 def _speak(prompt: PromptText) -> AudioSegment:
@@ -99,7 +101,7 @@ def _speak(prompt: PromptText) -> AudioSegment:
                     "-v",
                     ESPEAK_VOICES[prompt.language],
                     "-s",
-                    "175",
+                    str(ESPEAK_SPEED),
                     "-w",
                     str(wav),
                     prompt.text,

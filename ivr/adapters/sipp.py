@@ -100,10 +100,12 @@ def run_caller(
     local_port: int = 0,
     timeout_s: float = 120.0,
     digit_interval_s: float = 0.5,
+    digits_after_s: float = SPEECH_MS / 1000,
 ) -> SippResult:
     """Place ``calls`` calls to ``did`` at ``target`` ("127.0.0.1:<sip_port>") and wait.
 
-    Each call speaks for 7.2 s, presses ``digits`` one every ``digit_interval_s`` seconds,
+    Each call speaks (g711a.pcap, 7.05 s) and, ``digits_after_s`` seconds after the answer
+    (at least the speech, default 7.2 s), presses ``digits`` one every ``digit_interval_s`` s,
     then waits up to ``hold_s`` seconds for the hotline's BYE before hanging up itself.
     At most ``concurrency`` calls are open at once, started at ``rate_per_s`` per second.
     ``local_port`` 0 picks a free UDP port. sipp stops after ``timeout_s`` seconds
@@ -130,7 +132,7 @@ def run_caller(
     _render(
         "caller.xml",
         workdir,
-        speech_ms=str(SPEECH_MS),
+        speech_ms=str(max(SPEECH_MS, round(digits_after_s * 1000))),
         digits=_digit_block(digits, round(digit_interval_s * 1000)),
         hold_ms=str(max(1, round(hold_s * 1000))),  # a timeout of 0 would mean none
     )

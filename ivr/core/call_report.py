@@ -33,7 +33,9 @@ class CallReport:
     linkedid: str
     agi_routes: list[str] = field(default_factory=list)
     agi_commands: list[str] = field(default_factory=list)
-    queue: str | None = None
+    queue: str | None = None  # the first queue joined
+    queue_position: int | None = None  # the caller's position when it joined that queue
+    queues: list[str] = field(default_factory=list)  # every queue joined (overflow included)
     variables: dict[str, str] = field(default_factory=dict)
     hangup_cause: str | None = None
     channels: list[str] = field(default_factory=list)
@@ -75,8 +77,12 @@ def summarize(linkedid: str, events: Iterable[Mapping[str, str]]) -> CallReport:
             var = ev.get("Variable", "").lstrip("_")
             if var.startswith("IVR_") or var in REPORTED_DIALPLAN_VARIABLES:
                 report.variables[var] = ev.get("Value", "")
-        elif name == "QueueCallerJoin" and report.queue is None:
-            report.queue = ev.get("Queue")
+        elif name == "QueueCallerJoin":
+            report.queues.append(ev.get("Queue", ""))
+            if report.queue is None:
+                report.queue = ev.get("Queue")
+                position = ev.get("Position", "")
+                report.queue_position = int(position) if position.isdigit() else None
         elif name == "Hangup" and (channel == hotline_channel or hotline_channel is None):
             report.hangup_cause = f"{ev.get('Cause-txt', '')} ({ev.get('Cause', '?')})"
     return report

@@ -16,7 +16,7 @@ from ivr.stack import asterisk_instance
 pytestmark = pytest.mark.integration
 
 
-def test_given_stack_up_when_ivr_call_json_then_greeting_played_and_default_queue_joined(
+def test_given_stack_up_when_ivr_call_json_then_greeting_menu_and_chosen_desk_queue(
     cli_env, stored_events, wait_for
 ):
     proc = subprocess.run(
@@ -30,8 +30,10 @@ def test_given_stack_up_when_ivr_call_json_then_greeting_played_and_default_queu
     assert doc["agi_routes"] == ["inbound"]
     assert doc["agi_commands"][0] == "ANSWER"
     assert doc["agi_commands"][1].startswith("STREAM FILE /srv/hotline-")
-    assert doc["agi_commands"][1].endswith('/prompts/zh/greeting ""')
-    assert doc["queue"] == "consultation"
+    assert doc["agi_commands"][1].endswith("/prompts/zh/greeting 9")
+    assert doc["agi_commands"][3].endswith("/prompts/zh/menu 3000 1")
+    assert doc["agi_commands"][3].startswith("GET DATA ")
+    assert doc["queue"] == "repair"
     assert doc["variables"]["AGISTATUS"] == "SUCCESS"
     assert doc["variables"]["IVR_NEXT"] == "queue"
     assert doc["variables"]["IVR_DID"] == "95158"
@@ -57,7 +59,7 @@ def test_given_bad_digits_when_ivr_call_then_clear_error_and_no_call(cli_env):
         env=os.environ, capture_output=True, text=True, timeout=30, check=False,
     )  # fmt: skip
     assert proc.returncode == 2
-    assert "--digits may hold only 0-9, * and #" in proc.stderr
+    assert "each group holds only 0-9, * and #" in proc.stderr
 
 
 def test_given_sip_caller_when_calling_did_then_greeting_rfc2833_digit_and_queue(
@@ -72,7 +74,8 @@ def test_given_sip_caller_when_calling_did_then_greeting_rfc2833_digit_and_queue
         did="95158",
         caller_id=caller,
         digits="1",
-        hold_s=40,
+        digits_after_s=11,  # greeting and emergency notice take about 10 s; then the menu
+        hold_s=60,
     )
     assert (result.total, result.successful, result.failed) == (1, 1, 0), result.stderr_tail
     assert message_counts(result)["BYE_Recv"] == 1  # the hotline ended the call, not sipp
@@ -97,8 +100,9 @@ def test_given_sip_caller_when_calling_did_then_greeting_rfc2833_digit_and_queue
     names = [e["Event"] for e in pjsip]
     assert names[0] == "Newchannel" and "Hangup" in names
     commands = [e["Command"] for e in pjsip if e["Event"] == "AGIExecStart"]
-    assert commands[:2] == ["ANSWER", commands[1]] and commands[1].endswith('zh/greeting ""')
+    assert commands[0] == "ANSWER" and commands[1].endswith("zh/greeting 9")
+    assert commands[3].startswith("GET DATA") and commands[3].endswith("zh/menu 3000 1")
     digits = [e["Digit"] for e in pjsip if e["Event"] == "DTMFEnd" and e["Direction"] == "Received"]
     assert digits == ["1"]
     joins = [e["Queue"] for e in pjsip if e["Event"] == "QueueCallerJoin"]
-    assert joins == ["consultation"]
+    assert joins == ["repair"]

@@ -30,13 +30,13 @@ def test_given_local_channel_block_when_parsed_then_typed_fields():
     assert req.uniqueid == "ivrcall-34d3dc8ee5934eee-2"
     assert req.callerid == "13800138000"
     assert req.extension == "95158"
-    assert req.args == ("/srv/hotline-hotline/prompts",)
+    assert req.args == ("/srv/hotline-hotline/prompts", "/srv/hotline-hotline/spool/voicemessages")
     assert req.get("agi_type") == "Local"
     assert req.get("agi_request") == "agi://127.0.0.1:4573/inbound"
     assert req.get("agi_version") == "22.10.1+dfsg+~cs6.17.60671434-1"
     assert req.get("agi_accountcode") == ""  # sent as "agi_accountcode: " (trailing space)
     assert req.get("agi_dnid") == "unknown"
-    assert len(req.env) == 23
+    assert len(req.env) == 24
 
 
 def test_given_pjsip_channel_block_when_parsed_then_utf8_name_and_dnid_kept():
@@ -47,7 +47,7 @@ def test_given_pjsip_channel_block_when_parsed_then_utf8_name_and_dnid_kept():
     assert req.get("agi_calleridname") == "张三"
     assert req.get("agi_dnid") == "95158"
     assert req.uniqueid == "1732329601.1"
-    assert req.args == ("/srv/hotline-hotline/prompts",)
+    assert req.args == ("/srv/hotline-hotline/prompts", "/srv/hotline-hotline/spool/voicemessages")
 
 
 def test_given_unknown_callerid_when_parsed_then_callerid_empty():

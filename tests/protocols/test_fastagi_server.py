@@ -11,6 +11,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from ivr.adapters.fastagi_server import AgiSession, FastAgiServer
 from ivr.adapters.flow_runner import run_inbound
 from ivr.adapters.ports import free_port
 from ivr.adapters.routing_files import load_routing
-from ivr.core.callflow import FlowConfig
+from ivr.core.callflow import flow_config
 from ivr.errors import AgiCommandError
 from ivr.protocols.agi import AgiResult
 from ivr.settings import FastAgiSettings
@@ -28,11 +29,18 @@ from ivr.settings import FastAgiSettings
 REPO = Path(__file__).resolve().parent.parent.parent
 FIXTURES = REPO / "tests" / "fixtures" / "agi"
 PROMPTS = "/srv/hotline-hotline/prompts"
-FULL_CALL = [
+# Wednesday 2026-11-25 10:00 in Asia/Shanghai: every desk is open.
+OPEN_HOURS = datetime(2026, 11, 25, 2, 0, tzinfo=UTC).timestamp()
+FULL_CALL = [  # the caller presses 1 (repair) at the menu
     "ANSWER",
-    f'STREAM FILE {PROMPTS}/zh/greeting ""',
+    f"STREAM FILE {PROMPTS}/zh/greeting 9",
+    f"STREAM FILE {PROMPTS}/zh/emergency-notice 9",
+    f"GET DATA {PROMPTS}/zh/menu 3000 1",
     "SET VARIABLE IVR_LANGUAGE zh",
-    "SET VARIABLE IVR_QUEUE consultation",
+    "SET VARIABLE IVR_QUEUE repair",
+    "SET VARIABLE IVR_PRIORITY 0",
+    "SET VARIABLE IVR_CATEGORY repair",
+    "SET VARIABLE IVR_REASON menu",
     "SET VARIABLE IVR_NEXT queue",
 ]
 # A regression that freezes the event loop (panoramisk defect 3) must fail fast, not hang.
@@ -87,6 +95,8 @@ class FakeAsterisk:
         if command.startswith("STREAM FILE"):
             return b"200 result=0 endpos=28160\n"
         if command.startswith("SET VARIABLE"):
+            return b"200 result=1\n"
+        if command.startswith("GET DATA"):
             return b"200 result=1\n"
         return b"200 result=0\n"
 
@@ -162,14 +172,10 @@ def info_logs(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
 
 def add_inbound(server: FastAgiServer) -> None:
     """Register the `inbound` route the way `ivr agi` (cli.run_agi) does."""
-    routing = load_routing(REPO / "routing")
-    config = FlowConfig(
-        default_queue=routing.hotline.default_queue,
-        default_language=routing.hotline.default_language,
-    )
+    config = flow_config(load_routing(REPO / "routing"))
 
     async def inbound(session: AgiSession) -> None:
-        await run_inbound(session, config)
+        await run_inbound(session, config, clock=lambda: OPEN_HOURS)
 
     server.add_route("inbound", inbound)
 
@@ -199,8 +205,8 @@ async def test_given_inbound_call_when_served_then_greeting_and_queue_variables_
     assert server.counters == {"requests": 1, "failed": 0, "bad_headers": 0, "hangups": 0}
     assert server.active == set()
     assert errors(caplog) == []
-    states = [r.state for r in caplog.records if r.name == "ivr.adapters.flow_runner"]
-    assert states == ["greeting", "done", "done"]
+    finished = [r for r in caplog.records if r.getMessage() == "call flow finished"]
+    assert [(r.state, r.path) for r in finished] == [("done", "greeting>emergency_notice>menu")]
 
 
 # --- (b) the caller hangs up during the greeting -----------------------------------------------
@@ -220,11 +226,9 @@ async def test_given_hangup_during_greeting_when_served_then_route_stops_without
 
     assert received == FULL_CALL[:2]
     assert asterisk.closed_by_server
-    assert server.counters["hangups"] == 1
     assert server.counters["failed"] == 0
     assert errors(caplog) == []
-    assert "caller hung up during the route" in caplog.messages
-    ended = [r for r in caplog.records if r.getMessage() == "call flow ended"]
+    ended = [r for r in caplog.records if r.getMessage() == "call flow finished"]
     assert [r.state for r in ended] == ["hung_up"]
 
 
@@ -241,8 +245,9 @@ async def test_given_asterisk_closes_during_greeting_when_served_then_counted_as
             await asyncio.sleep(0.01)
 
     assert received == FULL_CALL[:2]
-    assert server.counters["hangups"] == 1
     assert errors(caplog) == []
+    ended = [r for r in caplog.records if r.getMessage() == "call flow finished"]
+    assert [r.state for r in ended] == ["hung_up"]
 
 
 # --- (c) a silent client does not hold up anyone (panoramisk defect 3) ------------------------
@@ -440,7 +445,7 @@ async def test_given_no_prompts_dir_argument_when_inbound_then_route_fails_befor
     assert server.counters["failed"] == 1
     [error] = errors(caplog)
     assert isinstance(error.exc_info[1], ValueError)
-    assert "1st argument" in str(error.exc_info[1])
+    assert "AGI arguments" in str(error.exc_info[1])
 
 
 # --- (j) drain() on shutdown ----------------------------------------------------------------

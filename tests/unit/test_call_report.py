@@ -96,6 +96,8 @@ def test_given_unknown_linkedid_when_summarized_then_empty_report():
         "agi_routes": [],
         "agi_commands": [],
         "queue": None,
+        "queue_position": None,
+        "queues": [],
         "variables": {},
         "hangup_cause": None,
         "channels": [],
@@ -185,3 +187,15 @@ def test_given_same_channel_announced_twice_when_summarized_then_listed_once():
 )
 def test_given_agi_app_data_when_route_read_then_script_name(app_data, route):
     assert agi_route(app_data) == route
+
+
+def test_given_overflow_when_summarized_then_every_queue_and_first_position():
+    events = [
+        {"Event": "QueueCallerJoin", "Queue": "emergency", "Position": "2", "Linkedid": "L"},
+        {"Event": "QueueCallerJoin", "Queue": "emergency-backup", "Position": "1", "Linkedid": "L"},
+    ]
+
+    report = summarize("L", events)
+
+    assert report.queues == ["emergency", "emergency-backup"]
+    assert (report.queue, report.queue_position) == ("emergency", 2)
