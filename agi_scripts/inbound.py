@@ -19,11 +19,11 @@ from pathlib import Path
 
 from asterisk.agi import AGI, AGIHangup
 
-from ivr.adapters.flow_runner import AgiPaths, drive
 from ivr.adapters.routing_files import load_routing
 from ivr.core import callflow
 from ivr.errors import AgiHangup, HotlineError
 from ivr.protocols.agi import AgiRequest, AgiResult, format_command, parse_result
+from ivr.protocols.agi_flow import AgiPaths, drive
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -59,10 +59,10 @@ async def supervise(*coros: Coroutine[Any, Any, None]) -> None:
 # --- roles ------------------------------------------------------------------------------
 async def run_agi(settings: Settings) -> None:
     from ivr.adapters import voice_messages
+    from ivr.adapters.config_check import load_checked
     from ivr.adapters.db import create_all, settings_engine
     from ivr.adapters.fastagi_server import AgiSession, FastAgiServer
     from ivr.adapters.flow_runner import run_inbound
-    from ivr.adapters.routing_files import load_checked
     from ivr.core.callflow import flow_config
 
     routing, _ = load_checked(settings.routing_dir, settings.prompts_dir, settings.dialplan_dir)
@@ -291,7 +291,7 @@ def cmd_messages(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_check_routing(settings: Settings, _: argparse.Namespace) -> int:
-    from ivr.adapters.routing_files import load_checked
+    from ivr.adapters.config_check import load_checked
 
     routing, catalog = load_checked(
         settings.routing_dir, settings.prompts_dir, settings.dialplan_dir
@@ -306,7 +306,7 @@ def cmd_check_routing(settings: Settings, _: argparse.Namespace) -> int:
 
 def cmd_prompts_build(settings: Settings, args: argparse.Namespace) -> int:
     from ivr.adapters import prompts
-    from ivr.adapters.routing_files import load_checked
+    from ivr.adapters.config_check import load_checked
 
     _, catalog = load_checked(settings.routing_dir, settings.prompts_dir, settings.dialplan_dir)
     written = prompts.build(catalog, settings.prompts_dir, settings.prompts_build_dir)

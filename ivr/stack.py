@@ -31,10 +31,11 @@ import redis
 from ivr import redis_keys
 from ivr.adapters import prompts
 from ivr.adapters.asterisk import AsteriskInstance
+from ivr.adapters.config_check import load_checked
 from ivr.adapters.db import settings_engine
 from ivr.adapters.ports import free_port, is_free, port_owner
 from ivr.adapters.processes import pid_alive, spawn_detached
-from ivr.adapters.routing_files import load_checked, load_routing
+from ivr.adapters.routing_files import load_routing
 from ivr.adapters.users import ensure_dev_user
 from ivr.errors import StackError
 from ivr.settings import (
@@ -224,7 +225,9 @@ class Stack:
         s = self.settings
         if role == "asterisk":
             dids = load_routing(s.routing_dir).hotline.emergency_dids
-            inst = replace(asterisk_instance(s), emergency_dids=tuple(dids))
+            inst = replace(
+                asterisk_instance(s), emergency_dids=tuple(dids), routing_dir=s.routing_dir
+            )
             inst.render()
             pid = inst.start(log)
             return RoleRecord(

@@ -17,12 +17,17 @@ import time
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+import asterisk  # pyst2, copied into the root for process AGI
+
+import ivr
 from ivr.adapters.processes import pid_alive, spawn_detached
 from ivr.errors import StackError
+from ivr.settings import REPO_DIR
 
 logger = logging.getLogger(__name__)
 
 ASTERISK_BIN = "/usr/sbin/asterisk"
+PROCESS_AGI = "inbound-agi"  # the wrapper running agi_scripts/inbound.py in the root
 SAFETY_ADVICE_PARTS = (1, 2, 3, 4)  # prompts safety-<n>: the emergency queue's announcements
 
 
@@ -38,6 +43,7 @@ class AsteriskInstance:
     dialplan_dir: Path  # the project's dialplan/ on the host
     prompts_dir: Path | None = None  # built prompts (<lang>/<key>.wav) on the host
     emergency_dids: tuple[str, ...] = ()  # numbers that go straight to [emergency] (routing/)
+    routing_dir: Path | None = None  # copied in for the process-AGI entry points
 
     # --- paths -----------------------------------------------------------------------
     @property
@@ -113,7 +119,9 @@ class AsteriskInstance:
         (etc / "extensions_globals_generated.conf").write_text(
             f"IVR_AGI_URL = {self.agi_url}\nIVR_PROMPTS = {self.prompts_inner}\n"
             f"IVR_MESSAGES = {self.messages_inner}\n"
+            f"IVR_PROCESS_AGI = {self.app_inner / PROCESS_AGI}\n"
         )
+        self._install_app()
         (etc / "extensions_generated.conf").write_text(self._emergency_dids_conf())
         (etc / "queues_generated.conf").write_text(self._queues_conf())
         (etc / "pjsip_generated.conf").write_text(
@@ -135,6 +143,30 @@ class AsteriskInstance:
             shutil.copytree(self.prompts_dir, prompts)
         else:
             prompts.mkdir(parents=True)
+
+    @property
+    def app_inner(self) -> PurePosixPath:
+        """The process-AGI code inside the root (run by Debian's python3 there)."""
+        return self.base / "app"
+
+    def _install_app(self) -> None:
+        """Copy what agi_scripts/ needs into the root: ivr, pyst2, the routing files."""
+        app = self.host_path(self.app_inner)
+        if app.exists():
+            shutil.rmtree(app)
+        skip = shutil.ignore_patterns("__pycache__", "*.pyc")
+        shutil.copytree(Path(ivr.__file__).parent, app / "ivr", ignore=skip)
+        shutil.copytree(Path(asterisk.__file__).parent, app / "asterisk", ignore=skip)
+        shutil.copytree(REPO_DIR / "agi_scripts", app / "agi_scripts", ignore=skip)
+        if self.routing_dir is not None:
+            shutil.copytree(self.routing_dir, app / "routing")
+        wrapper = app / PROCESS_AGI
+        wrapper.write_text(
+            "#!/bin/sh\n"
+            f"export PYTHONPATH={self.app_inner} IVR_ROUTING_DIR={self.app_inner}/routing\n"
+            f'exec /usr/bin/python3 {self.app_inner}/agi_scripts/inbound.py "$@"\n'
+        )
+        wrapper.chmod(0o755)
 
     def _emergency_dids_conf(self) -> str:
         lines = [

@@ -1,111 +1,21 @@
-"""Carries out the call flow over AGI, for FastAGI (async) and process AGI (sync).
+"""The FastAGI ``inbound`` route: the call flow driven over one FastAGI session.
 
-The loop itself is sans-I/O: :func:`drive` is a generator that yields AGI command words and
-receives each command's :class:`AgiResult`, so the FastAGI route and ``agi_scripts/`` share
-one translation (:func:`agi_words`) and one reading of results (:func:`event_for`).
-Throwing :class:`ivr.errors.AgiHangup` into it ends the flow as ``CallerHungUp``.
+The translation and the loop are sans-I/O in :mod:`ivr.protocols.agi_flow`, shared with
+the process-AGI script in ``agi_scripts/``; this module only does the socket I/O.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Generator
-from dataclasses import dataclass
+from collections.abc import Callable
 
 from ivr.adapters.fastagi_server import AgiSession
 from ivr.core import callflow
 from ivr.errors import AgiHangup
-from ivr.protocols.agi import AgiRequest, AgiResult
+from ivr.protocols.agi_flow import AgiPaths, drive
 
 logger = logging.getLogger(__name__)
-
-Words = tuple[str, ...]
-Driver = Generator[Words, AgiResult, callflow.CallState]
-
-
-@dataclass(frozen=True, slots=True)
-class AgiPaths:
-    """Directories as Asterisk sees them (inside its root), passed by the dialplan."""
-
-    prompts: str  # <prompts>/<lang>/<key>
-    messages: str  # voice messages are recorded here
-
-    @classmethod
-    def from_args(cls, env: AgiRequest) -> AgiPaths:
-        """``AGI(url,${IVR_PROMPTS},${IVR_MESSAGES})``; both absolute, or the route fails."""
-        args = env.args
-        if len(args) < 2 or not all(a.startswith("/") for a in args[:2]):
-            raise ValueError(
-                "the dialplan must pass the prompts and messages directories as AGI arguments"
-            )
-        return cls(prompts=args[0].rstrip("/"), messages=args[1].rstrip("/"))
-
-
-def agi_words(cmd: callflow.Command, paths: AgiPaths) -> list[Words]:
-    """The AGI commands for one call-flow command (none for ``Finish``)."""
-    match cmd:
-        case callflow.Answer():
-            return [("ANSWER",)]
-        case callflow.Play(prompt=prompt, language=lang, escape_digits=escape):
-            return [("STREAM FILE", f"{paths.prompts}/{lang}/{prompt}", escape)]
-        case callflow.CollectDigits(prompt=prompt, language=lang, max_digits=n, timeout_s=t):
-            return [("GET DATA", f"{paths.prompts}/{lang}/{prompt}", str(int(t * 1000)), str(n))]
-        case callflow.SayDigits(digits=digits, language=lang, prompt_prefix=prefix):
-            return [("STREAM FILE", f"{paths.prompts}/{lang}/{prefix}{d}", "") for d in digits]
-        case callflow.RecordMessage() as rec:
-            words: Words = ("RECORD FILE", f"{paths.messages}/{rec.path_hint}", "wav",
-                            rec.terminator, str(rec.max_s * 1000))  # fmt: skip
-            if rec.beep:
-                words += ("BEEP",)
-            return [(*words, f"s={rec.silence_s}")]
-        case callflow.SetVariable(name=name, value=value):
-            return [("SET VARIABLE", name, value)]
-        case callflow.Finish():
-            return []
-
-
-def event_for(cmd: callflow.Command, result: AgiResult, now: float) -> callflow.Event:
-    """What the last command of a batch reports, from its AGI result."""
-    match cmd:
-        case callflow.Play():
-            # result=N>0: the escape key (its code point) cut the prompt; -1: the file could
-            # not be played (a hang-up shows up as HANGUP/EOF on the next command).
-            key = chr(result.value) if result.value > 0 else ""
-            return callflow.PromptPlayed(now=now, digit=key)
-        case callflow.CollectDigits():
-            digits = result.result if result.value >= 0 else ""
-            return callflow.DigitsEntered(digits, timed_out=result.data == "timeout", now=now)
-        case callflow.RecordMessage():
-            if result.data == "hangup":  # the partial message is saved all the same
-                return callflow.CallerHungUp(now=now)
-            endpos = int(result.extra.get("endpos", "0") or 0)
-            return callflow.MessageRecorded(duration_s=endpos / 8000, now=now)
-    raise ValueError(f"{type(cmd).__name__} reports no event")
-
-
-def drive(
-    config: callflow.FlowConfig,
-    facts: callflow.CallFacts,
-    paths: AgiPaths,
-    clock: Callable[[], float],
-) -> Driver:
-    """The call flow as a generator of AGI commands; returns the final state."""
-    state, batch = callflow.start(config, facts)
-    try:
-        while batch:
-            reported = callflow.awaited(batch)
-            result: AgiResult | None = None
-            for cmd in batch:
-                for words in agi_words(cmd, paths):
-                    result = yield words
-            if reported is None:
-                break
-            assert result is not None, "every reported command sends AGI words"
-            state, batch = callflow.step(state, event_for(batch[-1], result, clock()))
-    except AgiHangup:
-        state, _ = callflow.step(state, callflow.CallerHungUp(now=clock()))
-    return state
 
 
 async def run_inbound(

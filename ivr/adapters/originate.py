@@ -118,7 +118,15 @@ async def place_call(
     speak_s: float = 3.0,
     hold_s: float = 60.0,
     timeout_s: float = 120.0,
+    agent_delay_s: float | None = None,
 ) -> CallReport:
+    """Place one call and report on it once every channel of it has hung up.
+
+    ``hold_s``: the caller hangs up after that many seconds. ``agent_delay_s``: a simulated
+    agent (``[sim-agents]``) answers this call after that many seconds instead of the
+    global ``IVR_SIM_ANSWER_DELAY`` (passed as the inherited ``__SIM_ANSWER_DELAY``, so it
+    reaches the agent's Local channel through the queue's dial).
+    """
     if not did.isdigit():
         raise ValueError(f"--did must be digits, got {did!r}")
     for group in keys:
@@ -126,6 +134,8 @@ async def place_call(
             raise ValueError(f"--digits may hold only 0-9, * and #, got {group!r}")
     if not re.fullmatch(r"[0-9+]{0,32}", caller):
         raise ValueError(f"--from must be a phone number, got {caller!r}")
+    if agent_delay_s is not None and not 0 <= agent_delay_s <= 3600:
+        raise ValueError(f"agent_delay_s must be 0..3600 s, got {agent_delay_s!r}")
     linkedid = f"ivrcall-{uuid.uuid4().hex[:16]}"
     tracker = CallTracker(linkedid, keys, speak_s)
     client = AmiClient(settings.ami, settings.ami_secret(), on_event=tracker.on_event)
@@ -134,6 +144,8 @@ async def place_call(
     try:
         await client.wait_connected(settings.ami.connect_timeout_s * 2)
         variables = [f"SIM_HOLD={hold_s:g}"] + (["SIM_AUDIO=silent"] if silent else [])
+        if agent_delay_s is not None:
+            variables.append(f"__SIM_ANSWER_DELAY={agent_delay_s:g}")
         reply = await client.send_action(
             "Originate",
             {

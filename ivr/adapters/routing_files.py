@@ -23,7 +23,6 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from ivr.adapters.prompts import PromptText, load_catalog
 from ivr.core.routing_models import (
     Location,
     Routing,
@@ -208,15 +207,3 @@ def _line_of(node: yaml.Node | None, loc: Location) -> int:
         else:
             return line
     return line
-
-
-def load_checked(
-    routing_dir: Path, prompts_dir: Path, dialplan_dir: Path
-) -> tuple[Routing, list[PromptText]]:
-    """What every role checks at start: the routing files, every prompt they name present
-    in every language, and every queue they name defined in the dialplan's queues.conf."""
-    routing = load_routing(routing_dir)
-    catalog = load_catalog(prompts_dir / "catalog.yaml", routing.hotline.name)
-    check_prompts(routing_dir, routing, {(p.key, p.language) for p in catalog})
-    check_queues(routing_dir, routing, dialplan_dir / "queues.conf")
-    return routing, catalog

@@ -133,3 +133,16 @@ async def test_given_priority_caller_then_queued_ahead_of_earlier_callers(stack,
     assert priority.queue == early.queue == "repair"
     assert priority.event_counts.get("AgentConnect") == 1
     assert priority.queue_position == 1 and early.queue_position == 1
+
+
+async def test_given_process_agi_mode_then_same_flow_through_agi_scripts(stack):
+    inst = asterisk_instance(stack.settings)
+    inst.rx("dialplan set global IVR_AGI_MODE process")
+    try:
+        report = await place_call(stack.settings, did="95158", caller=MOBILE, keys=["1"])
+    finally:
+        inst.rx("dialplan set global IVR_AGI_MODE fastagi")
+    assert report.agi_routes == [f"{inst.app_inner}/inbound-agi"]
+    assert report.variables["AGISTATUS"] == "SUCCESS"
+    assert (report.queue, report.variables["IVR_NEXT"]) == ("repair", "queue")
+    assert commands(report, "GET DATA") == ["zh/menu 3000 1"]
