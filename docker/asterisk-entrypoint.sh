@@ -23,6 +23,8 @@
 #   ASTERISK_PERMIT_SUBNET    CIDR admitted to AMI and the trunk besides 127.0.0.1 (none)
 #   ASTERISK_SIP_TRUNK_MATCH  sources identified as the pstn trunk (ASTERISK_PERMIT_SUBNET)
 #   ASTERISK_RTP_START, ASTERISK_RTP_END   RTP port range (unset: dialplan/rtp.conf, 10000-20000)
+#   ASTERISK_EMERGENCY_DIDS   comma-separated emergency numbers (routing/hotline.yaml emergency_dids)
+# Process AGI (IVR_AGI_MODE=process) is not available in this image: keep the default fastagi.
 set -eu
 
 etc=/etc/asterisk
@@ -151,9 +153,38 @@ hideconnect = yes
 systemname = $instance
 EOF
 
-cat > "$etc/extensions_generated.conf" <<EOF
+cat > "$etc/extensions_globals_generated.conf" <<EOF
 IVR_AGI_URL = $agi_url
 IVR_PROMPTS = $prompts
+IVR_MESSAGES = /var/spool/asterisk/voicemessages
+IVR_PROCESS_AGI = /nonexistent/process-agi-is-not-in-this-image
+EOF
+mkdir -p /var/spool/asterisk/voicemessages
+
+# The emergency DIDs (routing/hotline.yaml emergency_dids), straight to [emergency].
+{
+    echo "; Emergency DIDs from routing/: straight to [emergency], no AGI."
+    echo "[from-pstn](+)"
+    for did in $(printf '%s' "${ASTERISK_EMERGENCY_DIDS:-}" | tr ',' ' '); do
+        case $did in '' | *[!0-9]*) die "ASTERISK_EMERGENCY_DIDS: '$did' is not all digits" ;; esac
+        echo "exten = $did,1,Set(__IVR_DID=\${EXTEN})"
+        echo "same = n,Goto(emergency,s,1)"
+    done
+} > "$etc/extensions_generated.conf"
+
+# The emergency queues' periodic announcement: the safety advice in short parts, zh then en.
+advice=''
+for lang in zh en; do
+    for part in 1 2 3 4; do
+        advice="${advice:+$advice,}$prompts/$lang/safety-$part"
+    done
+done
+cat > "$etc/queues_generated.conf" <<EOF
+[emergency-announce](!)
+periodic-announce = $advice
+periodic-announce-startdelay = 1
+periodic-announce-frequency = 1
+relative-periodic-announce = yes
 EOF
 
 cat > "$etc/pjsip_generated.conf" <<EOF
