@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import wave
+from pathlib import Path
 
 import pytest
 
@@ -146,3 +147,27 @@ async def test_given_process_agi_mode_then_same_flow_through_agi_scripts(stack):
     assert report.variables["AGISTATUS"] == "SUCCESS"
     assert (report.queue, report.variables["IVR_NEXT"]) == ("repair", "queue")
     assert commands(report, "GET DATA") == ["zh/menu 3000 1"]
+
+
+async def test_given_hangups_at_every_step_then_no_error_logged_and_next_call_served(stack):
+    # Each caller leaves at a different moment: greeting, notice, menu, account entry,
+    # read-back, and while recording a voice message.
+    leaving = [
+        ([], 3),
+        ([], 8),
+        (["_"], 12),
+        (["2", "1400"], 16),
+        (["2", "14002233#"], 20),
+        (["3", "1"], 30),
+    ]
+    reports = await asyncio.gather(
+        *(
+            place_call(stack.settings, did="95158", caller=f"1380013810{n}", keys=k, hold_s=h)
+            for n, (k, h) in enumerate(leaving)
+        )
+    )
+    assert all(r.hangup_cause is not None for r in reports)
+    after = await place_call(stack.settings, did="95158", caller=MOBILE, keys=["4"])
+    assert after.queue == "consultation"
+    log = Path(stack.running()["agi"].log).read_text(errors="replace")
+    assert '"level": "ERROR"' not in log and "Traceback" not in log
