@@ -166,8 +166,10 @@ def main() -> None:
     for p in phases:
         print(f"   {p.name:<24}{p.calls:>7}{p.failed:>8}{p.cpu_s:>9.2f}"
               f"{p.per_call_ms:>10.2f}{p.per_call_ms / floor:>8.2f}")  # fmt: skip
-    print(f"2. {args.concurrent} concurrent menu calls (greeting, key 1, queue): "
-          f"{ok} successful, {failed} failed, {reached} reached the queue, {took:.0f} s")
+    print(
+        f"2. {args.concurrent} concurrent menu calls (greeting, key 1, queue): "
+        f"{ok} successful, {failed} failed, {reached} reached the queue, {took:.0f} s"
+    )
     if waits:
         p50 = statistics.median(waits)
         p99 = waits[min(len(waits) - 1, round(0.99 * (len(waits) - 1)))]

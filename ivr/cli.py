@@ -134,6 +134,7 @@ def run_web(settings: Settings) -> None:
         port=settings.web.port,
         log_config=None,
         access_log=False,
+        timeout_graceful_shutdown=3,  # open live streams must not hold up a deploy
     )
 
 

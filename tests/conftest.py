@@ -60,7 +60,11 @@ def routing_for_tests(target: Path) -> Path:
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     base = tmp_path_factory.mktemp("stack")
     settings = isolated_settings(
-        base / "run", f"t{os.getpid()}", routing_dir=routing_for_tests(base / "routing")
+        base / "run",
+        f"t{os.getpid()}",
+        routing_dir=routing_for_tests(base / "routing"),
+        # repair held to 6 s so a test call crosses the threshold quickly (the supervisor page)
+        metrics={"thresholds": {"emergency": 15.0, "emergency-backup": 15.0, "repair": 6.0}},
     )
     st = Stack(settings)
     st.up()

@@ -106,7 +106,9 @@ class MetricsReader:
 
     @classmethod
     def from_settings(cls, client: aioredis.Redis, settings: Settings) -> MetricsReader:
-        return cls(MetricsStore.from_settings(client, settings.metrics, settings.redis.events_maxlen))
+        return cls(
+            MetricsStore.from_settings(client, settings.metrics, settings.redis.events_maxlen)
+        )
 
     @property
     def tz(self) -> ZoneInfo:
@@ -174,6 +176,6 @@ class MetricsReader:
         finally:
             with anyio.move_on_after(_CLOSE_TIMEOUT_S, shield=True):
                 try:
-                    await pubsub.aclose()
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]  # untyped in redis-py
                 except (RedisError, OSError) as exc:
                     logger.debug("closing the metrics pub/sub: %s", exc)

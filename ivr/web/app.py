@@ -10,10 +10,11 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from ivr.adapters import db
+from ivr.adapters.metrics_read import MetricsReader
 from ivr.errors import HotlineError
 from ivr.settings import Settings
 from ivr.web.auth import AuthError, LoginThrottle, auth_error_handler
-from ivr.web.routes import auth, health, pages
+from ivr.web.routes import auth, health, metrics, pages
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -26,6 +27,7 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.redis = aioredis.Redis.from_url(
             settings.redis.url, decode_responses=True, socket_timeout=2, socket_connect_timeout=2
         )
+        app.state.metrics_reader = MetricsReader.from_settings(app.state.redis, settings)
         try:
             yield
         finally:
@@ -36,6 +38,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(health.router)
     app.include_router(pages.router)
     app.include_router(auth.router)
+    app.include_router(metrics.router)
     app.add_exception_handler(AuthError, auth_error_handler)
 
     @app.exception_handler(HotlineError)

@@ -1,4 +1,4 @@
-"""Dependency aliases for the routes (settings, Redis)."""
+"""Dependency aliases for the routes (settings, Redis, the metrics reader)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Annotated
 import redis.asyncio as aioredis
 from fastapi import Depends, Request
 
+from ivr.adapters.metrics_read import MetricsReader
 from ivr.settings import Settings
 
 
@@ -22,3 +23,11 @@ def get_redis(request: Request) -> aioredis.Redis:
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 RedisDep = Annotated[aioredis.Redis, Depends(get_redis)]
+
+
+def get_metrics_reader(request: Request) -> MetricsReader:
+    reader: MetricsReader = request.app.state.metrics_reader
+    return reader
+
+
+MetricsReaderDep = Annotated[MetricsReader, Depends(get_metrics_reader)]

@@ -33,7 +33,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import date
@@ -179,7 +179,9 @@ class Exposition:
         self.lines += [f"# HELP {name} {escaped}", f"# TYPE {name} {kind}"]
         for labels, value in samples:
             text = ",".join(f'{k}="{_escape_label(str(v))}"' for k, v in labels.items())
-            self.lines.append(f"{name}{{{text}}} {_number(value)}" if text else f"{name} {_number(value)}")
+            self.lines.append(
+                f"{name}{{{text}}} {_number(value)}" if text else f"{name} {_number(value)}"
+            )
 
     def text(self) -> str:
         return "\n".join(self.lines) + "\n"
@@ -245,7 +247,10 @@ def prometheus_text(doc: Mapping[str, Any]) -> str:
     )
     out.family("hotline_waiting_calls", "gauge", "Calls waiting now.", [({}, doc["waiting_now"])])
     out.family(
-        "hotline_queue_waiting_calls", "gauge", "Calls waiting now per queue.", per_queue("waiting_now")
+        "hotline_queue_waiting_calls",
+        "gauge",
+        "Calls waiting now per queue.",
+        per_queue("waiting_now"),
     )
     out.family(
         "hotline_longest_wait_seconds",
@@ -281,12 +286,26 @@ def prometheus_text(doc: Mapping[str, Any]) -> str:
         "hotline_queue_agents",
         "gauge",
         "Queue members by state now, per queue.",
-        [({"queue": q, "state": s}, part[f"agents_{s}"]) for q, part in queues.items() for s in AGENT_STATES],
+        [
+            ({"queue": q, "state": s}, part[f"agents_{s}"])
+            for q, part in queues.items()
+            for s in AGENT_STATES
+        ],
     )
     for key, name, help_text, label in (
-        ("anomalies", "hotline_metrics_anomalies_total", "Odd AMI input seen by the metrics.", "kind"),
+        (
+            "anomalies",
+            "hotline_metrics_anomalies_total",
+            "Odd AMI input seen by the metrics.",
+            "kind",
+        ),
         ("dropped", "hotline_metrics_dropped_total", "Metrics lost while Redis was away.", "what"),
-        ("resync", "hotline_metrics_resync_total", "AMI resyncs and the calls they closed.", "what"),
+        (
+            "resync",
+            "hotline_metrics_resync_total",
+            "AMI resyncs and the calls they closed.",
+            "what",
+        ),
     ):
         counts = health.get(key, {})
         out.family(name, "counter", help_text, [({label: k}, v) for k, v in counts.items()])
@@ -317,7 +336,7 @@ async def metrics_events(
     *,
     timing: StreamTiming = StreamTiming(),
     clock: Callable[[], float] = time.monotonic,
-) -> AsyncIterator[str]:
+) -> AsyncGenerator[str, None]:
     """The SSE text of the stream: ``read()`` gives the (masked) document to send."""
     yield f"retry: {timing.retry_ms}\n\n"
     try:
@@ -397,9 +416,7 @@ async def stream(_: StreamUser, reader: MetricsReaderDep, period: Period = "toda
         document: dict[str, Any] = masked(await reader.document(period, time.time()))
         return document
 
-    events = metrics_events(read, reader.changes())
-    assert isinstance(events, AsyncGenerator)
-    return EventStreamResponse(events)
+    return EventStreamResponse(metrics_events(read, reader.changes()))
 
 
 @router.get("/api/metrics/hourly")
@@ -425,20 +442,30 @@ async def hourly(
 async def prometheus(_: ScrapeUser, reader: MetricsReaderDep) -> PlainTextResponse:
     """Prometheus text format: today's counters by class and queue, the live gauges."""
     document = await reader.document("today", time.time())
-    return PlainTextResponse(prometheus_text(document), media_type=PROMETHEUS_TYPE, headers=NO_STORE)
+    return PlainTextResponse(
+        prometheus_text(document), media_type=PROMETHEUS_TYPE, headers=NO_STORE
+    )
 
 
 @router.get("/supervisor", response_class=HTMLResponse)
 def supervisor_page(_: SupervisorUser) -> HTMLResponse:
     """The supervisors' live page (signed out: 303 to /login?next=/supervisor)."""
-    return HTMLResponse((STATIC / "supervisor.html").read_text(encoding="utf-8"), headers=PAGE_HEADERS)
+    return HTMLResponse(
+        (STATIC / "supervisor.html").read_text(encoding="utf-8"), headers=PAGE_HEADERS
+    )
 
 
-@router.get("/static/{name}", include_in_schema=False)
-def asset(name: str) -> Response:
-    """The page's script and style sheet (code only, no data: no sign-in needed)."""
-    media_type = ASSETS.get(name)
-    if media_type is None:
-        return Response(status_code=404)
+def _asset(name: str) -> Response:
     body = (STATIC / name).read_bytes()
-    return Response(body, media_type=media_type, headers={"Cache-Control": "no-cache"})
+    return Response(body, media_type=ASSETS[name], headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/static/supervisor.js", include_in_schema=False)
+def supervisor_script() -> Response:
+    """The page's script (code only, no data: no sign-in needed)."""
+    return _asset("supervisor.js")
+
+
+@router.get("/static/supervisor.css", include_in_schema=False)
+def supervisor_style() -> Response:
+    return _asset("supervisor.css")
