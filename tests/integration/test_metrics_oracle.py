@@ -332,16 +332,26 @@ async def read_redis(settings: Settings, instants: Sequence[float]) -> RedisSide
     )
 
 
-async def counted_linkedids(settings: Settings, linkedids: Sequence[str]) -> set[str]:
+def keys_of(linkedids: Sequence[str]) -> list[str]:
+    """The keys a call may be counted under: its Linkedid, or, for a call the listener
+    knows only from queue_log (it began and ended while the AMI link was down), its caller
+    channel's Uniqueid, the queue_log callid (the hotline's Local ``;2`` half here)."""
+    return [key for lid in linkedids for key in (lid, f"{lid}-2")]
+
+
+async def counted_as(settings: Settings, linkedids: Sequence[str]) -> dict[str, list[str]]:
+    """Under which of its keys (:func:`keys_of`) each call is in ``ivr:metrics:counted``."""
+    keys = keys_of(linkedids)
     client = aioredis.Redis.from_url(settings.redis.url, socket_timeout=5)
     try:
         async with client.pipeline(transaction=False) as pipe:
-            for lid in linkedids:
-                pipe.zscore(redis_keys.METRICS_COUNTED, lid)
+            for key in keys:
+                pipe.zscore(redis_keys.METRICS_COUNTED, key)
             scores = await pipe.execute()
     finally:
         await client.aclose()
-    return {lid for lid, score in zip(linkedids, scores, strict=True) if score is not None}
+    found = {key for key, score in zip(keys, scores, strict=True) if score is not None}
+    return {lid: [key for key in (lid, f"{lid}-2") if key in found] for lid in linkedids}
 
 
 def delta(after: dict[Any, int], before: dict[Any, int]) -> dict[Any, int]:
@@ -366,6 +376,22 @@ def oracle_tally(calls: Sequence[queue_log.QueueLogCall]) -> Tally:
         for queue, counters in summary.queues.items():
             tally[(queue, klass.value)] = getattr(counters, klass.value)
     return +tally
+
+
+async def dump_events(settings: Settings, since: float, target: Path) -> list[dict[str, str]]:
+    """The AMI events the listener stored since ``since``; also written out for a
+    post-mortem."""
+    client = aioredis.Redis.from_url(settings.redis.url, socket_timeout=5, decode_responses=True)
+    try:
+        entries = await client.xrange(redis_keys.AMI_EVENTS, min=f"{int(since * 1000)}-0")
+    finally:
+        await client.aclose()
+    events = [{"id": entry_id, **fields} for entry_id, fields in entries]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with target.open("w", encoding="utf-8") as out:
+        for event in events:
+            out.write(json.dumps(event, ensure_ascii=False) + "\n")
+    return events
 
 
 def listener_outcomes(log: Path, linkedids: set[str]) -> dict[str, list[dict[str, Any]]]:
@@ -399,18 +425,26 @@ class Outcome:
     ended: float = 0.0
 
 
+def callers_settings(settings: Settings) -> Settings:
+    """The stack's settings for the simulated callers' own AMI links (``place_call``): pings
+    relaxed, so that this busy event loop (a few dozen links, each receiving every event)
+    cannot drop a caller's link and lose its hang-up. The ami role keeps its 1 s pings."""
+    ami = settings.ami.model_copy(update={"ping_interval_s": 5.0, "ping_timeout_s": 10.0})
+    return settings.model_copy(update={"ami": ami})
+
+
 async def place(stack: Stack, plan: Plan, number: int, t0: float) -> Placed:
     await asyncio.sleep(max(0.0, t0 + plan.start_s - time.monotonic()))
     placed = Placed(plan)
     try:
         placed.report = await place_call(
-            stack.settings,
+            callers_settings(stack.settings),
             did=plan.did,
             caller=f"1380013{number:04d}",
             keys=plan.keys,
             hold_s=plan.hold_s,
             agent_delay_s=plan.delay,
-            timeout_s=150,
+            timeout_s=90,
         )
         placed.linkedid = placed.report.linkedid
     except Exception as exc:  # reported with the call's plan below
@@ -420,7 +454,11 @@ async def place(stack: Stack, plan: Plan, number: int, t0: float) -> Placed:
 
 
 async def wave(
-    stack: Stack, plans: Sequence[Plan], actions: Sequence[Action], first: int
+    stack: Stack,
+    plans: Sequence[Plan],
+    actions: Sequence[Action],
+    first: int,
+    lags: list[float],
 ) -> list[Placed]:
     t0 = time.monotonic()
 
@@ -429,8 +467,20 @@ async def wave(
         await action()
 
     calls = [place(stack, plan, first + i, t0) for i, plan in enumerate(plans)]
-    results = await asyncio.gather(*calls, *(at(offset, act) for offset, act in actions))
+    monitor = asyncio.create_task(watch_loop(lags))
+    try:
+        results = await asyncio.gather(*calls, *(at(offset, act) for offset, act in actions))
+    finally:
+        monitor.cancel()
     return [r for r in results if isinstance(r, Placed)]
+
+
+async def watch_loop(lags: list[float], every: float = 0.1) -> None:
+    """How late this event loop runs (the callers' key presses and AMI links ride on it)."""
+    while True:
+        due = time.monotonic() + every
+        await asyncio.sleep(every)
+        lags.append(time.monotonic() - due)
 
 
 async def run_scenario(
@@ -438,7 +488,8 @@ async def run_scenario(
     name: str,
     first_actions: Sequence[Action] = (),
     extra_first: Sequence[Plan] = (),
-) -> None:
+) -> dict[str, Any]:
+    """Place the two waves, then check Redis against queue_log; returns the report."""
     settings = stack.settings
     inst = asterisk_instance(settings)
     await quiet(stack)
@@ -447,26 +498,30 @@ async def run_scenario(
     before = await read_redis(settings, [started])
     offset = inst.queue_log.stat().st_size
 
-    placed = await wave(stack, [*first_wave(), *extra_first], first_actions, 0)
+    lags: list[float] = []
+    placed = await wave(stack, [*first_wave(), *extra_first], first_actions, 0, lags)
     await staff_emergency(stack, present=False)
     try:
-        placed += await wave(stack, second_wave(), (), len(placed))
+        placed += await wave(stack, second_wave(), (), len(placed), lags)
     finally:
         await staff_emergency(stack, present=True)
     ended = time.time()
 
     failed = [f"{p.plan.kind}: {p.error}" for p in placed if p.error]
-    assert not failed, f"calls that did not complete: {failed}"
+    worst = sorted(lags)[-5:]
+    assert not failed, f"calls that did not complete: {failed}; worst loop lags {worst}"
     linkedids = [p.linkedid for p in placed]
     assert len(set(linkedids)) == len(placed) >= 60
 
     # The listener counts a call once its last channel has hung up: give it a moment.
     deadline = time.monotonic() + 20
-    counted = await counted_linkedids(settings, linkedids)
-    while len(counted) < len(linkedids) and time.monotonic() < deadline:
+    keys = await counted_as(settings, linkedids)
+    while not all(keys.values()) and time.monotonic() < deadline:
         await asyncio.sleep(0.5)
-        counted = await counted_linkedids(settings, linkedids)
+        keys = await counted_as(settings, linkedids)
     await asyncio.sleep(1.0)  # anything counted twice or late would show now
+    keys = await counted_as(settings, linkedids)
+    counted = {lid for lid, found in keys.items() if found}
     after = await read_redis(settings, [started, ended])
 
     # The oracle: queue_log's lines of this scenario, classified with the same thresholds.
@@ -480,13 +535,13 @@ async def run_scenario(
     menu_hangups = sum(p.plan.queue is None for p in placed)
     expected_counts[(SCOPE_TOTAL, IVR_ONLY.value)] = menu_hangups
     anomalies = delta(after.anomalies, before.anomalies)
-    outcomes = listener_outcomes(Path(stack.run_dir / "logs" / "ami.log"), set(linkedids))
+    outcomes = listener_outcomes(stack.run_dir / "logs" / "ami.log", set(keys_of(linkedids)))
 
     per_call = []
     disagreements = []
     for p in placed:
         truth = oracle.get(callid[p.linkedid])
-        told = outcomes.get(p.linkedid, [])
+        told = [o for key in keys_of([p.linkedid]) for o in outcomes.get(key, [])]
         row = {
             "kind": p.plan.kind,
             "linkedid": p.linkedid,
@@ -495,7 +550,7 @@ async def run_scenario(
             "queue_log_queues": None if truth is None else list(truth.queues),
             "queue_log_wait_s": None if truth is None else truth.wait_s,
             "listener": told,
-            "counted": p.linkedid in counted,
+            "counted_as": keys[p.linkedid],
         }
         per_call.append(row)
         truth_class = IVR_ONLY.value if truth is None else row["queue_log"]
@@ -503,6 +558,7 @@ async def run_scenario(
         if [(o["class"], o["queue"] or "") for o in told] != [(truth_class, truth_queue)]:
             disagreements.append(row)
 
+    events = await dump_events(settings, started, ARTIFACTS / f"{name}-events.jsonl")
     report = {
         "scenario": name,
         "calls": len(placed),
@@ -514,10 +570,15 @@ async def run_scenario(
         "resync": delta(after.resync, before.resync),
         "dropped": delta(after.dropped, before.dropped),
         "queue_log_garbled": log.garbled,
+        # Asterisk publishes AgentComplete without the caller's channel when that channel is
+        # already gone; the reducer counts such an event as `garbled`.
+        "agent_complete_without_channel": sum(
+            e.get("Event") == "AgentComplete" and "Linkedid" not in e for e in events
+        ),
+        "worst_loop_lags_s": [round(x, 3) for x in sorted(lags)[-5:]],
         "disagreements": disagreements,
         "per_call": per_call,
     }
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
     (ARTIFACTS / f"{name}.json").write_text(json.dumps(report, indent=1, ensure_ascii=False))
     where = f"(details: {ARTIFACTS / name}.json)"
 
@@ -536,6 +597,7 @@ async def run_scenario(
 
     # 3. Every call counted exactly once: none lost, none twice, none unknown.
     assert counted == set(linkedids), f"calls never counted {where}"
+    assert [lid for lid, found in keys.items() if len(found) > 1] == [], "counted twice"
     assert after.counted - before.counted == len(placed)
     assert anomalies.get("duplicate_outcome", 0) == 0
 
@@ -547,22 +609,27 @@ async def run_scenario(
         or (row["queue_log_queues"] or [None])[0] != p.plan.queue
     ]
     assert off_plan == [], f"calls that did not go as planned {where}"
+    return report
 
 
 # --- the three runs -----------------------------------------------------------------------
 @pytest.mark.timeout(300)  # long: ~75 s of calls (+ the stack's start)
 async def test_given_mixed_calls_then_redis_counters_equal_queue_log(oracle_stack):
-    await run_scenario(oracle_stack, "plain")
-    anomalies = json.loads((ARTIFACTS / "plain.json").read_text())["anomalies"]
-    assert not {"duplicate", "garbled", "late_event"} & set(anomalies), anomalies
+    report = await run_scenario(oracle_stack, "plain")
+    anomalies = report["anomalies"]
+    assert anomalies.get("duplicate", 0) == 0, anomalies
+    # Nothing garbled but what Asterisk itself sends without its channel fields.
+    assert anomalies.get("garbled", 0) == report["agent_complete_without_channel"], anomalies
 
 
 @pytest.mark.timeout(300)  # long: ~80 s of calls
 async def test_given_ami_link_cut_and_restored_mid_run_then_still_equal(oracle_stack):
-    # The ami role goes away 10 s into the first wave (emergency calls connected or ending,
-    # menu callers about to queue) and comes back at 26 s: meanwhile callers queued, were
-    # answered, abandoned, timed out and hung up; two emergency calls start and end while it
-    # is away; others straddle its return.
+    # The ami role stops 11 s into the first wave and starts again at 26 s. At the cut the
+    # emergency-DID callers are answered, talking or overflowing, the menu callers about to
+    # queue; while it is away callers queue, are answered, abandon, time out and hang up, and
+    # two more emergency calls start and end; others straddle its return. (The menu
+    # hang-ups, at most 9 s long, end before the cut: a call that ends in the menu while the
+    # link is down leaves nothing in queue_log, and is counted `unknown` by design.)
     async def cut() -> None:
         await stop_role(oracle_stack, "ami")
 
@@ -570,11 +637,11 @@ async def test_given_ami_link_cut_and_restored_mid_run_then_still_equal(oracle_s
         await start_role(oracle_stack, "ami")
 
     during = [
-        emergency(FAST, ANSWERED, "emergency DID while the AMI link is down", start_s=11),
-        emergency(UNDER, ANSWERED, "emergency DID while the AMI link is down", start_s=11),
+        emergency(FAST, ANSWERED, "emergency DID while the AMI link is down", start_s=12),
+        emergency(UNDER, ANSWERED, "emergency DID while the AMI link is down", start_s=12),
     ]
     await run_scenario(
-        oracle_stack, "ami-link-cut", first_actions=[(10, cut), (26, restore)], extra_first=during
+        oracle_stack, "ami-link-cut", first_actions=[(11, cut), (26, restore)], extra_first=during
     )
 
 
