@@ -48,7 +48,7 @@ from ivr import redis_keys
 from ivr.adapters.ami_client import AmiClient
 from ivr.adapters.event_sink import is_kept, write_heartbeat
 from ivr.adapters.metrics_store import LiveReset, MetricsStore
-from ivr.adapters.queue_log import QueueLog, classify, read_since, records_of
+from ivr.adapters.queue_log import QueueLog, classify, classify_calls, read_since, records_of
 from ivr.core.metrics import (
     AgentStateChanged,
     AnomalyKind,
@@ -95,6 +95,8 @@ class MetricsListener:
         self._members_wait_s = members_wait_s
         self._clock = clock
         self._lock = asyncio.Lock()  # one writer of the reducer state at a time
+        self._last_event_at: float | None = None  # app clock, the latest event received
+        self._outage_began: float | None = None  # the latest event before this AMI session
         store.on_recovered = self.replace_live
         self.counters: dict[str, int] = {
             "kept": 0,  # AMI events folded into the reducer
@@ -110,11 +112,14 @@ class MetricsListener:
     async def on_event(self, message: AmiMessage) -> None:
         """One AMI event, in arrival order (the AmiClient's single consumer)."""
         received_at = self._clock()
+        if message.event == "FullyBooted":  # the first event of every AMI session
+            self._outage_began = self._last_event_at
         if not is_kept(message):
             self.counters["skipped"] += 1
             return
         fields = message.to_dict()
         fields["_received_at"] = f"{received_at:.6f}"
+        self._last_event_at = received_at
         async with self._lock:
             channels = self._channels_before(fields)
             _, effects = apply(self.state, fields, received_at)
@@ -161,8 +166,14 @@ class MetricsListener:
                 for lid, call in self.state.calls.items()
                 if lid not in linkedids
             }
+            known = {uid for call in self.state.calls.values() for uid in call.channels}
+            known |= {uid for uids in gone.values() for uid in uids}
             _, effects = close_missing(self.state, linkedids, requested_at)
             effects, resolved = await self._resolve_unknowns(effects, gone)
+            live = {m.get("Uniqueid") or "" for m in listed} | known
+            unseen = await self._unseen_calls(live)
+            effects += unseen
+            resolved += len(unseen)
             closed = [e.linkedid for e in effects if isinstance(e, CallClassified | CallUnknown)]
             marker = None
             if closed:
@@ -280,6 +291,43 @@ class MetricsListener:
         self.counters["closed_from_queue_log"] += len(replaced)
         return out, len(replaced)
 
+    async def _unseen_calls(self, known: set[str]) -> list[Effect]:
+        """The calls that queued and ended while the link was down, from queue_log alone.
+
+        Their Linkedid is unknown: each is counted by its caller channel's Uniqueid (the
+        queue_log callid; the Linkedid itself for a SIP caller)."""
+        since = self._outage_began
+        if self.queue_log_path is None or since is None:
+            return []
+        offset = (self.state.offset_us or 0) / _US
+        began = int(since - offset)  # Asterisk's clock, whole seconds
+        log = await self._read_queue_log(self.queue_log_path, began)
+        if log is None:
+            return []
+        effects: list[Effect] = []
+        for callid, call in classify_calls(log.records, self.config).items():
+            if (
+                call.klass is None
+                or call.entered_at < began
+                or callid in known
+                or callid in self.state.closed
+            ):
+                continue
+            effects.append(
+                CallClassified(
+                    callid,
+                    call.queue,
+                    call.klass,
+                    call.wait_s,
+                    call.threshold_s,
+                    call.entered_at + offset,
+                    (call.ended_at or call.entered_at) + offset,
+                    call.caller,
+                )
+            )
+        self.counters["closed_from_queue_log"] += len(effects)
+        return effects
+
     async def _read_queue_log(self, path: Path, since: float) -> QueueLog | None:
         try:
             return await asyncio.to_thread(read_since, path, since)
@@ -349,6 +397,7 @@ class MetricsListener:
             at = float(received)
         except ValueError:
             at = stored_at
+        self._last_event_at = at
         if fields.get("Event") == RESYNC_EVENT:
             closed = set(fields.get("Closed", "").split())
             close_missing(self.state, self.state.open_linkedids() - closed, at)

@@ -227,7 +227,9 @@ class _Call:
     hung_up: set[str] = field(default_factory=set)
     keys: set[Any] = field(default_factory=set)  # duplicate detection
     seq: int = 0
+    first_us: int | None = None  # earliest event instant
     last_us: int = 0  # latest event instant
+    gap_us: int | None = None  # open across an AMI outage (resync instant): events missed?
     caller: str = ""
     requested_queue: tuple[str, _Mark] | None = None  # IVR_QUEUE
     first_join: _Mark | None = None
@@ -312,6 +314,9 @@ def close_missing(
     gone = [call for lid, call in state.calls.items() if lid not in live and call.last_us < at]
     for call in gone:
         _close(state, call, at, effects, resync=True)
+    for call in state.calls.values():  # still up: it lived through the outage
+        if call.first_us is not None and call.first_us < at and call.gap_us is None:
+            call.gap_us = at
     return state, effects
 
 
@@ -338,6 +343,7 @@ def _on_call_event(
     at = _event_time(state, event, now, effects)
     call.seq += 1
     call.last_us = max(call.last_us, at)
+    call.first_us = at if call.first_us is None else min(call.first_us, at)
     mark = (at, call.seq)
     call.channels.add(uid)
     dest = _text(event, "DestUniqueid")
@@ -433,6 +439,13 @@ def _close(
         reason = "the start of the call was not seen"
     elif resync and call.connect is None:
         reason = "the call left Asterisk while the AMI link was down"
+    elif call.gap_us is not None and not (
+        call.connect is not None
+        and call.first_join is not None
+        and call.connect[0] < call.gap_us
+        and call.first_join[0] < call.gap_us
+    ):
+        reason = "the call was up while the AMI link was down: events may be missing"
     elif call.connect is not None and call.first_join is None:
         reason = "a person answered but the queue entry was not seen"
     else:

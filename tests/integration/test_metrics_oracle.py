@@ -5,9 +5,11 @@ menu, the ami role, Redis — with short thresholds (6 s for the desks and the e
 30 s for emergency-backup, so that a call answered there after an overflow is held to its
 FIRST queue's 6 s). Each scenario places two waves of calls at once, mixing:
 
-- answered fast (the simulated agent answers after 1 s), just under the threshold (5 s) and
-  just over it (7.5 s: queue_log has whole seconds, so a wait in (6 s, 7 s) could fall on
-  either side there; the waits measured are the agent's delay + ~10 ms);
+- answered fast (the simulated agent answers after 1 s), just under the threshold (4.5 s)
+  and just over it (7.5 s). queue_log has whole seconds, so an exact wait in (6 s, 7 s) may
+  read 6 there (answered) while the reducer's exact timestamps say late: the waits are kept
+  out of that second. They come out as the agent's delay + ~10 ms, or + 1 s when app_queue
+  rechecks (see ``staggered``);
 - abandoned in the queue, abandoned in the fallback queue after timing out of the first;
 - timed out (Queue()'s timeout, IVR_QUEUE_TIMEOUT = 10 s here, then the fallback queue
   consultation, then give up);
@@ -20,7 +22,7 @@ FIRST queue's 6 s). Each scenario places two waves of calls at once, mixing:
 The simulated agent answers each call after that call's own delay (``place_call(...,
 agent_delay_s=)``: ``__SIM_ANSWER_DELAY``, inherited through the queue's dial), and it is
 set to ``ringinuse`` so that it takes any number of calls at once: every wait is the delay
-chosen, whatever else is queued.
+chosen, whatever else is queued. Calls entering the same queue are half a second apart.
 
 The oracle is queue_log (ivr.adapters.queue_log parses and classifies it with the same
 thresholds). After each scenario, for the calls placed in it: the Redis counters of the day
@@ -30,9 +32,11 @@ menu hang-ups (queue_log never sees them); every call is counted exactly once, n
 ``unknown``. Three scenarios: plain, the ami role stopped mid-run and started again after
 calls ended and others began and ended while it was down, and Redis stopped and started mid-run.
 
-Wall time: about 75 s per scenario (two waves of ~32 s: an 11.5 s menu, then up to two
-10 s queue timeouts) plus ~6 s of stack start. Per-call details of every scenario are
-written to test-artifacts/metrics-oracle/<scenario>.json, the stack's logs beside them.
+Wall time: about 70 s per scenario (two waves of ~32 s: an 11.5 s menu, then up to two
+10 s queue timeouts), ~3 min 50 s for the file with the stack's start and stop. Per-call
+details of every scenario (what queue_log and the listener said of each call, the waits) go
+to test-artifacts/metrics-oracle/<scenario>.json, the events the listener stored to
+<scenario>-events.jsonl, the stack's logs to stack-logs/.
 """
 
 from __future__ import annotations
@@ -45,7 +49,7 @@ import signal
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -84,9 +88,12 @@ CONFIG = reducer_config(METRICS)
 QUEUE_TIMEOUT_S = 10
 OVERFLOW_S = 10
 
-# The simulated agent's answer delay per call (s).
-FAST, UNDER, OVER, NEVER = 1.0, 5.0, 7.5, 300.0
+# The simulated agent's answer delay per call (s). The wait is the delay + ~10 ms, + 1 s
+# when app_queue rechecks (see `staggered`): "just under" stays clear of 6 s even then.
+FAST, UNDER, OVER, NEVER = 1.0, 4.5, 7.5, 300.0
 MENU_S = 11.5  # greeting, emergency notice, menu: from the call's start to the queue entry
+EMERGENCY_JOIN_S = 0.3  # an emergency-DID call enters the emergency queue this soon
+JOIN_SPACING_S = 0.5  # between two calls entering the same queue
 LONG = 90.0  # a caller who holds on until the call ends by itself
 
 ANSWERED, LATE = CallClass.ANSWERED, CallClass.ANSWERED_LATE
@@ -139,23 +146,33 @@ def answered_mix(repeat: int) -> list[Plan]:
     """Fast, just under and just over the threshold, in repair and in consultation."""
     plans: list[Plan] = []
     for _ in range(repeat):
-        plans += [
-            repair(FAST, ANSWERED, "fast"),
-            repair(UNDER, ANSWERED, "just under"),
-            repair(OVER, LATE, "just over"),
-        ]
-    return plans + [
-        consultation(FAST, ANSWERED, "fast"),
-        consultation(UNDER, ANSWERED, "just under"),
-        consultation(OVER, LATE, "just over"),
-    ]
+        for desk_queue in (repair, consultation):
+            plans += [
+                desk_queue(FAST, ANSWERED, "fast"),
+                desk_queue(UNDER, ANSWERED, "just under"),
+                desk_queue(OVER, LATE, "just over"),
+            ]
+    return plans
 
 
 def first_wave() -> list[Plan]:
-    """Every desk queue and the emergency crew staffed (complaints excepted)."""
+    """Every desk queue and the emergency crew staffed (complaints excepted). In each queue
+    the longest calls come first (see :func:`staggered`)."""
     return [
-        *answered_mix(3),
-        consultation(UNDER, ANSWERED, "just under"),
+        repair(NEVER, TIMED_OUT, "timed out of repair, then of the fallback"),
+        repair(NEVER, TIMED_OUT, "timed out of repair, then of the fallback"),
+        repair(
+            NEVER,
+            ABANDONED,
+            "timed out of repair, abandoned in the fallback",
+            hold_s=MENU_S + QUEUE_TIMEOUT_S + 4.5,
+        ),
+        consultation(NEVER, TIMED_OUT, "timed out of consultation"),
+        complaints(NEVER, TIMED_OUT, "overflow complaints -> consultation timed out"),
+        complaints(FAST, LATE, "overflow complaints -> consultation answered"),
+        complaints(FAST, LATE, "overflow complaints -> consultation answered"),
+        emergency(NEVER, ABANDONED, "emergency abandoned after overflow", hold_s=OVERFLOW_S + 4),
+        emergency(NEVER, ABANDONED, "emergency DID abandoned", hold_s=4),
         emergency(FAST, ANSWERED, "emergency DID fast"),
         emergency(FAST, ANSWERED, "emergency DID fast"),
         emergency(UNDER, ANSWERED, "emergency DID just under"),
@@ -163,20 +180,8 @@ def first_wave() -> list[Plan]:
         Plan("menu emergency key", ANSWERED, "emergency", keys=("9",), delay=FAST),
         repair(NEVER, ABANDONED, "abandoned in queue", hold_s=MENU_S + 4),
         repair(NEVER, ABANDONED, "abandoned in queue", hold_s=MENU_S + 4),
-        emergency(NEVER, ABANDONED, "emergency DID abandoned", hold_s=4),
-        emergency(NEVER, ABANDONED, "emergency abandoned after overflow", hold_s=OVERFLOW_S + 4),
-        repair(NEVER, TIMED_OUT, "timed out of repair, then of the fallback"),
-        repair(NEVER, TIMED_OUT, "timed out of repair, then of the fallback"),
-        consultation(NEVER, TIMED_OUT, "timed out of consultation"),
-        repair(
-            NEVER,
-            ABANDONED,
-            "timed out of repair, abandoned in the fallback",
-            hold_s=MENU_S + QUEUE_TIMEOUT_S + 4.5,
-        ),
-        complaints(FAST, LATE, "overflow complaints -> consultation answered"),
-        complaints(FAST, LATE, "overflow complaints -> consultation answered"),
-        complaints(NEVER, TIMED_OUT, "overflow complaints -> consultation timed out"),
+        *answered_mix(2),
+        consultation(UNDER, ANSWERED, "just under"),
         menu_hangup(5),
         menu_hangup(5),
         menu_hangup(9),
@@ -186,24 +191,46 @@ def first_wave() -> list[Plan]:
 def second_wave() -> list[Plan]:
     """The emergency crew has nobody: emergency calls overflow to emergency-backup."""
     return [
-        *answered_mix(3),
-        consultation(FAST, ANSWERED, "fast"),
-        repair(FAST, ANSWERED, "fast"),
+        repair(NEVER, TIMED_OUT, "timed out of repair, then of the fallback"),
+        consultation(NEVER, TIMED_OUT, "timed out of consultation"),
+        complaints(FAST, LATE, "overflow complaints -> consultation answered"),
+        complaints(FAST, LATE, "overflow complaints -> consultation answered"),
+        complaints(UNDER, LATE, "overflow complaints -> consultation answered"),
+        emergency(NEVER, ABANDONED, "emergency abandoned after overflow", hold_s=OVERFLOW_S + 4),
         emergency(FAST, LATE, "emergency overflow -> backup answered"),
         emergency(FAST, LATE, "emergency overflow -> backup answered"),
         emergency(FAST, LATE, "emergency overflow -> backup answered"),
         emergency(UNDER, LATE, "emergency overflow -> backup answered"),
-        emergency(NEVER, ABANDONED, "emergency abandoned after overflow", hold_s=OVERFLOW_S + 4),
-        complaints(FAST, LATE, "overflow complaints -> consultation answered"),
-        complaints(FAST, LATE, "overflow complaints -> consultation answered"),
-        complaints(UNDER, LATE, "overflow complaints -> consultation answered"),
         repair(NEVER, ABANDONED, "abandoned in queue", hold_s=MENU_S + 4),
         consultation(NEVER, ABANDONED, "abandoned in queue", hold_s=MENU_S + 4),
-        repair(NEVER, TIMED_OUT, "timed out of repair, then of the fallback"),
-        consultation(NEVER, TIMED_OUT, "timed out of consultation"),
+        *answered_mix(2),
+        repair(FAST, ANSWERED, "fast"),
+        consultation(FAST, ANSWERED, "fast"),
         menu_hangup(5),
         menu_hangup(9),
     ]
+
+
+def staggered(plans: Sequence[Plan]) -> list[Plan]:
+    """Delay the starts so that no two calls enter the same queue within JOIN_SPACING_S.
+
+    With ``strategy = ringall`` app_queue lets a caller ring only when every caller ahead
+    of it is already ringing; one that checks while the caller ahead is still between its
+    entry and its first ring waits a whole second (app_queue's RECHECK), and so does every
+    caller behind it. Callers entering together would wait their agent's delay plus 1 s or
+    more: "just under" would land inside (6 s, 7 s).
+    """
+    next_free: dict[str, float] = {}
+    out = []
+    for plan in plans:
+        if plan.queue is None:
+            out.append(plan)
+            continue
+        lead = EMERGENCY_JOIN_S if plan.did == EMERGENCY_DID else MENU_S
+        join = max(plan.start_s + lead, next_free.get(plan.queue, 0.0))
+        next_free[plan.queue] = join + JOIN_SPACING_S
+        out.append(replace(plan, start_s=join - lead))
+    return out
 
 
 # --- the stack ----------------------------------------------------------------------------
@@ -418,13 +445,6 @@ class Placed:
     error: str = ""
 
 
-@dataclass(slots=True)
-class Outcome:
-    placed: list[Placed] = field(default_factory=list)
-    started: float = 0.0
-    ended: float = 0.0
-
-
 def callers_settings(settings: Settings) -> Settings:
     """The stack's settings for the simulated callers' own AMI links (``place_call``): pings
     relaxed, so that this busy event loop (a few dozen links, each receiving every event)
@@ -499,10 +519,10 @@ async def run_scenario(
     offset = inst.queue_log.stat().st_size
 
     lags: list[float] = []
-    placed = await wave(stack, [*first_wave(), *extra_first], first_actions, 0, lags)
+    placed = await wave(stack, staggered([*first_wave(), *extra_first]), first_actions, 0, lags)
     await staff_emergency(stack, present=False)
     try:
-        placed += await wave(stack, second_wave(), (), len(placed), lags)
+        placed += await wave(stack, staggered(second_wave()), (), len(placed), lags)
     finally:
         await staff_emergency(stack, present=True)
     ended = time.time()
