@@ -40,7 +40,7 @@ def message_from(state: callflow.CallState, uniqueid: str, now: float) -> VoiceM
 
 def save(engine: Engine, message: VoiceMessage) -> None:
     """Store it once (the call's uniqueid is unique: a retried save changes nothing)."""
-    with Session(engine) as session:
+    with Session(engine, expire_on_commit=False) as session:  # logged below, detached
         session.add(message)
         try:
             session.commit()
