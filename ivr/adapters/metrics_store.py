@@ -80,11 +80,11 @@ from ivr.core.metrics import (
     Effect,
     LiveView,
     MetricsConfig,
-    QueueLive,
     Summary,
     WaitingCall,
     WaitingEnded,
     WaitingStarted,
+    assemble_live_view,
     metrics_document,
 )
 from ivr.errors import HotlineError
@@ -705,44 +705,15 @@ class MetricsStore:
             )
             waiting.setdefault(queue, []).append(entry)
 
-        counts: dict[str, dict[AgentState, int]] = {}
-        overall: dict[str, AgentState] = {}
-        rank = [AgentState.BUSY, AgentState.FREE, AgentState.PAUSED, AgentState.UNAVAILABLE]
+        members = []
         for _, raw in agents:
             info = _json(raw)
             try:
                 state = AgentState(str(info.get("state")))
             except ValueError:
                 continue
-            queue, interface = str(info.get("queue", "")), str(info.get("interface", ""))
-            per_queue = counts.setdefault(queue, dict.fromkeys(AgentState, 0))
-            per_queue[state] += 1
-            seen = overall.get(interface)
-            if seen is None or rank.index(state) < rank.index(seen):
-                overall[interface] = state
-
-        def live(
-            threshold: float, entries: list[WaitingCall], tally: Mapping[AgentState, int]
-        ) -> QueueLive:
-            entries.sort(key=lambda w: (-w.waited_s, w.linkedid))
-            return QueueLive(
-                threshold,
-                tuple(entries),
-                tally.get(AgentState.FREE, 0),
-                tally.get(AgentState.BUSY, 0),
-                tally.get(AgentState.PAUSED, 0),
-                tally.get(AgentState.UNAVAILABLE, 0),
-            )
-
-        names = sorted(set(waiting) | set(counts))
-        queues = {
-            q: live(config.threshold_s(q), waiting.get(q, []), counts.get(q, {})) for q in names
-        }
-        everyone = [w for q in names for w in waiting.get(q, [])]
-        total: dict[AgentState, int] = dict.fromkeys(AgentState, 0)
-        for state in overall.values():
-            total[state] += 1
-        return LiveView(now, live(config.default_threshold_s, everyone, total), queues)
+            members.append((str(info.get("queue", "")), str(info.get("interface", "")), state))
+        return assemble_live_view(config, now, waiting, members)
 
     async def health(self, now: float) -> dict[str, Any]:
         """Anomalies (all time and today), what was dropped or lost, and the resyncs."""

@@ -733,37 +733,56 @@ def snapshot(state: MetricsState, now: float) -> LiveView:
         )
         waiting.setdefault(queue, []).append(entry)
 
-    agents: dict[str, dict[AgentState, int]] = {}
+    members = (
+        (queue, interface, member.state()) for (queue, interface), member in state.members.items()
+    )
+    return assemble_live_view(config, now, waiting, members)
+
+
+_AGENT_RANK = (AgentState.BUSY, AgentState.FREE, AgentState.PAUSED, AgentState.UNAVAILABLE)
+
+
+def assemble_live_view(
+    config: MetricsConfig,
+    now: float,
+    waiting: dict[str, list[WaitingCall]],
+    agents: Iterable[tuple[str, str, AgentState]],
+) -> LiveView:
+    """Per queue and in total, from who waits where and each (queue, interface, state).
+
+    Shared by :func:`snapshot` and the Redis store's read side, so both count alike.
+    """
+    counts: dict[str, dict[AgentState, int]] = {}
     overall: dict[str, AgentState] = {}
-    rank = [AgentState.BUSY, AgentState.FREE, AgentState.PAUSED, AgentState.UNAVAILABLE]
-    for (queue, interface), member in state.members.items():
-        agent_state = member.state()
-        counts = agents.setdefault(queue, dict.fromkeys(AgentState, 0))
-        counts[agent_state] += 1
+    for queue, interface, agent_state in agents:
+        per_queue = counts.setdefault(queue, dict.fromkeys(AgentState, 0))
+        per_queue[agent_state] += 1
         seen = overall.get(interface)
-        if seen is None or rank.index(agent_state) < rank.index(seen):
+        if seen is None or _AGENT_RANK.index(agent_state) < _AGENT_RANK.index(seen):
             overall[interface] = agent_state
-
-    def live(
-        threshold: float, calls: list[WaitingCall], counts: Mapping[AgentState, int]
-    ) -> QueueLive:
-        calls.sort(key=lambda w: (-w.waited_s, w.linkedid))
-        return QueueLive(
-            threshold,
-            tuple(calls),
-            counts.get(AgentState.FREE, 0),
-            counts.get(AgentState.BUSY, 0),
-            counts.get(AgentState.PAUSED, 0),
-            counts.get(AgentState.UNAVAILABLE, 0),
-        )
-
-    names = sorted(set(waiting) | set(agents))
-    queues = {q: live(config.threshold_s(q), waiting.get(q, []), agents.get(q, {})) for q in names}
+    names = sorted(set(waiting) | set(counts))
+    queues = {
+        q: _queue_live(config.threshold_s(q), waiting.get(q, []), counts.get(q, {})) for q in names
+    }
     everyone = [w for q in names for w in waiting.get(q, [])]
-    total_counts: dict[AgentState, int] = dict.fromkeys(AgentState, 0)
+    total: dict[AgentState, int] = dict.fromkeys(AgentState, 0)
     for agent_state in overall.values():
-        total_counts[agent_state] += 1
-    return LiveView(now, live(config.default_threshold_s, everyone, total_counts), queues)
+        total[agent_state] += 1
+    return LiveView(now, _queue_live(config.default_threshold_s, everyone, total), queues)
+
+
+def _queue_live(
+    threshold: float, calls: list[WaitingCall], counts: Mapping[AgentState, int]
+) -> QueueLive:
+    calls.sort(key=lambda w: (-w.waited_s, w.linkedid))
+    return QueueLive(
+        threshold,
+        tuple(calls),
+        counts.get(AgentState.FREE, 0),
+        counts.get(AgentState.BUSY, 0),
+        counts.get(AgentState.PAUSED, 0),
+        counts.get(AgentState.UNAVAILABLE, 0),
+    )
 
 
 # --- the summary (DESIGN.md "Interfaces other parts rely on") ------------------------------

@@ -677,6 +677,9 @@ async def test_given_calls_ended_while_link_down_when_login_then_queue_log_or_un
         ev("QueueCallerLeave", 110, "live.1", Queue="repair"),
         ev("Hangup", 110, "live.1"),
     ]
+    # live.1 lived through the outage, so its end is read from queue_log (events may be lost)
+    with queue_log.open("a", encoding="utf-8") as log:
+        log.write(f"{BASE + 110:.0f}|live.1|repair|NONE|ABANDON|1|1|107\n")
     await feed(restarted, clock, rest)
     await restarted.on_login(FakeAmi([], []))
     assert await restarted.store.flush()
