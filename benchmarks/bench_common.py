@@ -62,4 +62,4 @@ def bench_stack(name: str, dialplan_extra: str, **settings: Any) -> Iterator[Sta
             yield stack
         finally:
             stack.down()
-            shutil.rmtree(inst.host_path(inst.base), ignore_errors=True)
+            inst.remove()

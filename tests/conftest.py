@@ -74,7 +74,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         inst = asterisk_instance(settings)
         st.down()
         _keep_logs(settings, inst.log_dir)
-        shutil.rmtree(inst.host_path(inst.base), ignore_errors=True)
+        inst.remove()
 
 
 def _keep_logs(settings: Settings, asterisk_logs: Path) -> None:

@@ -273,6 +273,10 @@ class AsteriskInstance:
             _signal_group(pid, signal.SIGKILL)
             _wait_gone(pid, 5.0)
 
+    def remove(self) -> None:
+        """Delete the instance's directory from the root (once it is stopped)."""
+        shutil.rmtree(self.host_path(self.base), ignore_errors=True)
+
     def log_tail(self, lines: int = 20) -> str:
         for path in (self.messages_log, self.host_path(self.base / "log" / "console.log")):
             if path.exists():

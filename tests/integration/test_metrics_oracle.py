@@ -272,7 +272,7 @@ def oracle_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         for src in [*(settings.run_dir / "logs").glob("*.log"), *inst.log_dir.glob("*")]:
             if src.is_file():
                 shutil.copy(src, logs / src.name)
-        shutil.rmtree(inst.host_path(inst.base), ignore_errors=True)
+        inst.remove()
 
 
 def rx(stack: Stack, command: str) -> Awaitable[str]:

@@ -60,7 +60,7 @@ def test_given_asterisk_that_cannot_boot_when_up_then_log_tail_shown_and_nothing
         assert stack.running() == {}
     finally:
         inst = asterisk_instance(settings)
-        shutil.rmtree(inst.host_path(inst.base), ignore_errors=True)
+        inst.remove()
 
 
 def test_given_stack_when_down_then_exactly_its_pids_stop(tmp_path, make_settings):
@@ -81,7 +81,7 @@ def test_given_stack_when_down_then_exactly_its_pids_stop(tmp_path, make_setting
         decoy.kill()
         decoy.wait()
         inst = asterisk_instance(settings)
-        shutil.rmtree(inst.host_path(inst.base), ignore_errors=True)
+        inst.remove()
 
 
 def main_status_exit(settings) -> int:

@@ -17,7 +17,6 @@ import asyncio
 import json
 import os
 import secrets
-import shutil
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -91,7 +90,7 @@ def live_stack(
     finally:
         inst = asterisk_instance(settings)
         own.down()
-        shutil.rmtree(inst.host_path(inst.base), ignore_errors=True)
+        inst.remove()
 
 
 @pytest.fixture(scope="module")
