@@ -13,6 +13,7 @@ import difflib
 import ipaddress
 import os
 from collections.abc import Mapping
+from datetime import date
 from pathlib import Path
 from typing import Any, Self
 
@@ -149,6 +150,91 @@ class MetricsSettings(BaseModel):
         return json.dumps(value, sort_keys=True)
 
 
+ROLE_NAMES = frozenset({"qa", "supervisor", "admin"})
+
+
+def _json_field(value: object) -> str:
+    """One JSON string, so that a dict/list setting flattens into ONE environment variable."""
+    import json
+
+    return json.dumps(value, sort_keys=True, ensure_ascii=False)
+
+
+class RecordingsSettings(BaseModel):
+    """Call recordings: where they are kept, who sees numbers, how long files live."""
+
+    dir: Path | None = None  # the catalogued stereo files; None: <run_dir>/recordings
+    # Where Asterisk's MixMonitor writes the legs; None: the instance's spool/monitor.
+    monitor_dir: Path | None = None
+    scan_interval_s: float = Field(default=1.0, gt=0)  # the recorder looks for ended calls
+    # Legs with no end-of-call marker (Asterisk died mid-call) are catalogued after this long.
+    incomplete_after_s: float = Field(default=6 * 3600.0, gt=0)
+    retention_days: int = Field(default=365, ge=1)  # files older than this are deleted
+    retention_interval_s: float = Field(default=3600.0, gt=0)  # how often retention runs
+    # Roles that see callers' numbers unmasked (everyone else sees 138******77).
+    unmasked_roles: list[str] = Field(default_factory=lambda: ["admin"])
+    conversion_dir: Path | None = None  # mp3 downloads are made here; None: <run_dir>/cache
+
+    @field_validator("unmasked_roles")
+    @classmethod
+    def _known_roles(cls, value: list[str]) -> list[str]:
+        bad = sorted(set(value) - ROLE_NAMES)
+        if bad:
+            raise ValueError(f"unknown role(s) {', '.join(bad)}; roles: qa, supervisor, admin")
+        return value
+
+    @field_serializer("unmasked_roles", when_used="json")
+    def _roles_as_json(self, value: list[str]) -> str:
+        return _json_field(value)
+
+
+def _default_danger_words() -> dict[str, list[str]]:
+    return {
+        "zh": ["燃气泄漏", "漏气", "煤气味", "燃气味", "着火", "爆炸", "起火"],
+        "en": ["gas leak", "smell gas", "smell of gas", "fire", "explosion"],
+        "ko": ["가스", "불이", "화재", "폭발"],
+    }
+
+
+class SttSettings(BaseModel):
+    """Offline speech-to-text (vosk) and its Redis job queue."""
+
+    # The vosk model folder (unpacked). `ivr stt install-model ZIP` puts models under
+    # models_dir; production points this at the Mandarin model.
+    model_path: Path = REPO_DIR / "models" / "vosk-model-small-cn-0.22"
+    models_dir: Path = REPO_DIR / "models"  # where `ivr stt install-model` unpacks
+    language: str = Field(default="zh", pattern=r"^[a-z]{2}$")  # the model's language
+    stream: str = "ivr:stt:jobs"  # Redis stream of jobs
+    group: str = "stt-workers"  # its consumer group
+    max_attempts: int = Field(default=4, ge=1)  # then the job is parked as dead
+    backoff_initial_s: float = Field(default=5.0, gt=0)  # first retry after this, then doubled
+    backoff_max_s: float = Field(default=300.0, gt=0)
+    claim_idle_s: float = Field(default=60.0, gt=0)  # a job silent this long is taken over
+    heartbeat_s: float = Field(default=10.0, gt=0)  # a running job says it lives this often
+    max_audio_s: float = Field(default=4 * 3600.0, gt=0)  # longer files are refused
+    model_poll_s: float = Field(default=5.0, gt=0)  # with no model, look for one this often
+    # Words that raise a ticket's priority and flag it on the supervisor page, per language.
+    danger_words: dict[str, list[str]] = Field(default_factory=_default_danger_words)
+    danger_priority: int = Field(default=90, ge=1)  # a ticket's priority after a match
+
+    @field_serializer("danger_words", when_used="json")
+    def _danger_as_json(self, value: dict[str, list[str]]) -> str:
+        return _json_field(value)
+
+
+class TicketsSettings(BaseModel):
+    """工单 deadlines (DESIGN.md: complaint levels L1 2 h, L2 48 h, L3 4 and L4 7 working
+    days), counted in this time zone, Saturdays and Sundays off."""
+
+    timezone: str = "Asia/Shanghai"
+    holidays: list[date] = Field(default_factory=list)  # extra days off (public holidays)
+    workdays: list[date] = Field(default_factory=list)  # weekend days worked (调休)
+
+    @field_serializer("holidays", "workdays", when_used="json")
+    def _days_as_json(self, value: list[date]) -> str:
+        return _json_field([d.isoformat() for d in value])
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="IVR_",
@@ -174,6 +260,9 @@ class Settings(BaseSettings):
     database: DatabaseSettings = DatabaseSettings()
     auth: AuthSettings = AuthSettings()
     metrics: MetricsSettings = MetricsSettings()
+    recordings: RecordingsSettings = RecordingsSettings()
+    stt: SttSettings = SttSettings()
+    tickets: TicketsSettings = TicketsSettings()
 
     @model_validator(mode="after")
     def _secure_defaults(self) -> Self:
@@ -190,6 +279,14 @@ class Settings(BaseSettings):
                         "IVR_ALLOW_PUBLIC_BIND=true to listen beyond 127.0.0.1"
                     )
         return self
+
+    @property
+    def recordings_dir(self) -> Path:
+        return self.recordings.dir or self.run_dir / "recordings"
+
+    @property
+    def conversion_dir(self) -> Path:
+        return self.recordings.conversion_dir or self.run_dir / "cache"
 
     @property
     def ami_secret_file(self) -> Path:

@@ -12,6 +12,13 @@ Tables::
     sessions    server-side sign-in sessions; the cookie holds a random token, the row its digest
     audit_log   who did what to which target, when and from where (sign-in/out, replays ...)
     voice_messages  after-hours messages: the call, the desk, the file (name only), how long
+    recordings  one row per answered call: call facts, the stereo file (name only), its status
+    reviews     QA spot-check reviews of a recording; immutable (a correction is a new row)
+    transcripts what vosk heard on the caller's side: text, word timings, confidence
+    stt_jobs    one speech-to-text job per recording or voice message: status, attempts, error
+    tickets     工单: one per call that reached a person or left a voice message
+    ticket_transitions  who moved a ticket from which state to which, when
+    ticket_notes        notes on a ticket; a transcript note is unique per (ticket, source)
 
 All times are stored in UTC and read back as timezone-aware datetimes on every backend.
 """
@@ -25,11 +32,15 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
+    JSON,
     DateTime,
     Engine,
     Enum,
     ForeignKey,
+    Index,
     String,
+    Text,
+    UniqueConstraint,
     create_engine,
     event,
 )
@@ -88,15 +99,20 @@ class Base(DeclarativeBase):
     type_annotation_map = {datetime: UtcDateTime}
 
 
+def _str_enum(kind: type[enum.StrEnum], length: int = 16) -> Enum:
+    """A StrEnum stored as its value (VARCHAR + CHECK), on every backend."""
+    return Enum(
+        kind, native_enum=False, length=length, values_callable=lambda e: [m.value for m in e]
+    )
+
+
 class User(Base):
     __tablename__ = "users"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     username: Mapped[str] = mapped_column(String(64), unique=True)  # lower case
     password_hash: Mapped[str] = mapped_column(String(255))  # argon2id PHC string
-    role: Mapped[Role] = mapped_column(
-        Enum(Role, native_enum=False, length=16, values_callable=lambda e: [m.value for m in e])
-    )
+    role: Mapped[Role] = mapped_column(_str_enum(Role))
     disabled: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     password_changed_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -146,6 +162,211 @@ class VoiceMessage(Base):
     duration_s: Mapped[float]
     complete: Mapped[bool]  # False: the caller hung up while recording (kept all the same)
     recorded_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class RecordingStatus(enum.StrEnum):
+    ok = "ok"  # a playable stereo file (caller left, agent right)
+    empty = "empty"  # the legs held no audio (zero-length): listed, nothing to play
+    corrupt = "corrupt"  # a leg could not be decoded: listed with the reason in status_detail
+    incomplete = "incomplete"  # legs found without the end-of-call marker (Asterisk died)
+    deleted = "deleted"  # the file was removed by retention; the row stays
+
+
+class Recording(Base):
+    """One answered hotline call and its recording. The file is named, never addressed by a
+    path from outside: it lives in ``recordings.dir`` and is served by id only."""
+
+    __tablename__ = "recordings"
+    __table_args__ = (Index("ix_recordings_started_id", "started_at", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    linkedid: Mapped[str] = mapped_column(String(150), unique=True)  # the call id
+    uniqueid: Mapped[str] = mapped_column(String(150), index=True)  # the caller's channel
+    started_at: Mapped[datetime] = mapped_column(index=True)
+    answered_at: Mapped[datetime | None] = mapped_column(default=None)
+    ended_at: Mapped[datetime | None] = mapped_column(default=None)
+    did: Mapped[str] = mapped_column(String(32), index=True)
+    caller: Mapped[str] = mapped_column(String(32), index=True)  # unmasked: shown by role only
+    caller_reversed: Mapped[str] = mapped_column(String(32), index=True)  # "last digits" search
+    account: Mapped[str | None] = mapped_column(String(32), default=None, index=True)
+    category: Mapped[str | None] = mapped_column(String(40), default=None)
+    desk: Mapped[str | None] = mapped_column(String(40), default=None, index=True)
+    queue: Mapped[str | None] = mapped_column(String(40), default=None, index=True)
+    agent: Mapped[str | None] = mapped_column(String(80), default=None, index=True)
+    emergency: Mapped[bool] = mapped_column(default=False, index=True)
+    wait_s: Mapped[float | None] = mapped_column(default=None)  # in queue until answered
+    duration_s: Mapped[float | None] = mapped_column(default=None, index=True)  # answer..hang-up
+    file_name: Mapped[str | None] = mapped_column(String(200), default=None)  # in recordings.dir
+    format: Mapped[str] = mapped_column(String(8), default="wav")
+    size_bytes: Mapped[int | None] = mapped_column(default=None)
+    sha256: Mapped[str | None] = mapped_column(String(64), default=None)
+    audio_s: Mapped[float | None] = mapped_column(default=None)  # length of the stereo file
+    status: Mapped[RecordingStatus] = mapped_column(
+        _str_enum(RecordingStatus), default=RecordingStatus.ok, index=True
+    )
+    status_detail: Mapped[str | None] = mapped_column(String(255), default=None)
+    voice_message_id: Mapped[int | None] = mapped_column(
+        ForeignKey("voice_messages.id", ondelete="SET NULL"), default=None
+    )
+    transcript_id: Mapped[int | None] = mapped_column(
+        ForeignKey("transcripts.id", ondelete="SET NULL", use_alter=True), default=None, index=True
+    )
+    catalogued_at: Mapped[datetime] = mapped_column(default=utcnow)
+    deleted_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class Review(Base):
+    """A QA spot-check of one recording. Immutable once written: a correction is a new
+    review naming the one it corrects (``corrects_id``)."""
+
+    __tablename__ = "reviews"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    recording_id: Mapped[int] = mapped_column(
+        ForeignKey("recordings.id", ondelete="CASCADE"), index=True
+    )
+    reviewer_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), default=None
+    )
+    reviewer: Mapped[str] = mapped_column(String(64))  # username at the time
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    corrects_id: Mapped[int | None] = mapped_column(ForeignKey("reviews.id"), default=None)
+    # {item key: {"score": int, "comment": str}} for the spot-check items (ivr.core.qa)
+    items: Mapped[dict[str, Any]] = mapped_column(JSON)
+    total: Mapped[float]
+    comment: Mapped[str] = mapped_column(Text, default="")
+
+
+class Transcript(Base):
+    """What the speech-to-text worker heard on the caller's side of one source."""
+
+    __tablename__ = "transcripts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source_key: Mapped[str] = mapped_column(String(64), unique=True)  # "recording:12", ...
+    recording_id: Mapped[int | None] = mapped_column(
+        ForeignKey("recordings.id", ondelete="SET NULL"), default=None, index=True
+    )
+    voice_message_id: Mapped[int | None] = mapped_column(
+        ForeignKey("voice_messages.id", ondelete="SET NULL"), default=None
+    )
+    language: Mapped[str] = mapped_column(String(8))
+    model: Mapped[str] = mapped_column(String(120))  # the model folder's name
+    text: Mapped[str] = mapped_column(Text)
+    # [{"word": str, "start": s, "end": s, "conf": 0..1}] in seconds from the file's start
+    words: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    confidence: Mapped[float | None] = mapped_column(default=None)  # mean word confidence
+    audio_s: Mapped[float]
+    decode_s: Mapped[float]
+    danger_words: Mapped[list[str]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SttJobStatus(enum.StrEnum):
+    queued = "queued"  # in the Redis stream, waiting for a worker
+    no_model = "no model"  # waiting in the queue: no (usable) model installed
+    running = "running"
+    retrying = "retrying"  # failed, will be tried again after a backoff
+    done = "done"
+    silent = "silent"  # decoded, no speech found: done, with an empty transcript
+    dead = "dead"  # given up (dead letter): see last_error
+
+
+class SttJob(Base):
+    """One transcription job. The row is the system of record; the Redis stream carries it."""
+
+    __tablename__ = "stt_jobs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source_key: Mapped[str] = mapped_column(String(64), unique=True)  # as Transcript.source_key
+    recording_id: Mapped[int | None] = mapped_column(
+        ForeignKey("recordings.id", ondelete="SET NULL"), default=None
+    )
+    voice_message_id: Mapped[int | None] = mapped_column(
+        ForeignKey("voice_messages.id", ondelete="SET NULL"), default=None
+    )
+    status: Mapped[SttJobStatus] = mapped_column(
+        _str_enum(SttJobStatus), default=SttJobStatus.queued, index=True
+    )
+    attempts: Mapped[int] = mapped_column(default=0)
+    last_error: Mapped[str | None] = mapped_column(Text, default=None)
+    stream_id: Mapped[str | None] = mapped_column(String(40), default=None)  # None: not sent
+    transcript_id: Mapped[int | None] = mapped_column(
+        ForeignKey("transcripts.id", ondelete="SET NULL"), default=None
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class TicketState(enum.StrEnum):
+    awaiting_dispatch = "待派单"
+    in_progress = "处理中"
+    awaiting_acceptance = "待验收"
+    done = "已完成"
+
+
+class Ticket(Base):
+    """工单: one per call that reached a person or left a voice message."""
+
+    __tablename__ = "tickets"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    linkedid: Mapped[str] = mapped_column(String(150), unique=True)  # one ticket per call
+    recording_id: Mapped[int | None] = mapped_column(
+        ForeignKey("recordings.id", ondelete="SET NULL"), default=None, index=True
+    )
+    voice_message_id: Mapped[int | None] = mapped_column(
+        ForeignKey("voice_messages.id", ondelete="SET NULL"), default=None, index=True
+    )
+    desk: Mapped[str | None] = mapped_column(String(40), default=None, index=True)
+    category: Mapped[str | None] = mapped_column(String(40), default=None)
+    caller: Mapped[str] = mapped_column(String(32))  # unmasked: shown by role only
+    account: Mapped[str | None] = mapped_column(String(32), default=None)
+    agent: Mapped[str | None] = mapped_column(String(80), default=None)
+    emergency: Mapped[bool] = mapped_column(default=False, index=True)
+    state: Mapped[TicketState] = mapped_column(
+        _str_enum(TicketState), default=TicketState.awaiting_dispatch, index=True
+    )
+    priority: Mapped[int] = mapped_column(default=0, index=True)  # higher = more urgent
+    level: Mapped[str | None] = mapped_column(String(4), default=None)  # complaint L1..L4
+    deadline_at: Mapped[datetime | None] = mapped_column(default=None, index=True)
+    danger: Mapped[bool] = mapped_column(default=False, index=True)  # danger word heard
+    danger_words: Mapped[list[str]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    closed_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class TicketTransition(Base):
+    __tablename__ = "ticket_transitions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), index=True)
+    from_state: Mapped[TicketState | None] = mapped_column(_str_enum(TicketState))
+    to_state: Mapped[TicketState] = mapped_column(_str_enum(TicketState))
+    user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), default=None
+    )
+    actor: Mapped[str] = mapped_column(String(128))  # username, or "system"
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    comment: Mapped[str] = mapped_column(Text, default="")
+
+
+class TicketNote(Base):
+    __tablename__ = "ticket_notes"
+    # One transcript note per ticket and source, however often a job is redone.
+    __table_args__ = (UniqueConstraint("ticket_id", "source_key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # "transcript" | "staff"
+    source_key: Mapped[str | None] = mapped_column(String(64), default=None)  # None: staff note
+    author: Mapped[str] = mapped_column(String(128))
+    text: Mapped[str] = mapped_column(Text)
+    transcript_id: Mapped[int | None] = mapped_column(
+        ForeignKey("transcripts.id", ondelete="SET NULL"), default=None
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 def audit(
