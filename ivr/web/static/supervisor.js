@@ -5,6 +5,7 @@
   const SVG = "http://www.w3.org/2000/svg";
   const STREAM = "/api/metrics/stream";
   const HOURLY = "/api/metrics/hourly?day=today";
+  const DANGER = "/api/tickets?danger=true&state=open&per_page=50";
   const LOGIN = "/login?next=/supervisor";
   let doc = null; // the latest document
   let receivedAt = 0; // performance.now() when it came
@@ -226,6 +227,40 @@
     }
   }
 
+  // --- open tickets in which a danger word was heard --------------------------------------
+  function renderDanger(data) {
+    const rows = data.items.map((ticket) => {
+      const row = document.createElement("tr");
+      row.dataset.ticket = String(ticket.id);
+      const link = document.createElement("a");
+      link.href = `/tickets?state=open&danger=true#ticket-${ticket.id}`;
+      link.textContent = `#${ticket.id}`;
+      cell(row, "").appendChild(link);
+      cell(row, ticket.caller || "—", "caller");
+      cell(row, ticket.desk || "—");
+      cell(row, ticket.danger_words.join("、"), "words");
+      cell(row, ticket.state);
+      const due = ticket.deadline_at ? new Date(ticket.deadline_at).toLocaleString("zh-CN", { hour12: false }) : "—";
+      cell(row, ticket.overdue ? `${due} 已超时 overdue` : due, ticket.overdue ? "overdue" : "");
+      return row;
+    });
+    $("danger-list").tBodies[0].replaceChildren(...rows);
+    $("danger-empty").hidden = rows.length > 0;
+  }
+
+  async function loadDanger() {
+    try {
+      const response = await fetch(DANGER, { cache: "no-store", credentials: "same-origin" });
+      if (response.status === 401) {
+        location.href = LOGIN;
+        return;
+      }
+      if (response.ok) renderDanger(await response.json());
+    } catch (err) {
+      // the stream's status line already says when the server is unreachable
+    }
+  }
+
   // --- the stream -----------------------------------------------------------------------
   async function streamClosed() {
     try {
@@ -263,7 +298,9 @@
   document.addEventListener("DOMContentLoaded", () => {
     connect();
     loadHourly();
+    loadDanger();
     setInterval(tick, 250);
     setInterval(loadHourly, 60000);
+    setInterval(loadDanger, 10000);
   });
 })();
