@@ -58,3 +58,13 @@ def metrics_anomalies_day(day: str) -> str:
 
 def metrics_writer(writer_id: str) -> str:
     return f"ivr:metrics:writer:{writer_id}"
+
+
+# --- speech-to-text ---------------------------------------------------------------------------
+# The job stream and its consumer group are settings (stt.stream, stt.group; ivr:stt:jobs).
+STT_WORKER_PREFIX = "ivr:stt:worker:"  # hash per worker process: state, model, jobs, rss
+
+
+def stt_worker(consumer: str) -> str:
+    """One STT worker's status hash (expires when the worker stops refreshing it)."""
+    return STT_WORKER_PREFIX + consumer
