@@ -7,7 +7,10 @@ import os
 import signal
 
 import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
+from ivr.adapters.db import Recording, settings_engine
 from ivr.adapters.originate import place_call
 from ivr.stack import asterisk_instance, pid_alive
 
@@ -32,8 +35,17 @@ async def test_given_emergency_did_then_no_agi_recorded_and_emergency_queue(
     )
     assert events
     assert not [e for e in stored_events(report.linkedid) if e["Event"].startswith("AGIExec")]
-    recording = asterisk_instance(stack.settings).monitor_dir / f"{report.linkedid}-2.wav"
-    assert recording.exists() and recording.stat().st_size > 44
+    engine = settings_engine(stack.settings)  # recorded: the recorder role catalogues it
+    try:
+        recording = wait_for(lambda: _recording(engine, report.linkedid), 10, "the recording")
+    finally:
+        engine.dispose()
+    assert recording.emergency and recording.size_bytes > 44
+
+
+def _recording(engine, linkedid):
+    with Session(engine) as session:
+        return session.scalars(select(Recording).where(Recording.linkedid == linkedid)).first()
 
 
 async def test_given_emergency_key_in_menu_then_emergency_path_at_top_priority(stack):

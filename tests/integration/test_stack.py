@@ -12,7 +12,7 @@ import pytest
 
 from ivr.cli import main
 from ivr.errors import StackError
-from ivr.stack import Stack, asterisk_instance, pid_alive
+from ivr.stack import ROLE_ORDER, Stack, asterisk_instance, pid_alive
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.integration
 def test_given_stack_up_when_status_then_every_role_ok(cli_env, capsys):
     assert main(["status"]) == 0
     out = capsys.readouterr().out
-    for role in ("redis", "asterisk", "agi", "ami", "web"):
+    for role in ROLE_ORDER:
         assert f"ok   {role}" in out
 
 
@@ -70,9 +70,9 @@ def test_given_stack_when_down_then_exactly_its_pids_stop(tmp_path, make_setting
     try:
         stack.up()
         pids = {name: rec.pid for name, rec in stack.running().items()}
-        assert set(pids) == {"redis", "asterisk", "agi", "ami", "web"}
+        assert set(pids) == set(ROLE_ORDER)
         lines = stack.down()
-        assert len(lines) == 5
+        assert len(lines) == len(ROLE_ORDER)
         assert not any(pid_alive(pid) for pid in pids.values())
         assert decoy.poll() is None
         assert main_status_exit(settings) == 1
