@@ -14,7 +14,7 @@ import time
 from collections.abc import Coroutine, Sequence
 from typing import Any
 
-from ivr import cli_users
+from ivr import cli_recordings, cli_stt, cli_stt_worker, cli_tickets, cli_users
 from ivr.errors import ConfigError, HotlineError
 from ivr.logging_setup import setup_logging
 from ivr.settings import Settings, load_settings
@@ -28,7 +28,7 @@ def _err(line: str) -> None:
     sys.stderr.write(line + "\n")
 
 
-ROLES = ("agi", "ami", "web")
+ROLES = ("agi", "ami", "web", "stt-worker", "recorder")
 
 
 # --- supervision ------------------------------------------------------------------------
@@ -350,6 +350,10 @@ def build_parser() -> argparse.ArgumentParser:
     messages.add_argument("--json", action="store_true")
     messages.add_argument("--show-numbers", action="store_true", help="unmasked callers")
     cli_users.register(sub)
+    cli_recordings.register(sub)
+    cli_tickets.register(sub)
+    cli_stt_worker.register(sub)
+    cli_stt.register(sub)
     prompts = sub.add_parser("prompts", help="prompt audio")
     prompts_sub = prompts.add_subparsers(dest="prompts_command", required=True)
     prompts_sub.add_parser("build", help="render missing or stale prompts (espeak-ng, 8 kHz)")
@@ -393,6 +397,17 @@ def _dispatch(settings: Settings, args: argparse.Namespace) -> int:
             return cmd_prompts_build(settings, args)
         case "users":
             return cli_users.run(settings, args)
+        case "recorder":
+            asyncio.run(cli_recordings.run_role(settings))
+            return 0
+        case "recordings":
+            return cli_recordings.run(settings, args)
+        case "tickets":
+            return cli_tickets.run(settings, args)
+        case "stt-worker":
+            return cli_stt_worker.run(settings, args)
+        case "stt":
+            return cli_stt.run(settings, args)
     handlers = {
         "up": cmd_up,
         "down": cmd_down,

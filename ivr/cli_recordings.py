@@ -71,7 +71,26 @@ def build_recorder(settings: Settings, engine: Engine) -> Recorder:
     What must happen with each new recording inside its catalog transaction (tickets, the
     speech-to-text job) is passed here as ``on_catalogued``.
     """
-    return Recorder(settings, engine, monitor_dir=monitor_dir(settings))
+    from ivr.adapters.call_pipeline import cataloguer
+
+    return Recorder(
+        settings, engine, on_catalogued=cataloguer(settings), monitor_dir=monitor_dir(settings)
+    )
+
+
+async def _push_jobs(settings: Settings, engine: Engine) -> int:
+    """Send the new recordings' speech-to-text jobs to Redis (the workers also do it)."""
+    import redis.asyncio as aioredis
+
+    from ivr.adapters.call_pipeline import push_jobs
+
+    client = aioredis.Redis.from_url(
+        settings.redis.url, decode_responses=True, socket_timeout=2, socket_connect_timeout=2
+    )
+    try:
+        return await push_jobs(client, engine, settings)
+    finally:
+        await client.aclose()
 
 
 # --- the role ----------------------------------------------------------------------------
@@ -106,6 +125,7 @@ async def run_role(settings: Settings) -> None:
     async def sweeping() -> None:
         loop = asyncio.get_running_loop()
         while True:
+            before = recorder.catalogued_total
             work = loop.run_in_executor(None, tick)
             try:
                 await asyncio.shield(work)
@@ -113,6 +133,8 @@ async def run_role(settings: Settings) -> None:
                 recorder.stopping.set()  # finish the call in hand, then stop
                 await work
                 raise
+            if recorder.catalogued_total != before:
+                await _push_jobs(settings, engine)
             await asyncio.sleep(config.scan_interval_s)
 
     logger.info(
@@ -182,6 +204,8 @@ def _row(rec: Recording, show_numbers: bool) -> dict[str, Any]:
 def _sweep(settings: Settings, engine: Engine, args: argparse.Namespace) -> int:
     recorder = build_recorder(settings, engine)
     rows = recorder.sweep_once()
+    if rows:
+        asyncio.run(_push_jobs(settings, engine))
     if args.json:
         _out(json.dumps([_row(r, False) for r in rows], ensure_ascii=False))
         return 0

@@ -149,7 +149,7 @@ def _transcribe(settings: Settings, args: argparse.Namespace) -> int:
             )
         except SttError as exc:
             failed += 1
-            doc |= {"status": exc.status, "error": exc.message}
+            doc |= {"status": exc.job_status, "error": exc.message}
         else:
             doc |= {
                 "status": "silent" if result.silent else "ok",

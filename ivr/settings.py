@@ -15,7 +15,7 @@ import os
 from collections.abc import Mapping
 from datetime import date
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 from pydantic import (
     BaseModel,
@@ -169,6 +169,9 @@ class RecordingsSettings(BaseModel):
     scan_interval_s: float = Field(default=1.0, gt=0)  # the recorder looks for ended calls
     # Legs with no end-of-call marker (Asterisk died mid-call) are catalogued after this long.
     incomplete_after_s: float = Field(default=6 * 3600.0, gt=0)
+    # An ended call whose facts file is missing or cut short, or whose voice message is not
+    # in SQL yet, is catalogued after this long all the same.
+    facts_grace_s: float = Field(default=30.0, gt=0)
     retention_days: int = Field(default=365, ge=1)  # files older than this are deleted
     retention_interval_s: float = Field(default=3600.0, gt=0)  # how often retention runs
     # Roles that see callers' numbers unmasked (everyone else sees 138******77).
@@ -211,8 +214,12 @@ class SttSettings(BaseModel):
     backoff_max_s: float = Field(default=300.0, gt=0)
     claim_idle_s: float = Field(default=60.0, gt=0)  # a job silent this long is taken over
     heartbeat_s: float = Field(default=10.0, gt=0)  # a running job says it lives this often
-    max_audio_s: float = Field(default=4 * 3600.0, gt=0)  # longer files are refused
+    # Longer files are refused (status "too long", dead letter): a call rarely lasts an hour.
+    max_audio_s: float = Field(default=3600.0, gt=0)
     model_poll_s: float = Field(default=5.0, gt=0)  # with no model, look for one this often
+    concurrency: int = Field(default=1, ge=1, le=64)  # worker processes of `ivr stt-worker`
+    sweep_s: float = Field(default=5.0, gt=0)  # unsent and lost jobs are (re)sent this often
+    drain_s: float = Field(default=10.0, ge=0)  # on SIGTERM a running job may finish this long
     # Words that raise a ticket's priority and flag it on the supervisor page, per language.
     danger_words: dict[str, list[str]] = Field(default_factory=_default_danger_words)
     danger_priority: int = Field(default=90, ge=1)  # a ticket's priority after a match
@@ -220,6 +227,23 @@ class SttSettings(BaseModel):
     @field_serializer("danger_words", when_used="json")
     def _danger_as_json(self, value: dict[str, list[str]]) -> str:
         return _json_field(value)
+
+    @model_validator(mode="after")
+    def _heartbeat_within_claim(self) -> Self:
+        if self.heartbeat_s >= self.claim_idle_s:
+            raise ValueError(
+                f"heartbeat_s ({self.heartbeat_s:g}) must be below claim_idle_s "
+                f"({self.claim_idle_s:g}), or running jobs are taken over by other workers"
+            )
+        return self
+
+
+TicketLevel = Literal["L1", "L2", "L3", "L4"]
+
+
+def _default_desk_levels() -> dict[str, TicketLevel]:
+    return {"emergency": "L1", "repair": "L2", "complaints": "L3", "billing": "L3",
+            "consultation": "L4"}  # fmt: skip
 
 
 class TicketsSettings(BaseModel):
@@ -229,10 +253,31 @@ class TicketsSettings(BaseModel):
     timezone: str = "Asia/Shanghai"
     holidays: list[date] = Field(default_factory=list)  # extra days off (public holidays)
     workdays: list[date] = Field(default_factory=list)  # weekend days worked (调休)
+    # A new ticket's level by desk (emergency calls and danger words: always L1), as JSON in
+    # the environment: IVR_TICKETS__DESK_LEVELS='{"repair": "L2"}'; other desks: default_level.
+    desk_levels: dict[str, TicketLevel] = Field(default_factory=_default_desk_levels)
+    default_level: TicketLevel = "L3"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        return MetricsSettings._known_zone(value)
+
+    @model_validator(mode="after")
+    def _days_apart(self) -> Self:
+        both = sorted(set(self.holidays) & set(self.workdays))
+        if both:
+            days = ", ".join(d.isoformat() for d in both)
+            raise ValueError(f"days both in holidays and workdays: {days}")
+        return self
 
     @field_serializer("holidays", "workdays", when_used="json")
     def _days_as_json(self, value: list[date]) -> str:
         return _json_field([d.isoformat() for d in value])
+
+    @field_serializer("desk_levels", when_used="json")
+    def _levels_as_json(self, value: dict[str, str]) -> str:
+        return _json_field(value)
 
 
 class Settings(BaseSettings):

@@ -1,10 +1,10 @@
 """``ivr up`` / ``ivr down`` / ``ivr status``: the whole stack on 127.0.0.1, from one run dir.
 
 ``up`` starts, in order, Redis (AOF on, data in ``<run_dir>/redis``), Asterisk (in the sid
-root, configured from ``dialplan/``), then the ``agi``, ``ami`` and ``web`` roles as
-``python -m ivr <role>``, waiting for each to be ready before the next. PIDs go in
-``<run_dir>/stack.json`` and logs in ``<run_dir>/logs/``. ``down`` stops exactly those
-PIDs (after checking each PID is still the process it started), in reverse order.
+root, configured from ``dialplan/``), then the ``agi``, ``ami``, ``recorder``, ``web`` and
+``stt-worker`` roles as ``python -m ivr <role>``, waiting for each to be ready before the
+next. PIDs go in ``<run_dir>/stack.json`` and logs in ``<run_dir>/logs/``. ``down`` stops
+exactly those PIDs (after checking each PID is still the process it started), in reverse order.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from ivr.adapters.config_check import load_checked
 from ivr.adapters.db import settings_engine
 from ivr.adapters.ports import free_port, is_free, port_owner
 from ivr.adapters.processes import pid_alive, spawn_detached
+from ivr.adapters.recorder import heartbeat_path, heartbeat_status
 from ivr.adapters.routing_files import load_routing
 from ivr.adapters.users import ensure_dev_user
 from ivr.errors import StackError
@@ -49,7 +50,7 @@ from ivr.settings import (
 
 logger = logging.getLogger(__name__)
 
-APP_ROLES = ("agi", "ami", "web")
+APP_ROLES = ("agi", "ami", "recorder", "web", "stt-worker")
 ROLE_ORDER = ("redis", "asterisk", *APP_ROLES)
 READY_TIMEOUT_S = 30.0
 QUEUES_WITH_SIM_AGENT = ("consultation", "repair", "billing", "complaints", "emergency",
@@ -247,10 +248,15 @@ class Stack:
         env = os.environ | settings_env(s)
         if role == "ami" and s.metrics.queue_log_path is None:  # resync reads Asterisk's own
             env["IVR_METRICS__QUEUE_LOG_PATH"] = str(asterisk_instance(s).queue_log)
+        monitor = s.recordings.monitor_dir or asterisk_instance(s).monitor_dir
+        if role == "recorder":  # the legs MixMonitor leaves in Asterisk's own spool
+            env["IVR_RECORDINGS__MONITOR_DIR"] = str(monitor)
         endpoints = {
             "agi": f"agi://{s.fastagi.host}:{s.fastagi.port}",
             "ami": f"{s.ami.host}:{s.ami.port} -> {s.redis.url}",
             "web": f"http://{s.web.host}:{s.web.port}/",
+            "recorder": f"{monitor} -> {s.recordings_dir}",
+            "stt-worker": f"{s.stt.stream} on {s.redis.url} x{s.stt.concurrency}",
         }
         return RoleRecord(role, spawn_detached(cmd, log, env), "ivr", str(log), endpoints[role])
 
@@ -313,7 +319,17 @@ class Stack:
             "agi": lambda: _tcp_open(s.fastagi.host, s.fastagi.port),
             "ami": lambda: _ami_listener(s.redis.url),
             "web": lambda: _http_ok(f"http://{s.web.host}:{s.web.port}/health"),
+            "recorder": self._recorder_check,
+            "stt-worker": lambda: _stt_workers(s.redis.url),
         }
+
+    def _recorder_check(self) -> tuple[bool, str]:
+        """Up when this run's recorder process swept lately (its heartbeat file)."""
+        rec = self._records().get("recorder")
+        if rec is None:
+            return False, "not started"
+        fresh = max(10.0, 5 * self.settings.recordings.scan_interval_s)
+        return heartbeat_status(heartbeat_path(self.settings), rec.pid, fresh)
 
     def _asterisk_check(self) -> tuple[bool, str]:
         try:
@@ -436,6 +452,19 @@ def _ami_listener(url: str) -> tuple[bool, str]:
     if status.get("connected") != "1":
         return False, f"not logged in to AMI (reconnects {status.get('reconnects', '?')})"
     return True, f"logged in, {status.get('events', '0')} events seen"
+
+
+def _stt_workers(url: str) -> tuple[bool, str]:
+    """Up when a worker process refreshes its status hash (with or without a model)."""
+    try:
+        with redis.Redis.from_url(url, socket_timeout=2, decode_responses=True) as client:
+            keys = sorted(client.scan_iter(match=redis_keys.STT_WORKER_PREFIX + "*", count=100))
+            states = [client.hget(key, "state") or "?" for key in keys]
+    except redis.RedisError as exc:
+        return False, f"Redis unreachable: {exc}"
+    if not states:
+        return False, "no worker has reported in Redis"
+    return True, f"{len(states)} worker(s): {', '.join(sorted(set(states)))}"
 
 
 def _tcp_open(host: str, port: int) -> tuple[bool, str]:

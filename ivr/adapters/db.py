@@ -49,6 +49,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+from ivr.core.tickets import TicketState as TicketState  # the states live in the core
 from ivr.errors import HotlineError
 from ivr.settings import Settings
 
@@ -265,6 +266,7 @@ class Transcript(Base):
 class SttJobStatus(enum.StrEnum):
     queued = "queued"  # in the Redis stream, waiting for a worker
     no_model = "no model"  # waiting in the queue: no (usable) model installed
+    model_error = "model error"  # waiting in the queue: the model is there but cannot load
     running = "running"
     retrying = "retrying"  # failed, will be tried again after a backoff
     done = "done"
@@ -296,13 +298,6 @@ class SttJob(Base):
     )
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
-
-
-class TicketState(enum.StrEnum):
-    awaiting_dispatch = "待派单"
-    in_progress = "处理中"
-    awaiting_acceptance = "待验收"
-    done = "已完成"
 
 
 class Ticket(Base):

@@ -26,6 +26,7 @@ from ivr.settings import Settings
 logger = logging.getLogger(__name__)
 
 KEY_GROUP = re.compile(r"^([0-9*#]+|_)$")  # `_`: press nothing at that prompt
+SOUND_NAME = re.compile(r"[A-Za-z0-9/_.-]{1,200}")  # a Playback file name, nothing else
 KEY_GAP_S = 0.25  # between two key presses of a group
 FIRST_KEY_DELAY_S = 0.6  # after the hotline starts listening
 
@@ -119,13 +120,16 @@ async def place_call(
     hold_s: float = 60.0,
     timeout_s: float = 120.0,
     agent_delay_s: float | None = None,
+    audio: str | None = None,
 ) -> CallReport:
     """Place one call and report on it once every channel of it has hung up.
 
     ``hold_s``: the caller hangs up after that many seconds. ``agent_delay_s``: a simulated
     agent (``[sim-agents]``) answers this call after that many seconds instead of the
     global ``IVR_SIM_ANSWER_DELAY`` (passed as the inherited ``__SIM_ANSWER_DELAY``, so it
-    reaches the agent's Local channel through the queue's dial).
+    reaches the agent's Local channel through the queue's dial). ``audio``: what the caller
+    says, over and over — a sound file as Asterisk's Playback names it (no extension; a
+    path inside Asterisk's root), instead of ``hello-world``.
     """
     if not did.isdigit():
         raise ValueError(f"--did must be digits, got {did!r}")
@@ -134,6 +138,8 @@ async def place_call(
             raise ValueError(f"--digits may hold only 0-9, * and #, got {group!r}")
     if not re.fullmatch(r"[0-9+]{0,32}", caller):
         raise ValueError(f"--from must be a phone number, got {caller!r}")
+    if audio is not None and not SOUND_NAME.fullmatch(audio):
+        raise ValueError(f"audio must be a sound name or path (a-z 0-9 / _ . -), got {audio!r}")
     if agent_delay_s is not None and not 0 <= agent_delay_s <= 3600:
         raise ValueError(f"agent_delay_s must be 0..3600 s, got {agent_delay_s!r}")
     linkedid = f"ivrcall-{uuid.uuid4().hex[:16]}"
@@ -144,6 +150,8 @@ async def place_call(
     try:
         await client.wait_connected(settings.ami.connect_timeout_s * 2)
         variables = [f"SIM_HOLD={hold_s:g}"] + (["SIM_AUDIO=silent"] if silent else [])
+        if audio is not None and not silent:
+            variables.append(f"SIM_AUDIO={audio}")
         if agent_delay_s is not None:
             variables.append(f"__SIM_ANSWER_DELAY={agent_delay_s:g}")
         reply = await client.send_action(

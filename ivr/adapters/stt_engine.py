@@ -18,10 +18,10 @@ How a file is decoded:
 4. A ``KaldiRecognizer`` with word timings takes the samples in half-second slices; each
    finished utterance (``Result()``) and the tail (``FinalResult()``) add their words.
 
-Errors (all :class:`SttError`, each with a ``status`` for the job and ``retry``: whether
+Errors (all :class:`SttError`, each with a ``job_status`` for the job and ``retry``: whether
 trying again later can help)::
 
-    SttError          status         retry
+    SttError          job_status     retry
     ├── ModelMissing  "no model"     yes: wait until a model is installed
     ├── ModelCorrupt  "model error"  yes: wait until the model is reinstalled
     ├── NotAudio      "not audio"    no: no audio stream, or ffmpeg cannot decode it
@@ -64,7 +64,7 @@ from ivr.errors import HotlineError
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MAX_AUDIO_S = 4 * 3600.0  # as SttSettings.max_audio_s
+DEFAULT_MAX_AUDIO_S = 3600.0  # as SttSettings.max_audio_s
 BLOCK_S = 4.0  # seconds of audio read from ffmpeg and resampled at a time
 SLICE_S = 0.5  # seconds of audio handed to the recognizer per AcceptWaveform
 PROBE_TIMEOUT_S = 30.0
@@ -77,47 +77,48 @@ RECOGNIZER_RETIRE_S = 4 * 3600.0  # audio one recognizer hears before it is drop
 class SttError(HotlineError):
     """A transcription could not be made.
 
-    ``status`` is the job's status text (the team contract), so it shadows HotlineError's
-    HTTP status code; these errors end in a job's row, never in an HTTP response."""
+    ``job_status`` is the text the job's row shows; ``status`` stays HotlineError's HTTP code
+    (422: the audio or the model cannot be used) should one ever reach a web response."""
 
     slug = "stt-error"
-    status: str = "stt error"  # type: ignore[assignment]
+    status = 422
+    job_status: str = "stt error"
     retry: bool = True
 
 
 class ModelMissing(SttError):
     slug = "stt-model-missing"
-    status = "no model"
+    job_status = "no model"
     retry = True
 
 
 class ModelCorrupt(SttError):
     slug = "stt-model-corrupt"
-    status = "model error"
+    job_status = "model error"
     retry = True
 
 
 class NotAudio(SttError):
     slug = "stt-not-audio"
-    status = "not audio"
+    job_status = "not audio"
     retry = False
 
 
 class FileMissing(SttError):
     slug = "stt-file-missing"
-    status = "no file"
+    job_status = "no file"
     retry = False
 
 
 class TooLong(SttError):
     slug = "stt-too-long"
-    status = "too long"
+    job_status = "too long"
     retry = False
 
 
 class DecodeFailed(SttError):
     slug = "stt-decode-failed"
-    status = "decode error"
+    job_status = "decode error"
     retry = True
 
 

@@ -128,10 +128,10 @@ class _Work:
 def failure_of(exc: BaseException) -> Failure:
     """Classify what a decode raised."""
     if isinstance(exc, ModelMissing | ModelCorrupt):
-        return Failure(FailureKind.model, exc.message, status=exc.status)
+        return Failure(FailureKind.model, exc.message, status=exc.job_status)
     if isinstance(exc, SttError):
         kind = FailureKind.transient if exc.retry else FailureKind.permanent
-        return Failure(kind, f"{exc.status}: {exc.message}")
+        return Failure(kind, f"{exc.job_status}: {exc.message}")
     if isinstance(exc, HotlineError):
         return Failure(FailureKind.transient, exc.message)
     return Failure(FailureKind.transient, f"{type(exc).__name__}: {exc}")
@@ -243,7 +243,7 @@ class SttWorker:
             )
         except (ModelMissing, ModelCorrupt) as exc:
             self._next_model_try = time.monotonic() + self.stt.model_poll_s
-            await self._model_unusable(exc.status, exc.message)
+            await self._model_unusable(exc.job_status, exc.message)
             return
         self.model_state, self.model_reason = "ready", None
         await self._publish()

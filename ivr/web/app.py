@@ -14,7 +14,7 @@ from ivr.adapters.metrics_read import MetricsReader
 from ivr.errors import HotlineError
 from ivr.settings import Settings
 from ivr.web.auth import AuthError, LoginThrottle, auth_error_handler
-from ivr.web.routes import auth, health, metrics, pages
+from ivr.web.routes import audit, auth, health, metrics, pages, recordings, stt, tickets
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -39,6 +39,10 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(pages.router)
     app.include_router(auth.router)
     app.include_router(metrics.router)
+    app.include_router(recordings.router)
+    app.include_router(audit.router)
+    app.include_router(tickets.router)
+    app.include_router(stt.router)
     app.add_exception_handler(AuthError, auth_error_handler)
 
     @app.exception_handler(HotlineError)

@@ -187,7 +187,7 @@ def test_given_non_audio_file_when_transcribed_then_not_audio(engine, tmp_path, 
     path.write_bytes(content)
     with pytest.raises(NotAudio) as caught:
         engine.transcribe(path)
-    assert caught.value.status == "not audio"
+    assert caught.value.job_status == "not audio"
     assert caught.value.retry is False
     assert name in caught.value.message
 
@@ -206,7 +206,7 @@ def test_given_image_when_transcribed_then_not_audio_naming_no_audio_stream(engi
 def test_given_absent_file_when_transcribed_then_file_missing(engine, tmp_path):
     with pytest.raises(FileMissing) as caught:
         engine.transcribe(tmp_path / "gone.wav")
-    assert (caught.value.status, caught.value.retry) == ("no file", False)
+    assert (caught.value.job_status, caught.value.retry) == ("no file", False)
 
 
 def test_given_two_hour_file_when_over_the_limit_then_refused_without_decoding(engine, tmp_path):
@@ -215,7 +215,7 @@ def test_given_two_hour_file_when_over_the_limit_then_refused_without_decoding(e
     with pytest.raises(TooLong) as caught:
         engine.transcribe(long_file, max_audio_s=3600)
     assert time.monotonic() - started < 2.0  # the header says it: nothing is decoded
-    assert caught.value.status == "too long"
+    assert caught.value.job_status == "too long"
     assert caught.value.retry is False
     assert caught.value.details["duration_s"] == pytest.approx(7200)
 
@@ -274,7 +274,7 @@ def truncate_copy(model: Path, name: str) -> None:
 def test_given_no_model_folder_when_loading_then_model_missing(tmp_path):
     with pytest.raises(ModelMissing) as caught:
         SttEngine.load(tmp_path / "vosk-model-small-cn-0.22", "zh")
-    assert (caught.value.status, caught.value.retry) == ("no model", True)
+    assert (caught.value.job_status, caught.value.retry) == ("no model", True)
     assert "ivr stt install-model" in caught.value.message
 
 
@@ -286,7 +286,7 @@ def test_given_truncated_model_file_when_loading_then_model_corrupt(tmp_path, na
     truncate_copy(model, name)
     with pytest.raises(ModelCorrupt) as caught:
         SttEngine.load(model, "ko")
-    assert (caught.value.status, caught.value.retry) == ("model error", True)
+    assert (caught.value.job_status, caught.value.retry) == ("model error", True)
     assert isinstance(caught.value, SttError)
 
 
