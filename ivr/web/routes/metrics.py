@@ -38,7 +38,6 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import date
 from functools import partial
-from pathlib import Path
 from typing import Annotated, Any, Final, Literal
 
 import anyio
@@ -54,6 +53,7 @@ from ivr.adapters.metrics_store import MetricsUnavailable
 from ivr.core.metrics import CallClass
 from ivr.errors import HotlineError
 from ivr.logging_setup import mask_number
+from ivr.web import static_pages
 from ivr.web.auth import (
     DbDep,
     Forbidden,
@@ -63,26 +63,12 @@ from ivr.web.auth import (
     get_engine,
 )
 from ivr.web.deps import MetricsReaderDep, SettingsDep
+from ivr.web.static_pages import NO_STORE
 
 logger = logging.getLogger(__name__)
 
 router = APIRouter(tags=["metrics"])
-STATIC = Path(__file__).resolve().parent.parent / "static"
 Period = Literal["hour", "today", "month"]
-NO_STORE: Final = {"Cache-Control": "no-store"}
-PAGE_HEADERS: Final = {
-    "Cache-Control": "no-store",
-    "X-Frame-Options": "DENY",
-    "Referrer-Policy": "same-origin",
-    "Content-Security-Policy": (
-        "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
-        "img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
-    ),
-}
-ASSETS: Final = {
-    "supervisor.js": "text/javascript; charset=utf-8",
-    "supervisor.css": "text/css; charset=utf-8",
-}
 PROMETHEUS_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 CLASSES: Final = tuple(klass.value for klass in CallClass)
 AGENT_STATES: Final = ("free", "busy", "paused")
@@ -450,22 +436,15 @@ async def prometheus(_: ScrapeUser, reader: MetricsReaderDep) -> PlainTextRespon
 @router.get("/supervisor", response_class=HTMLResponse)
 def supervisor_page(_: SupervisorUser) -> HTMLResponse:
     """The supervisors' live page (signed out: 303 to /login?next=/supervisor)."""
-    return HTMLResponse(
-        (STATIC / "supervisor.html").read_text(encoding="utf-8"), headers=PAGE_HEADERS
-    )
-
-
-def _asset(name: str) -> Response:
-    body = (STATIC / name).read_bytes()
-    return Response(body, media_type=ASSETS[name], headers={"Cache-Control": "no-cache"})
+    return static_pages.page("supervisor.html")
 
 
 @router.get("/static/supervisor.js", include_in_schema=False)
 def supervisor_script() -> Response:
     """The page's script (code only, no data: no sign-in needed)."""
-    return _asset("supervisor.js")
+    return static_pages.asset("supervisor.js")
 
 
 @router.get("/static/supervisor.css", include_in_schema=False)
 def supervisor_style() -> Response:
-    return _asset("supervisor.css")
+    return static_pages.asset("supervisor.css")

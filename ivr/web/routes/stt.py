@@ -31,11 +31,11 @@ from ivr.adapters import stt_queue
 from ivr.adapters.db import SttJob, User, audit
 from ivr.web.auth import AdminUser, DbDep, SupervisorUser, client_ip, get_engine
 from ivr.web.deps import RedisDep, SettingsDep
+from ivr.web.static_pages import NO_STORE
 
 logger = logging.getLogger(__name__)
 
 router = APIRouter(tags=["stt"])
-NO_STORE: Final = {"Cache-Control": "no-store"}
 MAX_LIMIT: Final = 500
 
 

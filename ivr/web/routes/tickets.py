@@ -29,7 +29,6 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, time, timedelta
-from pathlib import Path
 from typing import Annotated, Any, Final
 from zoneinfo import ZoneInfo
 
@@ -44,25 +43,12 @@ from ivr.core import tickets as rules
 from ivr.core.tickets import InvalidTicketInput
 from ivr.logging_setup import mask_number
 from ivr.settings import Settings
+from ivr.web import static_pages
 from ivr.web.auth import DbDep, client_ip, require_roles
 from ivr.web.deps import SettingsDep
+from ivr.web.static_pages import NO_STORE
 
 router = APIRouter(tags=["tickets"])
-STATIC = Path(__file__).resolve().parent.parent / "static"
-NO_STORE: Final = {"Cache-Control": "no-store"}
-PAGE_HEADERS: Final = {
-    "Cache-Control": "no-store",
-    "X-Frame-Options": "DENY",
-    "Referrer-Policy": "same-origin",
-    "Content-Security-Policy": (
-        "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
-        "img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
-    ),
-}
-ASSETS: Final = {
-    "tickets.js": "text/javascript; charset=utf-8",
-    "tickets.css": "text/css; charset=utf-8",
-}
 MAX_BODY: Final = 16 * 1024
 
 ReaderUser = Annotated[User, require_roles(Role.qa, Role.supervisor)]
@@ -323,20 +309,15 @@ def ticket_note(
 @router.get("/tickets", response_class=HTMLResponse)
 def tickets_page(_: ReaderUser) -> HTMLResponse:
     """The tickets page (signed out: 303 to /login?next=/tickets)."""
-    return HTMLResponse((STATIC / "tickets.html").read_text(encoding="utf-8"), headers=PAGE_HEADERS)
-
-
-def _asset(name: str) -> Response:
-    body = (STATIC / name).read_bytes()
-    return Response(body, media_type=ASSETS[name], headers={"Cache-Control": "no-cache"})
+    return static_pages.page("tickets.html")
 
 
 @router.get("/static/tickets.js", include_in_schema=False)
 def tickets_script() -> Response:
     """The page's script (code only, no data: no sign-in needed)."""
-    return _asset("tickets.js")
+    return static_pages.asset("tickets.js")
 
 
 @router.get("/static/tickets.css", include_in_schema=False)
 def tickets_style() -> Response:
-    return _asset("tickets.css")
+    return static_pages.asset("tickets.css")
