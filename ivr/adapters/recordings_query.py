@@ -6,7 +6,8 @@ the total; the filter is :class:`ivr.core.recording_search.SearchFilter`. Nothin
 masks numbers: the web layer does, by role.
 
 Audit rows (target ``recording:<id>``): ``recording.replay``, ``recording.download.wav``,
-``recording.download.mp3`` and ``recording.review``. A replay is a request for the whole
+``recording.download.mp3`` and ``recording.review``; a search by a caller's number writes
+``recording.search.caller`` with the number masked (target ``caller:138******00``). A replay is a request for the whole
 file or from byte 0 (:func:`ivr.core.http_range.starts_a_replay`): each writes a row, except
 that one within ``REPLAY_DEDUP_S`` of the same user's last replay of the same call is the
 browser's second request for the same start, not a new replay. A seek (a range from further
@@ -29,10 +30,12 @@ from ivr.adapters.db import AuditEntry, Recording, Review, Transcript, User, aud
 from ivr.core.qa import ReviewDraft
 from ivr.core.recording_search import SearchFilter, reversed_prefix_range
 from ivr.errors import HotlineError
+from ivr.logging_setup import mask_number
 
 REPLAY_ACTION: Final = "recording.replay"
 DOWNLOAD_ACTION: Final = "recording.download"  # + ".wav" or ".mp3"
 REVIEW_ACTION: Final = "recording.review"
+SEARCH_ACTION: Final = "recording.search.caller"  # a search by (part of) a caller's number
 REPLAY_DEDUP_S: Final = 5.0  # the browser's repeated first request of one replay
 SEEK_COVERED_S: Final = 3600.0  # seeks this long after a replay belong to it
 
@@ -235,6 +238,13 @@ def audit_replay(
     entry = audit(db, user, REPLAY_ACTION, target=target, ip=ip)
     entry.at = now
     return True
+
+
+def audit_number_search(db: Session, user: User, digits: str, *, ip: str) -> None:
+    """``recording.search.caller``: who looked for which number (masked: the audit log is
+    read by admins, not a second copy of callers' numbers); the caller commits."""
+    shown = mask_number(digits) if len(digits) >= 7 else "…" + digits[-2:]
+    audit(db, user, SEARCH_ACTION, target=f"caller:{shown}", ip=ip)
 
 
 def audit_download(db: Session, user: User, recording_id: int, fmt: str, *, ip: str) -> None:

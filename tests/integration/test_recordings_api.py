@@ -281,6 +281,13 @@ def test_search_for_admin_shows_numbers_and_filters_apply(app_client, ids):
     assert names(**{"from": "2026-05-02"}) == []
     page = client.get("/api/recordings", params={"size": 3, "page": 2}).json()
     assert (page["total"], page["pages"], page["page"], len(page["items"])) == (len(ids), 4, 2, 3)
+    # each look-up by number left a trace, with the number masked in the audit log itself
+    searches = audit_rows(client.app.state.settings, "recording.search")
+    assert [(actor, action, target) for actor, action, target, _ in searches] == [
+        ("admin1", "recording.search.caller", "caller:138******00"),
+        ("admin1", "recording.search.caller", "caller:…05"),
+        ("admin1", "recording.search.caller", "caller:861********02"),
+    ]
 
 
 @pytest.mark.parametrize(

@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import json
 import logging
-from pathlib import Path
 from typing import Annotated, Any, Final, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -63,28 +62,14 @@ from ivr.core.http_range import (
 from ivr.core.recording_search import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, build_filter, page_count
 from ivr.errors import HotlineError
 from ivr.logging_setup import mask_number
+from ivr.web import static_pages
 from ivr.web.auth import DbDep, QaUser, client_ip
 from ivr.web.deps import SettingsDep
+from ivr.web.static_pages import NO_STORE
 
 logger = logging.getLogger(__name__)
 
 router = APIRouter(tags=["recordings"])
-STATIC = Path(__file__).resolve().parent.parent / "static"
-NO_STORE: Final = {"Cache-Control": "no-store"}
-PAGE_HEADERS: Final = {
-    "Cache-Control": "no-store",
-    "X-Frame-Options": "DENY",
-    "Referrer-Policy": "same-origin",
-    "Content-Security-Policy": (
-        "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
-        "img-src 'self'; media-src 'self'; form-action 'self'; frame-ancestors 'none'; "
-        "base-uri 'none'"
-    ),
-}
-ASSETS: Final = {
-    "qa.js": "text/javascript; charset=utf-8",
-    "qa.css": "text/css; charset=utf-8",
-}
 MEDIA_TYPES: Final = {"wav": "audio/wav", "mp3": "audio/mpeg"}
 MAX_REVIEW_BODY: Final = 64 * 1024
 IMMUTABLE_METHODS: Final = ["PUT", "PATCH", "DELETE"]
@@ -188,6 +173,7 @@ def search_recordings(
     user: QaUser,
     db: DbDep,
     settings: SettingsDep,
+    request: Request,
     response: Response,
     start: Annotated[str | None, Query(alias="from", max_length=40)] = None,
     end: Annotated[str | None, Query(alias="to", max_length=40)] = None,
@@ -219,6 +205,9 @@ def search_recordings(
         status=status,
     )
     found = catalog.search(db, wanted, offset=(page - 1) * size, limit=size)
+    if wanted.caller:  # looking a person up by number leaves a trace, like a replay
+        catalog.audit_number_search(db, user, wanted.caller, ip=client_ip(request))
+        db.commit()
     unmasked = shows_numbers(user, settings.recordings.unmasked_roles)
     response.headers.update(NO_STORE)
     return {
@@ -424,20 +413,15 @@ def review_immutable(recording_id: int, review_id: int, _: QaUser) -> JSONRespon
 @router.get("/qa", response_class=HTMLResponse)
 def qa_page(_: QaUser) -> HTMLResponse:
     """The QA page (signed out: 303 to /login?next=/qa)."""
-    return HTMLResponse((STATIC / "qa.html").read_text(encoding="utf-8"), headers=PAGE_HEADERS)
-
-
-def _asset(name: str) -> Response:
-    body = (STATIC / name).read_bytes()
-    return Response(body, media_type=ASSETS[name], headers={"Cache-Control": "no-cache"})
+    return static_pages.page("qa.html", media=True)
 
 
 @router.get("/static/qa.js", include_in_schema=False)
 def qa_script() -> Response:
     """The page's script (code only, no data: no sign-in needed)."""
-    return _asset("qa.js")
+    return static_pages.asset("qa.js")
 
 
 @router.get("/static/qa.css", include_in_schema=False)
 def qa_style() -> Response:
-    return _asset("qa.css")
+    return static_pages.asset("qa.css")
