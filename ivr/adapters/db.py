@@ -178,7 +178,13 @@ class Recording(Base):
     path from outside: it lives in ``recordings.dir`` and is served by id only."""
 
     __tablename__ = "recordings"
-    __table_args__ = (Index("ix_recordings_started_id", "started_at", "id"),)
+    __table_args__ = (
+        Index("ix_recordings_started_id", "started_at", "id"),
+        # the QA page's usual filters, newest first within them
+        Index("ix_recordings_desk_started", "desk", "started_at"),
+        Index("ix_recordings_agent_started", "agent", "started_at"),
+        Index("ix_recordings_emergency_started", "emergency", "started_at"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     linkedid: Mapped[str] = mapped_column(String(150), unique=True)  # the call id

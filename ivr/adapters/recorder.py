@@ -577,6 +577,8 @@ def apply_retention(
                     continue
                 files += removed
                 missing += gone
+                if row.sha256:  # and the mp3 made of it for a download, if one was
+                    files += _remove_conversions(settings.conversion_dir, row.sha256)
                 was = row.file_name or f"{row.status} legs"
                 row.status = RecordingStatus.deleted
                 row.deleted_at = moment
@@ -591,6 +593,17 @@ def apply_retention(
                "missing": missing, "failed": failed},
     )  # fmt: skip
     return result
+
+
+def _remove_conversions(conversion_dir: Path, digest: str) -> int:
+    """Delete the downloads converted from the file with this SHA-256 (named by it only)."""
+    if not re.fullmatch(r"[0-9a-f]{64}", digest):
+        return 0
+    removed = 0
+    for path in conversion_dir.glob(f"{digest}-*.mp3"):
+        path.unlink(missing_ok=True)
+        removed += 1
+    return removed
 
 
 def _remove(root: Path, paths: Iterator[Path]) -> tuple[int, int]:

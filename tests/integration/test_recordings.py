@@ -22,6 +22,7 @@ from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session
 
 from ivr import cli_recordings, redis_keys
+from ivr.adapters.audio_convert import to_mp3
 from ivr.adapters.db import (
     Recording,
     RecordingStatus,
@@ -541,6 +542,9 @@ def test_given_old_recordings_when_retention_then_files_gone_rows_marked_deleted
     old_file = files / rows["old-ok"].file_name
     kept = list((files / UNREADABLE).rglob("*.wav"))
     assert old_file.exists() and len(kept) == 2
+    # a QA download made an mp3 of the old call: it goes with the recording
+    mp3 = to_mp3(old_file, settings.conversion_dir, digest=rows["old-ok"].sha256)
+    assert mp3.stat().st_size > 0
 
     decoy = settings.run_dir / "outside.wav"  # a row pointing outside the recordings dir
     decoy.write_bytes(b"keep me")
@@ -551,8 +555,8 @@ def test_given_old_recordings_when_retention_then_files_gone_rows_marked_deleted
         session.commit()
 
     result = apply_retention(settings, engine, days=365)
-    assert (result.rows, result.files, result.missing, result.failed) == (2, 3, 0, 1)
-    assert not old_file.exists() and not any(p.exists() for p in kept)
+    assert (result.rows, result.files, result.missing, result.failed) == (2, 4, 0, 1)
+    assert not old_file.exists() and not any(p.exists() for p in kept) and not mp3.exists()
     assert decoy.read_bytes() == b"keep me"
     after = {r.uniqueid: r for r in _rows(engine)}
     for name in ("old-ok", "old-bad"):
