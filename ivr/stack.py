@@ -294,7 +294,8 @@ class Stack:
             lines.append(f"  {rec.name:<9} pid {rec.pid:<7} {rec.endpoint}  log {rec.log}")
         lines += [
             "",
-            f"  web status page: http://{s.web.host}:{s.web.port}/",
+            f"  web: http://{s.web.host}:{s.web.port}/  (live answer rate /supervisor, "
+            "call replay and QA scoring /qa, tickets /tickets)",
             "  place a test call (Local channel, prints what happened):",
             f"      {ivr} call --did {did} --from 13800138000 --digits 1",
             f"  or from a SIP phone on this machine: sip:{did}@127.0.0.1:{s.asterisk.sip_port}"
@@ -306,6 +307,12 @@ class Stack:
             lines.append(
                 f"  web sign-in: supervisor / {self.dev_password}  (admin; shown only now — "
                 f"change it with: {ivr} users set-password supervisor)"
+            )
+        if not s.stt.model_path.is_dir():
+            lines.append(
+                f"  speech-to-text: no model at {s.stt.model_path}; transcription jobs wait "
+                f"with status 'no model' until one is installed ({ivr} stt install-model ZIP, "
+                "see models/README.md)"
             )
         lines.append(f"  stop everything: {ivr} down    health: {ivr} status")
         return lines
