@@ -8,8 +8,8 @@ recorder's (caller left, agent right).
     catalogue(db, file_name=..., **fields) -> Recording
                                          a catalog row with sensible defaults
     add_transcript(db, recording, words) -> Transcript
-    add_users(engine, password_hash)     qa1 (qa), qa2 (qa), sup1 (supervisor), admin1 (admin)
-    sign_in(client, username, origin)    POST /api/auth/login; returns the response
+    QA_STAFF                             qa1 (qa), qa2 (qa), sup1 (supervisor), admin1 (admin),
+                                         for tests.web_support's add_staff
 """
 
 from __future__ import annotations
@@ -21,13 +21,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from ivr.adapters.db import Recording, RecordingStatus, Role, Transcript, User
+from ivr.adapters.db import Recording, RecordingStatus, Role, Transcript
 
-PASSWORD = "correct horse battery"
-USERS = (("qa1", Role.qa), ("qa2", Role.qa), ("sup1", Role.supervisor), ("admin1", Role.admin))
+QA_STAFF = (("qa1", Role.qa), ("qa2", Role.qa), ("sup1", Role.supervisor), ("admin1", Role.admin))
 RATE = 8000
 
 
@@ -113,18 +111,3 @@ def add_transcript(
     db.flush()
     recording.transcript_id = transcript.id
     return transcript
-
-
-def add_users(engine: Engine, password_hash: str) -> None:
-    with Session(engine) as db:
-        for name, role in USERS:
-            db.add(User(username=name, password_hash=password_hash, role=role))
-        db.commit()
-
-
-def sign_in(client: Any, username: str, origin: str) -> Any:
-    return client.post(
-        "/api/auth/login",
-        json={"username": username, "password": PASSWORD},
-        headers={"Origin": origin},
-    )

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 import uvicorn
-from playwright.async_api import Page, async_playwright
+from playwright.async_api import Page
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -32,21 +32,16 @@ from ivr.adapters.db import AuditEntry, RecordingStatus, Review
 from ivr.adapters.ports import free_port
 from ivr.settings import Settings
 from ivr.web.app import create_app
-from tests.qa_support import PASSWORD, add_transcript, add_users, call_wav, catalogue
+from tests.qa_support import QA_STAFF, add_transcript, call_wav, catalogue
+from tests.web_support import (
+    ARTIFACTS,
+    PASSWORD,
+    add_staff,
+    chromium,
+    loopback_settings,
+    sign_in_on_page,
+)
 
-REPO = Path(__file__).resolve().parent.parent.parent
-ARTIFACTS = REPO / "test-artifacts"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 SECONDS = 90.0
 WORDS = [("hello", 0.3, 0.8), ("there", 0.9, 1.3), ("gas", 6.0, 6.4), ("smell", 6.5, 7.0)]
 T0 = datetime(2026, 5, 1, 2, 0, tzinfo=UTC)
@@ -54,9 +49,8 @@ T0 = datetime(2026, 5, 1, 2, 0, tzinfo=UTC)
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(
-        run_dir=tmp_path / "run",
-        redis={"url": f"redis://127.0.0.1:{free_port()}/0"},
+    return loopback_settings(
+        tmp_path / "run",
         web={"port": free_port()},
         recordings={"dir": tmp_path / "recordings", "conversion_dir": tmp_path / "cache"},
     )
@@ -70,7 +64,7 @@ def catalog(settings: Settings) -> dict[str, int]:
     (rec_dir / "c.wav").write_bytes(b"")
     engine = sql.settings_engine(settings)
     sql.create_all(engine)
-    add_users(engine, users.hash_password(PASSWORD))
+    add_staff(engine, users.hash_password(PASSWORD), QA_STAFF)
     ids: dict[str, int] = {}
     with Session(engine) as db:
         for name, fields in {
@@ -152,109 +146,92 @@ async def test_given_a_qa_user_when_searching_playing_seeking_and_scoring_then_a
     ARTIFACTS.mkdir(exist_ok=True)
     audio_statuses: list[int] = []
     ranges: list[str | None] = []
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch_persistent_context(
-            str(tmp_path / "chromium-profile"),
-            executable_path=CHROMIUM,
-            headless=True,
-            args=CHROMIUM_FLAGS,
-            viewport={"width": 1360, "height": 1100},
-            locale="zh-CN",
-            timezone_id=settings.metrics.timezone,
+    async with chromium(
+        tmp_path, viewport=(1360, 1100), timezone_id=settings.metrics.timezone
+    ) as browser:
+        page = await browser.new_page()
+        page.on(
+            "response",
+            lambda r: audio_statuses.append(r.status) if r.url.endswith("/audio") else None,
         )
-        try:
-            page = await browser.new_page()
-            page.on(
-                "response",
-                lambda r: audio_statuses.append(r.status) if r.url.endswith("/audio") else None,
-            )
-            page.on(
-                "request",
-                lambda r: (
-                    ranges.append(r.headers.get("range")) if r.url.endswith("/audio") else None
-                ),
-            )
-            # signed out: the sign-in form, which brings us back
-            await page.goto(f"{base_url}/qa")
-            assert page.url == f"{base_url}/login?next=/qa"
-            await page.fill("input[name=username]", "qa1")
-            await page.fill("input[name=password]", PASSWORD)
-            await page.click("button[type=submit]")
-            await page.wait_for_url(f"{base_url}/qa")
-            await page.wait_for_selector("body[data-ready=true]", timeout=5000)
-            assert await page.text_content("#who") == "qa1 (qa)"
-            assert await page.locator("#results tbody tr").count() == 3
-            empty_row = f"#results tbody tr[data-id='{catalog['c']}'] td.status"
-            assert await page.get_attribute(empty_row, "data-status") == "empty"
+        page.on(
+            "request",
+            lambda r: ranges.append(r.headers.get("range")) if r.url.endswith("/audio") else None,
+        )
+        # signed out: the sign-in form, which brings us back
+        await sign_in_on_page(page, base_url, "/qa", "qa1")
+        await page.wait_for_selector("body[data-ready=true]", timeout=5000)
+        assert await page.text_content("#who") == "qa1 (qa)"
+        assert await page.locator("#results tbody tr").count() == 3
+        empty_row = f"#results tbody tr[data-id='{catalog['c']}'] td.status"
+        assert await page.get_attribute(empty_row, "data-status") == "empty"
 
-            # search by the last digits of the number: one call, its number masked
-            await page.fill("#search input[name=caller]", "8000")
-            await page.click("#search-button")
-            await page.wait_for_selector("#total[data-value='1']", timeout=5000)
-            row = f"#results tbody tr[data-id='{catalog['a']}']"
-            assert await page.text_content(f"{row} td.caller") == "138******00"
-            assert "13800138000" not in await page.content()
+        # search by the last digits of the number: one call, its number masked
+        await page.fill("#search input[name=caller]", "8000")
+        await page.click("#search-button")
+        await page.wait_for_selector("#total[data-value='1']", timeout=5000)
+        row = f"#results tbody tr[data-id='{catalog['a']}']"
+        assert await page.text_content(f"{row} td.caller") == "138******00"
+        assert "13800138000" not in await page.content()
 
-            # open it: player, downloads, transcript
-            await page.click(row)
-            await page.wait_for_selector(f"#detail[data-id='{catalog['a']}']", timeout=5000)
-            await page.wait_for_selector("#transcript .word[data-start='6']", timeout=5000)
-            assert await page.get_attribute("#download-mp3", "href") == (
-                f"/api/recordings/{catalog['a']}/download?format=mp3"
-            )
-            deadline = time.monotonic() + 5
-            while await page.eval_on_selector("#player", "el => el.readyState") < 1:
-                assert time.monotonic() < deadline, "the player did not load the metadata"
-                await asyncio.sleep(0.1)
-            assert await page.eval_on_selector("#player", "el => el.duration") == pytest.approx(
-                SECONDS, abs=0.05
-            )
+        # open it: player, downloads, transcript
+        await page.click(row)
+        await page.wait_for_selector(f"#detail[data-id='{catalog['a']}']", timeout=5000)
+        await page.wait_for_selector("#transcript .word[data-start='6']", timeout=5000)
+        assert await page.get_attribute("#download-mp3", "href") == (
+            f"/api/recordings/{catalog['a']}/download?format=mp3"
+        )
+        deadline = time.monotonic() + 5
+        while await page.eval_on_selector("#player", "el => el.readyState") < 1:
+            assert time.monotonic() < deadline, "the player did not load the metadata"
+            await asyncio.sleep(0.1)
+        assert await page.eval_on_selector("#player", "el => el.duration") == pytest.approx(
+            SECONDS, abs=0.05
+        )
 
-            # play by clicking the first word: time advances
-            await page.click("#transcript .word[data-start='0.3']")
-            started = await wait_until_time(page, 0.3)
-            await wait_until_time(page, started + 1.0)
-            assert not await page.eval_on_selector("#player", "el => el.paused")
+        # play by clicking the first word: time advances
+        await page.click("#transcript .word[data-start='0.3']")
+        started = await wait_until_time(page, 0.3)
+        await wait_until_time(page, started + 1.0)
+        assert not await page.eval_on_selector("#player", "el => el.paused")
 
-            # seek with the player, then by clicking a word further on
-            await page.eval_on_selector("#player", "el => { el.currentTime = 80; }")
-            assert await wait_until_time(page, 80.2) < SECONDS
-            await page.click("#transcript .word[data-start='6']")
-            deadline = time.monotonic() + 5
-            while not 6.0 <= await current_time(page) < 8.0:
-                assert time.monotonic() < deadline, "clicking the word did not seek to it"
-                await asyncio.sleep(0.05)
-            await wait_until_time(page, 6.6)
-            await page.wait_for_selector("#transcript .word.now", timeout=3000)
+        # seek with the player, then by clicking a word further on
+        await page.eval_on_selector("#player", "el => { el.currentTime = 80; }")
+        assert await wait_until_time(page, 80.2) < SECONDS
+        await page.click("#transcript .word[data-start='6']")
+        deadline = time.monotonic() + 5
+        while not 6.0 <= await current_time(page) < 8.0:
+            assert time.monotonic() < deadline, "clicking the word did not seek to it"
+            await asyncio.sleep(0.05)
+        await wait_until_time(page, 6.6)
+        await page.wait_for_selector("#transcript .word.now", timeout=3000)
 
-            # a deduction needs a comment: refused by the server, shown on the page
-            await page.fill("#review-items tr[data-key=attitude] input", "15")
-            assert await page.text_content("#review-total") == "95"
-            await page.click("#review-submit")
-            await page.wait_for_selector("#review-error:not([hidden])", timeout=5000)
-            assert "items.attitude.comment" in (await page.text_content("#review-error") or "")
-            assert await page.locator("#reviews li").count() == 0
+        # a deduction needs a comment: refused by the server, shown on the page
+        await page.fill("#review-items tr[data-key=attitude] input", "15")
+        assert await page.text_content("#review-total") == "95"
+        await page.click("#review-submit")
+        await page.wait_for_selector("#review-error:not([hidden])", timeout=5000)
+        assert "items.attitude.comment" in (await page.text_content("#review-error") or "")
+        assert await page.locator("#reviews li").count() == 0
 
-            # with the comment: saved, listed with the reviewer and total
-            await page.fill("#review-items tr[data-key=attitude] textarea", "语气不耐烦 impatient")
-            await page.fill("#review-comment", "总体良好")
-            await page.click("#review-submit")
-            await page.wait_for_selector("#reviews li .total[data-total='95']", timeout=5000)
-            head = await page.text_content("#reviews li .review-head") or ""
-            assert head.startswith("#") and "qa1" in head
-            assert await page.text_content(f"{row} td.reviews") == "1"
-            assert await page.locator("#corrects option").count() == 2
-            await page.screenshot(path=str(ARTIFACTS / "qa.png"), full_page=True)
+        # with the comment: saved, listed with the reviewer and total
+        await page.fill("#review-items tr[data-key=attitude] textarea", "语气不耐烦 impatient")
+        await page.fill("#review-comment", "总体良好")
+        await page.click("#review-submit")
+        await page.wait_for_selector("#reviews li .total[data-total='95']", timeout=5000)
+        head = await page.text_content("#reviews li .review-head") or ""
+        assert head.startswith("#") and "qa1" in head
+        assert await page.text_content(f"{row} td.reviews") == "1"
+        assert await page.locator("#corrects option").count() == 2
+        await page.screenshot(path=str(ARTIFACTS / "qa.png"), full_page=True)
 
-            # the empty call: listed, not playable, said so
-            await page.click("#search button[type=reset]")
-            await page.wait_for_selector("#total[data-value='3']", timeout=5000)
-            await page.click(f"#results tbody tr[data-id='{catalog['c']}']")
-            await page.wait_for_selector(f"#detail[data-id='{catalog['c']}']", timeout=5000)
-            assert await page.is_visible("#unplayable")
-            assert not await page.is_visible("#player")
-        finally:
-            await browser.close()
+        # the empty call: listed, not playable, said so
+        await page.click("#search button[type=reset]")
+        await page.wait_for_selector("#total[data-value='3']", timeout=5000)
+        await page.click(f"#results tbody tr[data-id='{catalog['c']}']")
+        await page.wait_for_selector(f"#detail[data-id='{catalog['c']}']", timeout=5000)
+        assert await page.is_visible("#unplayable")
+        assert not await page.is_visible("#player")
 
     engine = sql.settings_engine(settings)
     with Session(engine) as db:

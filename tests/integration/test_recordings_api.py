@@ -23,13 +23,12 @@ from sqlalchemy.orm import Session
 from ivr.adapters import db as sql
 from ivr.adapters import users
 from ivr.adapters.db import AuditEntry, RecordingStatus, Review
-from ivr.adapters.ports import free_port
 from ivr.core.qa import ITEMS
 from ivr.settings import Settings
 from ivr.web.app import create_app
-from tests.qa_support import PASSWORD, add_transcript, add_users, call_wav, catalogue, sha256
+from tests.qa_support import QA_STAFF, add_transcript, call_wav, catalogue, sha256
+from tests.web_support import ORIGIN, PASSWORD, add_staff, loopback_settings, sign_in
 
-ORIGIN = "http://testserver"
 SECONDS = 6.0
 T0 = datetime(2026, 5, 1, 2, 0, tzinfo=UTC)
 
@@ -46,9 +45,8 @@ def speech_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(
-        run_dir=tmp_path / "run",
-        redis={"url": f"redis://127.0.0.1:{free_port()}/0"},
+    return loopback_settings(
+        tmp_path / "run",
         recordings={"dir": tmp_path / "recordings", "conversion_dir": tmp_path / "cache"},
     )
 
@@ -70,7 +68,7 @@ def ids(settings: Settings, password_hash: str, speech_wav: Path) -> dict[str, i
     (rec_dir / "link-out.wav").symlink_to(secret)
     engine = sql.settings_engine(settings)
     sql.create_all(engine)
-    add_users(engine, password_hash)
+    add_staff(engine, password_hash, QA_STAFF)
     found: dict[str, int] = {}
     with Session(engine) as db:
         rows: dict[str, dict[str, Any]] = {
@@ -132,12 +130,7 @@ def app_client(settings: Settings, ids: dict[str, int]) -> Iterator[TestClient]:
 def as_user(client: TestClient, username: str | None) -> TestClient:
     client.cookies.clear()
     if username is not None:
-        response = client.post(
-            "/api/auth/login",
-            json={"username": username, "password": PASSWORD},
-            headers={"Origin": ORIGIN},
-        )
-        assert response.status_code == 200, response.text
+        sign_in(client, username)
     return client
 
 
@@ -190,7 +183,7 @@ def test_given_no_session_then_401_json_everywhere_and_the_page_redirects(app_cl
     assert page.status_code == 303
     assert page.headers["location"] == "/login?next=/qa"
     posted = client.post(
-        f"/api/recordings/{ids['good']}/reviews", json=full_review(), headers={"Origin": ORIGIN}
+        f"/api/recordings/{ids['good']}/reviews", json=full_review(), headers=ORIGIN
     )
     assert posted.status_code == 401
     assert audit_rows(client.app.state.settings) == []
@@ -205,7 +198,7 @@ def test_given_a_supervisor_then_403_for_list_audio_download_reviews_page_and_au
         assert response.status_code == 403, url
         assert response.json()["error"] == "forbidden"
     posted = client.post(
-        f"/api/recordings/{ids['good']}/reviews", json=full_review(), headers={"Origin": ORIGIN}
+        f"/api/recordings/{ids['good']}/reviews", json=full_review(), headers=ORIGIN
     )
     assert posted.status_code == 403
     assert audit_rows(client.app.state.settings) == []
@@ -231,9 +224,7 @@ def test_given_an_unknown_id_then_404(qa, ids):
         response = qa.get(url)
         assert response.status_code == 404, url
         assert response.json()["error"] in {"recording-not-found", "review-not-found"}
-    posted = qa.post(
-        "/api/recordings/999999/reviews", json=full_review(), headers={"Origin": ORIGIN}
-    )
+    posted = qa.post("/api/recordings/999999/reviews", json=full_review(), headers=ORIGIN)
     assert posted.status_code == 404
 
 
@@ -570,7 +561,7 @@ def test_given_a_review_then_201_listed_with_reviewer_and_time_and_audited(qa, i
     url = f"/api/recordings/{ids['good']}/reviews"
     body = full_review(attitude={"score": 15, "comment": "impatient"})
 
-    response = qa.post(url, json=body, headers={"Origin": ORIGIN})
+    response = qa.post(url, json=body, headers=ORIGIN)
 
     assert response.status_code == 201, response.text
     review = response.json()
@@ -590,12 +581,10 @@ def test_given_a_review_then_201_listed_with_reviewer_and_time_and_audited(qa, i
 def test_reviews_are_immutable_and_a_correction_is_a_new_review(app_client, ids, settings):
     client = as_user(app_client, "qa1")
     url = f"/api/recordings/{ids['good']}/reviews"
-    first = client.post(url, json=full_review(), headers={"Origin": ORIGIN}).json()
+    first = client.post(url, json=full_review(), headers=ORIGIN).json()
     for method in ("PUT", "PATCH", "DELETE"):
         for target, allow in ((url, "GET, POST"), (f"{url}/{first['id']}", "GET")):
-            response = client.request(
-                method, target, json=full_review(), headers={"Origin": ORIGIN}
-            )
+            response = client.request(method, target, json=full_review(), headers=ORIGIN)
             assert response.status_code == 405, (method, target)
             assert response.json()["error"] == "review-immutable"
             assert response.headers["allow"] == allow
@@ -605,7 +594,7 @@ def test_reviews_are_immutable_and_a_correction_is_a_new_review(app_client, ids,
         url,
         json=full_review(greeting_closing={"score": 10, "comment": "no closing"})
         | {"corrects_id": first["id"]},
-        headers={"Origin": ORIGIN},
+        headers=ORIGIN,
     )
     assert correction.status_code == 201
     listed = client.get(url).json()["reviews"]
@@ -625,12 +614,12 @@ def test_reviews_are_immutable_and_a_correction_is_a_new_review(app_client, ids,
 
 def test_given_a_correction_of_another_calls_review_then_422(qa, ids):
     other = qa.post(
-        f"/api/recordings/{ids['empty']}/reviews", json=full_review(), headers={"Origin": ORIGIN}
+        f"/api/recordings/{ids['empty']}/reviews", json=full_review(), headers=ORIGIN
     ).json()
     response = qa.post(
         f"/api/recordings/{ids['good']}/reviews",
         json=full_review() | {"corrects_id": other["id"]},
-        headers={"Origin": ORIGIN},
+        headers=ORIGIN,
     )
     assert response.status_code == 422
     assert response.json()["error"] == "invalid-correction"
@@ -645,9 +634,7 @@ def test_given_a_correction_of_another_calls_review_then_422(qa, ids):
     ],
 )
 def test_given_an_invalid_review_then_422_with_every_problem(qa, ids, body, field):
-    response = qa.post(
-        f"/api/recordings/{ids['good']}/reviews", json=body, headers={"Origin": ORIGIN}
-    )
+    response = qa.post(f"/api/recordings/{ids['good']}/reviews", json=body, headers=ORIGIN)
     assert response.status_code == 422
     assert response.json()["error"] == "invalid-review"
     assert field in [p["field"] for p in response.json()["details"]["problems"]]
@@ -659,10 +646,10 @@ def test_given_no_origin_or_another_site_or_not_json_then_the_review_is_refused(
     evil = qa.post(url, json=full_review(), headers={"Origin": "http://evil.example"})
     assert evil.status_code == 403 and evil.json()["error"] == "cross-origin-request"
     garbage = qa.post(
-        url, content=b"{not json", headers={"Origin": ORIGIN, "Content-Type": "application/json"}
+        url, content=b"{not json", headers=ORIGIN | {"Content-Type": "application/json"}
     )
     assert garbage.status_code == 422 and garbage.json()["error"] == "invalid-review"
-    big = qa.post(url, content=b" " * 70_000, headers={"Origin": ORIGIN})
+    big = qa.post(url, content=b" " * 70_000, headers=ORIGIN)
     assert big.status_code == 422
     assert qa.get(url).json()["reviews"] == []
 

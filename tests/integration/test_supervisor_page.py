@@ -19,50 +19,38 @@ import os
 import secrets
 import time
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import redis
-from playwright.async_api import Page, async_playwright
+from playwright.async_api import Page
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy.orm import Session
 
 from ivr import redis_keys
 from ivr.adapters.ami_client import AmiClient
 from ivr.adapters.db import settings_engine
 from ivr.adapters.originate import place_call
-from ivr.adapters.users import create_user
 from ivr.protocols.ami import AmiMessage
 from ivr.stack import Stack, asterisk_instance, isolated_settings
+from tests.web_support import (
+    ARTIFACTS,
+    DESIGN_FIELDS,
+    PASSWORD,
+    add_user,
+    chromium,
+    login,
+    sign_in_on_page,
+)
 
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parent.parent.parent
-ARTIFACTS = REPO / "test-artifacts"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 QUEUE = "repair"  # always open; key 1 in the menu
 RED_THRESHOLD_S = 6.0
 MEMBER = "Local/agent@sim-agents/n"
 CALLER = "13800138077"
 MASKED = "138******77"
 OTHER_CALLER = "13800138078"
-PASSWORD = "supervisor test pass"
-DESIGN_FIELDS = {
-    "offered", "answered", "answered_late", "abandoned", "timed_out", "ivr_only",
-    "answer_rate", "threshold_s", "waiting_now", "longest_wait_s", "over_threshold_now",
-}  # fmt: skip
 
 
 def short_threshold(stack: Stack) -> bool:
@@ -99,9 +87,7 @@ def supervisor(live_stack: Stack) -> tuple[str, str]:
     username = f"sup-{secrets.token_hex(3)}"
     engine = settings_engine(live_stack.settings)
     try:
-        with Session(engine) as db:
-            create_user(db, username, PASSWORD, "supervisor")
-            db.commit()
+        add_user(engine, username, PASSWORD, "supervisor")
     finally:
         engine.dispose()
     return username, PASSWORD
@@ -116,11 +102,7 @@ def base_url(live_stack: Stack) -> str:
 @pytest.fixture
 async def http(base_url: str, supervisor: tuple[str, str]) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=base_url, timeout=10) as client:
-        response = await client.post(
-            "/api/auth/login",
-            json={"username": supervisor[0], "password": supervisor[1]},
-            headers={"Origin": base_url},
-        )
+        response = await login(client, *supervisor, origin=base_url)
         assert response.status_code == 200
         yield client
 
@@ -223,25 +205,13 @@ async def test_given_the_live_page_when_a_call_waits_then_waiting_now_and_red_li
     ami_task = asyncio.create_task(ami.run())
     call: asyncio.Task[Any] | None = None
     ARTIFACTS.mkdir(exist_ok=True)
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch_persistent_context(
-            str(tmp_path / "chromium-profile"),
-            executable_path=CHROMIUM,
-            headless=True,
-            args=CHROMIUM_FLAGS,
-            viewport={"width": 1360, "height": 1000},
-            locale="zh-CN",
-            timezone_id=settings.metrics.timezone,
-        )
-        try:
+    try:
+        async with chromium(
+            tmp_path, viewport=(1360, 1000), timezone_id=settings.metrics.timezone
+        ) as browser:
             page = await browser.new_page()
             # signed out: the sign-in form, which brings us back
-            await page.goto(f"{base_url}/supervisor")
-            assert page.url == f"{base_url}/login?next=/supervisor"
-            await page.fill("input[name=username]", supervisor[0])
-            await page.fill("input[name=password]", supervisor[1])
-            await page.click("button[type=submit]")
-            await page.wait_for_url(f"{base_url}/supervisor")
+            await sign_in_on_page(page, base_url, "/supervisor", *supervisor)
 
             # the numbers render and match the API
             await page.wait_for_selector("#connection[data-state=live]", timeout=5000)
@@ -309,11 +279,10 @@ async def test_given_the_live_page_when_a_call_waits_then_waiting_now_and_red_li
             report = await asyncio.wait_for(call, 60)
             assert report.queue == QUEUE
             assert report.event_counts.get("AgentConnect") == 1
-        finally:
-            if MEMBER not in inst.rx(f"queue show {QUEUE}"):
-                inst.rx(f"queue add member {MEMBER} to {QUEUE}")
-            await browser.close()
-            if call is not None and not call.done():
-                await asyncio.wait_for(asyncio.gather(call, return_exceptions=True), 120)
-            ami_task.cancel()
-            await asyncio.gather(ami_task, return_exceptions=True)
+    finally:
+        if MEMBER not in inst.rx(f"queue show {QUEUE}"):
+            inst.rx(f"queue add member {MEMBER} to {QUEUE}")
+        if call is not None and not call.done():
+            await asyncio.wait_for(asyncio.gather(call, return_exceptions=True), 120)
+        ami_task.cancel()
+        await asyncio.gather(ami_task, return_exceptions=True)

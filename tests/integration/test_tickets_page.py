@@ -16,12 +16,10 @@ import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import httpx
 import pytest
 import redis
-from playwright.async_api import async_playwright
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
@@ -29,19 +27,19 @@ from ivr.adapters import db as sql
 from ivr.adapters import tickets
 from ivr.adapters.db import Recording, TicketTransition, Transcript
 from ivr.adapters.ports import free_port
-from ivr.adapters.users import create_user
 from ivr.settings import Settings
 from ivr.stack import settings_env
+from tests.web_support import (
+    ARTIFACTS,
+    PASSWORD,
+    add_user,
+    chromium,
+    loopback_settings,
+    sign_in_on_page,
+)
 
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parent.parent.parent
-ARTIFACTS = REPO / "test-artifacts"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync"]  # fmt: skip
-PASSWORD = "tickets page pass"
 NOW = datetime.now(UTC)
 
 
@@ -60,9 +58,8 @@ def wait_until(check, timeout: float, what: str) -> None:  # type: ignore[no-unt
 @pytest.fixture(scope="module")
 def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     run = tmp_path_factory.mktemp("tickets-page")
-    return Settings(
-        run_dir=run,
-        redis={"url": f"redis://127.0.0.1:{free_port()}/0"},
+    return loopback_settings(
+        run,
         web={"port": free_port()},
         ami={"secret": "tickets-page-test"},
     )
@@ -123,9 +120,7 @@ def web(settings: Settings) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def engine(settings: Settings, web: str) -> Iterator[Engine]:
     engine = sql.settings_engine(settings)  # the web role created the tables at start
-    with Session(engine) as db:
-        create_user(db, "sup-page", PASSWORD, "supervisor")
-        db.commit()
+    add_user(engine, "sup-page", PASSWORD, "supervisor")
     yield engine
     engine.dispose()
 
@@ -191,96 +186,75 @@ async def test_given_tickets_then_page_shows_notes_overdue_and_moves_and_supervi
         desk="complaints",
     )  # fmt: skip
     ARTIFACTS.mkdir(exist_ok=True)
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch_persistent_context(
-            str(tmp_path / "chromium-profile"),
-            executable_path=CHROMIUM,
-            headless=True,
-            args=CHROMIUM_FLAGS,
-            viewport={"width": 1280, "height": 900},
-            locale="zh-CN",
-            timezone_id=settings.tickets.timezone,
+    async with chromium(
+        tmp_path, viewport=(1280, 900), timezone_id=settings.tickets.timezone
+    ) as browser:
+        page = await browser.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        await sign_in_on_page(page, web, "/tickets", "sup-page")
+
+        late = f"article.ticket[data-id='{overdue}']"
+        await page.wait_for_selector(late, timeout=5000)
+        assert await page.is_visible(f"{late} .overdue-marker")
+        assert await page.text_content(f"{late} .note .text") == "我 家 暖气 不 热 已经 三 天 了"
+        assert await page.text_content(f"{late} .caller") == "138******11"
+        assert await page.get_attribute(f"{late} .deadline", "class") == "deadline late"
+        assert not await page.is_visible(f"{late} .danger-flag")
+        hot = f"article.ticket[data-id='{danger}']"
+        assert await page.is_visible(f"{hot} .danger-flag")
+        assert "煤气味" in (await page.text_content(f"{hot} .danger-flag") or "")
+        assert not await page.is_visible(f"{hot} .overdue-marker")
+        # most urgent first: the danger ticket (L1, priority 90) leads
+        order = await page.eval_on_selector_all(
+            "article.ticket", "els => els.map(e => e.dataset.id)"
         )
-        try:
-            page = await browser.new_page()
-            errors: list[str] = []
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            await page.goto(f"{web}/tickets")
-            assert page.url == f"{web}/login?next=/tickets"
-            await page.fill("input[name=username]", "sup-page")
-            await page.fill("input[name=password]", PASSWORD)
-            await page.click("button[type=submit]")
-            await page.wait_for_url(f"{web}/tickets")
+        assert order[:2] == [str(danger), str(overdue)]
+        # a working-day deadline ends at 24:00 of its last day (complaints: L3)
+        quiet = f"article.ticket[data-id='{untranscribed}']"
+        assert (await page.text_content(f"{quiet} .deadline") or "").endswith(" 24:00")
+        assert await page.text_content(f"{quiet} .notes") == "暂无备注 no notes yet"
+        page_text = await page.content()
+        assert "13800138011" not in page_text and "13800138022" not in page_text
 
-            late = f"article.ticket[data-id='{overdue}']"
-            await page.wait_for_selector(late, timeout=5000)
-            assert await page.is_visible(f"{late} .overdue-marker")
-            assert (
-                await page.text_content(f"{late} .note .text") == "我 家 暖气 不 热 已经 三 天 了"
-            )
-            assert await page.text_content(f"{late} .caller") == "138******11"
-            assert await page.get_attribute(f"{late} .deadline", "class") == "deadline late"
-            assert not await page.is_visible(f"{late} .danger-flag")
-            hot = f"article.ticket[data-id='{danger}']"
-            assert await page.is_visible(f"{hot} .danger-flag")
-            assert "煤气味" in (await page.text_content(f"{hot} .danger-flag") or "")
-            assert not await page.is_visible(f"{hot} .overdue-marker")
-            # most urgent first: the danger ticket (L1, priority 90) leads
-            order = await page.eval_on_selector_all(
-                "article.ticket", "els => els.map(e => e.dataset.id)"
-            )
-            assert order[:2] == [str(danger), str(overdue)]
-            # a working-day deadline ends at 24:00 of its last day (complaints: L3)
-            quiet = f"article.ticket[data-id='{untranscribed}']"
-            assert (await page.text_content(f"{quiet} .deadline") or "").endswith(" 24:00")
-            assert await page.text_content(f"{quiet} .notes") == "暂无备注 no notes yet"
-            page_text = await page.content()
-            assert "13800138011" not in page_text and "13800138022" not in page_text
+        # moves from the page; sending work back without a reason is refused, clearly
+        await page.fill(f"{late} input[name=comment]", "派给维修一班")
+        await page.click(f"{late} button.to[data-to='处理中']")
+        await page.wait_for_selector(f"{late}[data-state='处理中']", timeout=5000)
+        await page.click(f"{late} button.to[data-to='待验收']")
+        await page.wait_for_selector(f"{late}[data-state='待验收']", timeout=5000)
+        await page.click(f"{late} button.to[data-to='处理中']")
+        await page.wait_for_selector("#error:not([hidden])", timeout=5000)
+        assert "say why" in (await page.text_content("#error") or "")
+        assert await page.get_attribute(late, "data-state") == "待验收"
+        await page.click(f"{late} details.history summary")
+        await page.wait_for_selector(f"{late} .transitions li:has-text('sup-page')")
+        await page.screenshot(path=str(ARTIFACTS / "tickets.png"), full_page=True)
 
-            # moves from the page; sending work back without a reason is refused, clearly
-            await page.fill(f"{late} input[name=comment]", "派给维修一班")
-            await page.click(f"{late} button.to[data-to='处理中']")
-            await page.wait_for_selector(f"{late}[data-state='处理中']", timeout=5000)
-            await page.click(f"{late} button.to[data-to='待验收']")
-            await page.wait_for_selector(f"{late}[data-state='待验收']", timeout=5000)
-            await page.click(f"{late} button.to[data-to='处理中']")
-            await page.wait_for_selector("#error:not([hidden])", timeout=5000)
-            assert "say why" in (await page.text_content("#error") or "")
-            assert await page.get_attribute(late, "data-state") == "待验收"
-            await page.click(f"{late} details.history summary")
-            await page.wait_for_selector(f"{late} .transitions li:has-text('sup-page')")
-            await page.screenshot(path=str(ARTIFACTS / "tickets.png"), full_page=True)
+        # the live page lists the open danger ticket, masked
+        await page.goto(f"{web}/supervisor")
+        row = f"#danger-list tbody tr[data-ticket='{danger}']"
+        await page.wait_for_selector(row, timeout=5000)
+        cells = await page.eval_on_selector_all(f"{row} td", "tds => tds.map(t => t.textContent)")
+        assert cells[:5] == [f"#{danger}", "138******22", "consultation", "煤气味", "待派单"]
+        assert not await page.is_visible(f"#danger-list tbody tr[data-ticket='{overdue}']")
+        assert not await page.is_visible("#danger-empty")
 
-            # the live page lists the open danger ticket, masked
-            await page.goto(f"{web}/supervisor")
-            row = f"#danger-list tbody tr[data-ticket='{danger}']"
-            await page.wait_for_selector(row, timeout=5000)
-            cells = await page.eval_on_selector_all(
-                f"{row} td", "tds => tds.map(t => t.textContent)"
-            )
-            assert cells[:5] == [f"#{danger}", "138******22", "consultation", "煤气味", "待派单"]
-            assert not await page.is_visible(f"#danger-list tbody tr[data-ticket='{overdue}']")
-            assert not await page.is_visible("#danger-empty")
-
-            # a call transcribed now, in which a danger word was heard, shows up by itself;
-            # 3 hours after the call it is already past its new 2-hour deadline
-            with Session(engine) as db:
-                rec_id = db.scalars(
-                    select(Recording.id).where(Recording.caller == "13800138033")
-                ).one()
-                transcribed(db, settings, rec_id, "闻到 漏气 的 味道", ["漏气"])
-                db.commit()
-            later = f"#danger-list tbody tr[data-ticket='{untranscribed}']"
-            await page.wait_for_selector(later, timeout=15_000)
-            late_cells = await page.eval_on_selector_all(
-                f"{later} td", "tds => tds.map(t => t.textContent)"
-            )
-            assert late_cells[1:5] == ["138******33", "complaints", "漏气", "待派单"]
-            assert late_cells[5].endswith("已超时 overdue")
-            await page.screenshot(path=str(ARTIFACTS / "supervisor-danger.png"), full_page=True)
-            assert errors == []
-        finally:
-            await browser.close()
+        # a call transcribed now, in which a danger word was heard, shows up by itself;
+        # 3 hours after the call it is already past its new 2-hour deadline
+        with Session(engine) as db:
+            rec_id = db.scalars(select(Recording.id).where(Recording.caller == "13800138033")).one()
+            transcribed(db, settings, rec_id, "闻到 漏气 的 味道", ["漏气"])
+            db.commit()
+        later = f"#danger-list tbody tr[data-ticket='{untranscribed}']"
+        await page.wait_for_selector(later, timeout=15_000)
+        late_cells = await page.eval_on_selector_all(
+            f"{later} td", "tds => tds.map(t => t.textContent)"
+        )
+        assert late_cells[1:5] == ["138******33", "complaints", "漏气", "待派单"]
+        assert late_cells[5].endswith("已超时 overdue")
+        await page.screenshot(path=str(ARTIFACTS / "supervisor-danger.png"), full_page=True)
+        assert errors == []
 
     with Session(engine) as db:
         moves = db.scalars(

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
-from ivr.adapters.ports import free_port
-from ivr.settings import Settings
 from ivr.web.app import create_app
+from tests.web_support import loopback_settings
 
 
 def test_given_redis_unreachable_when_health_then_503_degraded(tmp_path):
-    settings = Settings(run_dir=tmp_path, redis={"url": f"redis://127.0.0.1:{free_port()}/0"})
+    settings = loopback_settings(tmp_path)
     with TestClient(create_app(settings)) as client:
         response = client.get("/health")
     assert response.status_code == 503
@@ -19,7 +18,7 @@ def test_given_redis_unreachable_when_health_then_503_degraded(tmp_path):
 
 
 def test_status_page_is_served_without_customer_data(tmp_path):
-    settings = Settings(run_dir=tmp_path, redis={"url": f"redis://127.0.0.1:{free_port()}/0"})
+    settings = loopback_settings(tmp_path)
     with TestClient(create_app(settings)) as client:
         page = client.get("/")
     assert page.status_code == 200

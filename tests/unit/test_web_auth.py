@@ -10,7 +10,6 @@ import logging
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 from fastapi import FastAPI
@@ -21,28 +20,18 @@ from sqlalchemy.orm import Session
 
 from ivr.adapters import db as sql
 from ivr.adapters import users
-from ivr.adapters.db import AuditEntry, Role, User, UserSession
-from ivr.adapters.ports import free_port
+from ivr.adapters.db import AuditEntry, Role, UserSession
 from ivr.settings import Settings
 from ivr.web.app import create_app
 from ivr.web.auth import CurrentUser, LoginThrottle, SupervisorUser, require_roles
+from tests.web_support import ORIGIN, PASSWORD, login, loopback_settings, staff_engine
 
-PASSWORD = "correct horse battery"
-ORIGIN = {"Origin": "http://testserver"}
 COOKIE = "hotline_session"
-
-
-def make_settings(tmp_path: Path, **auth: Any) -> Settings:
-    return Settings(
-        run_dir=tmp_path,
-        redis={"url": f"redis://127.0.0.1:{free_port()}/0"},
-        auth=auth,
-    )
 
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return make_settings(tmp_path)
+    return loopback_settings(tmp_path)
 
 
 @pytest.fixture(scope="module")
@@ -52,14 +41,8 @@ def password_hash() -> str:
 
 @pytest.fixture
 def engine(settings: Settings, password_hash: str) -> Iterator[Engine]:
-    engine = sql.settings_engine(settings)
-    sql.create_all(engine)
-    with Session(engine) as db:
-        for name, role in (("qa1", Role.qa), ("sup1", Role.supervisor), ("admin1", Role.admin)):
-            db.add(User(username=name, password_hash=password_hash, role=role))
-        db.commit()
-    yield engine
-    engine.dispose()
+    with staff_engine(settings, password_hash) as engine:
+        yield engine
 
 
 def build_app(settings: Settings) -> FastAPI:
@@ -88,15 +71,6 @@ def build_app(settings: Settings) -> FastAPI:
 def client(settings: Settings, engine: Engine) -> Iterator[TestClient]:
     with TestClient(build_app(settings)) as client:
         yield client
-
-
-def login(client: TestClient, username: str, password: str = PASSWORD, **kwargs: Any) -> Any:
-    return client.post(
-        "/api/auth/login",
-        json={"username": username, "password": password},
-        headers=ORIGIN,
-        **kwargs,
-    )
 
 
 def audit_actions(engine: Engine) -> list[tuple[str, str]]:
@@ -374,7 +348,7 @@ def test_given_cross_origin_logout_when_posted_then_session_survives(client):
 
 # --- cookie flags -----------------------------------------------------------------------------
 def test_given_cookie_secure_setting_when_signed_in_then_secure_flag(tmp_path, engine):
-    settings = make_settings(tmp_path, cookie_secure=True)
+    settings = loopback_settings(tmp_path, auth={"cookie_secure": True})
     with TestClient(build_app(settings)) as client:
         response = login(client, "sup1")
 

@@ -20,14 +20,10 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine
-from sqlalchemy.orm import Session
 
-from ivr.adapters import db as sql
 from ivr.adapters import metrics_read, users
-from ivr.adapters.db import Role, User
 from ivr.adapters.metrics_read import MetricsReader, day_hours
 from ivr.adapters.metrics_store import MetricsUnavailable, bucket_names
-from ivr.adapters.ports import free_port
 from ivr.core.metrics import (
     Counters,
     LiveView,
@@ -48,17 +44,18 @@ from ivr.web.routes.metrics import (
     metrics_events,
     prometheus_text,
 )
+from tests.web_support import (
+    DESIGN_FIELDS,
+    PASSWORD,
+    loopback_settings,
+    sign_in,
+    staff_engine,
+)
 
-PASSWORD = "correct horse battery"
-ORIGIN = {"Origin": "http://testserver"}
 TZ = ZoneInfo("Asia/Shanghai")
 NOW = 1763866500.0  # 2025-11-23 10:55:00 in Shanghai
 LATE_CALLER = "13812345677"
 EARLY_CALLER = "031187000123"
-DESIGN_FIELDS = {
-    "offered", "answered", "answered_late", "abandoned", "timed_out", "ivr_only",
-    "answer_rate", "threshold_s", "waiting_now", "longest_wait_s", "over_threshold_now",
-}  # fmt: skip
 CONFIG = MetricsConfig(thresholds={"repair": 6.0, "emergency": 15.0})
 HEALTH = {
     "anomalies": {"clock_skew": 1, "duplicate": 4, "garbled": 2},
@@ -154,7 +151,7 @@ class FakeReader(MetricsReader):
 # --- the app --------------------------------------------------------------------------------
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(run_dir=tmp_path, redis={"url": f"redis://127.0.0.1:{free_port()}/0"})
+    return loopback_settings(tmp_path)
 
 
 @pytest.fixture(scope="module")
@@ -164,14 +161,8 @@ def password_hash() -> str:
 
 @pytest.fixture
 def engine(settings: Settings, password_hash: str) -> Iterator[Engine]:
-    engine = sql.settings_engine(settings)
-    sql.create_all(engine)
-    with Session(engine) as db:
-        for name, role in (("qa1", Role.qa), ("sup1", Role.supervisor), ("admin1", Role.admin)):
-            db.add(User(username=name, password_hash=password_hash, role=role))
-        db.commit()
-    yield engine
-    engine.dispose()
+    with staff_engine(settings, password_hash) as engine:
+        yield engine
 
 
 @pytest.fixture
@@ -185,13 +176,6 @@ def client(settings: Settings, engine: Engine, reader: FakeReader) -> Iterator[T
     app.dependency_overrides[get_metrics_reader] = lambda: reader
     with TestClient(app) as client:
         yield client
-
-
-def sign_in(client: TestClient, username: str) -> None:
-    response = client.post(
-        "/api/auth/login", json={"username": username, "password": PASSWORD}, headers=ORIGIN
-    )
-    assert response.status_code == 200
 
 
 API_ROUTES = ["/api/metrics/summary", "/api/metrics/hourly", "/api/metrics/stream"]

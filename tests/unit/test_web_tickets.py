@@ -13,15 +13,12 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from ivr.adapters import db as sql
 from ivr.adapters import tickets, users
-from ivr.adapters.db import AuditEntry, Recording, Role, Transcript, User, VoiceMessage
-from ivr.adapters.ports import free_port
+from ivr.adapters.db import AuditEntry, Recording, Transcript, VoiceMessage
 from ivr.settings import Settings
 from ivr.web.app import create_app
+from tests.web_support import ORIGIN, PASSWORD, loopback_settings, sign_in, staff_engine
 
-PASSWORD = "correct horse battery"
-ORIGIN = {"Origin": "http://testserver"}
 NOW = datetime.now(UTC)
 CALLER = "13800138001"
 MASKED = "138******01"
@@ -29,7 +26,7 @@ MASKED = "138******01"
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(run_dir=tmp_path, redis={"url": f"redis://127.0.0.1:{free_port()}/0"})
+    return loopback_settings(tmp_path)
 
 
 @pytest.fixture(scope="module")
@@ -39,27 +36,14 @@ def password_hash() -> str:
 
 @pytest.fixture
 def engine(settings: Settings, password_hash: str) -> Iterator[Engine]:
-    engine = sql.settings_engine(settings)
-    sql.create_all(engine)
-    with Session(engine) as db:
-        for name, role in (("qa1", Role.qa), ("sup1", Role.supervisor), ("admin1", Role.admin)):
-            db.add(User(username=name, password_hash=password_hash, role=role))
-        db.commit()
-    yield engine
-    engine.dispose()
+    with staff_engine(settings, password_hash) as engine:
+        yield engine
 
 
 @pytest.fixture
 def client(settings: Settings, engine: Engine) -> Iterator[TestClient]:
     with TestClient(create_app(settings)) as client:
         yield client
-
-
-def sign_in(client: TestClient, username: str) -> None:
-    response = client.post(
-        "/api/auth/login", json={"username": username, "password": PASSWORD}, headers=ORIGIN
-    )
-    assert response.status_code == 200
 
 
 _serial = iter(range(1, 1_000_000))
