@@ -106,13 +106,6 @@ def test_given_repo_checksums_when_loaded_then_both_models_with_sources_values()
     assert {f.path: f.size for f in en.files}["am/final.mdl"] is None  # size '?' upstream
 
 
-def test_given_repo_checksums_when_compared_then_same_as_shared_models():
-    shared = REPO.parent / "shared" / "models"  # CI and developers have shared/ beside it
-    for name in ("vosk-model-small-cn-0.22.expected.sha256",
-                 "vosk-model-small-en-us-0.15.expected.gitblob"):  # fmt: skip
-        assert (REPO / "models" / "checksums" / name).read_bytes() == (shared / name).read_bytes()
-
-
 def test_given_file_when_git_blob_id_then_same_as_git_hash_object(tmp_path):
     sample = tmp_path / "sample.bin"
     sample.write_bytes(os.urandom(10_000) + b"\0tail")
