@@ -1,6 +1,11 @@
 """Shared fixtures. Integration tests run against a real stack (`ivr up` machinery) on free
 loopback ports: redis-server, Asterisk 22 in the sid root, and the agi/ami/web roles.
 ``scripts/test`` provisions everything first; nothing here skips for a missing component.
+
+The SQL tests run on SQLite and on a private PostgreSQL server (``tests/pg_support.py``):
+a test that takes ``database_url`` gets a database of its own on its ``sql_backend``:
+SQLite unless the test (``on_sql_backends``) or its module (a ``sql_backend`` fixture with
+``params=SQL_BACKENDS``) asks for both.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import yaml
 from ivr import redis_keys
 from ivr.settings import Settings
 from ivr.stack import Stack, asterisk_instance, isolated_settings
+from tests.pg_support import PostgresServer
 
 REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "test-artifacts"
@@ -137,3 +143,37 @@ def stored_events(redis_client: redis.Redis) -> Callable[[str], list[dict[str, s
         ]
 
     return events
+
+
+# --- SQL backends -----------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One private PostgreSQL server for the session (started only if a test asks for it)."""
+    server = PostgresServer.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def sql_backend(request: pytest.FixtureRequest) -> str:
+    """``sqlite`` unless parametrized (``on_sql_backends``, or a module's own override)."""
+    return str(getattr(request, "param", "sqlite"))
+
+
+@pytest.fixture
+def database_url(request: pytest.FixtureRequest, sql_backend: str, tmp_path: Path) -> Iterator[str]:
+    """A SQLAlchemy URL of a database of this test's own on ``sql_backend``: a new SQLite
+    file, or a PostgreSQL database with the tables already there and no rows (the tests
+    still call ``create_all``, which finds them; wiped for the next test afterwards)."""
+    if sql_backend == "sqlite":
+        yield f"sqlite:///{tmp_path / 'hotline.db'}"
+        return
+    assert sql_backend == "postgresql", sql_backend
+    server: PostgresServer = request.getfixturevalue("postgres")
+    name = server.take_database()
+    try:
+        yield server.url(name)
+    finally:
+        server.give_back(name)

@@ -2,9 +2,9 @@
 
 RedisServer(dir).start()        a redis-server of our own on a free loopback port (we may
                                 kill and restart it without touching anyone's stack)
-stt_settings(tmp, redis_url, **stt)
-                                settings with a SQLite file, recordings and Asterisk dirs
-                                under tmp, the Korean model, and quick queue timings
+stt_settings(tmp, redis_url, database_url=None, **stt)
+                                settings with a SQLite file (or ``database_url``), recordings
+                                and Asterisk dirs under tmp, the Korean model, quick timings
 add_call(engine, settings, wav) a catalogued recording of ``wav`` with its ticket and job
 add_voice_message(...)          the same for a voice message in the messages dir
 WorkerProcess(settings)         ``python -m ivr stt-worker --single`` (or the pool)
@@ -92,8 +92,11 @@ class RedisServer:
         return redis.Redis.from_url(self.url, decode_responses=True)
 
 
-def stt_settings(tmp: Path, redis_url: str, **stt: Any) -> Settings:
-    """Settings for a worker on a private Redis and a SQLite file in ``tmp``."""
+def stt_settings(
+    tmp: Path, redis_url: str, *, database_url: str | None = None, **stt: Any
+) -> Settings:
+    """Settings for a worker on a private Redis and a SQLite file in ``tmp`` (unless
+    ``database_url`` names another database)."""
     options: dict[str, Any] = {
         "model_path": ko_model_path(),
         "language": "ko",
@@ -112,6 +115,7 @@ def stt_settings(tmp: Path, redis_url: str, **stt: Any) -> Settings:
     return Settings(
         run_dir=tmp / "run",
         redis={"url": redis_url},
+        database={"url": database_url},
         recordings={"dir": tmp / "recordings"},
         asterisk={"root": tmp / "root", "instance": "sttq"},
         ami={"secret": "stt-queue-test-secret"},

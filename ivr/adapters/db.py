@@ -21,6 +21,12 @@ Tables::
     ticket_notes        notes on a ticket; a transcript note is unique per (ticket, source)
 
 All times are stored in UTC and read back as timezone-aware datetimes on every backend.
+
+PostgreSQL differs from SQLite where it matters here, and this module evens it out: its text
+cannot hold a NUL character, so on PostgreSQL a NUL in any statement parameter is sent as
+U+FFFD (a search for it finds nothing, a note or an audit row keeps the rest instead of the
+request failing); and roles starting together on an empty database create the tables one at
+a time (an advisory lock), where the losers of the race would otherwise fail on the catalog.
 """
 
 from __future__ import annotations
@@ -29,10 +35,11 @@ import enum
 import logging
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     DateTime,
     Engine,
     Enum,
@@ -43,6 +50,8 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    func,
+    select,
 )
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.exc import SQLAlchemyError
@@ -205,7 +214,8 @@ class Recording(Base):
     duration_s: Mapped[float | None] = mapped_column(default=None, index=True)  # answer..hang-up
     file_name: Mapped[str | None] = mapped_column(String(200), default=None)  # in recordings.dir
     format: Mapped[str] = mapped_column(String(8), default="wav")
-    size_bytes: Mapped[int | None] = mapped_column(default=None)
+    # BIGINT: PostgreSQL's INTEGER ends at 2 GiB, 18.6 h of 8 kHz stereo (SQLite's does not)
+    size_bytes: Mapped[int | None] = mapped_column(BigInteger, default=None)
     sha256: Mapped[str | None] = mapped_column(String(64), default=None)
     audio_s: Mapped[float | None] = mapped_column(default=None)  # length of the stereo file
     status: Mapped[RecordingStatus] = mapped_column(
@@ -409,6 +419,8 @@ def create_db_engine(url: str, *, echo: bool = False) -> Engine:
     engine = create_engine(url, echo=echo, pool_pre_ping=not sqlite)
     if sqlite:
         event.listen(engine, "connect", _sqlite_pragmas)
+    elif engine.dialect.name == "postgresql":
+        event.listen(engine, "before_cursor_execute", _postgres_parameters, retval=True)
     logger.debug("database engine", extra={"url": parsed.render_as_string(hide_password=True)})
     return engine
 
@@ -426,10 +438,46 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
         cursor.close()
 
 
+NUL: Final = "\x00"
+NUL_STORED: Final = "\ufffd"  # what PostgreSQL gets instead (the replacement character)
+
+
+def _without_nul(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace(NUL, NUL_STORED) if NUL in value else value
+    if isinstance(value, dict):
+        return {key: _without_nul(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_without_nul(item) for item in value)
+    return value
+
+
+def _postgres_parameters(
+    _conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, _many: bool
+) -> tuple[str, Any]:
+    """PostgreSQL's text cannot hold NUL (the driver refuses it: a 500 for a search or a
+    sign-in with one in it): send U+FFFD instead, in every parameter of every statement."""
+    return statement, _without_nul(parameters)
+
+
+#: pg_advisory_xact_lock key held while the tables are created ("hotline" in ASCII).
+SCHEMA_LOCK: Final = 0x686F746C696E65
+
+
 def create_all(engine: Engine) -> None:
-    """Create the tables that are missing (no migrations yet: existing ones are not altered)."""
+    """Create the tables that are missing (no migrations yet: existing ones are not altered).
+
+    On PostgreSQL in one transaction under an advisory lock: roles starting at once on an
+    empty database (compose, several machines) take turns, and the later ones find the
+    tables there instead of failing on a duplicate type in the catalog.
+    """
     try:
-        Base.metadata.create_all(engine)
+        if engine.dialect.name == "postgresql":
+            with engine.begin() as connection:
+                connection.execute(select(func.pg_advisory_xact_lock(SCHEMA_LOCK)))
+                Base.metadata.create_all(connection)
+        else:
+            Base.metadata.create_all(engine)
     except SQLAlchemyError as exc:
         cause = getattr(exc, "orig", None) or exc  # the driver's error, without the SQL
         where = engine.url.render_as_string(hide_password=True)

@@ -7,13 +7,13 @@ masks numbers: the web layer does, by role.
 
 Audit rows (target ``recording:<id>``): ``recording.replay``, ``recording.download.wav``,
 ``recording.download.mp3`` and ``recording.review``; a search by a caller's number writes
-``recording.search.caller`` with the number masked (target ``caller:138******00``). A replay is a request for the whole
-file or from byte 0 (:func:`ivr.core.http_range.starts_a_replay`): each writes a row, except
-that one within ``REPLAY_DEDUP_S`` of the same user's last replay of the same call is the
-browser's second request for the same start, not a new replay. A seek (a range from further
-on) writes nothing when the same user has a replay row for the call within
-``SEEK_COVERED_S``; otherwise it is audited as a replay too, so fetching a file with
-``Range: bytes=1-`` leaves a trace like any other access. Every download writes a row.
+``recording.search.caller`` with the number masked (target ``caller:138******00``). A replay
+is a request for the whole file or from byte 0 (:func:`ivr.core.http_range.starts_a_replay`):
+each writes a row, except that one within ``REPLAY_DEDUP_S`` of the same user's last replay
+of the same call is the browser's second request for the same start, not a new replay. A
+seek (a range from further on) writes nothing when the same user has a replay row for the
+call within ``SEEK_COVERED_S``; otherwise it is audited as a replay too, so fetching a file
+with ``Range: bytes=1-`` leaves a trace like any other access. Every download writes a row.
 """
 
 from __future__ import annotations

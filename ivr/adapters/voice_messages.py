@@ -18,6 +18,8 @@ from ivr.logging_setup import mask_number
 
 logger = logging.getLogger(__name__)
 
+FIELD_CHARS = 32  # voice_messages.did and .caller
+
 
 def message_from(state: callflow.CallState, uniqueid: str, now: float) -> VoiceMessage | None:
     """The row for a call whose flow recorded a message (also when the caller hung up)."""
@@ -26,8 +28,10 @@ def message_from(state: callflow.CallState, uniqueid: str, now: float) -> VoiceM
     desk = state.config.routing.desk(state.desk)
     return VoiceMessage(
         uniqueid=uniqueid,
-        did=state.facts.did,
-        caller=state.facts.caller,
+        # cut to their columns, as the recorder does: PostgreSQL refuses a longer value (the
+        # message would be lost), SQLite would keep it whole
+        did=state.facts.did[:FIELD_CHARS],
+        caller=state.facts.caller[:FIELD_CHARS],
         desk=desk.id,
         category=desk.category,
         language=state.language,

@@ -1,5 +1,6 @@
 """The recordings API against the real app: a SQLite file, real wav files (sox, espeak-ng),
-real ffmpeg for mp3, and a real full disk (a 64 KiB tmpfs as the conversion folder).
+real ffmpeg for mp3, and a real full disk (a 64 KiB tmpfs as the conversion folder). The
+searches, reviews and the audit list run on a real PostgreSQL server too (``on_sql_backends``).
 
 FastAPI's TestClient on ``create_app(settings)``; Redis is unreachable on purpose (no route
 here uses it). Roles: qa1/qa2 (qa), sup1 (supervisor), admin1 (admin).
@@ -26,6 +27,7 @@ from ivr.adapters.db import AuditEntry, RecordingStatus, Review
 from ivr.core.qa import ITEMS
 from ivr.settings import Settings
 from ivr.web.app import create_app
+from tests.pg_support import on_sql_backends
 from tests.qa_support import QA_STAFF, add_transcript, call_wav, catalogue, sha256
 from tests.web_support import ORIGIN, PASSWORD, add_staff, loopback_settings, sign_in
 
@@ -44,9 +46,10 @@ def speech_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
+def settings(tmp_path: Path, database_url: str) -> Settings:
     return loopback_settings(
         tmp_path / "run",
+        database={"url": database_url},
         recordings={"dir": tmp_path / "recordings", "conversion_dir": tmp_path / "cache"},
     )
 
@@ -213,6 +216,7 @@ def test_given_qa_then_audit_is_403_but_admin_may_do_everything(app_client, ids)
     assert client.get("/qa").status_code == 200
 
 
+@on_sql_backends
 def test_given_an_unknown_id_then_404(qa, ids):
     for url in [
         "/api/recordings/999999",
@@ -229,6 +233,7 @@ def test_given_an_unknown_id_then_404(qa, ids):
 
 
 # --- search -------------------------------------------------------------------------------------
+@on_sql_backends
 def test_search_lists_every_call_with_its_status_masked_for_qa(qa, ids):
     response = qa.get("/api/recordings", params={"size": 50})
 
@@ -251,6 +256,7 @@ def test_search_lists_every_call_with_its_status_masked_for_qa(qa, ids):
     assert by_id[ids["deleted"]]["playable"] is False
 
 
+@on_sql_backends
 def test_search_for_admin_shows_numbers_and_filters_apply(app_client, ids):
     client = as_user(app_client, "admin1")
 
@@ -302,6 +308,7 @@ def test_given_invalid_search_values_then_422(qa, ids, params, error):
 
 
 # --- one call -----------------------------------------------------------------------------------
+@on_sql_backends
 def test_detail_has_the_row_the_transcript_words_and_the_reviews(qa, ids):
     doc = qa.get(f"/api/recordings/{ids['good']}").json()
     assert doc["recording"]["id"] == ids["good"]
@@ -557,6 +564,7 @@ def test_given_a_full_disk_during_conversion_then_507_and_the_original_kept(
 
 
 # --- reviews ------------------------------------------------------------------------------------
+@on_sql_backends
 def test_given_a_review_then_201_listed_with_reviewer_and_time_and_audited(qa, ids, settings):
     url = f"/api/recordings/{ids['good']}/reviews"
     body = full_review(attitude={"score": 15, "comment": "impatient"})
@@ -578,6 +586,7 @@ def test_given_a_review_then_201_listed_with_reviewer_and_time_and_audited(qa, i
     ]
 
 
+@on_sql_backends
 def test_reviews_are_immutable_and_a_correction_is_a_new_review(app_client, ids, settings):
     client = as_user(app_client, "qa1")
     url = f"/api/recordings/{ids['good']}/reviews"
@@ -612,6 +621,7 @@ def test_reviews_are_immutable_and_a_correction_is_a_new_review(app_client, ids,
     engine.dispose()
 
 
+@on_sql_backends
 def test_given_a_correction_of_another_calls_review_then_422(qa, ids):
     other = qa.post(
         f"/api/recordings/{ids['empty']}/reviews", json=full_review(), headers=ORIGIN
@@ -662,6 +672,7 @@ def test_the_items_route_describes_the_form(qa):
 
 
 # --- the admins' audit list ---------------------------------------------------------------------
+@on_sql_backends
 def test_admin_lists_replays_and_downloads_with_filters_and_pages(app_client, ids):
     good = ids["good"]
     client = as_user(app_client, "qa1")

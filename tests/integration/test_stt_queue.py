@@ -1,5 +1,6 @@
 """The STT job queue on a real redis-server and a SQLite file: sending, re-sending what
-Redis lost, claiming stale and retry-due entries, and the jobs API / CLI (dead letters)."""
+Redis lost, claiming stale and retry-due entries, and the jobs API / CLI (dead letters).
+What reads or writes the job rows runs on a real PostgreSQL server too (``on_sql_backends``)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from ivr.cli import main
 from ivr.core.stt_jobs import RetryPolicy
 from ivr.settings import Settings
 from ivr.web.app import create_app
+from tests.pg_support import on_sql_backends
 from tests.stt_queue_support import RedisServer, add_call, job, stt_settings
 
 pytestmark = pytest.mark.integration
@@ -41,10 +43,10 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 
 
 @pytest.fixture
-def settings(tmp_path: Path, redis_server: RedisServer) -> Settings:
+def settings(tmp_path: Path, redis_server: RedisServer, database_url: str) -> Settings:
     with redis_server.client() as client:
         client.flushall()
-    return stt_settings(tmp_path, redis_server.url)
+    return stt_settings(tmp_path, redis_server.url, database_url=database_url)
 
 
 @pytest.fixture
@@ -85,6 +87,7 @@ def stream_ids(sredis: redis.Redis, settings: Settings) -> dict[int, str]:
 
 
 # --- record and send ------------------------------------------------------------------------
+@on_sql_backends
 def test_given_recording_when_job_created_twice_then_one_unsent_row(engine, settings, tmp_path):
     (job_id,) = jobs_with(engine, 1, settings, tmp_path)
     with Session(engine) as session, session.begin():
@@ -112,6 +115,7 @@ async def test_given_redis_down_when_enqueued_then_row_waits_and_is_sent_once_re
     assert await stt_queue.send_pending(aredis, engine, settings.stt) == 0
 
 
+@on_sql_backends
 async def test_given_two_senders_at_once_when_sending_then_each_job_has_exactly_one_entry(
     engine, settings, tmp_path, sredis
 ):
@@ -130,6 +134,7 @@ async def test_given_two_senders_at_once_when_sending_then_each_job_has_exactly_
     assert {i: job(engine, i).stream_id for i in ids} == entries
 
 
+@on_sql_backends
 async def test_given_redis_flushed_when_resend_lost_then_unfinished_jobs_sent_again(
     engine, settings, tmp_path, aredis, sredis
 ):
@@ -262,6 +267,7 @@ def test_given_no_session_or_role_when_listing_jobs_then_401_or_403(api):
     assert api.get("/api/stt/jobs?status=dead").status_code == 403
 
 
+@on_sql_backends
 def test_given_dead_jobs_when_supervisor_lists_dead_then_reasons_shown(
     api, engine, settings, tmp_path
 ):
@@ -286,6 +292,7 @@ def test_given_dead_jobs_when_supervisor_lists_dead_then_reasons_shown(
     assert api.get("/api/stt/jobs/abc").json()["error"] == "stt-job-not-found"
 
 
+@on_sql_backends
 def test_given_dead_job_when_admin_retries_then_requeued_sent_and_audited(
     api, engine, settings, tmp_path, sredis
 ):
@@ -313,10 +320,12 @@ def test_given_dead_job_when_admin_retries_then_requeued_sent_and_audited(
         assert [(a.actor, a.target) for a in audits] == [("admin1", f"stt_job:{ids[0]}")]
 
 
+@on_sql_backends
 def test_given_redis_down_when_admin_retries_then_requeued_unsent_for_the_sweep(
-    engine, tmp_path, redis_server
+    engine, tmp_path, redis_server, database_url
 ):
-    settings = stt_settings(tmp_path, f"redis://127.0.0.1:{free_port()}/0")
+    nowhere = f"redis://127.0.0.1:{free_port()}/0"
+    settings = stt_settings(tmp_path, nowhere, database_url=database_url)
     (job_id,) = jobs_with(engine, 1, settings, tmp_path)
     _kill(engine, job_id, "failed 3 times")
     _users(engine)
@@ -328,6 +337,7 @@ def test_given_redis_down_when_admin_retries_then_requeued_unsent_for_the_sweep(
     assert (job(engine, job_id).status, job(engine, job_id).stream_id) == ("queued", None)
 
 
+@on_sql_backends
 def test_given_jobs_when_cli_lists_dead_ones_then_reasons_printed(
     engine, settings, tmp_path, monkeypatch, capsys
 ):

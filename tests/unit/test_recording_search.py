@@ -1,4 +1,6 @@
-"""The QA search: filter normalisation (pure) and the SQL it becomes, on a real SQLite file.
+"""The QA search: filter normalisation (pure) and the SQL it becomes, on a real SQLite file
+and a real PostgreSQL server (the query plans: SQLite's here, PostgreSQL's in
+tests/integration/test_postgres.py).
 
 Also the replay audit rule (a replay per start, seeks covered) and the admins' audit filter.
 """
@@ -9,7 +11,6 @@ import doctest
 import random
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,6 +29,7 @@ from ivr.core.recording_search import (
     reversed_prefix_range,
     time_bounds,
 )
+from tests.pg_support import SQL_BACKENDS
 from tests.qa_support import add_transcript, catalogue
 
 ZONE = "Asia/Shanghai"
@@ -119,10 +121,15 @@ def test_page_count():
     assert [page_count(n, 25) for n in (0, 1, 25, 26, 100_000)] == [0, 1, 1, 2, 4000]
 
 
-# --- the SQL, on SQLite -------------------------------------------------------------------------
+# --- the SQL, on SQLite and PostgreSQL ----------------------------------------------------------
+@pytest.fixture(params=SQL_BACKENDS)
+def sql_backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 @pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    engine = sql.create_db_engine(f"sqlite:///{tmp_path / 'catalog.db'}")
+def engine(database_url: str) -> Iterator[Engine]:
+    engine = sql.create_db_engine(database_url)
     sql.create_all(engine)
     yield engine
     engine.dispose()
@@ -282,6 +289,7 @@ def test_the_last_digits_search_is_a_range_on_the_reversed_number(engine):
     assert "caller_reversed < '0009'" in compiled
 
 
+@pytest.mark.parametrize("sql_backend", ["sqlite"], indirect=True)  # SQLite's EXPLAIN
 @pytest.mark.parametrize(
     ("wanted", "index"),
     [

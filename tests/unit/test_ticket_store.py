@@ -1,5 +1,6 @@
-"""ivr.adapters.tickets against a real SQLite file: opening tickets for calls, transcript
-notes (exactly one per source, also under a race of two threads), danger words, moves."""
+"""ivr.adapters.tickets against a real SQLite file and a real PostgreSQL server: opening
+tickets for calls, transcript notes (exactly one per source, also under a race of two
+threads), danger words, moves."""
 
 from __future__ import annotations
 
@@ -31,14 +32,20 @@ from ivr.adapters.db import (
 )
 from ivr.adapters.users import create_user
 from ivr.settings import Settings
+from tests.pg_support import SQL_BACKENDS
 
 # Monday 2025-03-03 10:00 in Shanghai
 MONDAY_10 = datetime(2025, 3, 3, 2, 0, tzinfo=UTC)
 
 
+@pytest.fixture(params=SQL_BACKENDS)
+def sql_backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return Settings(run_dir=tmp_path, database={"url": f"sqlite:///{tmp_path / 'tickets.db'}"})
+def settings(tmp_path: Path, database_url: str) -> Settings:
+    return Settings(run_dir=tmp_path, database={"url": database_url})
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""Users, passwords, sessions and `ivr users`, against a real SQLite file in tmp_path."""
+"""Users, passwords, sessions and `ivr users`, against a real SQLite file in tmp_path; what
+reads or writes rows runs on a real PostgreSQL server too (``on_sql_backends``)."""
 
 from __future__ import annotations
 
@@ -20,14 +21,15 @@ from ivr.adapters import db as sql
 from ivr.adapters import users
 from ivr.adapters.db import AuditEntry, Role, User, UserSession
 from ivr.settings import Settings
+from tests.pg_support import on_sql_backends
 
 PASSWORD = "correct horse battery"
 WEAK_HASHER = PasswordHasher(time_cost=1, memory_cost=8 * 1024, parallelism=1)
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return Settings(run_dir=tmp_path, database={"url": f"sqlite:///{tmp_path / 'users.db'}"})
+def settings(tmp_path: Path, database_url: str) -> Settings:
+    return Settings(run_dir=tmp_path, database={"url": database_url})
 
 
 @pytest.fixture
@@ -61,6 +63,7 @@ def test_given_password_when_hashed_then_argon2id_and_only_that_password_verifie
     assert not users.verify_password("not-a-hash", PASSWORD)
 
 
+@on_sql_backends
 def test_given_hash_with_old_parameters_when_signing_in_then_rehashed_with_current(db):
     users.create_user(db, "alice", PASSWORD, Role.qa, hasher=WEAK_HASHER)
     db.commit()
@@ -76,6 +79,7 @@ def test_given_hash_with_old_parameters_when_signing_in_then_rehashed_with_curre
     assert user.last_login_at is not None
 
 
+@on_sql_backends
 def test_given_current_hash_when_signing_in_then_hash_kept(db):
     add(db, "alice")
     before = users.require_user(db, "alice").password_hash
@@ -90,6 +94,7 @@ def test_given_password_breaking_policy_when_user_added_then_refused(db, passwor
 
 
 # --- names and roles --------------------------------------------------------------------------
+@on_sql_backends
 def test_given_mixed_case_username_when_added_then_stored_lower_case_and_found_either_way(db):
     add(db, "  Alice.W ")
 
@@ -108,6 +113,7 @@ def test_given_unknown_role_when_added_then_refused_naming_the_roles(db):
         users.create_user(db, "alice", PASSWORD, "root")
 
 
+@on_sql_backends
 def test_given_existing_username_when_added_again_then_refused(db):
     add(db, "alice")
 
@@ -134,6 +140,7 @@ def test_given_role_when_checked_then_admin_implies_every_role(role, required, e
     assert users.has_role(user, *required) is expected
 
 
+@on_sql_backends
 def test_given_role_changed_when_read_back_then_stored_as_enum(db):
     add(db, "alice", Role.qa)
 
@@ -145,6 +152,7 @@ def test_given_role_changed_when_read_back_then_stored_as_enum(db):
 
 
 # --- sign-in ----------------------------------------------------------------------------------
+@on_sql_backends
 def test_given_wrong_password_or_unknown_user_when_signing_in_then_same_message(db):
     add(db, "alice")
 
@@ -160,6 +168,7 @@ def test_given_wrong_password_or_unknown_user_when_signing_in_then_same_message(
     assert wrong.value.details == {}
 
 
+@on_sql_backends
 def test_given_disabled_user_when_signing_in_then_refused_until_enabled(db):
     add(db, "alice")
     users.set_disabled(db, "alice", True)
@@ -175,6 +184,7 @@ def test_given_disabled_user_when_signing_in_then_refused_until_enabled(db):
 
 
 # --- sessions ---------------------------------------------------------------------------------
+@on_sql_backends
 def test_given_session_when_looked_up_then_user_found_and_only_digest_stored(db):
     alice = add(db, "alice")
 
@@ -188,6 +198,7 @@ def test_given_session_when_looked_up_then_user_found_and_only_digest_stored(db)
     assert users.session_user(db, token + "x") is None
 
 
+@on_sql_backends
 def test_given_expired_session_when_looked_up_then_none_and_purged(db):
     alice = add(db, "alice")
     start = datetime(2025, 1, 1, 8, 0, tzinfo=UTC)
@@ -199,6 +210,7 @@ def test_given_expired_session_when_looked_up_then_none_and_purged(db):
     assert users.purge_expired_sessions(db, now=start + timedelta(seconds=61)) == 1
 
 
+@on_sql_backends
 def test_given_session_secret_when_token_checked_then_digest_is_keyed(db):
     alice = add(db, "alice")
     secret = SecretStr("k" * 32)
@@ -210,6 +222,7 @@ def test_given_session_secret_when_token_checked_then_digest_is_keyed(db):
     assert users.session_user(db, token, secret=SecretStr("j" * 32)) is None
 
 
+@on_sql_backends
 def test_given_sessions_when_disabled_or_password_changed_then_all_end(db):
     alice = add(db, "alice")
     tokens = [users.start_session(db, alice, lifetime_s=60)[0] for _ in range(2)]
@@ -227,6 +240,7 @@ def test_given_sessions_when_disabled_or_password_changed_then_all_end(db):
     assert users.session_user(db, token) is None
 
 
+@on_sql_backends
 def test_given_session_when_ended_then_gone_and_its_user_returned(db):
     alice = add(db, "alice")
     token, _ = users.start_session(db, alice, lifetime_s=60)
@@ -241,6 +255,7 @@ def test_given_session_when_ended_then_gone_and_its_user_returned(db):
 
 
 # --- audit and time ---------------------------------------------------------------------------
+@on_sql_backends
 def test_given_action_when_audited_then_who_what_target_when_where_stored(db):
     alice = add(db, "alice")
     before = datetime.now(UTC)
@@ -258,6 +273,7 @@ def test_given_action_when_audited_then_who_what_target_when_where_stored(db):
     assert rows[0].at.tzinfo is not None and rows[0].at >= before
 
 
+@on_sql_backends
 def test_given_naive_datetime_when_stored_then_refused(db):
     alice = add(db, "alice")
     alice.last_login_at = datetime(2025, 1, 1)
@@ -283,6 +299,7 @@ def test_given_no_user_when_dev_user_ensured_then_created_once_with_random_passw
         engine.dispose()
 
 
+@on_sql_backends
 def test_given_existing_user_when_dev_user_ensured_then_password_untouched(db, engine):
     add(db, "supervisor", Role.qa)
 
@@ -302,6 +319,7 @@ def run_cli(settings, monkeypatch, *argv: str, stdin: str = "") -> int:
     return cli_users.run(settings, parse("users", *argv))
 
 
+@on_sql_backends
 def test_given_password_on_stdin_when_user_added_then_listed_and_can_sign_in(
     settings, monkeypatch, capsys
 ):
@@ -326,6 +344,7 @@ def test_given_password_on_stdin_when_user_added_then_listed_and_can_sign_in(
         engine.dispose()
 
 
+@on_sql_backends
 def test_given_user_when_role_password_and_state_changed_by_cli_then_applied(
     settings, monkeypatch, capsys
 ):
