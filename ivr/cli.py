@@ -168,7 +168,7 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
         _out(json.dumps([{"role": s.name, "ok": s.ok, "detail": s.detail} for s in statuses]))
     else:
         for s in statuses:
-            _out(f"{'ok  ' if s.ok else 'DOWN'} {s.name:<9} {s.detail}")
+            _out(f"{'ok  ' if s.ok else 'DOWN'} {s.name:<10} {s.detail}")
     return 0 if all(s.ok for s in statuses) else 1
 
 

@@ -291,7 +291,7 @@ class Stack:
         ivr = shutil.which("ivr") or str(Path(sys.executable).parent / "ivr")
         lines = ["hotline stack is up (all on 127.0.0.1):"]
         for rec in self._records().values():
-            lines.append(f"  {rec.name:<9} pid {rec.pid:<7} {rec.endpoint}  log {rec.log}")
+            lines.append(f"  {rec.name:<10} pid {rec.pid:<7} {rec.endpoint}  log {rec.log}")
         lines += [
             "",
             f"  web: http://{s.web.host}:{s.web.port}/  (live answer rate /supervisor, "
