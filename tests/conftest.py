@@ -27,6 +27,7 @@ from ivr import redis_keys
 from ivr.settings import Settings
 from ivr.stack import Stack, asterisk_instance, isolated_settings
 from tests.pg_support import PostgresServer
+from tests.stack_support import keep_logs
 
 REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "test-artifacts"
@@ -77,19 +78,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     try:
         yield st
     finally:
-        inst = asterisk_instance(settings)
         st.down()
-        _keep_logs(settings, inst.log_dir)
-        inst.remove()
-
-
-def _keep_logs(settings: Settings, asterisk_logs: Path) -> None:
-    target = ARTIFACTS / "stack-logs"
-    shutil.rmtree(target, ignore_errors=True)
-    target.mkdir(parents=True)
-    for src in [*(settings.run_dir / "logs").glob("*.log"), *asterisk_logs.glob("*")]:
-        if src.is_file():
-            shutil.copy(src, target / src.name)
+        keep_logs(settings, "stack-logs")
+        asterisk_instance(settings).remove()
 
 
 @pytest.fixture

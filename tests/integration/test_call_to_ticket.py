@@ -12,8 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -32,9 +31,9 @@ from ivr.adapters.db import (
 )
 from ivr.adapters.originate import place_call
 from ivr.stack import Stack, asterisk_instance, isolated_settings
+from tests.stack_support import keep_logs
 from tests.stt_support import ko_model_path, korean_speech
 
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 CALLER = "13700137001"
 
 
@@ -48,32 +47,16 @@ def stt_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     )
     stack = Stack(settings, sim_agents=True)
     stack.up()
-    inst = asterisk_instance(settings)
     try:
         yield stack
     finally:
         stack.down()
-        logs = ARTIFACTS / "pipeline-logs"
-        shutil.rmtree(logs, ignore_errors=True)
-        logs.mkdir(parents=True)
-        for src in [*(settings.run_dir / "logs").glob("*.log"), *inst.log_dir.glob("*")]:
-            if src.is_file():
-                shutil.copy(src, logs / src.name)
-        inst.remove()
-
-
-def _wait(predicate: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        keep_logs(settings, "pipeline-logs")
+        asterisk_instance(settings).remove()
 
 
 def test_a_recorded_call_becomes_a_ticket_with_its_transcript(
-    stt_stack: Stack, tmp_path: Path
+    stt_stack: Stack, tmp_path: Path, wait_for: Callable[..., Any]
 ) -> None:
     settings = stt_stack.settings
     inst = asterisk_instance(settings)
@@ -108,7 +91,7 @@ def test_a_recorded_call_becomes_a_ticket_with_its_transcript(
                 session.expunge_all()
                 return rec, ticket, job
 
-        rec, ticket, job = _wait(finished, 90, "recording, ticket and a finished stt job")
+        rec, ticket, job = wait_for(finished, 90, "recording, ticket and a finished stt job")
         assert rec.status == "ok" and rec.agent and rec.queue == "repair"
         assert (ticket.caller, ticket.desk, ticket.recording_id) == (CALLER, "repair", rec.id)
 

@@ -65,6 +65,7 @@ from ivr.core.call_report import CallReport
 from ivr.core.metrics import CallClass
 from ivr.settings import MetricsSettings, Settings
 from ivr.stack import Stack, asterisk_instance, isolated_settings, pid_alive
+from tests.stack_support import keep_logs
 
 pytestmark = pytest.mark.integration
 
@@ -266,12 +267,7 @@ def oracle_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield stack
     finally:
         stack.down()
-        logs = ARTIFACTS / "stack-logs"
-        shutil.rmtree(logs, ignore_errors=True)
-        logs.mkdir(parents=True)
-        for src in [*(settings.run_dir / "logs").glob("*.log"), *inst.log_dir.glob("*")]:
-            if src.is_file():
-                shutil.copy(src, logs / src.name)
+        keep_logs(settings, "oracle-logs")
         inst.remove()
 
 
