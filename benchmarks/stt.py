@@ -53,6 +53,7 @@ from ivr import redis_keys
 from ivr.adapters import stt_queue, tickets
 from ivr.adapters.db import Recording, SttJob, Transcript, create_all, settings_engine
 from ivr.adapters.ports import free_port
+from ivr.adapters.processes import memory_mib
 from ivr.adapters.stt_engine import SttEngine
 from ivr.settings import AmiSettings, RedisSettings, Settings, SttSettings
 from ivr.stack import settings_env
@@ -79,13 +80,6 @@ def wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
             return value
         time.sleep(0.05)
     raise RuntimeError(f"timed out after {timeout:g} s waiting for {what}")
-
-
-def proc_kb(pid: int, field_name: str) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(f"{field_name}:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def make_calls(folder: Path, jobs: int, seconds: float) -> list[Path]:
@@ -143,7 +137,7 @@ def baseline(calls: list[Path]) -> Result:
     return Result(
         "direct decode in one process (baseline)", 1, len(calls),
         sum(r.audio_s for r in results), wall, [r.rtf for r in results],
-        rss_mb=[proc_kb(os.getpid(), "VmRSS")], peak_mb=[proc_kb(os.getpid(), "VmHWM")],
+        rss_mb=[memory_mib(os.getpid(), "VmRSS")], peak_mb=[memory_mib(os.getpid(), "VmHWM")],
     )  # fmt: skip
 
 
@@ -239,9 +233,9 @@ def through_queue(
         wait_until(finished, 3600, "every job finished")
         wall = time.monotonic() - started
         cpu = sum(cpu_seconds(pid) for pid in pids) - cpu_before
-        rss = [proc_kb(pid, "VmRSS") for pid in pids]
-        peak = [proc_kb(pid, "VmHWM") for pid in pids]
-        pool_mb = proc_kb(pool.pid, "VmRSS")
+        rss = [memory_mib(pid, "VmRSS") for pid in pids]
+        peak = [memory_mib(pid, "VmHWM") for pid in pids]
+        pool_mb = memory_mib(pool.pid, "VmRSS")
         per_worker = wait_until(
             lambda: sum(c := [int(h["jobs_done"]) for h in worker_hashes(client)]) == len(ids)
             and c,

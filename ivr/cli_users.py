@@ -77,7 +77,8 @@ def read_password(from_stdin: bool) -> str:
     return password
 
 
-def _actor() -> str:
+def cli_actor() -> str:
+    """Who acts from the command line, for the audit log: ``cli:<login>``."""
     try:
         return f"cli:{getpass.getuser()}"
     except (OSError, KeyError):
@@ -99,7 +100,7 @@ def _run(db: Session, args: argparse.Namespace) -> int:
     if command == "list":
         _list(db, as_json=args.json)
         return 0
-    actor = _actor()
+    actor = cli_actor()
     if command == "add":
         password = read_password(args.password_stdin)
         user = users.create_user(db, args.username, password, args.role)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -28,6 +27,7 @@ from ivr.settings import Settings
 from ivr.stack import Stack, asterisk_instance, isolated_settings
 from tests.pg_support import PostgresServer
 from tests.stack_support import keep_logs
+from tests.stack_support import wait_for as stack_wait_for
 
 REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "test-artifacts"
@@ -106,20 +106,10 @@ def redis_client(settings: Settings) -> Iterator[redis.Redis]:
         yield client
 
 
-def _wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-
-
 @pytest.fixture
 def wait_for() -> Callable[..., Any]:
     """``wait_for(predicate, timeout, what)``: poll until truthy, else fail naming ``what``."""
-    return _wait_for
+    return stack_wait_for
 
 
 @pytest.fixture

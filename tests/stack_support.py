@@ -1,14 +1,40 @@
-"""Helpers for tests that run a private stack of their own (beside the session's)."""
+"""Helpers for tests that run processes of their own: polling until something holds, and
+keeping a private stack's logs."""
 
 from __future__ import annotations
 
 import shutil
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from ivr.settings import Settings
 from ivr.stack import asterisk_instance
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+
+def wait_for(
+    predicate: Callable[[], Any],
+    timeout: float,
+    what: str,
+    *,
+    every: float = 0.1,
+    ignore: tuple[type[BaseException], ...] = (),
+) -> Any:
+    """Poll ``predicate`` until it returns something truthy (returned), else fail naming
+    ``what``; exceptions of the ``ignore`` types count as "not yet" (a server starting)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+        except ignore:
+            value = None
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
 
 
 def keep_logs(settings: Settings, folder: str) -> Path:

@@ -19,7 +19,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -34,19 +33,10 @@ from ivr.adapters.ports import free_port
 from ivr.adapters.stt_worker import messages_dir
 from ivr.settings import Settings
 from ivr.stack import settings_env
+from tests.stack_support import wait_for as wait_until
 from tests.stt_support import ko_model_path
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float, what: str, every: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
 
 
 class RedisServer:

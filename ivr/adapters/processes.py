@@ -34,3 +34,13 @@ def pid_alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def memory_mib(pid: int | None = None, field: str = "VmRSS") -> float:
+    """A memory figure of a process (default: this one) from /proc/<pid>/status, in MiB:
+    ``VmRSS`` resident now, ``VmHWM`` its peak. 0.0 when the kernel does not report it."""
+    status = Path(f"/proc/{pid or 'self'}/status").read_text()
+    for line in status.splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) / 1024
+    return 0.0

@@ -74,6 +74,7 @@ from ivr.adapters.db import (
     settings_engine,
     utcnow,
 )
+from ivr.adapters.processes import memory_mib
 from ivr.adapters.stt_engine import ModelCorrupt, ModelMissing, SttEngine, SttError, SttResult
 from ivr.adapters.stt_queue import FINAL_STATUSES, Delivery, JobQueue
 from ivr.core.danger import find_danger_words
@@ -104,15 +105,6 @@ class _Abandoned(Exception):
 def consumer_name() -> str:
     """Unique per process: host, pid and a random part (pids are reused after restarts)."""
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(2)}"
-
-
-def rss_mb(pid: int | None = None) -> float:
-    """Resident memory of a process (default: this one), in MiB, from /proc."""
-    status = Path(f"/proc/{pid or 'self'}/status").read_text()
-    for line in status.splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,7 +245,7 @@ class SttWorker:
         logger.info(
             "stt worker ready",
             extra={"consumer": self.consumer, "model": self.model.model_name,
-                   "jobs_waiting_for_model": waiting, "rss_mb": round(rss_mb(), 1)},
+                   "jobs_waiting_for_model": waiting, "rss_mb": round(memory_mib(), 1)},
         )  # fmt: skip
 
     async def _model_unusable(self, status: str, reason: str) -> None:
@@ -293,7 +285,7 @@ class SttWorker:
             "jobs_done": self.jobs_done,
             "jobs_dead": self.jobs_dead,
             "current_job": self.current_job or "",
-            "rss_mb": round(rss_mb(), 1),
+            "rss_mb": round(memory_mib(), 1),
             "updated_at": round(time.time(), 3),
         }
         async with self.redis.pipeline(transaction=True) as pipe:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -29,6 +28,7 @@ from ivr.adapters.db import Recording, TicketTransition, Transcript
 from ivr.adapters.ports import free_port
 from ivr.settings import Settings
 from ivr.stack import settings_env
+from tests.stack_support import wait_for
 from tests.web_support import (
     ARTIFACTS,
     PASSWORD,
@@ -43,16 +43,7 @@ pytestmark = pytest.mark.integration
 NOW = datetime.now(UTC)
 
 
-def wait_until(check, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return
-        except (OSError, httpx.HTTPError, redis.RedisError):
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+STARTING = (OSError, httpx.HTTPError, redis.RedisError)  # not listening yet
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +84,7 @@ def web(settings: Settings) -> Iterator[str]:
             )  # fmt: skip
         )
         client = redis.Redis.from_url(settings.redis.url)
-        wait_until(client.ping, 10, "redis-server")
+        wait_for(client.ping, 10, "redis-server", ignore=STARTING)
         client.close()
         procs.append(
             subprocess.Popen(
@@ -105,7 +96,12 @@ def web(settings: Settings) -> Iterator[str]:
         )
     base = f"http://{settings.web.host}:{settings.web.port}"
     try:
-        wait_until(lambda: httpx.get(f"{base}/health").status_code == 200, 20, "the web role")
+        wait_for(
+            lambda: httpx.get(f"{base}/health").status_code == 200,
+            20,
+            "the web role",
+            ignore=STARTING,
+        )
         yield base
     finally:
         for proc in reversed(procs):
