@@ -26,6 +26,8 @@ from ivr.adapters.audio_convert import to_mp3
 from ivr.adapters.db import (
     Recording,
     RecordingStatus,
+    SttJob,
+    Ticket,
     VoiceMessage,
     create_all,
     settings_engine,
@@ -239,6 +241,25 @@ async def test_given_voice_message_call_then_recorded_and_linked_to_its_message(
     assert rec.status is RecordingStatus.ok
     left, _, _ = _channels(settings.recordings_dir / rec.file_name)
     assert max(_envelope(left)) > 500  # the caller speaking their message
+
+    # catalogued with its ticket and two transcription jobs (the call, the message); the
+    # session stack has no model installed, so they wait in the queue saying so
+    with Session(engine) as session:
+        ticket = session.scalars(select(Ticket).where(Ticket.linkedid == rec.linkedid)).one()
+        assert (ticket.recording_id, ticket.voice_message_id) == (rec.id, message.id)
+        assert (ticket.desk, ticket.caller) == ("complaints", "13800138022")
+
+    def jobs() -> dict[str, str]:
+        with Session(engine) as session:
+            rows = session.scalars(
+                select(SttJob).where(
+                    (SttJob.recording_id == rec.id) | (SttJob.voice_message_id == message.id)
+                )
+            ).all()
+            return {row.source_key: row.status.value for row in rows}
+
+    waiting = {f"recording:{rec.id}": "no model", f"voice_message:{message.id}": "no model"}
+    await asyncio.to_thread(wait_for, lambda: jobs() == waiting, 20, "jobs waiting: no model")
 
 
 async def test_given_recorder_stopped_when_call_ends_then_catalogued_after_restart(

@@ -212,6 +212,38 @@ async def test_given_job_without_ticket_when_done_then_transcript_and_no_note(
     assert ticket_of(engine, job_id) is None and notes_for(engine, job_id) == []
 
 
+async def test_given_a_danger_word_heard_then_ticket_raised_to_l1_and_flagged(
+    make, audio, tmp_path
+):
+    """Danger words come from a real decode: espeak-ng's Korean is not what vosk hears, so
+    the list is the words the engine makes of this audio (a second decode of the same file
+    shares them) — the worker's own transcript must then raise and flag the ticket."""
+    from ivr.adapters.stt_engine import SttEngine
+
+    heard = SttEngine.load(ko_model_path(), "ko").transcribe(audio["call"], channel=0)
+    assert heard.words, "the reference decode heard nothing"
+    words = sorted({w.word for w in heard.words if len(w.word) > 1})
+    settings = make(danger_words={"ko": words}, language="ko", danger_priority=95)
+    engine = sql.settings_engine(settings)
+    sql.create_all(engine)
+    try:
+        caller = add_call(engine, settings, audio["call"])
+        before = ticket_of(engine, caller)
+        assert before is not None and not before.danger and before.level == "L2"
+        async with running(settings, engine):
+            await until(lambda: all_final(engine, [caller]), 60, "the job finished")
+        t = transcript_of(engine, caller)
+        assert t is not None and t.danger_words and set(t.danger_words) <= set(words)
+        after = ticket_of(engine, caller)
+        assert after is not None and after.danger
+        assert after.danger_words == t.danger_words
+        assert (after.level, after.priority) == ("L1", 95)
+        assert after.deadline_at is not None and before.deadline_at is not None
+        assert after.deadline_at < before.deadline_at  # moved up, never down
+    finally:
+        engine.dispose()
+
+
 # --- killed, stopped, scaled ---------------------------------------------------------------------
 def pending_owner(sredis: redis.Redis, settings: Settings) -> str | None:
     rows = sredis.xpending_range(settings.stt.stream, settings.stt.group, "-", "+", 10)
