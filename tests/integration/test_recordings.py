@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import signal
+import statistics
 import struct
 import time
 import wave
@@ -92,6 +93,23 @@ def _best_match(haystack: list[int], needle: list[int], lags: range) -> tuple[fl
     return max((_correlation(haystack[lag:], needle), lag) for lag in lags)
 
 
+def _second_by_second(haystack: list[int], needle: list[int]) -> list[float]:
+    """How well each second of ``needle`` is found in ``haystack``, 0-1.5 s later.
+
+    Each second is aligned on its own: when sipp's RTP stalls on a busy machine, the rest of
+    the caller's audio lands later in the file (a 300 ms SIGSTOP of sipp moves it by ~16
+    frames and takes a whole-call correlation from 0.95 to 0.6-0.7).
+    """
+    second = 8000 // FRAME
+    return [
+        max(
+            _correlation(haystack[start + lag :], needle[start : start + second])
+            for lag in range(75)
+        )
+        for start in range(0, len(needle) - second // 2, second)
+    ]
+
+
 def _pcap_speech(root: Path) -> bytes:
     """The caller's audio: the A-law RTP payloads of sipp's g711a.pcap, as 16-bit PCM."""
     blob = (root / PCAP_DIR.relative_to("/") / "g711a.pcap").read_bytes()
@@ -172,9 +190,11 @@ def test_given_sip_caller_through_menu_to_desk_then_stereo_file_caller_left_agen
     # The caller's pcap audio on the left, from the answer on.
     left_env, right_env = _envelope(left), _envelope(right)
     speech = _envelope(_pcap_speech(settings.asterisk.root))
-    match, lag = _best_match(left_env, speech, range(0, 50))
-    assert match > 0.8 and lag * FRAME / 8000 < 1.0, (match, lag)
-    assert _best_match(right_env, speech, range(0, 50))[0] < 0.5  # not mixed into the right
+    left_match = _second_by_second(left_env, speech)
+    assert statistics.median(left_match) > 0.8, left_match
+    assert sum(m > 0.8 for m in left_match) >= len(left_match) - 2, left_match
+    right_match = _second_by_second(right_env, speech)  # not mixed into the right
+    assert statistics.median(right_match) < 0.6, right_match
     # The agent's hello-world on the right, at the end, while the caller is silent.
     prompt = _envelope(_agent_prompt(settings.asterisk.root))
     lags = range(max(0, len(right_env) - 300), len(right_env) - len(prompt) + 1)
