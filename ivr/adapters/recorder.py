@@ -56,6 +56,7 @@ from sqlalchemy.orm import Session
 
 from ivr.adapters.db import Recording, RecordingStatus, VoiceMessage, utcnow
 from ivr.adapters.routing_files import load_routing
+from ivr.adapters.voice_messages import message_from_facts
 from ivr.core.recording_meta import (
     MAX_FACTS_BYTES,
     CallFacts,
@@ -389,7 +390,7 @@ class Recorder:
             self._finish(files, known.status, known.stem)
             return None
         row = self._build(files, facts, state, linkedid, uniqueid)
-        committed = self._insert(row)
+        committed = self._insert(row, facts)
         if committed is None:  # another sweep inserted it between our look and our insert
             known = self._known(linkedid)
             if known is not None:
@@ -464,20 +465,32 @@ class Recorder:
             catalogued_at=utcnow(),
         )
 
-    def _insert(self, row: Recording) -> Recording | None:
-        """Insert, link the voice message, run on_catalogued, commit; None: already there."""
+    def _insert(self, row: Recording, facts: CallFacts | None) -> Recording | None:
+        """Insert, link the voice message (saving one the facts name that nobody saved: the
+        process AGI has no SQL), run on_catalogued, commit; None: already there."""
         with Session(self.engine, expire_on_commit=False) as session:
             message = session.scalar(
                 select(VoiceMessage).where(VoiceMessage.uniqueid == row.uniqueid)
             )
-            if message is not None:
-                row.voice_message_id = message.id
-            session.add(row)
+            from_facts = None
+            if message is None and facts is not None and facts.uniqueid == row.uniqueid:
+                message = from_facts = message_from_facts(facts, row.desk or row.category or "")
+                if from_facts is not None:
+                    session.add(from_facts)
             try:
+                if message is not None:
+                    session.flush()  # the message's id (a concurrent save: IntegrityError)
+                    row.voice_message_id = message.id
+                session.add(row)
                 session.flush()
                 if self.on_catalogued is not None:
                     self.on_catalogued(session, row)
                 session.commit()
+                if from_facts is not None:
+                    logger.info(
+                        "voice message kept from the call's facts",
+                        extra={"uniqueid": row.uniqueid, "file": from_facts.file_name},
+                    )
             except IntegrityError:
                 session.rollback()
                 if self._known(row.linkedid) is None:

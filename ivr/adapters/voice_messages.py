@@ -1,6 +1,8 @@
 """Voice messages left after hours: kept in SQL when the call flow records one, and listed.
 
-The tickets work turns each into a ticket; until then ``ivr messages`` lists them.
+The FastAGI server saves a message as its call ends; a message left through the process AGI
+(no SQL inside Asterisk's root) is saved by the recorder from the call's facts. The catalog
+transaction (call_pipeline) turns each into a ticket; ``ivr messages`` lists them.
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ from sqlalchemy import Engine, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ivr.adapters.db import VoiceMessage
+from ivr.adapters.db import VoiceMessage, utcnow
 from ivr.core import callflow
+from ivr.core.recording_meta import CallFacts
 from ivr.logging_setup import mask_number
 
 logger = logging.getLogger(__name__)
@@ -39,6 +42,27 @@ def message_from(state: callflow.CallState, uniqueid: str, now: float) -> VoiceM
         duration_s=state.message_s,
         complete=state.stage is not callflow.Stage.HUNG_UP,
         recorded_at=datetime.fromtimestamp(now, UTC),
+    )
+
+
+def message_from_facts(facts: CallFacts, desk: str) -> VoiceMessage | None:
+    """The row for a message the call's facts name (``IVR_MESSAGE``) when nobody saved one:
+    the call flow ran as a process AGI inside Asterisk's root, which has no SQL. Such a
+    message was recorded to its end (the flow names it only then)."""
+    if facts.message is None or facts.uniqueid is None:
+        return None
+    when = facts.ended_at if facts.ended_at is not None else facts.answered_at
+    return VoiceMessage(
+        uniqueid=facts.uniqueid,
+        did=(facts.did or "")[:FIELD_CHARS],
+        caller=(facts.caller or "")[:FIELD_CHARS],
+        desk=desk,
+        category=facts.category or desk,
+        language=facts.language or "",
+        file_name=f"{facts.message}.wav",
+        duration_s=facts.message_s if facts.message_s is not None else 0.0,
+        complete=True,
+        recorded_at=datetime.fromtimestamp(when, UTC) if when is not None else utcnow(),
     )
 
 

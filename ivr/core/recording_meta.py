@@ -8,7 +8,7 @@ every value URL-encoded by the dialplan (``URIENCODE``), ending in ``end=1``::
     &ivr_queue=repair&queue=repair&agent=Local%2Fagent%40sim-agents%2Fn&agent_interface=...
     &started=1795412386.470&answered=1795412386.482&queued=1795412397.625
     &connected=1795412398.628&holdtime=1&ended=1795412401.533&emergency=&fallback=
-    &reason=menu&language=zh&message=&hangupcause=16&end=1
+    &reason=menu&language=zh&message=&message_s=&hangupcause=16&end=1
 
 Times are Unix epochs with milliseconds, taken by Asterisk. :func:`parse_facts` never raises:
 a missing or garbled field becomes ``None`` and a reason in :attr:`CallFacts.problems`, so
@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -49,6 +50,8 @@ LIMITS: Final = {
     "queue": 40, "ivr_queue": 40, "agent": 80, "agent_interface": 80, "reason": 40,
     "language": 8, "message": 200, "hangupcause": 8,
 }  # fmt: skip
+# A voice message's file name without extension (the call flow's ``<desk>-<call id>``).
+_FILE_STEM: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 # Identifiers must be whole to be useful: too long means None; free text is cut to size.
 _WHOLE_OR_NOTHING: Final = frozenset({"linkedid", "uniqueid", "message"})
 
@@ -76,6 +79,7 @@ class CallFacts:
     reason: str | None = None  # IVR_REASON
     language: str | None = None
     message: str | None = None  # IVR_MESSAGE: a voice message was left (its file name)
+    message_s: float | None = None  # IVR_MESSAGE_S: its length, whole seconds
     hangup_cause: str | None = None
     complete: bool = False  # the line ended in end=1 (not caught half-written)
     problems: tuple[str, ...] = ()  # why fields are missing or were cut
@@ -153,14 +157,19 @@ def parse_facts(text: str) -> CallFacts:
             return None
         return value
 
-    hold_s: float | None = None
-    if fields.get("holdtime"):
-        raw = fields["holdtime"]
+    def seconds_field(key: str) -> float | None:
+        raw = fields.get(key, "")
+        if not raw:
+            return None
         if raw.isascii() and raw.isdigit() and int(raw) < 10**7:
-            hold_s = float(raw)
-        else:
-            problems.append(f"holdtime: not a number of seconds: {_shown(raw)}")
+            return float(raw)
+        problems.append(f"{key}: not a number of seconds: {_shown(raw)}")
+        return None
 
+    message = text_field("message")
+    if message is not None and not _FILE_STEM.fullmatch(message):
+        problems.append(f"message: not a file name: {_shown(message)}")
+        message = None
     started = time_field("started")
     answered = time_field("answered")
     queued = time_field("queued")
@@ -186,13 +195,14 @@ def parse_facts(text: str) -> CallFacts:
         answered_at=answered,
         queued_at=queued,
         connected_at=connected,
-        hold_s=hold_s,
+        hold_s=seconds_field("holdtime"),
         ended_at=ended,
         emergency=fields.get("emergency") == "1",
         fallback=fields.get("fallback") == "1",
         reason=text_field("reason"),
         language=text_field("language"),
-        message=text_field("message"),
+        message=message,
+        message_s=seconds_field("message_s"),
         hangup_cause=text_field("hangupcause"),
         complete=complete,
         problems=tuple(problems),

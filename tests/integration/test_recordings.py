@@ -280,6 +280,42 @@ async def test_given_voice_message_call_then_recorded_and_linked_to_its_message(
     await asyncio.to_thread(wait_for, lambda: jobs() == waiting, 20, "jobs waiting: no model")
 
 
+async def test_given_process_agi_voice_message_then_the_recorder_keeps_it_with_its_ticket(
+    stack, settings, engine, wait_for
+):
+    """The process AGI has no SQL: the message named in the facts is saved by the recorder
+    once the grace for a FastAGI save is over (30 s by default)."""
+    inst = asterisk_instance(settings)
+    inst.rx("dialplan set global IVR_AGI_MODE process")
+    try:
+        report = await place_call(
+            settings, did="95158", caller="13800138024", keys=["3", "1"], speak_s=3.0
+        )
+    finally:
+        inst.rx("dialplan set global IVR_AGI_MODE fastagi")
+    assert report.agi_routes == [f"{inst.app_inner}/inbound-agi"]
+    assert report.variables.get("IVR_REASON") == "message"
+    grace = settings.recordings.facts_grace_s
+    rec = await asyncio.to_thread(
+        wait_for, lambda: _recording(engine, linkedid=report.linkedid), grace + 15, "the call"
+    )
+    with Session(engine) as session:
+        message = session.get(VoiceMessage, rec.voice_message_id)
+        assert message is not None and message.uniqueid == rec.uniqueid
+        assert message.file_name == report.variables["IVR_MESSAGE"] + ".wav"
+        assert (inst.messages_dir / message.file_name).stat().st_size > 0
+        assert (message.desk, message.caller, message.complete) == (
+            "complaints", "13800138024", True
+        )  # fmt: skip
+        assert message.duration_s == float(report.variables["IVR_MESSAGE_S"])
+        ticket = session.scalars(select(Ticket).where(Ticket.linkedid == rec.linkedid)).one()
+        assert (ticket.recording_id, ticket.voice_message_id) == (rec.id, message.id)
+        jobs = session.scalars(select(SttJob).where(SttJob.voice_message_id == message.id)).all()
+        assert len(jobs) == 1
+    log = Path(stack.running()["recorder"].log).read_text(errors="replace")
+    assert "voice message kept from the call's facts" in log
+
+
 async def test_given_recorder_stopped_when_call_ends_then_catalogued_after_restart(
     stack, settings, engine, wait_for
 ):
@@ -525,6 +561,40 @@ def test_given_facts_late_or_voice_message_late_then_waits_at_most_the_grace(lab
     assert late["pbx-1790000000.8"].caller == "" and late["pbx-1790000000.8"].did == ""
     cut = late["pbx-1790000001.0"]
     assert cut.status_detail == "no end=1: the line was cut short" and cut.caller == "13800138000"
+
+
+def test_given_message_nobody_saved_when_grace_over_then_kept_from_the_facts(lab):
+    """The process AGI (no SQL in Asterisk's root) names the message in IVR_MESSAGE only."""
+    settings, engine, monitor = lab
+    name = "pbx-1790000002.0"
+    facts = _facts(
+        name, category="complaints", queue="", agent="", queued="", connected="",
+        reason="message", language="zh", message=f"complaints-{name}", message_s="4",
+    )  # fmt: skip
+    _call(monitor, name, facts=facts)
+    recorder = Recorder(settings, engine)
+    assert recorder.sweep_once() == [] and recorder.waiting == 1  # the FastAGI may save it
+    _age(monitor, name, 6)
+    [rec] = recorder.sweep_once()
+    with Session(engine) as session:
+        message = session.scalars(select(VoiceMessage)).one()
+        assert rec.voice_message_id == message.id
+        assert (message.uniqueid, message.did, message.caller) == (name, "95158", "13800138000")
+        assert (message.desk, message.category, message.language) == (
+            "complaints", "complaints", "zh"
+        )  # fmt: skip
+        assert (message.file_name, message.duration_s, message.complete) == (
+            f"complaints-{name}.wav", 4.0, True
+        )  # fmt: skip
+        assert message.recorded_at == datetime.fromtimestamp(T0 + 40, UTC)
+    assert (rec.status, rec.status_detail) == (RecordingStatus.ok, None)
+    # A name that is no file name is not trusted: the call is kept, no message made up.
+    bad = "pbx-1790000002.1"
+    _call(monitor, bad, facts=_facts(bad, reason="message", message="..%2Fetc%2Fpasswd"))
+    _age(monitor, bad, 6)
+    [kept] = recorder.sweep_once()
+    assert kept.voice_message_id is None
+    assert kept.status_detail == "message: not a file name: ../etc/passwd"
 
 
 def test_given_on_catalogued_then_inside_the_transaction_and_a_failure_keeps_the_call(lab):

@@ -91,6 +91,9 @@ def test_given_hostile_caller_id_then_kept_as_text_without_control_characters():
         ("v=1&connected=12&end=1", "connected: not a time: 12"),
         ("v=1&holdtime=abc&end=1", "holdtime: not a number of seconds: abc"),
         ("v=1&holdtime=%EF%BC%91&end=1", "holdtime: not a number of seconds: １"),
+        ("v=1&message_s=4.5&end=1", "message_s: not a number of seconds: 4.5"),
+        ("v=1&message=a%2Fb&end=1", "message: not a file name: a/b"),
+        ("v=1&message=.hidden&end=1", "message: not a file name: .hidden"),
         ("v=1&answered=1700000010&ended=1700000000&end=1", "ended before it was answered"),
         ("v=1&queued=1700000010&connected=1700000000&end=1", "connected before it was queued"),
         ("v=1&caller=1&caller=2&end=1", "caller: given twice, the first is used"),
@@ -254,3 +257,11 @@ def test_given_stereo_and_extensible_pcm_then_read():
 def test_given_not_pcm_wav_then_why(blob, reason):
     with pytest.raises(NotWav, match=reason):
         _layout(blob)
+
+
+def test_given_message_named_then_its_file_stem_and_length():
+    facts = parse_facts("v=1&message=complaints-pbx-1790000000.9&message_s=4&end=1")
+    assert (facts.message, facts.message_s, facts.problems) == (
+        "complaints-pbx-1790000000.9", 4.0, ()
+    )  # fmt: skip
+    assert facts.may_hold_message
