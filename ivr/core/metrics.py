@@ -71,7 +71,9 @@ event twice: same fields apart from adapter keys starting with ``_``, or the sam
 ``_event_id``), ``late_event``, ``unseen_channel`` (events for a channel without a
 ``Newchannel``, counted when its call closes), ``clock_skew`` (the offset between the
 clocks is over ``skew_tolerance_s`` or jumps by more; a negative wait, clamped to 0) and
-``unknown_outcome`` (a ``CallUnknown``). Unknown event names are ignored, uncounted.
+``unknown_outcome`` (a ``CallUnknown``). Unknown event names are ignored, uncounted. An
+``AgentComplete`` without the caller's channel fields (sent when that channel is already
+gone) still frees its member (``Queue`` + ``Interface``) and is no anomaly.
 """
 
 from __future__ import annotations
@@ -326,6 +328,12 @@ def _on_call_event(
     linkedid = _text(event, "Linkedid")
     uid = _text(event, "Uniqueid")
     queue = _text(event, "Queue") or ""
+    if name == "AgentComplete" and queue and not (linkedid and uid) and _text(event, "Interface"):
+        # Asterisk leaves the caller's fields out when the caller's channel is already gone:
+        # the agent is free all the same; the call's class comes from its other events.
+        freed: list[Effect] = []
+        _member_in_call(state, queue, event, False, freed)
+        return freed
     if not linkedid or not uid or (name in _NEEDS_QUEUE and not queue):
         detail = f"{name} without Linkedid, Uniqueid or Queue"
         return [_anomaly(state, AnomalyKind.GARBLED, detail)]

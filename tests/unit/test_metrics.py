@@ -860,6 +860,22 @@ def test_given_agentconnect_and_agentcomplete_then_agent_busy_then_free():
     ]
 
 
+def test_given_agentcomplete_without_caller_fields_then_agent_freed_without_anomaly():
+    """Asterisk omits the caller's channel fields when that channel is already gone."""
+    events = answered_after(20)
+    complete = next(e for e in events if e["Event"] == "AgentComplete")
+    for name in ("Linkedid", "Uniqueid", "Channel", "CallerIDNum"):
+        complete.pop(name, None)
+    state, effects = run(events)
+    changes = [fx.state for fx in effects if isinstance(fx, AgentStateChanged)]
+    assert changes == [AgentState.BUSY, AgentState.FREE]
+    assert state.anomalies == {}
+    assert only(effects).klass is CallClass.ANSWERED
+    # Without the member either, there is nothing to act on: garbled.
+    bare = {"Event": "AgentComplete", "Queue": "repair"}
+    assert anomalies(apply(_one_call_state(), bare, at(10))[1]) == [AnomalyKind.GARBLED]
+
+
 def test_given_duplicate_stamped_member_event_then_duplicate_anomaly():
     state = MetricsState(CONFIG)
     event = member("QueueMemberStatus", Status="2", Paused="0", Timestamp=stamp(1))
