@@ -77,6 +77,8 @@ class RedisSettings(BaseModel):
 
 class WebSettings(ListenSettings):
     port: int = Field(default=8080, ge=1, le=65535)
+    # A bearer token for Prometheus on GET /metrics only (unset: a supervisor session only).
+    metrics_token: SecretStr | None = Field(default=None, min_length=32)
 
 
 class AsteriskSettings(BaseModel):

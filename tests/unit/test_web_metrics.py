@@ -190,6 +190,60 @@ def test_given_no_session_when_reading_metrics_then_401_json_not_a_redirect(clie
     assert response.json()["error"] == "not-authenticated"
 
 
+SCRAPE_TOKEN = "prometheus-scrape-token-0123456789abcdef"
+
+
+@pytest.fixture
+def token_client(tmp_path: Path, password_hash: str, reader: FakeReader) -> Iterator[TestClient]:
+    settings = loopback_settings(tmp_path, web={"metrics_token": SCRAPE_TOKEN})
+    with staff_engine(settings, password_hash):
+        app = create_app(settings)
+        app.dependency_overrides[get_metrics_reader] = lambda: reader
+        with TestClient(app) as client:
+            yield client
+
+
+def test_given_the_scrape_token_then_metrics_and_nothing_else(token_client):
+    bearer = {"Authorization": f"Bearer {SCRAPE_TOKEN}"}
+
+    response = token_client.get("/metrics", headers=bearer)
+
+    assert response.status_code == 200
+    assert response.headers["content-type"] == routes.PROMETHEUS_TYPE
+    assert "hotline_calls_today" in response.text
+    for path in [*API_ROUTES, "/api/recordings", "/api/tickets", "/api/audit"]:
+        assert token_client.get(path, headers=bearer).status_code == 401, path
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [
+        f"Bearer {SCRAPE_TOKEN}x",
+        f"Bearer {SCRAPE_TOKEN[:-1]}",
+        "Bearer ",
+        f"Basic {SCRAPE_TOKEN}",  # not a bearer: no session either
+        f"bearer {SCRAPE_TOKEN.upper()}",
+    ],
+)
+def test_given_a_wrong_scrape_token_then_401(token_client, authorization):
+    response = token_client.get("/metrics", headers={"Authorization": authorization})
+
+    assert response.status_code == 401
+    assert response.json()["error"] == "not-authenticated"
+
+
+def test_given_no_token_configured_when_a_bearer_is_sent_then_401_saying_so(client):
+    response = client.get("/metrics", headers={"Authorization": f"Bearer {SCRAPE_TOKEN}"})
+
+    assert response.status_code == 401
+    assert "web.metrics_token" in response.json()["message"]
+
+
+def test_given_a_short_scrape_token_then_settings_refused(tmp_path):
+    with pytest.raises(ValueError, match="metrics_token"):
+        loopback_settings(tmp_path, web={"metrics_token": "too-short"})
+
+
 def test_given_no_session_when_opening_the_page_then_redirected_to_sign_in(client):
     response = client.get("/supervisor", follow_redirects=False)
 

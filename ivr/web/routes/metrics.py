@@ -23,12 +23,14 @@ a listener for the client's disconnect run in one task group (Starlette's
 ``StreamingResponse`` pattern): whichever ends first cancels the other, and the pub/sub
 connection is given back.
 
-``/metrics`` answers 401 JSON (no redirect to the sign-in page) without a session: a scraper
-needs a supervisor's session cookie until a bearer token setting exists.
+``/metrics`` also takes ``Authorization: Bearer <web.metrics_token>`` (a scraper has no
+session; the token opens that route only) and answers 401 JSON, not the pages' redirect to
+the sign-in form, without either.
 """
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import math
@@ -102,7 +104,17 @@ def stream_supervisor(request: Request, settings: SettingsDep) -> User:
     return _supervisor(user)
 
 
-def scrape_supervisor(request: Request, db: DbDep, settings: SettingsDep) -> User:
+def scrape_supervisor(request: Request, db: DbDep, settings: SettingsDep) -> User | None:
+    """A supervisor's session, or (None) the scrape token ``web.metrics_token`` as
+    ``Authorization: Bearer``. A bearer that is not the token is refused, never passed on."""
+    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer":
+        token = settings.web.metrics_token
+        if token is None:
+            raise MetricsNotAuthenticated("no scrape token is configured (web.metrics_token)")
+        if not hmac.compare_digest(credentials.strip().encode(), token.get_secret_value().encode()):
+            raise MetricsNotAuthenticated("wrong scrape token")
+        return None
     try:
         user = get_current_user(request, db, settings)
     except NotAuthenticated as exc:
@@ -111,7 +123,7 @@ def scrape_supervisor(request: Request, db: DbDep, settings: SettingsDep) -> Use
 
 
 StreamUser = Annotated[User, Depends(stream_supervisor)]
-ScrapeUser = Annotated[User, Depends(scrape_supervisor)]
+ScrapeUser = Annotated[User | None, Depends(scrape_supervisor)]
 
 
 # --- masking --------------------------------------------------------------------------------
@@ -426,7 +438,8 @@ async def hourly(
 
 @router.get("/metrics", response_class=PlainTextResponse)
 async def prometheus(_: ScrapeUser, reader: MetricsReaderDep) -> PlainTextResponse:
-    """Prometheus text format: today's counters by class and queue, the live gauges."""
+    """Prometheus text format: today's counters by class and queue, the live gauges (for a
+    supervisor's session or the scrape token)."""
     document = await reader.document("today", time.time())
     return PlainTextResponse(
         prometheus_text(document), media_type=PROMETHEUS_TYPE, headers=NO_STORE
