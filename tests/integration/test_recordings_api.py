@@ -336,6 +336,24 @@ def test_given_no_range_then_the_whole_wav_seekable_and_one_replay_audited(qa, i
     ]
 
 
+def test_given_head_then_the_headers_of_a_replay_no_body_and_no_audit(
+    app_client, qa, ids, settings
+):
+    url = f"/api/recordings/{ids['good']}/audio"
+    size = (settings.recordings_dir / "2026/05/01/call-good.wav").stat().st_size
+
+    response = qa.head(url)
+
+    assert response.status_code == 200 and response.content == b""
+    assert response.headers["content-length"] == str(size)
+    assert response.headers["accept-ranges"] == "bytes"
+    assert response.headers["content-type"] == "audio/wav"
+    assert response.headers["etag"] == qa.get(url, headers={"Range": "bytes=0-0"}).headers["etag"]
+    assert [row[1] for row in audit_rows(settings)] == ["recording.replay"]  # the GET only
+    assert qa.head("/api/recordings/999999/audio").status_code == 404
+    assert as_user(app_client, "sup1").head(url).status_code == 403
+
+
 def test_given_ranges_then_206_with_exactly_those_bytes(qa, ids, settings):
     data = (settings.recordings_dir / "2026/05/01/call-good.wav").read_bytes()
     size = len(data)

@@ -7,7 +7,8 @@ aside, all under ``/api/``: 401 JSON without a session, 403 JSON without the rol
     GET  /api/recordings/{id}                 one call: its row, transcript (words with
                                               timings) and reviews
     GET  /api/recordings/{id}/audio           the stereo wav, seekable (Range, 206/416);
-                                              audited as a replay
+                                              audited as a replay (HEAD: headers only,
+                                              not audited)
     GET  /api/recordings/{id}/download?format=wav|mp3
                                               an attachment; audited as a download
     GET  /api/recordings/{id}/reviews         the reviews, oldest first, who and when
@@ -261,14 +262,18 @@ def _whole(opened: FileInfo, headers: dict[str, str]) -> StreamingResponse:
     )
 
 
-@router.get("/api/recordings/{recording_id}/audio")
+@router.api_route("/api/recordings/{recording_id}/audio", methods=["GET", "HEAD"])
 def recording_audio(
     recording_id: int, user: QaUser, db: DbDep, settings: SettingsDep, request: Request
 ) -> Response:
-    """The stereo wav (caller left, agent right); ``Range: bytes=a-b`` gives 206."""
+    """The stereo wav (caller left, agent right); ``Range: bytes=a-b`` gives 206. HEAD: the
+    whole file's headers, no body and no audit row (nothing is heard)."""
     rec = catalog.get_recording(db, recording_id)
     opened = stat_file(locate(settings.recordings_dir, rec), rec.id)
     headers = _file_headers(opened, MEDIA_TYPES["wav"], f'inline; filename="call-{rec.id}.wav"')
+    if request.method == "HEAD":
+        length = {"Content-Length": str(opened.size), "Accept-Ranges": "bytes"}
+        return Response(status_code=200, headers=headers | length)
     try:
         wanted = parse_range(request.headers.get("range"), opened.size)
     except RangeNotSatisfiable as exc:
