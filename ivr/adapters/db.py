@@ -51,9 +51,10 @@ from sqlalchemy import (
     create_engine,
     event,
     func,
+    inspect,
     select,
 )
-from sqlalchemy.engine import Dialect, make_url
+from sqlalchemy.engine import Connection, Dialect, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -464,21 +465,58 @@ def _postgres_parameters(
 SCHEMA_LOCK: Final = 0x686F746C696E65
 
 
+class SchemaOutdated(DatabaseUnavailable):
+    """Tables made by an older version lack columns this one uses (there are no migrations
+    yet): refused at start, before any request or job could fail on them."""
+
+    slug = "database-schema-outdated"
+
+
 def create_all(engine: Engine) -> None:
-    """Create the tables that are missing (no migrations yet: existing ones are not altered).
+    """Create the tables that are missing, then check that the existing ones have every
+    column of the models (no migrations yet: existing tables are not altered).
 
     On PostgreSQL in one transaction under an advisory lock: roles starting at once on an
     empty database (compose, several machines) take turns, and the later ones find the
     tables there instead of failing on a duplicate type in the catalog.
     """
+    where = engine.url.render_as_string(hide_password=True)
     try:
         if engine.dialect.name == "postgresql":
             with engine.begin() as connection:
                 connection.execute(select(func.pg_advisory_xact_lock(SCHEMA_LOCK)))
                 Base.metadata.create_all(connection)
+                missing = missing_columns(connection)
         else:
-            Base.metadata.create_all(engine)
+            with engine.begin() as connection:
+                Base.metadata.create_all(connection)
+                missing = missing_columns(connection)
     except SQLAlchemyError as exc:
         cause = getattr(exc, "orig", None) or exc  # the driver's error, without the SQL
-        where = engine.url.render_as_string(hide_password=True)
         raise DatabaseUnavailable(f"database {where}: {type(cause).__name__}: {cause}") from exc
+    if missing:
+        listed = ", ".join(f"{table}.{column} {kind}" for table, columns in missing.items()
+                           for column, kind in columns.items())  # fmt: skip
+        raise SchemaOutdated(
+            f"database {where} was made by an older version of hotline and lacks the columns "
+            f"{listed}; there are no migrations yet: add them by hand (ALTER TABLE … ADD "
+            "COLUMN) or start with a new database",
+            missing=missing,
+        )
+
+
+def missing_columns(connection: Connection) -> dict[str, dict[str, str]]:
+    """The model columns each existing table lacks, with their SQL types, by table (empty:
+    the schema is current)."""
+    inspector = inspect(connection)
+    missing: dict[str, dict[str, str]] = {}
+    for table in Base.metadata.sorted_tables:
+        present = {column["name"] for column in inspector.get_columns(table.name)}
+        lacking = {
+            column.name: str(column.type.compile(dialect=connection.dialect))
+            for column in table.columns
+            if column.name not in present
+        }
+        if lacking:
+            missing[table.name] = lacking
+    return missing

@@ -22,7 +22,11 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.settings = settings
         app.state.db_engine = db.settings_engine(settings)
-        db.create_all(app.state.db_engine)  # no migrations yet: creates missing tables only
+        try:
+            db.create_all(app.state.db_engine)  # missing tables made, outdated ones refused
+        except db.DatabaseUnavailable:
+            app.state.db_engine.dispose()
+            raise
         app.state.login_throttle = LoginThrottle.from_settings(settings.auth)
         app.state.redis = aioredis.Redis.from_url(
             settings.redis.url, decode_responses=True, socket_timeout=2, socket_connect_timeout=2
