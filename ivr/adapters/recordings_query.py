@@ -263,8 +263,9 @@ class AuditFilter:
 
 
 def _exact_or_prefix(column: Any, value: str, separator: str) -> ColumnElement[bool]:
+    """Case-sensitive on every backend (LIKE is not on SQLite): the prefix compared whole."""
     if value.endswith(separator):
-        return column.startswith(value, autoescape=True)  # type: ignore[no-any-return]
+        return func.substr(column, 1, len(value)) == value
     return column == value  # type: ignore[no-any-return]
 
 

@@ -717,3 +717,8 @@ def test_admin_lists_replays_and_downloads_with_filters_and_pages(app_client, id
     logins = client.get("/api/audit", params={"action": "auth.login", "size": 2}).json()
     assert (logins["total"], logins["pages"], len(logins["items"])) == (3, 2, 2)  # qa1 qa2 admin1
     assert client.get("/api/audit", params={"size": 500}).status_code == 422
+    # Case matters on SQLite as on PostgreSQL; % and _ are plain characters.
+    for action in ("RECORDING.", "Recording.", "recording%.", "recording_replay."):
+        assert client.get("/api/audit", params={"action": action}).json()["total"] == 0, action
+    assert client.get("/api/audit", params={"target": "RECORDING:"}).json()["total"] == 0
+    assert client.get("/api/audit", params={"target": "recording:"}).json()["total"] == 3

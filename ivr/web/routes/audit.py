@@ -3,10 +3,10 @@
     GET /api/audit?action=&user=&target=&from=&to=&page=&size=
 
 ``admin`` only (401 without a session, 403 for other roles). Newest first, paged, with the
-total. ``action`` and ``target`` match exactly, or as a prefix when they end in ``.`` or ``:``
-(``action=recording.`` lists every replay, download and review; ``target=recording:12`` one
-call). ``user`` is the acting username (or ``cli:<login>``). ``from``/``to`` as in the
-recordings search (a local date, or a date and time).
+total. ``action`` and ``target`` match exactly (case-sensitive), or as a prefix when they
+end in ``.`` or ``:`` (``action=recording.`` lists every replay, download and review;
+``target=recording:12`` one call). ``user`` is the acting username (or ``cli:<login>``).
+``from``/``to`` as in the recordings search (a local date, or a date and time).
 """
 
 from __future__ import annotations
