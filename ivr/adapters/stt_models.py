@@ -19,17 +19,24 @@ The checksums live in ``models/checksums/`` (copied from shared/models, see mode
    :class:`ChecksumMismatch` listing every file that differs, is missing or is extra;
 5. checks that the folder has what vosk needs, then renames it into place (atomic on one
    file system); a model it replaces (``force``) is removed only after that.
+
+Steps 3-5 run under a lock on ``models_dir`` (one install at a time), which first cleans up
+after an install that was killed (:func:`recover_interrupted`): staging folders are removed
+and a model set aside for a replacement that never arrived gets its name back.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
+import os
 import re
 import shutil
 import stat
 import tempfile
 import zipfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Literal
@@ -42,6 +49,10 @@ CHECKSUMS_DIR = REPO_DIR / "models" / "checksums"
 ZIPS_FILE = "zips.sha256"
 MAX_UNPACKED_BYTES = 8 * 1024**3  # the large Mandarin model is about 2 GB unpacked
 STAGING_PREFIX = ".install-"
+# _move_into_place's name for a model being replaced: .install-old-NAME-.install-NAME-xxxx
+_SET_ASIDE = re.compile(
+    rf"^{re.escape(STAGING_PREFIX)}old-(?P<name>.+?)-{re.escape(STAGING_PREFIX)}"
+)
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,119}$")
 _HASH_CHUNK = 1024 * 1024
 # vosk model names carry the language: vosk-model-small-cn-0.22, vosk-model-en-us-0.22, ...
@@ -296,30 +307,76 @@ def install_model(
         if known is None:
             notes.append(f"{name} is not a known model: its files were NOT verified")
         models_dir.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{name}-", dir=models_dir))
-        try:
-            _unpack(archive, members, staging)
-            if known is not None:
-                problems = verify_folder(staging, known)
-                if problems:
-                    raise ChecksumMismatch(
-                        f"{zip_path.name} does not match {known.manifest.name}: "
-                        f"{len(problems)} file(s) differ, are missing or extra",
-                        problems,
-                    )
-            missing = model_problems(staging)
-            if missing:
-                raise ModelInstallError(
-                    f"{zip_path.name} is not a vosk model: {'; '.join(missing)}"
-                )
-            _move_into_place(staging, final)
-        finally:
-            if staging.exists():
-                shutil.rmtree(staging)
+        with _install_lock(models_dir):
+            notes += recover_interrupted(models_dir)
+            _install(archive, members, models_dir, final, known, zip_path)
     return InstallReport(
         name=name, path=final, verified=known is not None, files=len(members),
         official_zip=official, language=model_language(name), notes=notes,
     )  # fmt: skip
+
+
+@contextmanager
+def _install_lock(models_dir: Path) -> Iterator[None]:
+    """One install at a time per models folder (a second one waits for the first): a lock
+    on the folder itself, so nothing is left in it."""
+    folder = os.open(models_dir, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(folder, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(folder)  # releases the lock
+
+
+def recover_interrupted(models_dir: Path) -> list[str]:
+    """Clean up after an install that was killed; call with the install lock held.
+
+    A model set aside for its replacement (``.install-old-NAME-*``) goes back to its name
+    if the replacement never arrived, and is removed otherwise; unpacked staging folders
+    are removed. Returns what was done, one line each.
+    """
+    done: list[str] = []
+    for path in sorted(models_dir.glob(f"{STAGING_PREFIX}*")):
+        if not path.is_dir() or path.is_symlink():
+            continue
+        old = _SET_ASIDE.match(path.name)
+        if old is not None and not (models_dir / old["name"]).exists():
+            path.rename(models_dir / old["name"])
+            done.append(f"{old['name']}: restored after an interrupted replacement")
+            continue
+        shutil.rmtree(path)
+        done.append(f"{path.name}: left by an interrupted install, removed")
+    return done
+
+
+def _install(
+    archive: zipfile.ZipFile,
+    members: list[_Member],
+    models_dir: Path,
+    final: Path,
+    known: KnownModel | None,
+    zip_path: Path,
+) -> None:
+    """Steps 3-5 of the module doc, with the install lock held."""
+    name = final.name
+    staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{name}-", dir=models_dir))
+    try:
+        _unpack(archive, members, staging)
+        if known is not None:
+            problems = verify_folder(staging, known)
+            if problems:
+                raise ChecksumMismatch(
+                    f"{zip_path.name} does not match {known.manifest.name}: "
+                    f"{len(problems)} file(s) differ, are missing or extra",
+                    problems,
+                )
+        missing = model_problems(staging)
+        if missing:
+            raise ModelInstallError(f"{zip_path.name} is not a vosk model: {'; '.join(missing)}")
+        _move_into_place(staging, final)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
 
 
 def _move_into_place(staging: Path, final: Path) -> None:

@@ -14,6 +14,7 @@ import os
 import stat
 import subprocess
 import sys
+import threading
 import zipfile
 from pathlib import Path
 
@@ -266,6 +267,57 @@ def test_given_installed_model_when_forced_with_bad_zip_then_old_one_kept(offici
         install_model(bad, models, catalog=catalog, force=True)
     assert (models / NAME / "README").read_bytes() == FILES["README"]
     assert leftovers(models) == [NAME]
+
+
+def test_given_an_install_was_killed_mid_unpack_then_the_next_one_removes_its_staging(
+    official, tmp_path
+):
+    zip_path, catalog = official
+    models = tmp_path / "models"
+    stale = models / f".install-{NAME}-k1ll3d"  # as tempfile.mkdtemp named it
+    (stale / "am").mkdir(parents=True)
+    (stale / "am" / "final.mdl").write_bytes(b"half")
+
+    report = install_model(zip_path, models, catalog=catalog)
+
+    assert leftovers(models) == [NAME]
+    assert f".install-{NAME}-k1ll3d: left by an interrupted install, removed" in report.notes
+
+
+def test_given_killed_between_set_aside_and_rename_then_the_old_model_gets_its_name_back(
+    official, tmp_path
+):
+    zip_path, catalog = official
+    models = tmp_path / "models"
+    install_model(zip_path, models, catalog=catalog)
+    # _move_into_place had set the old model aside when the process died
+    (models / NAME).rename(models / f".install-old-{NAME}-.install-{NAME}-k1ll3d")
+    other = make_zip(tmp_path / "other.zip", FILES, top="vosk-model-small-zz-9")
+
+    report = install_model(other, models, catalog=catalog, unverified=True)
+
+    assert leftovers(models) == [NAME, "vosk-model-small-zz-9"]
+    assert (models / NAME / "README").read_bytes() == FILES["README"]
+    assert f"{NAME}: restored after an interrupted replacement" in report.notes
+
+
+def test_given_an_install_running_then_a_second_one_waits_for_it(official, tmp_path):
+    zip_path, catalog = official
+    models = tmp_path / "models"
+    models.mkdir()
+    finished = threading.Event()
+
+    def second() -> None:
+        install_model(zip_path, models, catalog=catalog)
+        finished.set()
+
+    with stt_models._install_lock(models):  # the first install, in its unpacking
+        worker = threading.Thread(target=second)
+        worker.start()
+        assert not finished.wait(0.5)
+        assert leftovers(models) == []
+    worker.join(10)
+    assert finished.is_set() and leftovers(models) == [NAME]
 
 
 def test_given_not_a_zip_when_installing_then_clear_error(tmp_path):
