@@ -15,10 +15,10 @@
    ``MetricsListener.on_event``, ``MetricsStore.run``) until Redis holds everything.
    Baseline, same events: the pure reducer (``ivr.core.metrics.apply``) alone. Between
    them: the listener with the store's batches built but never sent.
-2. The same updates unbatched: the store flushed after every event (its Lua script; redis-py
-   checks the script with SCRIPT EXISTS before each pipeline, so two round trips); the
-   same changes as plain commands (XADD, HINCRBY, EXPIRE, ZADD, HSET ... PUBLISH) in one
-   pipeline per event (one round trip); and those commands each awaited. Every Redis run
+2. The same updates unbatched: the store flushed after every event (its Lua script by
+   EVALSHA, one round trip per flush); the same changes as plain commands (XADD, HINCRBY,
+   EXPIRE, ZADD, HSET ... PUBLISH) in one pipeline per event (one round trip); and those
+   commands each awaited. Every Redis run
    ends with its counters checked against the reducer's classes and the stream's length.
 3. Event-to-SSE latency, with the stack's web role: a supervisor signs in and holds
    ``GET /api/metrics/stream``; a listener and store in this process (the ami role's code)

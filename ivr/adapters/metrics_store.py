@@ -288,6 +288,10 @@ class MetricsStore:
         self._unreported: dict[str, int] = {}
         self._last_drop_warning = float("-inf")
         self._apply_script = client.register_script(_APPLY_BATCH)
+        # Sent as EVALSHA in a plain pipeline: redis-py's script pipelines ask SCRIPT EXISTS
+        # first (a second round trip per flush). Loaded before the first send and again
+        # after Redis answers NOSCRIPT (it restarted and lost its script cache).
+        self._apply_loaded = False
         self._read_script = client.register_script(_READ_SUMMARY)
         self._ttl = {"hour": self.retention.hour_s, "day": self.retention.day_s}
         self._ttl["month"] = self.retention.month_s
@@ -465,6 +469,9 @@ class MetricsStore:
             redis_keys.METRICS_DROPPED,
             redis_keys.METRICS_RESYNC,
         ]
+        if not self._apply_loaded:
+            await self.redis.script_load(_APPLY_BATCH)
+            self._apply_loaded = True
         async with self.redis.pipeline(transaction=False) as pipe:
             prev = self._server_seq
             for batch in chunk:
@@ -476,7 +483,7 @@ class MetricsStore:
                     self.retention.writer_s,
                     redis_keys.METRICS_CHANGED,
                 ]
-                await self._apply_script(keys=keys, args=args, client=pipe)
+                pipe.evalsha(self._apply_script.sha, len(keys), *keys, *args)
                 prev = batch.seq
             results: list[Any] = await pipe.execute(raise_on_error=False)
             return results
@@ -488,8 +495,9 @@ class MetricsStore:
         refused too: they stay pending. Returns False when Redis is to be left alone a while.
         """
         for batch, result in zip(chunk, results, strict=True):
-            if isinstance(result, NoScriptError):
-                return True  # flushed script cache (Redis restarted): the next send loads it
+            if isinstance(result, NoScriptError):  # Redis restarted: its script cache is empty
+                self._apply_loaded = False  # the next send loads it first
+                return True
             if isinstance(result, ResponseError):
                 if str(result).startswith(TRANSIENT_REPLIES):
                     self._went_down(result)

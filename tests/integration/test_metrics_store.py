@@ -525,6 +525,26 @@ async def test_given_redis_stopped_when_effects_arrive_then_buffered_and_flushed
     assert (await store.health(NOW))["dropped"] == {"batches": 10, "calls": 10}
 
 
+async def test_given_flushes_then_one_round_trip_each_and_a_flushed_script_cache_reloaded(
+    client,
+):
+    store = make_store(client)
+    await client.config_resetstat()
+    for i in range(5):
+        call = classified(f"rt.{i}", CallClass.ANSWERED, entered=BASE, closed=BASE + 9)
+        assert await store.apply([call])
+    stats = await client.info("commandstats")
+    assert stats["cmdstat_evalsha"]["calls"] == 5
+    assert "cmdstat_script|exists" not in stats  # no SCRIPT EXISTS before each pipeline
+    assert stats["cmdstat_script|load"]["calls"] == 1
+
+    await client.script_flush()  # as after a restart without the script cache
+    assert await store.apply([classified("rt.5", CallClass.ANSWERED, entered=BASE, closed=BASE)])
+    stats = await client.info("commandstats")
+    assert stats["cmdstat_script|load"]["calls"] == 2  # NOSCRIPT, loaded, sent again
+    assert (await store.summary("today", NOW))["answered"] == 6
+
+
 async def test_given_redis_restarted_then_aof_kept_everything(client, redis_server):
     _, batches = reduce(scenario())
     store = make_store(client)
