@@ -113,17 +113,11 @@ def test_roles_starting_together_on_an_empty_database_all_get_the_tables(empty_u
 
 
 @pytest.fixture(params=SQL_BACKENDS)
-def blank_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+def blank_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A database with no tables, on each backend."""
     if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'old.db'}"
-        return
-    postgres: PostgresServer = request.getfixturevalue("postgres")
-    name = postgres.create_database()
-    try:
-        yield postgres.url(name)
-    finally:
-        postgres.drop_database(name)
+        return f"sqlite:///{tmp_path / 'old.db'}"
+    return str(request.getfixturevalue("empty_url"))
 
 
 def test_given_a_table_of_an_older_version_then_refused_at_start_naming_its_columns(
