@@ -482,15 +482,11 @@ def create_all(engine: Engine) -> None:
     """
     where = engine.url.render_as_string(hide_password=True)
     try:
-        if engine.dialect.name == "postgresql":
-            with engine.begin() as connection:
+        with engine.begin() as connection:
+            if engine.dialect.name == "postgresql":
                 connection.execute(select(func.pg_advisory_xact_lock(SCHEMA_LOCK)))
-                Base.metadata.create_all(connection)
-                missing = missing_columns(connection)
-        else:
-            with engine.begin() as connection:
-                Base.metadata.create_all(connection)
-                missing = missing_columns(connection)
+            Base.metadata.create_all(connection)
+            missing = missing_columns(connection)
     except SQLAlchemyError as exc:
         cause = getattr(exc, "orig", None) or exc  # the driver's error, without the SQL
         raise DatabaseUnavailable(f"database {where}: {type(cause).__name__}: {cause}") from exc

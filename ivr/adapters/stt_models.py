@@ -309,7 +309,7 @@ def install_model(
         models_dir.mkdir(parents=True, exist_ok=True)
         with _install_lock(models_dir):
             notes += recover_interrupted(models_dir)
-            _install(archive, members, models_dir, final, known, zip_path)
+            _install(archive, members, final, known, zip_path)
     return InstallReport(
         name=name, path=final, verified=known is not None, files=len(members),
         official_zip=official, language=model_language(name), notes=notes,
@@ -352,14 +352,12 @@ def recover_interrupted(models_dir: Path) -> list[str]:
 def _install(
     archive: zipfile.ZipFile,
     members: list[_Member],
-    models_dir: Path,
     final: Path,
     known: KnownModel | None,
     zip_path: Path,
 ) -> None:
-    """Steps 3-5 of the module doc, with the install lock held."""
-    name = final.name
-    staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{name}-", dir=models_dir))
+    """Steps 3-5 of the module doc into ``final`` (``models_dir/NAME``), lock held."""
+    staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{final.name}-", dir=final.parent))
     try:
         _unpack(archive, members, staging)
         if known is not None:

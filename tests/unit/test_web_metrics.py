@@ -10,7 +10,7 @@ import doctest
 import json
 import re
 from collections.abc import Iterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -170,11 +170,17 @@ def reader() -> FakeReader:
     return FakeReader()
 
 
-@pytest.fixture
-def client(settings: Settings, engine: Engine, reader: FakeReader) -> Iterator[TestClient]:
+@contextmanager
+def app_client(settings: Settings, reader: FakeReader) -> Iterator[TestClient]:
     app = create_app(settings)
     app.dependency_overrides[get_metrics_reader] = lambda: reader
     with TestClient(app) as client:
+        yield client
+
+
+@pytest.fixture
+def client(settings: Settings, engine: Engine, reader: FakeReader) -> Iterator[TestClient]:
+    with app_client(settings, reader) as client:
         yield client
 
 
@@ -196,11 +202,8 @@ SCRAPE_TOKEN = "prometheus-scrape-token-0123456789abcdef"
 @pytest.fixture
 def token_client(tmp_path: Path, password_hash: str, reader: FakeReader) -> Iterator[TestClient]:
     settings = loopback_settings(tmp_path, web={"metrics_token": SCRAPE_TOKEN})
-    with staff_engine(settings, password_hash):
-        app = create_app(settings)
-        app.dependency_overrides[get_metrics_reader] = lambda: reader
-        with TestClient(app) as client:
-            yield client
+    with staff_engine(settings, password_hash), app_client(settings, reader) as client:
+        yield client
 
 
 def test_given_the_scrape_token_then_metrics_and_nothing_else(token_client):
