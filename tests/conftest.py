@@ -11,7 +11,6 @@ SQLite unless the test (``on_sql_backends``) or its module (a ``sql_backend`` fi
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -26,7 +25,7 @@ from ivr import redis_keys
 from ivr.settings import Settings
 from ivr.stack import Stack, asterisk_instance, isolated_settings
 from tests.pg_support import PostgresServer
-from tests.stack_support import keep_logs
+from tests.stack_support import keep_logs, open_around_the_clock
 from tests.stack_support import wait_for as stack_wait_for
 
 REPO = Path(__file__).resolve().parent.parent
@@ -44,9 +43,10 @@ OUTAGE_AREA = "qiaoxi"  # has a planned outage being announced now in the test s
 
 
 def routing_for_tests(target: Path) -> Path:
-    """routing/ as it is, except that the complaints desk is closed today (a holiday) and
-    the qiaoxi outage is being announced now: after-hours and outage paths at any hour."""
-    shutil.copytree(REPO / "routing", target)
+    """routing/ with every desk open around the clock except complaints, which is closed
+    today (a holiday), and the qiaoxi outage announced now: the menu, the after-hours and
+    the outage paths at any hour."""
+    open_around_the_clock(target, except_desk=TODAY_CLOSED_DESK)
     today = datetime.now(ZoneInfo("Asia/Shanghai")).date()
     desks = yaml.safe_load((target / "desks.yaml").read_text(encoding="utf-8"))
     for desk in desks["desks"]:

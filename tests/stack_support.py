@@ -1,5 +1,5 @@
-"""Helpers for tests that run processes of their own: polling until something holds, and
-keeping a private stack's logs."""
+"""Helpers for tests that run processes of their own: polling until something holds,
+routing that does not depend on the hour, and keeping a private stack's logs."""
 
 from __future__ import annotations
 
@@ -9,10 +9,28 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from ivr.settings import Settings
 from ivr.stack import asterisk_instance
 
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+REPO = Path(__file__).resolve().parent.parent
+ARTIFACTS = REPO / "test-artifacts"
+
+
+def open_around_the_clock(target: Path, *, except_desk: str | None = None) -> Path:
+    """routing/ copied to ``target`` with every desk but ``except_desk`` open around the
+    clock: the same menu whatever the hour a test runs at (the hours are unit-tested)."""
+    shutil.copytree(REPO / "routing", target)
+    desks = yaml.safe_load((target / "desks.yaml").read_text(encoding="utf-8"))
+    for entry in desks["desks"]:
+        if entry["id"] == except_desk:
+            continue
+        entry["always_open"] = True
+        for key in ("hours", "holidays", "closed_prompt"):
+            entry.pop(key, None)
+    (target / "desks.yaml").write_text(yaml.safe_dump(desks, allow_unicode=True))
+    return target
 
 
 def wait_for(

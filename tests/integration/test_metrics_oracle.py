@@ -44,7 +44,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import signal
 import time
 from collections import Counter
@@ -55,7 +54,6 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
-import yaml
 
 from ivr import redis_keys
 from ivr.adapters import queue_log
@@ -65,7 +63,7 @@ from ivr.core.call_report import CallReport
 from ivr.core.metrics import CallClass
 from ivr.settings import MetricsSettings, Settings
 from ivr.stack import Stack, asterisk_instance, isolated_settings, pid_alive
-from tests.stack_support import keep_logs
+from tests.stack_support import keep_logs, open_around_the_clock
 
 pytestmark = pytest.mark.integration
 
@@ -235,18 +233,6 @@ def staggered(plans: Sequence[Plan]) -> list[Plan]:
 
 
 # --- the stack ----------------------------------------------------------------------------
-def open_desks(target: Path) -> Path:
-    """routing/ with every desk open around the clock: the same menu at any hour."""
-    shutil.copytree(REPO / "routing", target)
-    desks = yaml.safe_load((target / "desks.yaml").read_text(encoding="utf-8"))
-    for entry in desks["desks"]:
-        entry["always_open"] = True
-        for key in ("hours", "holidays", "closed_prompt"):
-            entry.pop(key, None)
-    (target / "desks.yaml").write_text(yaml.safe_dump(desks, allow_unicode=True))
-    return target
-
-
 @pytest.fixture(scope="module")
 def oracle_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     base = tmp_path_factory.mktemp("oracle")
@@ -254,7 +240,7 @@ def oracle_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         base / "run",
         f"toracle{os.getpid()}",
         metrics=METRICS,
-        routing_dir=open_desks(base / "routing"),
+        routing_dir=open_around_the_clock(base / "routing"),
     )
     stack = Stack(settings, sim_agents=True)
     stack.up()

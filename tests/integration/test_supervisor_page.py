@@ -33,6 +33,7 @@ from ivr.adapters.db import settings_engine
 from ivr.adapters.originate import place_call
 from ivr.protocols.ami import AmiMessage
 from ivr.stack import Stack, asterisk_instance, isolated_settings
+from tests.stack_support import open_around_the_clock
 from tests.web_support import (
     ARTIFACTS,
     DESIGN_FIELDS,
@@ -69,7 +70,10 @@ def live_stack(
     base = tmp_path_factory.mktemp("supervisor-stack")
     thresholds = {"emergency": 15.0, "emergency-backup": 15.0, QUEUE: RED_THRESHOLD_S}
     settings = isolated_settings(
-        base / "run", f"tsup{os.getpid()}", metrics={"thresholds": thresholds}
+        base / "run",
+        f"tsup{os.getpid()}",
+        metrics={"thresholds": thresholds},
+        routing_dir=open_around_the_clock(base / "routing"),  # key 4 below, at any hour
     )
     own = Stack(settings)
     own.up()
