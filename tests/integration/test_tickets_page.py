@@ -14,7 +14,8 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -24,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from ivr.adapters import db as sql
 from ivr.adapters import tickets
-from ivr.adapters.db import Recording, TicketTransition, Transcript
+from ivr.adapters.db import Recording, Ticket, TicketTransition, Transcript
 from ivr.adapters.ports import free_port
 from ivr.settings import Settings
 from ivr.stack import settings_env
@@ -41,6 +42,7 @@ from tests.web_support import (
 pytestmark = pytest.mark.integration
 
 NOW = datetime.now(UTC)
+BROWSER_ZONE = "America/Sao_Paulo"  # not the hotline's: times must not follow the browser
 
 
 STARTING = (OSError, httpx.HTTPError, redis.RedisError)  # not listening yet
@@ -181,10 +183,16 @@ async def test_given_tickets_then_page_shows_notes_overdue_and_moves_and_supervi
         engine, settings, started=NOW - timedelta(hours=3), caller="13800138033", text=None,
         desk="complaints",
     )  # fmt: skip
+    hotline_zone = ZoneInfo(settings.tickets.timezone)
+    with Session(engine) as db:
+        quiet_due = db.get(Ticket, untranscribed).deadline_at  # type: ignore[union-attr]
+    assert quiet_due is not None
+    local_due = quiet_due.astimezone(hotline_zone)
+    assert local_due.time() == time(0)  # a working-day deadline: local midnight
+    last_day = local_due - timedelta(days=1)
     ARTIFACTS.mkdir(exist_ok=True)
-    async with chromium(
-        tmp_path, viewport=(1280, 900), timezone_id=settings.tickets.timezone
-    ) as browser:
+    # the browser sits in another zone: the page still speaks the hotline's local time
+    async with chromium(tmp_path, viewport=(1280, 900), timezone_id=BROWSER_ZONE) as browser:
         page = await browser.new_page()
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -208,7 +216,9 @@ async def test_given_tickets_then_page_shows_notes_overdue_and_moves_and_supervi
         assert order[:2] == [str(danger), str(overdue)]
         # a working-day deadline ends at 24:00 of its last day (complaints: L3)
         quiet = f"article.ticket[data-id='{untranscribed}']"
-        assert (await page.text_content(f"{quiet} .deadline") or "").endswith(" 24:00")
+        assert await page.text_content(f"{quiet} .deadline") == (
+            f"{last_day.year}/{last_day.month}/{last_day.day} 24:00"
+        )
         assert await page.text_content(f"{quiet} .notes") == "暂无备注 no notes yet"
         page_text = await page.content()
         assert "13800138011" not in page_text and "13800138022" not in page_text

@@ -175,6 +175,7 @@ def test_given_tickets_then_listed_most_urgent_first_with_notes_deadline_and_mas
     assert response.status_code == 200 and response.headers["cache-control"] == "no-store"
     body = response.json()
     assert (body["total"], body["page"], body["per_page"]) == (2, 1, 50)
+    assert body["timezone"] == settings.tickets.timezone == "Asia/Shanghai"
     first, second = body["items"]
     assert (first["id"], second["id"]) == (danger, plain)
     assert first["danger"] and first["danger_words"] == ["煤气味"]

@@ -246,6 +246,7 @@ def list_tickets(
         "page": filters.page,
         "per_page": filters.per_page,
         "at": now.isoformat(),
+        "timezone": settings.tickets.timezone,
     }
 
 

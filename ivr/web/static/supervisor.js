@@ -71,7 +71,7 @@
     renderRedList();
     renderQueues();
     renderHealth(doc.health || {});
-    const at = new Date(doc.at * 1000).toLocaleTimeString("zh-CN", { hour12: false });
+    const at = new Date(doc.at * 1000).toLocaleTimeString("zh-CN", { timeZone: doc.timezone, hourCycle: "h23" });
     $("updated").textContent = `更新于 ${at}`;
     tick();
     const key = [doc.bucket, doc.offered, doc.answered, doc.ivr_only].join("/");
@@ -240,7 +240,9 @@
       cell(row, ticket.desk || "—");
       cell(row, ticket.danger_words.join("、"), "words");
       cell(row, ticket.state);
-      const due = ticket.deadline_at ? new Date(ticket.deadline_at).toLocaleString("zh-CN", { hour12: false }) : "—";
+      const due = ticket.deadline_at
+        ? new Date(ticket.deadline_at).toLocaleString("zh-CN", { timeZone: data.timezone, hourCycle: "h23" })
+        : "—";
       cell(row, ticket.overdue ? `${due} 已超时 overdue` : due, ticket.overdue ? "overdue" : "");
       return row;
     });

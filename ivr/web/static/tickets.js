@@ -13,13 +13,16 @@
   let total = 0;
 
   const $ = (id) => document.getElementById(id);
-  const when = (iso) => (iso ? new Date(iso).toLocaleString("zh-CN", { hour12: false }) : "—");
+  // Times are shown in the hotline's zone (the list says which), wherever the browser is.
+  let timezone = "Asia/Shanghai";
+  const local = (at, style) => at.toLocaleString("zh-CN", { timeZone: timezone, hourCycle: "h23", ...style });
+  const when = (iso) => (iso ? local(new Date(iso), {}) : "—");
   // Working-day deadlines end at local midnight: say "24:00" of the last day, not "00:00" after.
   function due(iso) {
     if (!iso) return "—";
     const at = new Date(iso);
-    if (at.getHours() || at.getMinutes() || at.getSeconds()) return when(iso);
-    const day = new Date(at.getTime() - 1).toLocaleDateString("zh-CN");
+    if (local(at, { timeStyle: "medium" }) !== "00:00:00") return when(iso);
+    const day = local(new Date(at.getTime() - 1), { dateStyle: "short" });
     return `${day} 24:00`;
   }
 
@@ -182,6 +185,7 @@
     $("status").textContent = "加载中 loading…";
     try {
       const data = await call(`${API}?${query()}`);
+      timezone = data.timezone || timezone;
       total = data.total;
       perPage = data.per_page;
       $("tickets").replaceChildren(...data.items.map(renderTicket));
