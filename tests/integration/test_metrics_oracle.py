@@ -573,7 +573,7 @@ async def run_scenario(
         "dropped": delta(after.dropped, before.dropped),
         "queue_log_garbled": log.garbled,
         # Asterisk publishes AgentComplete without the caller's channel when that channel is
-        # already gone; the reducer counts such an event as `garbled`.
+        # already gone; the reducer frees its agent (Queue + Interface), no anomaly.
         "agent_complete_without_channel": sum(
             e.get("Event") == "AgentComplete" and "Linkedid" not in e for e in events
         ),
@@ -620,8 +620,9 @@ async def test_given_mixed_calls_then_redis_counters_equal_queue_log(oracle_stac
     report = await run_scenario(oracle_stack, "plain")
     anomalies = report["anomalies"]
     assert anomalies.get("duplicate", 0) == 0, anomalies
-    # Nothing garbled but what Asterisk itself sends without its channel fields.
-    assert anomalies.get("garbled", 0) == report["agent_complete_without_channel"], anomalies
+    # Nothing garbled, not even an AgentComplete Asterisk sent without the caller's channel
+    # (report["agent_complete_without_channel"] says how many came: 0 or 1 in a run here).
+    assert anomalies.get("garbled", 0) == 0, anomalies
 
 
 @pytest.mark.timeout(300)  # long: ~80 s of calls
