@@ -46,13 +46,8 @@ def routing_for_tests(target: Path) -> Path:
     """routing/ with every desk open around the clock except complaints, which is closed
     today (a holiday), and the qiaoxi outage announced now: the menu, the after-hours and
     the outage paths at any hour."""
-    open_around_the_clock(target, except_desk=TODAY_CLOSED_DESK)
     today = datetime.now(ZoneInfo("Asia/Shanghai")).date()
-    desks = yaml.safe_load((target / "desks.yaml").read_text(encoding="utf-8"))
-    for desk in desks["desks"]:
-        if desk["id"] == TODAY_CLOSED_DESK:
-            desk["holidays"] = [*desk.get("holidays", []), today]
-    (target / "desks.yaml").write_text(yaml.safe_dump(desks, allow_unicode=True))
+    open_around_the_clock(target, closed_on=(TODAY_CLOSED_DESK, today))
     outages = yaml.safe_load((target / "outages.yaml").read_text(encoding="utf-8"))
     for outage in outages["outages"]:
         if outage["area"] == OUTAGE_AREA:

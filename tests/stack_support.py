@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Callable
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +19,15 @@ REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "test-artifacts"
 
 
-def open_around_the_clock(target: Path, *, except_desk: str | None = None) -> Path:
-    """routing/ copied to ``target`` with every desk but ``except_desk`` open around the
-    clock: the same menu whatever the hour a test runs at (the hours are unit-tested)."""
+def open_around_the_clock(target: Path, *, closed_on: tuple[str, date] | None = None) -> Path:
+    """routing/ copied to ``target`` with every desk open around the clock: the same menu
+    whatever the hour a test runs at (the hours are unit-tested). ``closed_on=(desk, day)``
+    leaves that desk its hours and closes it all that day (a holiday): the after-hours path."""
     shutil.copytree(REPO / "routing", target)
     desks = yaml.safe_load((target / "desks.yaml").read_text(encoding="utf-8"))
     for entry in desks["desks"]:
-        if entry["id"] == except_desk:
+        if closed_on is not None and entry["id"] == closed_on[0]:
+            entry["holidays"] = [*entry.get("holidays", []), closed_on[1]]
             continue
         entry["always_open"] = True
         for key in ("hours", "holidays", "closed_prompt"):
