@@ -176,6 +176,6 @@ class MetricsReader:
         finally:
             with anyio.move_on_after(_CLOSE_TIMEOUT_S, shield=True):
                 try:
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]  # untyped in redis-py
+                    await pubsub.aclose()
                 except (RedisError, OSError) as exc:
                     logger.debug("closing the metrics pub/sub: %s", exc)

@@ -406,7 +406,14 @@ async def summary(
     return document
 
 
-@router.get("/api/metrics/stream", response_class=EventStreamResponse)
+# status_code is explicit: FastAPI reads the default from the response class's __init__,
+# which EventStreamResponse does not take, and failed building /openapi.json without it.
+@router.get(
+    "/api/metrics/stream",
+    response_class=EventStreamResponse,
+    status_code=200,
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
 async def stream(_: StreamUser, reader: MetricsReaderDep, period: Period = "today") -> Response:
     """Server-sent events: the summary document on connect and on every change."""
 

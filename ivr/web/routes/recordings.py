@@ -262,7 +262,9 @@ def _whole(opened: FileInfo, headers: dict[str, str]) -> StreamingResponse:
     )
 
 
-@router.api_route("/api/recordings/{recording_id}/audio", methods=["GET", "HEAD"])
+# One route per method, so that each has its own OpenAPI operation id.
+@router.head("/api/recordings/{recording_id}/audio")
+@router.get("/api/recordings/{recording_id}/audio")
 def recording_audio(
     recording_id: int, user: QaUser, db: DbDep, settings: SettingsDep, request: Request
 ) -> Response:
