@@ -174,6 +174,43 @@ def _score(item: ReviewItem, raw: Any, problems: list[dict[str, str]]) -> ItemSc
     return ItemScore(score, comment)
 
 
+def review_json_schema(items: Sequence[ReviewItem] = ITEMS) -> dict[str, Any]:
+    """The JSON Schema of the body :func:`validate_review` accepts (for the API description;
+    the deduction-needs-a-comment rule is said in words, JSON Schema cannot say it)."""
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["items"],
+        "properties": {
+            "items": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": [item.key for item in items],
+                "properties": {
+                    item.key: {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "required": ["score"],
+                        "properties": {
+                            "score": {
+                                "type": "integer",
+                                "minimum": item.min_score,
+                                "maximum": item.max_score,
+                            },
+                            "comment": {"type": "string", "maxLength": ITEM_COMMENT_MAX},
+                        },
+                        "description": f"{item.zh} {item.en}: a score below {item.max_score} needs "
+                        "a comment",
+                    }
+                    for item in items
+                },
+            },
+            "comment": {"type": "string", "maxLength": REVIEW_COMMENT_MAX},
+            "corrects_id": {"type": ["integer", "null"], "minimum": 1},
+        },
+    }
+
+
 def validate_review(raw: Any, items: Sequence[ReviewItem] = ITEMS) -> ReviewDraft:
     """``{"items": {key: {"score", "comment"}}, "comment"?, "corrects_id"?}`` -> a draft.
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import redis.asyncio as aioredis
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 
 from ivr.adapters.metrics_read import MetricsReader
 from ivr.settings import Settings
@@ -22,6 +22,10 @@ def get_redis(request: Request) -> aioredis.Redis:
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+#: A row id in a path: a positive integer that fits SQL's BIGINT (SQLite refuses larger
+#: Python ints with an OverflowError), else 422 before any query.
+RowId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 RedisDep = Annotated[aioredis.Redis, Depends(get_redis)]
 
 

@@ -150,3 +150,18 @@ def test_doctests():
     result = doctest.testmod(qa, raise_on_error=False)
     assert result.attempted >= 2
     assert result.failed == 0
+
+
+def test_the_review_json_schema_accepts_what_validation_accepts_and_not_the_rest():
+    from jsonschema import Draft202012Validator
+
+    schema = Draft202012Validator(qa.review_json_schema())
+    good = full_marks() | {"comment": "ok", "corrects_id": 3}
+    validate_review(good)
+    assert list(schema.iter_errors(good)) == []
+    missing_item = {"items": {k: v for k, v in full_marks()["items"].items() if k != ITEMS[0].key}}
+    too_high = full_marks(**{ITEMS[0].key: {"score": ITEMS[0].max_score + 1}})
+    for bad in (missing_item, too_high, full_marks() | {"extra": 1}):
+        assert list(schema.iter_errors(bad)), bad
+        with pytest.raises(InvalidReview):
+            validate_review(bad)

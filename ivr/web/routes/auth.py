@@ -27,6 +27,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from ivr.adapters.db import Role
 from ivr.adapters.users import InvalidCredentials
+from ivr.web import api_docs
 from ivr.web.auth import (
     CurrentUser,
     DbDep,
@@ -155,7 +156,11 @@ def login_page(
     return HTMLResponse(page, headers=PAGE_HEADERS)
 
 
-@router.post("/api/auth/login", response_model=LoginResponse)
+@router.post(
+    "/api/auth/login",
+    response_model=LoginResponse,
+    openapi_extra=api_docs.json_body(LoginRequest, form=True),
+)
 def login(
     request: Request,
     body: Annotated[LoginBody, Depends(read_login)],

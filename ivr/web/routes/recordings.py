@@ -63,9 +63,9 @@ from ivr.core.http_range import (
 from ivr.core.recording_search import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, build_filter, page_count
 from ivr.errors import HotlineError
 from ivr.logging_setup import mask_number
-from ivr.web import static_pages
+from ivr.web import api_docs, static_pages
 from ivr.web.auth import DbDep, QaUser, client_ip
-from ivr.web.deps import SettingsDep
+from ivr.web.deps import RowId, SettingsDep
 from ivr.web.static_pages import NO_STORE
 
 logger = logging.getLogger(__name__)
@@ -227,7 +227,7 @@ def search_recordings(
 
 @router.get("/api/recordings/{recording_id}")
 def recording_detail(
-    recording_id: int, user: QaUser, db: DbDep, settings: SettingsDep, response: Response
+    recording_id: RowId, user: QaUser, db: DbDep, settings: SettingsDep, response: Response
 ) -> dict[str, Any]:
     """The call's row, its transcript (or null) and its reviews."""
     rec = catalog.get_recording(db, recording_id)
@@ -266,7 +266,7 @@ def _whole(opened: FileInfo, headers: dict[str, str]) -> StreamingResponse:
 @router.head("/api/recordings/{recording_id}/audio")
 @router.get("/api/recordings/{recording_id}/audio")
 def recording_audio(
-    recording_id: int, user: QaUser, db: DbDep, settings: SettingsDep, request: Request
+    recording_id: RowId, user: QaUser, db: DbDep, settings: SettingsDep, request: Request
 ) -> Response:
     """The stereo wav (caller left, agent right); ``Range: bytes=a-b`` gives 206. HEAD: the
     whole file's headers, no body and no audit row (nothing is heard)."""
@@ -308,7 +308,7 @@ def recording_audio(
 
 @router.get("/api/recordings/{recording_id}/download")
 def recording_download(
-    recording_id: int,
+    recording_id: RowId,
     user: QaUser,
     db: DbDep,
     settings: SettingsDep,
@@ -351,15 +351,19 @@ def review_items(_: QaUser, response: Response) -> dict[str, Any]:
 
 
 @router.get("/api/recordings/{recording_id}/reviews")
-def list_reviews(recording_id: int, _: QaUser, db: DbDep, response: Response) -> dict[str, Any]:
+def list_reviews(recording_id: RowId, _: QaUser, db: DbDep, response: Response) -> dict[str, Any]:
     rec = catalog.get_recording(db, recording_id)
     response.headers.update(NO_STORE)
     return {"reviews": reviews_json(catalog.reviews_of(db, rec.id))}
 
 
-@router.post("/api/recordings/{recording_id}/reviews", status_code=201)
+@router.post(
+    "/api/recordings/{recording_id}/reviews",
+    status_code=201,
+    openapi_extra=api_docs.json_body(qa.review_json_schema()),
+)
 def add_review(
-    recording_id: int,
+    recording_id: RowId,
     user: QaUser,
     db: DbDep,
     request: Request,
@@ -383,7 +387,7 @@ def add_review(
 
 @router.get("/api/recordings/{recording_id}/reviews/{review_id}")
 def get_review(
-    recording_id: int, review_id: int, _: QaUser, db: DbDep, response: Response
+    recording_id: RowId, review_id: RowId, _: QaUser, db: DbDep, response: Response
 ) -> dict[str, Any]:
     review = catalog.get_review(db, recording_id, review_id)
     later = [r.id for r in catalog.reviews_of(db, recording_id) if r.corrects_id == review.id]
@@ -403,7 +407,7 @@ def _immutable(allow: str) -> JSONResponse:
 @router.api_route(
     "/api/recordings/{recording_id}/reviews", methods=IMMUTABLE_METHODS, include_in_schema=False
 )
-def reviews_immutable(recording_id: int, _: QaUser) -> JSONResponse:
+def reviews_immutable(recording_id: RowId, _: QaUser) -> JSONResponse:
     return _immutable("GET, POST")
 
 
@@ -412,7 +416,7 @@ def reviews_immutable(recording_id: int, _: QaUser) -> JSONResponse:
     methods=IMMUTABLE_METHODS,
     include_in_schema=False,
 )
-def review_immutable(recording_id: int, review_id: int, _: QaUser) -> JSONResponse:
+def review_immutable(recording_id: RowId, review_id: RowId, _: QaUser) -> JSONResponse:
     return _immutable("GET")
 
 

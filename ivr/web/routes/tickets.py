@@ -43,7 +43,7 @@ from ivr.core import tickets as rules
 from ivr.core.tickets import InvalidTicketInput
 from ivr.logging_setup import mask_number
 from ivr.settings import Settings
-from ivr.web import static_pages
+from ivr.web import api_docs, static_pages
 from ivr.web.auth import DbDep, client_ip, require_roles
 from ivr.web.deps import SettingsDep
 from ivr.web.static_pages import NO_STORE
@@ -251,7 +251,10 @@ def list_tickets(
 
 
 # --- routes -----------------------------------------------------------------------------------
-@router.get("/api/tickets")
+@router.get(
+    "/api/tickets",
+    openapi_extra=api_docs.query_parameters(TicketFilter, repeated=frozenset({"state"})),
+)
 def tickets_list(
     user: ReaderUser,
     db: DbDep,
@@ -279,7 +282,7 @@ def ticket_detail(
     return detail_doc(db, store.get(db, _ticket_id(ticket_id)), user, settings)
 
 
-@router.post("/api/tickets/{ticket_id}/transitions")
+@router.post("/api/tickets/{ticket_id}/transitions", openapi_extra=api_docs.json_body(MoveRequest))
 def ticket_move(
     ticket_id: str,
     request: Request,
@@ -294,7 +297,9 @@ def ticket_move(
     return JSONResponse(detail_doc(db, ticket, user, settings), headers=NO_STORE)
 
 
-@router.post("/api/tickets/{ticket_id}/notes", status_code=201)
+@router.post(
+    "/api/tickets/{ticket_id}/notes", status_code=201, openapi_extra=api_docs.json_body(NoteRequest)
+)
 def ticket_note(
     ticket_id: str,
     request: Request,
