@@ -30,7 +30,6 @@ from ivr.adapters.db import AuditEntry, Recording, Review, Transcript, User, aud
 from ivr.core.qa import ReviewDraft
 from ivr.core.recording_search import SearchFilter, reversed_prefix_range
 from ivr.errors import HotlineError
-from ivr.logging_setup import mask_number
 
 REPLAY_ACTION: Final = "recording.replay"
 DOWNLOAD_ACTION: Final = "recording.download"  # + ".wav" or ".mp3"
@@ -91,7 +90,9 @@ def conditions(wanted: SearchFilter) -> list[ColumnElement[bool]]:
         where.append(started_at >= wanted.started_from)
     if wanted.started_to is not None:
         where.append(started_at < wanted.started_to)
-    if wanted.caller is not None:
+    if wanted.caller is not None and wanted.caller_exact:
+        where.append(Recording.caller_reversed == wanted.caller[::-1])
+    elif wanted.caller is not None:
         low, high = reversed_prefix_range(wanted.caller)
         where.append(Recording.caller_reversed >= low)
         if high is not None:
@@ -240,11 +241,14 @@ def audit_replay(
     return True
 
 
-def audit_number_search(db: Session, user: User, digits: str, *, ip: str) -> None:
-    """``recording.search.caller``: who looked for which number (masked: the audit log is
-    read by admins, not a second copy of callers' numbers); the caller commits."""
-    shown = mask_number(digits) if len(digits) >= 7 else "…" + digits[-2:]
-    audit(db, user, SEARCH_ACTION, target=f"caller:{shown}", ip=ip)
+def audit_number_search(
+    db: Session, user: User, digits: str, *, exact: bool, refused: bool = False, ip: str
+) -> None:
+    """``recording.search.caller`` (``….refused`` when the role may not search so): who
+    looked for which number, as searched (``=`` a whole number, ``…`` its last digits); the
+    audit log is for admins only. The caller commits."""
+    action = f"{SEARCH_ACTION}.refused" if refused else SEARCH_ACTION
+    audit(db, user, action, target=f"caller:{'=' if exact else '…'}{digits}", ip=ip)
 
 
 def audit_download(db: Session, user: User, recording_id: int, fmt: str, *, ip: str) -> None:

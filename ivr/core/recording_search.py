@@ -28,6 +28,9 @@ from ivr.errors import HotlineError
 
 MIN_CALLER_DIGITS: Final = 3
 MAX_CALLER_DIGITS: Final = 32
+#: The shortest whole number (a local number without its area code): what a role that sees
+#: masked numbers must give, since a search by last digits would unmask a number step by step.
+MIN_WHOLE_NUMBER_DIGITS: Final = 7
 MAX_PAGE_SIZE: Final = 200
 DEFAULT_PAGE_SIZE: Final = 25
 _NUMBER_NOISE = re.compile(r"[\s\-().]")
@@ -36,6 +39,14 @@ _NUMBER_NOISE = re.compile(r"[\s\-().]")
 class InvalidSearch(HotlineError):
     slug = "invalid-search"
     status = 422
+
+
+class PartialNumberSearch(HotlineError):
+    """A search by a number's last digits from a role that sees numbers masked: refused, as
+    step-by-step searches would unmask the number."""
+
+    slug = "partial-number-search"
+    status = 403
 
 
 def caller_digits(value: str) -> str:
@@ -104,6 +115,7 @@ class SearchFilter:
     started_from: datetime | None = None  # UTC, inclusive
     started_to: datetime | None = None  # UTC, exclusive
     caller: str | None = None  # digits the number ends with (a whole number ends with itself)
+    caller_exact: bool = False  # the number is exactly ``caller`` (not just ending with it)
     desk: str | None = None
     queue: str | None = None
     agent: str | None = None
@@ -112,6 +124,11 @@ class SearchFilter:
     has_transcript: bool | None = None
     emergency: bool | None = None
     status: str | None = None
+
+    @property
+    def caller_partial(self) -> bool:
+        """A search by a number's last digits (fewer than a whole number has)."""
+        return self.caller is not None and len(self.caller) < MIN_WHOLE_NUMBER_DIGITS
 
 
 def _name(value: str | None) -> str | None:
@@ -133,8 +150,14 @@ def build_filter(
     has_transcript: bool | None = None,
     emergency: bool | None = None,
     status: str | None = None,
+    whole_number_only: bool = False,
 ) -> SearchFilter:
-    """The filter from the request's values (empty strings count as not given)."""
+    """The filter from the request's values (empty strings count as not given).
+
+    ``whole_number_only`` (a role that sees numbers masked): the caller filter matches a
+    whole number exactly, and fewer than :data:`MIN_WHOLE_NUMBER_DIGITS` digits are refused
+    with :class:`PartialNumberSearch`.
+    """
     low, high = time_bounds(_name(start), _name(end), timezone)
     for name, seconds in (("min_duration", min_duration_s), ("max_duration", max_duration_s)):
         if seconds is not None and not (math.isfinite(seconds) and seconds >= 0):
@@ -146,10 +169,19 @@ def build_filter(
     ):
         raise InvalidSearch("max_duration: must not be below min_duration", field="max_duration")
     number = _name(caller)
+    digits = caller_digits(number) if number else None
+    if digits is not None and whole_number_only and len(digits) < MIN_WHOLE_NUMBER_DIGITS:
+        raise PartialNumberSearch(
+            f"caller: your role sees numbers masked, so search by a whole number "
+            f"({MIN_WHOLE_NUMBER_DIGITS} digits or more); a search by last digits needs a "
+            "role that may see numbers",
+            field="caller",
+        )
     return SearchFilter(
         started_from=low,
         started_to=high,
-        caller=caller_digits(number) if number else None,
+        caller=digits,
+        caller_exact=whole_number_only and digits is not None,
         desk=_name(desk),
         queue=_name(queue),
         agent=_name(agent),

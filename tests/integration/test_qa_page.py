@@ -1,6 +1,6 @@
 """The QA page in headless Chromium against the real app served by uvicorn on loopback.
 
-A ``qa`` user signs in through the form, searches by the caller's last digits, opens the
+A ``qa`` user signs in through the form, searches by the caller's number, opens the
 call, plays it (``currentTime`` advances), seeks with the player and by clicking a word of
 the transcript, sees a deduction without a comment refused, and submits a score that then
 appears in the list of reviews. The browser fetches the audio in byte ranges (206) from
@@ -166,8 +166,13 @@ async def test_given_a_qa_user_when_searching_playing_seeking_and_scoring_then_a
         empty_row = f"#results tbody tr[data-id='{catalog['c']}'] td.status"
         assert await page.get_attribute(empty_row, "data-status") == "empty"
 
-        # search by the last digits of the number: one call, its number masked
+        # numbers are masked for qa: a search by last digits is refused, saying why ...
         await page.fill("#search input[name=caller]", "8000")
+        await page.click("#search-button")
+        await page.wait_for_selector("#search-error:not([hidden])", timeout=5000)
+        assert "whole number" in await page.text_content("#search-error")
+        # ... and the whole number finds the one call, its number still masked
+        await page.fill("#search input[name=caller]", "138 0013 8000")
         await page.click("#search-button")
         await page.wait_for_selector("#total[data-value='1']", timeout=5000)
         row = f"#results tbody tr[data-id='{catalog['a']}']"

@@ -278,13 +278,56 @@ def test_search_for_admin_shows_numbers_and_filters_apply(app_client, ids):
     assert names(**{"from": "2026-05-02"}) == []
     page = client.get("/api/recordings", params={"size": 3, "page": 2}).json()
     assert (page["total"], page["pages"], page["page"], len(page["items"])) == (len(ids), 4, 2, 3)
-    # each look-up by number left a trace, with the number masked in the audit log itself
+    # each look-up by number left a trace of what was searched (admins only read the log)
     searches = audit_rows(client.app.state.settings, "recording.search")
     assert [(actor, action, target) for actor, action, target, _ in searches] == [
-        ("admin1", "recording.search.caller", "caller:138******00"),
-        ("admin1", "recording.search.caller", "caller:…05"),
-        ("admin1", "recording.search.caller", "caller:861********02"),
+        ("admin1", "recording.search.caller", "caller:…13800138000"),
+        ("admin1", "recording.search.caller", "caller:…139005"),
+        ("admin1", "recording.search.caller", "caller:…8613900139002"),
     ]
+
+
+@on_sql_backends
+def test_given_masked_numbers_then_qa_searches_whole_numbers_only_and_every_try_is_audited(
+    app_client, ids
+):
+    qa = as_user(app_client, "qa1")
+    refused = qa.get("/api/recordings", params={"caller": "000"})
+    assert refused.status_code == 403
+    assert refused.json()["error"] == "partial-number-search"
+    whole = qa.get("/api/recordings", params={"caller": "138 0013 8000"}).json()
+    assert [row["id"] for row in whole["items"]] == [ids["good"]]
+    assert whole["items"][0]["caller"] == "138******00"
+    # seven or more digits are taken as a whole number: the number's tail finds nothing
+    assert qa.get("/api/recordings", params={"caller": "0013800"}).json()["items"] == []
+    admin = as_user(app_client, "admin1")
+    tail = admin.get("/api/recordings", params={"caller": "000"})
+    assert tail.status_code == 200 and ids["good"] in [row["id"] for row in tail.json()["items"]]
+    searches = audit_rows(app_client.app.state.settings, "recording.search")
+    assert [(actor, action, target) for actor, action, target, _ in searches] == [
+        ("qa1", "recording.search.caller.refused", "caller:…000"),
+        ("qa1", "recording.search.caller", "caller:=13800138000"),
+        ("qa1", "recording.search.caller", "caller:=0013800"),
+        ("admin1", "recording.search.caller", "caller:…000"),
+    ]
+
+
+def test_given_too_many_searches_by_last_digits_then_429_with_retry_after(
+    settings, ids, password_hash
+):
+    limited = settings.model_copy(
+        update={"recordings": settings.recordings.model_copy(update={"partial_search_per_hour": 2})}
+    )
+    with TestClient(create_app(limited)) as client:
+        admin = as_user(client, "admin1")
+        for _ in range(2):
+            assert admin.get("/api/recordings", params={"caller": "8000"}).status_code == 200
+        third = admin.get("/api/recordings", params={"caller": "8000"})
+        assert third.status_code == 429
+        assert third.json()["error"] == "partial-search-limit"
+        assert 3500 <= int(third.headers["Retry-After"]) <= 3600
+        # a whole number is no partial search: still answered
+        assert admin.get("/api/recordings", params={"caller": "13800138000"}).status_code == 200
 
 
 @pytest.mark.parametrize(

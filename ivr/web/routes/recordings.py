@@ -60,7 +60,14 @@ from ivr.core.http_range import (
     parse_range,
     starts_a_replay,
 )
-from ivr.core.recording_search import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, build_filter, page_count
+from ivr.core.recording_search import (
+    DEFAULT_PAGE_SIZE,
+    MAX_PAGE_SIZE,
+    PartialNumberSearch,
+    build_filter,
+    caller_digits,
+    page_count,
+)
 from ivr.errors import HotlineError
 from ivr.logging_setup import mask_number
 from ivr.web import api_docs, static_pages
@@ -81,6 +88,19 @@ PLAYABLE: Final = frozenset({RecordingStatus.ok, RecordingStatus.incomplete})
 class ReviewImmutable(HotlineError):
     slug = "review-immutable"
     status = 405
+
+
+class PartialSearchLimit(HotlineError):
+    """Too many searches by last digits within the hour for this user."""
+
+    slug = "partial-search-limit"
+    status = 429
+
+    def __init__(self, wait_s: int, **details: Any) -> None:
+        super().__init__(
+            f"too many searches by a number's last digits this hour; try again in {wait_s} s",
+            **details,
+        )
 
 
 class InvalidReviewRequest(HotlineError):
@@ -190,26 +210,46 @@ def search_recordings(
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
     size: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
 ) -> dict[str, Any]:
-    """One page of the calls matching every given filter, newest first, and their total."""
-    wanted = build_filter(
-        timezone=settings.metrics.timezone,
-        start=start,
-        end=end,
-        caller=caller,
-        desk=desk,
-        queue=queue,
-        agent=agent,
-        min_duration_s=min_duration,
-        max_duration_s=max_duration,
-        has_transcript=has_transcript,
-        emergency=emergency,
-        status=status,
-    )
+    """One page of the calls matching every given filter, newest first, and their total.
+
+    A role that sees numbers masked searches by a whole number only (exact match); a search
+    by last digits is for the roles that see numbers, at most
+    ``recordings.partial_search_per_hour`` an hour. Every search by a number is audited with
+    what was searched, a refused one too."""
+    unmasked = shows_numbers(user, settings.recordings.unmasked_roles)
+    try:
+        wanted = build_filter(
+            timezone=settings.metrics.timezone,
+            start=start,
+            end=end,
+            caller=caller,
+            desk=desk,
+            queue=queue,
+            agent=agent,
+            min_duration_s=min_duration,
+            max_duration_s=max_duration,
+            has_transcript=has_transcript,
+            emergency=emergency,
+            status=status,
+            whole_number_only=not unmasked,
+        )
+    except PartialNumberSearch:
+        digits = caller_digits(caller or "")
+        catalog.audit_number_search(
+            db, user, digits, exact=False, refused=True, ip=client_ip(request)
+        )
+        db.commit()
+        raise
+    if wanted.caller_partial:
+        wait = request.app.state.partial_searches.take(user.username)
+        if wait is not None:
+            raise PartialSearchLimit(round(wait), retry_after_s=round(wait))
     found = catalog.search(db, wanted, offset=(page - 1) * size, limit=size)
     if wanted.caller:  # looking a person up by number leaves a trace, like a replay
-        catalog.audit_number_search(db, user, wanted.caller, ip=client_ip(request))
+        catalog.audit_number_search(
+            db, user, wanted.caller, exact=wanted.caller_exact, ip=client_ip(request)
+        )
         db.commit()
-    unmasked = shows_numbers(user, settings.recordings.unmasked_roles)
     response.headers.update(NO_STORE)
     return {
         "page": page,
