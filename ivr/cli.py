@@ -134,6 +134,8 @@ def run_web(settings: Settings) -> None:
         port=settings.web.port,
         log_config=None,
         access_log=False,
+        # the client address is ours to tell, from web.trusted_proxies only (ivr.web.auth)
+        proxy_headers=False,
         timeout_graceful_shutdown=3,  # open live streams must not hold up a deploy
     )
 

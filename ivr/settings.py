@@ -14,6 +14,7 @@ import ipaddress
 import os
 from collections.abc import Mapping
 from datetime import date
+from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
 from typing import Any, Literal, Self
 
@@ -77,6 +78,15 @@ class RedisSettings(BaseModel):
 
 class WebSettings(ListenSettings):
     port: int = Field(default=8080, ge=1, le=65535)
+    # Reverse proxies whose X-Forwarded-For is believed (addresses or networks, JSON list in
+    # the environment: IVR_WEB__TRUSTED_PROXIES='["127.0.0.1"]'). Empty: the peer address is
+    # the client's, and X-Forwarded-For is ignored, whoever sends it.
+    trusted_proxies: list[IPv4Network | IPv6Network] = Field(default_factory=list)
+
+    @field_serializer("trusted_proxies", when_used="json")
+    def _proxies_as_json(self, value: list[IPv4Network | IPv6Network]) -> str:
+        return _json_field([str(network) for network in value])
+
     # A bearer token for Prometheus on GET /metrics only (unset: a supervisor session only).
     metrics_token: SecretStr | None = Field(default=None, min_length=32)
 
@@ -100,9 +110,17 @@ class AuthSettings(BaseModel):
     session_lifetime_s: int = Field(default=8 * 3600, ge=60)  # absolute, from sign-in
     # Optional HMAC key for the session tokens stored in SQL; changing it signs everyone out.
     session_secret: SecretStr | None = Field(default=None, min_length=16)
-    login_max_failures: int = Field(default=5, ge=1)  # per username within login_window_s
-    login_max_failures_per_ip: int = Field(default=20, ge=1)  # per client address, same window
+    # Failed sign-ins within login_window_s that cost nothing, per username and per client
+    # address; each further failure doubles the wait before the next try (1 s, 2 s, 4 s ...)
+    # up to login_max_delay_s. Nothing is ever locked for good.
+    login_max_failures: int = Field(default=5, ge=1)
+    login_max_failures_per_ip: int = Field(default=20, ge=1)
     login_window_s: int = Field(default=900, ge=1)
+    login_max_delay_s: float = Field(default=300.0, gt=0)
+    # Password checks (argon2: 64 MiB and a core for a moment each) running at once in one
+    # web process; a sign-in waits at most password_check_wait_s for a turn, then 429.
+    max_password_checks: int = Field(default=4, ge=1, le=64)
+    password_check_wait_s: float = Field(default=2.0, ge=0)
 
 
 class MetricsSettings(BaseModel):
@@ -178,6 +196,9 @@ class RecordingsSettings(BaseModel):
     retention_interval_s: float = Field(default=3600.0, gt=0)  # how often retention runs
     # Roles that see callers' numbers unmasked (everyone else sees 138******77).
     unmasked_roles: list[str] = Field(default_factory=lambda: ["admin"])
+    # Searches by a number's last digits, per user and hour (only roles that see numbers
+    # may make them; the others search by a whole number).
+    partial_search_per_hour: int = Field(default=30, ge=1)
     conversion_dir: Path | None = None  # mp3 downloads are made here; None: <run_dir>/cache
 
     @field_validator("unmasked_roles")

@@ -21,10 +21,17 @@ wheel (its driver only: never ``playwright install``), with CHROMIUM_FLAGS.
                                          a context: a persistent Chromium context, zh-CN
     sign_in_on_page(page, base_url, path, username, password=PASSWORD)
                                          open ``path`` signed out, sign in through the form
+    web_role(settings)                   a context: ``ivr web`` as its own process (uvicorn)
+                                         on ``settings`` (its tables made first); yields
+                                         (base URL, the process); its log is
+                                         ``run_dir/web.log``
 """
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
@@ -39,6 +46,8 @@ from ivr.adapters.db import Role, User
 from ivr.adapters.ports import free_port
 from ivr.adapters.users import create_user
 from ivr.settings import Settings
+from ivr.stack import settings_env
+from tests.stack_support import wait_for
 
 REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "test-artifacts"
@@ -141,3 +150,32 @@ async def sign_in_on_page(
     await page.fill("input[name=password]", password)
     await page.click("button[type=submit]")
     await page.wait_for_url(f"{base_url}{path}")
+
+
+@contextmanager
+def web_role(settings: Settings) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """``ivr web`` in a process of its own on ``settings`` (the tables made first)."""
+    import httpx
+
+    engine = sql.settings_engine(settings)
+    sql.create_all(engine)
+    engine.dispose()
+    settings.run_dir.mkdir(parents=True, exist_ok=True)
+    base = f"http://127.0.0.1:{settings.web.port}"
+
+    def healthy() -> bool:
+        return httpx.get(f"{base}/health", timeout=2).status_code == 200
+
+    with (settings.run_dir / "web.log").open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "ivr", "web"],
+            env=os.environ | settings_env(settings),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            wait_for(healthy, timeout=30, what="the web role", ignore=(httpx.HTTPError,))
+            yield base, process
+        finally:
+            process.terminate()
+            process.wait(timeout=15)

@@ -13,7 +13,8 @@ from ivr.adapters import db
 from ivr.adapters.metrics_read import MetricsReader
 from ivr.errors import HotlineError
 from ivr.settings import Settings
-from ivr.web.auth import AuthError, LoginThrottle, auth_error_handler
+from ivr.web.auth import AuthError, LoginThrottle, PasswordChecks, auth_error_handler
+from ivr.web.limits import WindowLimit, retry_after
 from ivr.web.routes import audit, auth, health, metrics, pages, recordings, stt, tickets
 
 
@@ -28,6 +29,10 @@ def create_app(settings: Settings) -> FastAPI:
             app.state.db_engine.dispose()
             raise
         app.state.login_throttle = LoginThrottle.from_settings(settings.auth)
+        app.state.password_checks = PasswordChecks.from_settings(settings.auth)
+        app.state.partial_searches = WindowLimit(
+            settings.recordings.partial_search_per_hour, 3600.0
+        )
         app.state.redis = aioredis.Redis.from_url(
             settings.redis.url, decode_responses=True, socket_timeout=2, socket_connect_timeout=2
         )
@@ -54,6 +59,7 @@ def create_app(settings: Settings) -> FastAPI:
         return JSONResponse(
             {"error": exc.slug, "message": exc.message, "details": exc.details},
             status_code=exc.status,
+            headers=retry_after(exc),
         )
 
     return app

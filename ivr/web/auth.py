@@ -26,19 +26,27 @@ and sign-out requests themselves, must carry an ``Origin`` header (or, failing t
 the cookie must send ``Origin``. SameSite=Lax is the second layer.
 
 Failed sign-ins are counted per username and per client address in a sliding window
-(:class:`LoginThrottle`), in memory, per web process; past the limit the answer is 429 with
-``Retry-After`` until the window moves on. They are logged (username, address, reason; never
-the password) and written to the audit log.
+(:class:`LoginThrottle`), in memory, per web process; past a free allowance each failure
+doubles the wait before the next try (429 with ``Retry-After``), up to a cap, so no name or
+address is ever locked for good. The client address is the peer's, or, behind a proxy listed
+in ``web.trusted_proxies``, the one that proxy saw (X-Forwarded-For). At most
+``auth.max_password_checks`` password checks run at once (:class:`PasswordChecks`); a
+sign-in that cannot get a turn in time gets 429 too. Failures are logged (username, address,
+reason; never the password) and written to the audit log.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import math
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from ipaddress import IPv4Network, IPv6Network, ip_address
 from math import ceil
 from typing import Annotated, Any
 from urllib.parse import quote, urlsplit
@@ -53,6 +61,7 @@ from ivr.adapters.db import Role, User, UserSession, audit
 from ivr.errors import HotlineError
 from ivr.settings import AuthSettings, Settings
 from ivr.web.deps import SettingsDep
+from ivr.web.limits import retry_after
 
 logger = logging.getLogger(__name__)
 
@@ -106,9 +115,7 @@ async def auth_error_handler(request: Request, exc: Exception) -> Response:
     ):
         target = path + (f"?{request.url.query}" if request.url.query else "")
         return RedirectResponse(f"/login?next={quote(target, safe='/')}", status_code=303)
-    headers = {"Cache-Control": "no-store"}
-    if isinstance(exc, LoginThrottled):
-        headers["Retry-After"] = str(max(1, ceil(exc.retry_after_s)))
+    headers = {"Cache-Control": "no-store"} | retry_after(exc)
     return JSONResponse(
         {"error": exc.slug, "message": exc.message, "details": exc.details},
         status_code=exc.status,
@@ -120,9 +127,15 @@ async def auth_error_handler(request: Request, exc: Exception) -> Response:
 class LoginThrottle:
     """Failed sign-ins per username and per client address within a sliding window.
 
+    The first ``max_per_user`` (``max_per_ip``) failures within the window cost nothing; from
+    then on each failure doubles the wait before the next try of that name (address): 1 s,
+    2 s, 4 s ... up to ``max_delay_s``. Nothing is ever locked for good, so a flood can slow
+    down the names and addresses it uses, never lock out a whole site, while a guesser's rate
+    falls off exponentially.
+
     Bounded: at most ``max_keys`` names/addresses are tracked (least recently failed ones are
-    forgotten first) and each keeps at most its limit of timestamps. In memory: every web
-    process counts on its own, and a restart forgets. Thread-safe (sync routes run in a pool).
+    forgotten first), each with a bounded number of timestamps. In memory: every web process
+    counts on its own, and a restart forgets. Thread-safe (sync routes run in a pool).
     """
 
     def __init__(
@@ -131,20 +144,29 @@ class LoginThrottle:
         max_per_ip: int,
         window_s: float,
         *,
+        max_delay_s: float = 300.0,
         max_keys: int = 10_000,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.max_per_user = max_per_user
         self.max_per_ip = max_per_ip
         self.window_s = window_s
+        self.max_delay_s = max_delay_s
         self.max_keys = max_keys
         self.clock = clock
+        # past this many doublings the delay is at its cap: no need to remember more stamps
+        self._extra = max(1, ceil(math.log2(max_delay_s)) + 1)
         self._failures: OrderedDict[str, deque[float]] = OrderedDict()
         self._lock = threading.Lock()
 
     @classmethod
     def from_settings(cls, auth: AuthSettings) -> LoginThrottle:
-        return cls(auth.login_max_failures, auth.login_max_failures_per_ip, auth.login_window_s)
+        return cls(
+            auth.login_max_failures,
+            auth.login_max_failures_per_ip,
+            auth.login_window_s,
+            max_delay_s=auth.login_max_delay_s,
+        )
 
     def _keys(self, username: str, ip: str) -> tuple[tuple[str, int], tuple[str, int]]:
         return (f"user:{username}", self.max_per_user), (f"ip:{ip}", self.max_per_ip)
@@ -160,24 +182,32 @@ class LoginThrottle:
             return None
         return stamps
 
+    def delay_after(self, failures: int, free: int) -> float:
+        """The wait after ``failures`` recent failures of which ``free`` cost nothing."""
+        if failures < free:
+            return 0.0
+        return float(min(self.max_delay_s, 2.0 ** (failures - free)))
+
     def retry_after(self, username: str, ip: str) -> float | None:
         """Seconds until ``username`` may try again from ``ip``; None if it may now."""
         now = self.clock()
         waits = []
         with self._lock:
-            for key, limit in self._keys(username, ip):
+            for key, free in self._keys(username, ip):
                 stamps = self._recent(key, now)
-                if stamps is not None and len(stamps) >= limit:
-                    waits.append(stamps[0] + self.window_s - now)
+                if stamps is not None:
+                    wait = stamps[-1] + self.delay_after(len(stamps), free) - now
+                    if wait > 0:
+                        waits.append(wait)
         return max(waits) if waits else None
 
     def failed(self, username: str, ip: str) -> None:
         now = self.clock()
         with self._lock:
-            for key, limit in self._keys(username, ip):
+            for key, free in self._keys(username, ip):
                 stamps = self._recent(key, now)
                 if stamps is None:
-                    stamps = self._failures[key] = deque(maxlen=limit)
+                    stamps = self._failures[key] = deque(maxlen=free + self._extra)
                 stamps.append(now)
                 self._failures.move_to_end(key)
             while len(self._failures) > self.max_keys:
@@ -190,6 +220,44 @@ class LoginThrottle:
     def __len__(self) -> int:
         with self._lock:
             return len(self._failures)
+
+
+class SignInBusy(AuthError):
+    """Every password-check slot of this web process stayed busy past the wait: try again."""
+
+    slug = "sign-in-busy"
+    status = 429
+
+    def __init__(self, retry_after_s: float) -> None:
+        super().__init__("too many sign-ins at once; try again in a moment",
+                         retry_after_s=retry_after_s)  # fmt: skip
+        self.retry_after_s = retry_after_s
+
+
+class PasswordChecks:
+    """At most ``limit`` password checks at once in this process: an argon2 check takes
+    64 MiB and a core for a moment, so a flood of sign-ins must queue (without a thread each)
+    rather than take the host's memory. A sign-in waits at most ``wait_s`` for its turn."""
+
+    def __init__(self, limit: int, wait_s: float) -> None:
+        self.limit = limit
+        self.wait_s = wait_s
+        self._slots = asyncio.Semaphore(limit)
+
+    @classmethod
+    def from_settings(cls, auth: AuthSettings) -> PasswordChecks:
+        return cls(auth.max_password_checks, auth.password_check_wait_s)
+
+    @asynccontextmanager
+    async def turn(self) -> AsyncIterator[None]:
+        try:
+            await asyncio.wait_for(self._slots.acquire(), self.wait_s)
+        except TimeoutError:
+            raise SignInBusy(retry_after_s=1.0) from None
+        try:
+            yield
+        finally:
+            self._slots.release()
 
 
 # --- dependencies -----------------------------------------------------------------------------
@@ -208,12 +276,58 @@ def get_login_throttle(request: Request) -> LoginThrottle:
     return throttle
 
 
+def get_password_checks(request: Request) -> PasswordChecks:
+    checks: PasswordChecks = request.app.state.password_checks
+    return checks
+
+
 DbDep = Annotated[Session, Depends(get_db)]
 ThrottleDep = Annotated[LoginThrottle, Depends(get_login_throttle)]
+PasswordChecksDep = Annotated[PasswordChecks, Depends(get_password_checks)]
 
 
 def client_ip(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
+    """The client's address: the peer's, unless the peer is a trusted proxy
+    (``web.trusted_proxies``); then the nearest address in X-Forwarded-For that is not one."""
+    peer = request.client.host if request.client else "unknown"
+    settings: Settings = request.app.state.settings
+    return forwarded_client(peer, request.headers.getlist("x-forwarded-for"),
+                            settings.web.trusted_proxies)  # fmt: skip
+
+
+def forwarded_client(
+    peer: str, forwarded_for: list[str], trusted: Sequence[IPv4Network | IPv6Network]
+) -> str:
+    """Walk the chain right to left (each proxy appends the address it saw), from the peer,
+    while the hop is a trusted proxy; the first hop that is not is the client.
+
+    >>> proxies = [ip_network("127.0.0.1/32")]
+    >>> forwarded_for = ["203.0.113.9, 198.51.100.2"]
+    >>> forwarded_client("127.0.0.1", forwarded_for, proxies)
+    '198.51.100.2'
+    >>> forwarded_client("192.0.2.1", ["198.51.100.2"], proxies)  # not from a proxy: ignored
+    '192.0.2.1'
+    >>> forwarded_client("127.0.0.1", ["not-an-address"], proxies)
+    '127.0.0.1'
+    """
+    hops = [h.strip() for line in forwarded_for for h in line.split(",") if h.strip()]
+    client = peer
+    while _trusted(client, trusted) and hops:
+        candidate = hops.pop()
+        try:
+            ip_address(candidate)
+        except ValueError:
+            break  # garbage in the header: the last good hop stands
+        client = candidate
+    return client
+
+
+def _trusted(address: str, trusted: Sequence[IPv4Network | IPv6Network]) -> bool:
+    try:
+        ip = ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in trusted)
 
 
 def check_same_origin(request: Request) -> None:
@@ -271,6 +385,19 @@ AdminUser = Annotated[User, require_roles(Role.admin)]
 
 
 # --- sign-in and sign-out ---------------------------------------------------------------------
+def login_name(username: str) -> str:
+    """The name the throttle and the audit log know a sign-in by."""
+    return username.strip().lower()[:64]
+
+
+def check_throttle(throttle: LoginThrottle, name: str, ip: str) -> None:
+    """Raise :class:`LoginThrottled` while ``name`` or ``ip`` has to wait."""
+    wait = throttle.retry_after(name, ip)
+    if wait is not None:
+        logger.warning("sign-in throttled", extra={"username": name, "ip": ip})
+        raise LoginThrottled(round(wait, 1))
+
+
 @dataclass(frozen=True, slots=True)
 class SignIn:
     user: User
@@ -289,11 +416,8 @@ def sign_in(
     user_agent: str | None,
 ) -> SignIn:
     """Check the password (unless throttled), start a session, audit; commits."""
-    name = username.strip().lower()[:64]
-    wait = throttle.retry_after(name, ip)
-    if wait is not None:
-        logger.warning("sign-in throttled", extra={"username": name, "ip": ip})
-        raise LoginThrottled(round(wait, 1))
+    name = login_name(username)
+    check_throttle(throttle, name, ip)
     try:
         user = users.authenticate(db, name, password)
     except users.InvalidCredentials as exc:

@@ -10,11 +10,8 @@ must not lock the session stack's other tests out. No answer may be a 5xx.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +27,8 @@ from sqlalchemy.orm import Session
 from ivr.adapters import db as sql
 from ivr.adapters.ports import free_port
 from ivr.settings import Settings, WebSettings
-from ivr.stack import Stack, settings_env
-from tests.stack_support import wait_for
-from tests.web_support import PASSWORD, add_user
+from ivr.stack import Stack
+from tests.web_support import PASSWORD, add_user, web_role
 
 pytestmark = pytest.mark.integration
 
@@ -69,7 +65,6 @@ class FuzzWeb:
     base: str
     settings: Settings
     document: dict[str, Any]
-    sessions: dict[str, requests.Session] = field(default_factory=dict)
 
     def session(self, role: str | None) -> requests.Session:
         """A requests session sending the page's own Origin (the CSRF check wants it),
@@ -98,32 +93,9 @@ def fuzz_web(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         add_user(engine, f"fuzz-{role}", PASSWORD, role)
     _seed(engine)
     engine.dispose()
-    log = (run_dir / "web.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "ivr", "web"],
-        env=os.environ | settings_env(settings),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{settings.web.port}"
-    try:
-        wait_for(lambda: _answers(f"{base}/health"), timeout=30, what="the fuzz web role")
+    with web_role(settings) as (base, _):
         document = httpx.get(f"{base}/openapi.json", timeout=10).json()
-        web = FuzzWeb(base, settings, document)
-        yield web
-    finally:
-        process.terminate()
-        process.wait(timeout=15)
-        log.close()
-        for line in (run_dir / "web.log").read_text(errors="replace").splitlines()[-5:]:
-            sys.stderr.write(f"fuzz web: {line}\n")
-
-
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
+        yield FuzzWeb(base, settings, document)
 
 
 def _seed(engine: Any) -> None:

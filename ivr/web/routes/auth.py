@@ -24,19 +24,29 @@ from urllib.parse import parse_qsl, urlencode
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from pydantic import BaseModel, Field, ValidationError
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from ivr.adapters.db import Role
 from ivr.adapters.users import InvalidCredentials
+from ivr.settings import Settings
 from ivr.web import api_docs
 from ivr.web.auth import (
     CurrentUser,
     DbDep,
     InvalidAuthRequest,
+    LoginThrottle,
     LoginThrottled,
+    PasswordChecksDep,
+    SignIn,
+    SignInBusy,
     ThrottleDep,
     check_same_origin,
+    check_throttle,
     clear_session_cookie,
     client_ip,
+    get_engine,
+    login_name,
     session_token,
     set_session_cookie,
     sign_in,
@@ -161,31 +171,26 @@ def login_page(
     response_model=LoginResponse,
     openapi_extra=api_docs.json_body(LoginRequest, form=True),
 )
-def login(
+async def login(
     request: Request,
     body: Annotated[LoginBody, Depends(read_login)],
-    db: DbDep,
     settings: SettingsDep,
     throttle: ThrottleDep,
+    checks: PasswordChecksDep,
 ) -> Response:
+    """Sign in. A throttled name or address is answered at once, before it queues for a
+    password check; the check itself runs in a worker thread, at most
+    ``auth.max_password_checks`` at a time."""
     check_same_origin(request)
+    ip = client_ip(request)
     try:
-        signed = sign_in(
-            db,
-            settings,
-            throttle,
-            body.credentials.username,
-            body.credentials.password,
-            ip=client_ip(request),
-            user_agent=request.headers.get("user-agent"),
-        )
-    except InvalidCredentials:
+        check_throttle(throttle, login_name(body.credentials.username), ip)
+        async with checks.turn():
+            signed = await run_in_threadpool(_sign_in, request, settings, throttle, body, ip)
+    except (InvalidCredentials, LoginThrottled, SignInBusy) as exc:
         if body.form:
-            return login_redirect("invalid", body.next)
-        raise
-    except LoginThrottled:
-        if body.form:
-            return login_redirect("throttled", body.next)
+            notice = "invalid" if isinstance(exc, InvalidCredentials) else "throttled"
+            return login_redirect(notice, body.next)
         raise
     response: Response
     if body.form:
@@ -198,6 +203,21 @@ def login(
         response = JSONResponse(doc.model_dump(mode="json"), headers=NO_STORE)
     set_session_cookie(response, request, settings, signed.token)
     return response
+
+
+def _sign_in(
+    request: Request, settings: Settings, throttle: LoginThrottle, body: LoginBody, ip: str
+) -> SignIn:
+    with Session(get_engine(request), expire_on_commit=False) as db:
+        return sign_in(
+            db,
+            settings,
+            throttle,
+            body.credentials.username,
+            body.credentials.password,
+            ip=ip,
+            user_agent=request.headers.get("user-agent"),
+        )
 
 
 @router.post("/api/auth/logout", status_code=204, response_class=Response)
