@@ -13,6 +13,7 @@ The web layer (cookies, roles per route, same-origin checks) is :mod:`ivr.web.au
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import logging
@@ -121,7 +122,11 @@ def verify_password(password_hash: str, password: str, hasher: PasswordHasher = 
 
 
 @lru_cache(maxsize=4)
+@functools.cache
 def _dummy_hash(hasher: PasswordHasher) -> str:
+    """A hash of a random password with ``hasher``'s parameters, made once: checking an
+    unknown user's password against it costs exactly one verification, as for a known user
+    (made afresh each time, it cost a hash and a verification: twice a known user's)."""
     return hasher.hash(secrets.token_urlsafe(16))
 
 

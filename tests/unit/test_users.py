@@ -428,3 +428,24 @@ def test_given_unreachable_database_when_tables_created_then_database_unavailabl
             sql.create_all(engine)
     finally:
         engine.dispose()
+
+
+def test_given_an_unknown_user_then_exactly_one_verification_like_a_known_one(engine):
+    class CountingHasher(PasswordHasher):
+        hashes = 0
+        verifies = 0
+
+        def hash(self, password, *, salt=None):
+            type(self).hashes += 1
+            return super().hash(password, salt=salt)
+
+        def verify(self, hash, password):
+            type(self).verifies += 1
+            return super().verify(hash, password)
+
+    hasher = CountingHasher(time_cost=1, memory_cost=8 * 1024, parallelism=1)
+    for attempt in range(3):
+        with Session(engine) as db, pytest.raises(users.InvalidCredentials):
+            users.authenticate(db, f"nobody{attempt}", "guess", hasher=hasher)
+    assert CountingHasher.verifies == 3
+    assert CountingHasher.hashes == 1  # the stand-in hash, made once
