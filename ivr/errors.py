@@ -24,6 +24,9 @@ from typing import Any
 class HotlineError(Exception):
     slug = "hotline-error"
     status = 500
+    #: What an HTTP answer says instead of ``message`` when the message can carry internals
+    #: (hosts and ports, file paths, a subprocess's output); the message goes to the log.
+    public_message: str | None = None
 
     def __init__(self, message: str, **details: Any) -> None:
         super().__init__(message)

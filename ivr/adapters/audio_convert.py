@@ -44,18 +44,27 @@ NO_SPACE_TEXT: Final = "No space left on device"
 
 
 class ConversionFailed(HotlineError):
+    """The mp3 could not be made (ffmpeg failed, timed out, or its folder is unusable)."""
+
     slug = "conversion-failed"
     status = 500
+    public_message = "the mp3 could not be made; the wav download still works"
 
 
 class ConversionNoSpace(ConversionFailed):
+    """The disk filled up while making the mp3 (the half-made file is removed)."""
+
     slug = "insufficient-storage"
     status = 507
+    public_message = "no space left to make the mp3; the wav download still works"
 
 
 class NotConvertible(ConversionFailed):
+    """ffmpeg cannot decode the recording."""
+
     slug = "recording-not-convertible"
     status = 422
+    public_message = "this recording cannot be decoded, so no mp3 can be made of it"
 
 
 def file_sha256(path: Path) -> str:

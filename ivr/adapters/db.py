@@ -73,6 +73,7 @@ class DatabaseUnavailable(HotlineError):
 
     slug = "database-unavailable"
     status = 503
+    public_message = "the database cannot be reached right now; try again in a moment"
 
 
 class Role(enum.StrEnum):

@@ -179,6 +179,7 @@ class MetricsUnavailable(HotlineError):
 
     slug = "metrics-unavailable"
     status = 503
+    public_message = "the live figures cannot be read right now; try again in a moment"
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,8 @@ from ivr.adapters.metrics_read import MetricsReader
 from ivr.errors import HotlineError
 from ivr.settings import Settings
 from ivr.web.auth import AuthError, LoginThrottle, PasswordChecks, auth_error_handler
-from ivr.web.limits import WindowLimit, retry_after
+from ivr.web.errors import error_response
+from ivr.web.limits import WindowLimit
 from ivr.web.routes import audit, auth, health, metrics, pages, recordings, stt, tickets
 
 
@@ -56,10 +57,6 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.exception_handler(HotlineError)
     async def domain_error(_: Request, exc: HotlineError) -> JSONResponse:
-        return JSONResponse(
-            {"error": exc.slug, "message": exc.message, "details": exc.details},
-            status_code=exc.status,
-            headers=retry_after(exc),
-        )
+        return error_response(exc)
 
     return app

@@ -52,7 +52,7 @@ from typing import Annotated, Any
 from urllib.parse import quote, urlsplit
 
 from fastapi import Depends, Request, Response
-from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.responses import RedirectResponse
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
@@ -61,7 +61,7 @@ from ivr.adapters.db import Role, User, UserSession, audit
 from ivr.errors import HotlineError
 from ivr.settings import AuthSettings, Settings
 from ivr.web.deps import SettingsDep
-from ivr.web.limits import retry_after
+from ivr.web.errors import error_response
 
 logger = logging.getLogger(__name__)
 
@@ -115,12 +115,7 @@ async def auth_error_handler(request: Request, exc: Exception) -> Response:
     ):
         target = path + (f"?{request.url.query}" if request.url.query else "")
         return RedirectResponse(f"/login?next={quote(target, safe='/')}", status_code=303)
-    headers = {"Cache-Control": "no-store"} | retry_after(exc)
-    return JSONResponse(
-        {"error": exc.slug, "message": exc.message, "details": exc.details},
-        status_code=exc.status,
-        headers=headers,
-    )
+    return error_response(exc, headers={"Cache-Control": "no-store"})
 
 
 # --- rate limit of failed sign-ins ------------------------------------------------------------

@@ -6,16 +6,6 @@ import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
-from math import ceil
-
-from ivr.errors import HotlineError
-
-
-def retry_after(exc: HotlineError) -> dict[str, str]:
-    """A ``Retry-After`` header for an error that says when to come back (its
-    ``retry_after_s`` detail), in whole seconds, at least 1; none otherwise."""
-    wait = exc.details.get("retry_after_s")
-    return {"Retry-After": str(max(1, ceil(float(wait))))} if wait is not None else {}
 
 
 class WindowLimit:

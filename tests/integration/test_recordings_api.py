@@ -582,6 +582,10 @@ def test_given_a_file_ffmpeg_cannot_decode_then_422_and_nothing_left(qa, ids, se
     response = qa.get(f"/api/recordings/{ids['not_audio']}/download", params={"format": "mp3"})
     assert response.status_code == 422
     assert response.json()["error"] == "recording-not-convertible"
+    # ffmpeg's own words and the file's place stay in the log, out of the answer
+    assert response.json()["details"] == {}
+    assert "ffmpeg" not in response.text.lower() and "/" not in response.json()["message"]
+    assert str(settings.recordings_dir) not in response.text
     assert list(settings.conversion_dir.iterdir()) == []
     assert audit_rows(settings) == []
 

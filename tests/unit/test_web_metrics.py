@@ -571,8 +571,8 @@ async def test_given_redis_fails_on_connect_then_unavailable_event_and_end():
     event, data = blocks[1].split("\n", 1)
     assert event == "event: unavailable"
     assert json.loads(data.removeprefix("data: ")) == {
-        "error": "metrics-unavailable",
-        "message": "metrics not readable from Redis: refused",
+        "error": "metrics-unavailable",  # what went wrong inside stays in the log
+        "message": "the live figures cannot be read right now; try again in a moment",
     }
     assert len(blocks) == 2
     assert reader.feed_closed == 1
@@ -609,3 +609,16 @@ def test_doctests(module):
     result = doctest.testmod(module, raise_on_error=False)
     assert result.attempted >= 1
     assert result.failed == 0
+
+
+def test_given_the_real_redis_unreachable_then_503_names_no_host_or_port(
+    settings: Settings, engine: Engine
+) -> None:
+    port = settings.redis.url.rsplit(":", 1)[1].split("/")[0]  # nothing listens there
+    with TestClient(create_app(settings)) as client:
+        sign_in(client, "sup1")
+        response = client.get("/api/metrics/summary")
+    assert response.status_code == 503
+    assert response.json()["error"] == "metrics-unavailable"
+    assert port not in response.text and "127.0.0.1" not in response.text
+    assert "redis://" not in response.text

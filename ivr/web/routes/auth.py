@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import html
-import json
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -52,7 +51,7 @@ from ivr.web.auth import (
     sign_in,
     sign_out,
 )
-from ivr.web.deps import SettingsDep
+from ivr.web.deps import SettingsDep, parse_json, read_body
 
 router = APIRouter(tags=["auth"])
 STATIC = Path(__file__).resolve().parent.parent / "static"
@@ -119,11 +118,7 @@ def is_form(request: Request) -> bool:
 
 async def read_login(request: Request) -> LoginBody:
     """The credentials, from JSON or from the page's urlencoded form (at most 16 KiB)."""
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_LOGIN_BODY:
-            raise InvalidAuthRequest("request body too large")
+    body = await read_body(request, MAX_LOGIN_BODY, InvalidAuthRequest)
     form = is_form(request)
     if not form and content_type(request) != "application/json":
         raise InvalidAuthRequest("send JSON {username, password} or a form")
@@ -131,9 +126,9 @@ async def read_login(request: Request) -> LoginBody:
         fields: Any = (
             dict(parse_qsl(body.decode(), keep_blank_values=True, max_num_fields=10))
             if form
-            else json.loads(body)
+            else parse_json(body, InvalidAuthRequest)
         )
-    except ValueError:
+    except ValueError:  # not UTF-8, or too many form fields
         raise InvalidAuthRequest("send JSON {username, password} or a form") from None
     if not isinstance(fields, dict):
         raise InvalidAuthRequest("send JSON {username, password} or a form")

@@ -65,6 +65,7 @@ from ivr.web.auth import (
     get_engine,
 )
 from ivr.web.deps import MetricsReaderDep, SettingsDep
+from ivr.web.errors import error_document
 from ivr.web.static_pages import NO_STORE
 
 logger = logging.getLogger(__name__)
@@ -361,7 +362,8 @@ async def metrics_events(
                 sent = wrote = clock()
     except MetricsUnavailable as exc:
         logger.warning("metrics stream ended: %s", exc.message)
-        yield sse_event("unavailable", {"error": exc.slug, "message": exc.message})
+        document = error_document(exc)
+        yield sse_event("unavailable", {"error": exc.slug, "message": document["message"]})
 
 
 class EventStreamResponse(StreamingResponse):

@@ -42,7 +42,6 @@ that is not satisfiable, and several ranges in one request, get 416 with
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Annotated, Any, Final, Literal
 
@@ -72,7 +71,8 @@ from ivr.errors import HotlineError
 from ivr.logging_setup import mask_number
 from ivr.web import api_docs, static_pages
 from ivr.web.auth import DbDep, QaUser, client_ip
-from ivr.web.deps import RowId, SettingsDep
+from ivr.web.deps import RowId, SettingsDep, parse_json, read_body
+from ivr.web.errors import error_response
 from ivr.web.static_pages import NO_STORE
 
 logger = logging.getLogger(__name__)
@@ -319,10 +319,8 @@ def recording_audio(
     try:
         wanted = parse_range(request.headers.get("range"), opened.size)
     except RangeNotSatisfiable as exc:
-        return JSONResponse(
-            {"error": exc.slug, "message": exc.message, "details": exc.details},
-            status_code=exc.status,
-            headers={"Content-Range": exc.content_range, "Accept-Ranges": "bytes", **NO_STORE},
+        return error_response(
+            exc, headers={"Content-Range": exc.content_range, "Accept-Ranges": "bytes", **NO_STORE}
         )
     if wanted is not None and not if_range_allows(
         request.headers.get("if-range"), opened.etag, opened.last_modified
@@ -372,15 +370,8 @@ def recording_download(
 # --- reviews ------------------------------------------------------------------------------------
 async def review_body(request: Request) -> Any:
     """The posted JSON (at most 64 KiB)."""
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_REVIEW_BODY:
-            raise InvalidReviewRequest("request body too large")
-    try:
-        return json.loads(body)
-    except ValueError:
-        raise InvalidReviewRequest("send the review as JSON") from None
+    body = await read_body(request, MAX_REVIEW_BODY, InvalidReviewRequest)
+    return parse_json(body, lambda _: InvalidReviewRequest("send the review as JSON"))
 
 
 @router.get("/api/qa/items")
@@ -437,11 +428,7 @@ def get_review(
 
 def _immutable(allow: str) -> JSONResponse:
     error = ReviewImmutable("a review cannot be changed or deleted; post a correction instead")
-    return JSONResponse(
-        {"error": error.slug, "message": error.message, "details": {}},
-        status_code=error.status,
-        headers={"Allow": allow},
-    )
+    return error_response(error, headers={"Allow": allow})
 
 
 @router.api_route(

@@ -26,7 +26,6 @@ Callers' numbers and account numbers are masked (``138******00``) unless the use
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any, Final
@@ -45,7 +44,7 @@ from ivr.logging_setup import mask_number
 from ivr.settings import Settings
 from ivr.web import api_docs, static_pages
 from ivr.web.auth import DbDep, client_ip, require_roles
-from ivr.web.deps import SettingsDep
+from ivr.web.deps import SettingsDep, parse_json, read_body
 from ivr.web.static_pages import NO_STORE
 
 router = APIRouter(tags=["tickets"])
@@ -137,15 +136,7 @@ class NoteRequest(BaseModel):
 async def _json_body(request: Request) -> Any:
     if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
         raise InvalidTicketInput("send a JSON body (Content-Type: application/json)")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BODY:
-            raise InvalidTicketInput("request body too large")
-    try:
-        return json.loads(body)
-    except ValueError:
-        raise InvalidTicketInput("the body is not valid JSON") from None
+    return parse_json(await read_body(request, MAX_BODY, InvalidTicketInput), InvalidTicketInput)
 
 
 async def move_request(request: Request) -> MoveRequest:
