@@ -14,7 +14,7 @@ import time
 from collections.abc import Coroutine, Sequence
 from typing import Any
 
-from ivr import cli_recordings, cli_stt, cli_stt_worker, cli_tickets, cli_users
+from ivr import cli_recordings, cli_stt, cli_stt_worker, cli_tickets, cli_units, cli_users
 from ivr.errors import ConfigError, HotlineError
 from ivr.logging_setup import setup_logging
 from ivr.settings import Settings, load_settings
@@ -167,10 +167,13 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
 
     statuses = Stack(settings).status()
     if args.json:
-        _out(json.dumps([{"role": s.name, "ok": s.ok, "detail": s.detail} for s in statuses]))
+        _out(json.dumps([{"role": s.name, "ok": s.ok, "detail": s.detail, "fix": s.fix}
+                         for s in statuses]))  # fmt: skip
     else:
         for s in statuses:
             _out(f"{'ok  ' if s.ok else 'DOWN'} {s.name:<10} {s.detail}")
+            if s.fix:
+                _out(f"     {'':<10} bring it back: {s.fix}")
     return 0 if all(s.ok for s in statuses) else 1
 
 
@@ -356,6 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_tickets.register(sub)
     cli_stt_worker.register(sub)
     cli_stt.register(sub)
+    cli_units.register(sub)
     prompts = sub.add_parser("prompts", help="prompt audio")
     prompts_sub = prompts.add_subparsers(dest="prompts_command", required=True)
     prompts_sub.add_parser("build", help="render missing or stale prompts (espeak-ng, 8 kHz)")
@@ -410,6 +414,8 @@ def _dispatch(settings: Settings, args: argparse.Namespace) -> int:
             return cli_stt_worker.run(settings, args)
         case "stt":
             return cli_stt.run(settings, args)
+        case command if command in cli_units.COMMANDS:
+            return cli_units.run(settings, args)
     handlers = {
         "up": cmd_up,
         "down": cmd_down,

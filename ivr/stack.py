@@ -71,6 +71,7 @@ class RoleStatus:
     name: str
     ok: bool
     detail: str
+    fix: str | None = None  # the command that brings a role that is down back
 
 
 def redis_port(settings: Settings) -> int:
@@ -88,6 +89,14 @@ def asterisk_instance(settings: Settings) -> AsteriskInstance:
         agi_url=f"agi://{settings.fastagi.host}:{settings.fastagi.port}",
         dialplan_dir=settings.dialplan_dir,
         prompts_dir=settings.prompts_build_dir,
+    )
+
+
+def configured_instance(settings: Settings) -> AsteriskInstance:
+    """The instance as ``render()`` must write it: with the emergency numbers of routing/."""
+    dids = load_routing(settings.routing_dir).hotline.emergency_dids
+    return replace(
+        asterisk_instance(settings), emergency_dids=tuple(dids), routing_dir=settings.routing_dir
     )
 
 
@@ -225,10 +234,7 @@ class Stack:
         log = self.logs / f"{role}.log"
         s = self.settings
         if role == "asterisk":
-            dids = load_routing(s.routing_dir).hotline.emergency_dids
-            inst = replace(
-                asterisk_instance(s), emergency_dids=tuple(dids), routing_dir=s.routing_dir
-            )
+            inst = configured_instance(s)
             inst.render()
             pid = inst.start(log)
             return RoleRecord(
@@ -261,34 +267,15 @@ class Stack:
         return RoleRecord(role, spawn_detached(cmd, log, env), "ivr", str(log), endpoints[role])
 
     def _wait_ready(self, role: str, rec: RoleRecord) -> None:
-        if role == "asterisk":
+        wait_until_ready(self.settings, role, rec.pid, Path(rec.log))
+        if role == "asterisk" and self.sim_agents:
             inst = asterisk_instance(self.settings)
-            inst.wait_booted(rec.pid, self.settings.asterisk.boot_timeout_s)
-            if self.sim_agents:
-                for queue in QUEUES_WITH_SIM_AGENT:
-                    inst.rx(f"queue add member Local/agent@sim-agents/n to {queue}")
-            return
-        check = self._checks()[role]
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        last = ""
-        while time.monotonic() < deadline:
-            if not pid_alive(rec.pid):
-                raise StackError(
-                    f"{role} exited during start-up; last lines of {rec.log}:\n"
-                    + _tail(Path(rec.log))
-                )
-            ok, last = check()
-            if ok:
-                return
-            time.sleep(0.1)
-        raise StackError(
-            f"{role} not ready after {READY_TIMEOUT_S:.0f} s ({last}); "
-            f"last lines of {rec.log}:\n" + _tail(Path(rec.log))
-        )
+            for queue in QUEUES_WITH_SIM_AGENT:
+                inst.rx(f"queue add member Local/agent@sim-agents/n to {queue}")
 
     def _summary(self, did: str) -> list[str]:
         s = self.settings
-        ivr = shutil.which("ivr") or str(Path(sys.executable).parent / "ivr")
+        ivr = ivr_command()
         lines = ["hotline stack is up (all on 127.0.0.1):"]
         for rec in self._records().values():
             lines.append(f"  {rec.name:<10} pid {rec.pid:<7} {rec.endpoint}  log {rec.log}")
@@ -318,46 +305,26 @@ class Stack:
         return lines
 
     # --- status ----------------------------------------------------------------------
-    def _checks(self) -> dict[str, Callable[[], tuple[bool, str]]]:
-        s = self.settings
-        return {
-            "redis": lambda: _redis_ping(s.redis.url),
-            "asterisk": self._asterisk_check,
-            "agi": lambda: _tcp_open(s.fastagi.host, s.fastagi.port),
-            "ami": lambda: _ami_listener(s.redis.url),
-            "web": lambda: _http_ok(f"http://{s.web.host}:{s.web.port}/health"),
-            "recorder": self._recorder_check,
-            "stt-worker": lambda: _stt_workers(s.redis.url),
-        }
-
-    def _recorder_check(self) -> tuple[bool, str]:
-        """Up when this run's recorder process swept lately (its heartbeat file)."""
-        rec = self._records().get("recorder")
-        if rec is None:
-            return False, "not started"
-        fresh = max(10.0, 5 * self.settings.recordings.scan_interval_s)
-        return heartbeat_status(heartbeat_path(self.settings), rec.pid, fresh)
-
-    def _asterisk_check(self) -> tuple[bool, str]:
-        try:
-            out = asterisk_instance(self.settings).rx("core show uptime", timeout=5)
-        except (StackError, subprocess.TimeoutExpired) as exc:
-            return False, str(exc)
-        return True, out.strip().splitlines()[0] if out.strip() else "up"
-
     def status(self) -> list[RoleStatus]:
+        """Each role's health; a role that is down says which command brings it back."""
         records = self._records()
-        checks = self._checks()
+        ivr = ivr_command()
         out = []
         for role in ROLE_ORDER:
             rec = records.get(role)
-            if rec is None:
-                out.append(RoleStatus(role, False, "not started"))
+            restart = f"{ivr} restart {role}"
+            if not records:
+                out.append(RoleStatus(role, False, "not started", f"{ivr} up"))
+            elif rec is None:
+                out.append(RoleStatus(role, False, "not started", restart))
             elif not _is_ours(rec):
-                out.append(RoleStatus(role, False, f"pid {rec.pid} is gone; see {rec.log}"))
+                out.append(
+                    RoleStatus(role, False, f"pid {rec.pid} is gone; see {rec.log}", restart)
+                )
             else:
-                ok, detail = checks[role]()
-                out.append(RoleStatus(role, ok, f"pid {rec.pid}: {detail}"))
+                ok, detail = role_check(self.settings, role, rec.pid)
+                fix = None if ok else restart
+                out.append(RoleStatus(role, ok, f"pid {rec.pid}: {detail}", fix))
         return out
 
     def restart_role(self, role: str) -> RoleRecord:
@@ -429,6 +396,55 @@ def _terminate(pid: int, timeout: float = 15.0) -> None:
         return
     while pid_alive(pid):
         time.sleep(0.05)
+
+
+def ivr_command() -> str:
+    """How to run ``ivr`` here (on PATH, else beside this Python), for the hints we print."""
+    return shutil.which("ivr") or str(Path(sys.executable).parent / "ivr")
+
+
+def role_check(settings: Settings, role: str, pid: int) -> tuple[bool, str]:
+    """Is ``role`` (process ``pid``) ready? The readiness test of ``ivr up`` and ``ivr status``,
+    also used on roles that systemd (or a test) started."""
+    if role == "recorder":  # this process swept lately (its heartbeat file)
+        fresh = max(10.0, 5 * settings.recordings.scan_interval_s)
+        return heartbeat_status(heartbeat_path(settings), pid, fresh)
+    if role == "asterisk":
+        try:
+            out = asterisk_instance(settings).rx("core show uptime", timeout=5)
+        except (StackError, subprocess.TimeoutExpired) as exc:
+            return False, str(exc)
+        return True, out.strip().splitlines()[0] if out.strip() else "up"
+    checks: dict[str, Callable[[], tuple[bool, str]]] = {
+        "redis": lambda: _redis_ping(settings.redis.url),
+        "agi": lambda: _tcp_open(settings.fastagi.host, settings.fastagi.port),
+        "ami": lambda: _ami_listener(settings.redis.url),
+        "web": lambda: _http_ok(f"http://{settings.web.host}:{settings.web.port}/health"),
+        "stt-worker": lambda: _stt_workers(settings.redis.url),
+    }
+    return checks[role]()
+
+
+def wait_until_ready(
+    settings: Settings, role: str, pid: int, log: Path, timeout: float = READY_TIMEOUT_S
+) -> None:
+    """Wait until ``role`` (process ``pid``, logging to ``log``) is ready, else StackError
+    with the tail of its log. Asterisk: fully booted, within ``asterisk.boot_timeout_s``."""
+    if role == "asterisk":
+        asterisk_instance(settings).wait_booted(pid, settings.asterisk.boot_timeout_s)
+        return
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        if not pid_alive(pid):
+            raise StackError(f"{role} exited during start-up; last lines of {log}:\n" + _tail(log))
+        ok, last = role_check(settings, role, pid)
+        if ok:
+            return
+        time.sleep(0.1)
+    raise StackError(
+        f"{role} not ready after {timeout:.0f} s ({last}); last lines of {log}:\n" + _tail(log)
+    )
 
 
 def _tail(path: Path, lines: int = 15) -> str:

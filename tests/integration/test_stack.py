@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import signal
 import socket
 import subprocess
 from pathlib import Path
@@ -12,7 +15,8 @@ import pytest
 
 from ivr.cli import main
 from ivr.errors import StackError
-from ivr.stack import ROLE_ORDER, Stack, asterisk_instance, pid_alive
+from ivr.stack import ROLE_ORDER, Stack, asterisk_instance, pid_alive, role_check
+from tests.stack_support import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -96,3 +100,46 @@ def test_given_stack_up_then_status_page_and_health_report_the_listener(settings
     assert health["status"] == "ok" and health["redis"] is True
     assert health["ami_listener"]["connected"] is True
     assert health["ami_listener"]["events"] > 0
+
+
+def test_given_a_role_killed_when_status_then_it_names_it_and_ivr_restart_brings_it_back(
+    stack, cli_env, capsys
+):
+    web = stack.running()["web"]
+    os.kill(web.pid, signal.SIGKILL)
+    wait_for(lambda: not pid_alive(web.pid), 10, "the web role to die")
+
+    assert main(["status"]) == 1
+    out = capsys.readouterr().out
+    assert f"DOWN web        pid {web.pid} is gone" in out
+    assert "bring it back: " in out and "ivr restart web" in out
+    assert "ok   agi" in out  # the others are fine and say nothing more
+    assert out.count("bring it back") == 1
+    assert main(["status", "--json"]) == 1
+    doc = {s["role"]: s for s in json.loads(capsys.readouterr().out)}
+    assert doc["web"]["fix"].endswith("ivr restart web") and doc["agi"]["fix"] is None
+
+    assert main(["restart", "web"]) == 0
+    said = capsys.readouterr().out
+    new = stack.running()["web"]
+    assert new.pid != web.pid and f"web: running again and ready, pid {new.pid}" in said
+    assert main(["status"]) == 0
+    assert "DOWN" not in capsys.readouterr().out
+
+
+def test_given_a_running_role_when_ivr_restart_then_a_new_process_ready(stack, cli_env, capsys):
+    old = stack.running()["recorder"]
+    assert main(["restart", "recorder"]) == 0
+    assert "recorder: running again and ready" in capsys.readouterr().out
+    new = stack.running()["recorder"]
+    assert new.pid != old.pid and not pid_alive(old.pid)
+    assert role_check(stack.settings, "recorder", new.pid)[0]
+
+
+def test_given_no_stack_when_restart_then_says_to_run_up(tmp_path, make_settings, capsys):
+    settings = make_settings(tmp_path / "run", "tnostack")
+    with pytest.raises(StackError) as err:
+        Stack(settings).restart_role("web")
+    assert "ivr up" in err.value.message
+    statuses = Stack(settings).status()
+    assert {s.fix.rsplit(" ", 1)[-1] for s in statuses if s.fix} == {"up"}
