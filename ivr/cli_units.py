@@ -1,20 +1,40 @@
-"""``ivr restart ROLE``: the dev stack of ``ivr up``, one role stopped and started again.
+"""``ivr install-units`` (the roles under systemd), ``ivr asterisk …`` (what the Asterisk unit
+runs) and ``ivr restart ROLE`` (the dev stack of ``ivr up``).
 
 ::
 
+    ivr install-units [--dest DIR] [--env-file FILE] [--run-dir DIR] [--user U] [--group G]
+                      [--asterisk-user U] [--asterisk-group G] [--redis-unit UNIT]
+    ivr asterisk prepare [--user U --group G --share-group G]   render the instance, hand it over
+    ivr asterisk wait --pid PID                                 until Asterisk is fully booted
     ivr restart ROLE                                            dev stack: stop, start, wait ready
 
-``cli.py`` wires these in with :func:`register` and :func:`run`.
+``cli.py`` wires these in with :func:`register` and :func:`run`; the units themselves are
+written by ivr/units.py.
 """
 
 from __future__ import annotations
 
 import argparse
+import grp
+import os
+import pwd
+import secrets
+import shutil
+import subprocess
 import sys
+from pathlib import Path
+from typing import Any
 
-from ivr.settings import Settings
+from ivr import units
+from ivr.errors import ConfigError, StackError
+from ivr.settings import REPO_DIR, Settings, load_settings
 
-COMMANDS = frozenset({"restart"})
+COMMANDS = frozenset({"install-units", "asterisk", "restart"})
+SYSTEM_UNITS_DIR = Path("/etc/systemd/system")
+DEFAULT_ENV_FILE = Path("/etc/hotline/ivr.env")
+DEFAULT_RUN_DIR = Path("/var/lib/hotline-ivr")
+LOCAL_REDIS_URL = "redis://127.0.0.1:6379/0"  # Debian's redis-server.service
 
 
 def _out(line: str = "") -> None:
@@ -24,6 +44,44 @@ def _out(line: str = "") -> None:
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from ivr.stack import ROLE_ORDER
 
+    install = subparsers.add_parser(
+        "install-units",
+        help="write systemd units for every role, Asterisk and the migrations (as root)",
+    )
+    install.add_argument("--dest", type=Path, default=SYSTEM_UNITS_DIR,
+                         help=f"where the unit files go (default {SYSTEM_UNITS_DIR})")  # fmt: skip
+    install.add_argument("--env-file", type=Path, default=DEFAULT_ENV_FILE,
+                         help="the settings of every unit; created (with a new AMI secret) "
+                              f"when missing (default {DEFAULT_ENV_FILE})")  # fmt: skip
+    install.add_argument("--run-dir", type=Path, default=None,
+                         help="IVR_RUN_DIR of the roles (default: the env file's, else "
+                              f"{DEFAULT_RUN_DIR})")  # fmt: skip
+    install.add_argument("--user", default="hotline",
+                         help="system user the roles run as; created when missing")  # fmt: skip
+    install.add_argument("--group", default=None, help="their group (default: as --user)")
+    install.add_argument("--asterisk-user", default="asterisk",
+                         help="user of Asterisk's root that Asterisk drops to")  # fmt: skip
+    install.add_argument("--asterisk-group", default=None,
+                         help="its group in the root (default: as --asterisk-user)")  # fmt: skip
+    install.add_argument("--redis-unit", default="redis-server.service",
+                         help="the local Redis server's unit; '' when IVR_REDIS__URL names a "
+                              "Redis elsewhere")  # fmt: skip
+
+    asterisk = subparsers.add_parser(
+        "asterisk", help="Asterisk in its root, as hotline-asterisk.service runs it"
+    )
+    asterisk_sub = asterisk.add_subparsers(dest="asterisk_command", required=True)
+    prepare = asterisk_sub.add_parser(
+        "prepare", help="check routing/, build the prompts, render the instance into the root"
+    )
+    prepare.add_argument("--user", default=None,
+                         help="hand the instance over to this user of the root")  # fmt: skip
+    prepare.add_argument("--group", default=None, help="and this group of the root")
+    prepare.add_argument("--share-group", default=None,
+                         help="host group that may read the spools (the roles' group)")  # fmt: skip
+    wait = asterisk_sub.add_parser("wait", help="wait until Asterisk (PID) is fully booted")
+    wait.add_argument("--pid", type=int, required=True)
+
     restart = subparsers.add_parser(
         "restart", help="dev stack (ivr up): stop one role and start it again, until ready"
     )
@@ -31,7 +89,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
-    return restart(settings, args)
+    match args.command:
+        case "install-units":
+            return install_units(args)
+        case "asterisk" if args.asterisk_command == "prepare":
+            return asterisk_prepare(settings, args)
+        case "asterisk":
+            return asterisk_wait(settings, args)
+        case _:
+            return restart(settings, args)
 
 
 # --- ivr restart ------------------------------------------------------------------------
@@ -41,3 +107,220 @@ def restart(settings: Settings, args: argparse.Namespace) -> int:
     rec = Stack(settings).restart_role(args.role)
     _out(f"{rec.name}: running again and ready, pid {rec.pid}, {rec.endpoint}  log {rec.log}")
     return 0
+
+
+# --- ivr asterisk prepare / wait ----------------------------------------------------------
+def asterisk_prepare(settings: Settings, args: argparse.Namespace) -> int:
+    from ivr.adapters import prompts
+    from ivr.adapters.config_check import load_checked
+    from ivr.stack import configured_instance
+
+    s = settings
+    _, catalog = load_checked(s.routing_dir, s.prompts_dir, s.dialplan_dir)
+    prompts.build(catalog, s.prompts_dir, s.prompts_build_dir)
+    inst = configured_instance(s)
+    inst.render()
+    where = inst.host_path(inst.base)
+    if args.user is None:
+        _out(f"asterisk instance {inst.name} rendered into {where}")
+        return 0
+    group = args.group or args.user
+    share = args.share_group or group
+    try:
+        share_gid = grp.getgrnam(share).gr_gid
+    except KeyError:
+        raise ConfigError(f"--share-group {share}: no such group on this host") from None
+    inst.hand_over(args.user, group, share_gid)
+    _out(f"asterisk instance {inst.name} rendered into {where}, owned by {args.user}:{group} "
+         f"of the root; spools shared with the group {share}")  # fmt: skip
+    return 0
+
+
+def asterisk_wait(settings: Settings, args: argparse.Namespace) -> int:
+    from ivr.stack import asterisk_instance
+
+    asterisk_instance(settings).wait_booted(args.pid, settings.asterisk.boot_timeout_s)
+    _out(f"asterisk (pid {args.pid}) fully booted")
+    return 0
+
+
+# --- ivr install-units --------------------------------------------------------------------
+def install_units(args: argparse.Namespace) -> int:
+    if os.geteuid() != 0:
+        raise StackError(
+            "ivr install-units must run as root: it creates the service user and the settings "
+            f"file and writes into {SYSTEM_UNITS_DIR} (sudo {sys.argv[0]} install-units)"
+        )
+    group = args.group or args.user
+    asterisk_group = args.asterisk_group or args.asterisk_user
+    for line in _ensure_user(args.user, group):
+        _out(line)
+    env_file: Path = args.env_file.absolute()
+    _out(_ensure_env_file(env_file, group, redis_local=bool(args.redis_unit)))
+    settings = _install_settings(env_file)
+    run_dir = _run_dir(settings, args.run_dir, env_file)
+
+    from ivr.stack import asterisk_instance
+
+    inst = asterisk_instance(settings)
+    install = units.Install(
+        ivr=Path(sys.executable).parent / "ivr",
+        repo=REPO_DIR,
+        env_file=env_file,
+        run_dir=run_dir.absolute(),
+        user=args.user,
+        group=group,
+        asterisk_user=args.asterisk_user,
+        asterisk_group=asterisk_group,
+        redis_unit=args.redis_unit or None,
+        asterisk_root=settings.asterisk.root,
+        asterisk_config=inst.config_file,
+        queue_log=settings.metrics.queue_log_path or inst.queue_log,
+        monitor_dir=settings.recordings.monitor_dir or inst.monitor_dir,
+        agi_stop_s=int(settings.fastagi.command_timeout_s) + 10,
+        stt_stop_s=int(settings.stt.drain_s) + 20,
+        chroot=Path(shutil.which("chroot") or "/usr/sbin/chroot"),
+        install_bin=Path(shutil.which("install") or "/usr/bin/install"),
+    )
+    if not install.ivr.exists():
+        raise StackError(f"{install.ivr} does not exist: run ivr from the install's virtualenv")
+    try:
+        files = units.render(install)
+    except ValueError as exc:
+        raise ConfigError(f"cannot write units: {exc}") from None
+
+    from ivr.adapters.asterisk import root_group_id, root_user_id
+
+    root_uid = root_user_id(settings.asterisk.root, args.asterisk_user)
+    root_group_id(settings.asterisk.root, asterisk_group)  # exists, or say so now
+    warnings = _uid_clash(root_uid, args.asterisk_user) + _closed_to(
+        args.user,
+        group,
+        [
+            ("-x", Path(os.path.realpath(sys.executable)), "the virtualenv's Python"),
+            ("-x", install.ivr, "ivr"),
+            ("-r", settings.routing_dir, "routing/"),
+            ("-r", settings.prompts_dir, "prompts/"),
+            ("-r", settings.stt.models_dir, "the speech models"),
+            ("-x", install.run_dir.parent, "the run dir's parent"),
+        ],
+    )
+
+    dest: Path = args.dest
+    dest.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        path = dest / name
+        path.write_text(text)
+        path.chmod(0o644)
+        _out(f"wrote {path}")
+    for warning in warnings:
+        _out(f"warning: {warning}")
+    _out("next:")
+    if dest.resolve() != SYSTEM_UNITS_DIR:
+        _out(f"  cp {dest}/hotline* {SYSTEM_UNITS_DIR}/    (or: systemctl link {dest}/*)")
+    _out("  systemctl daemon-reload")
+    _out(f"  systemctl enable --now {units.TARGET}")
+    _out("  systemctl status 'hotline*'      logs: journalctl -u 'hotline*' -f")
+    return 0
+
+
+def _ensure_user(user: str, group: str) -> list[str]:
+    """The system user and group of the roles, created when missing."""
+    done = []
+    try:
+        grp.getgrnam(group)
+    except KeyError:
+        _run(["groupadd", "--system", group])
+        done.append(f"created system group {group}")
+    try:
+        pwd.getpwnam(user)
+    except KeyError:
+        _run(["useradd", "--system", "--gid", group, "--no-create-home",
+              "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin", user])  # fmt: skip
+        done.append(f"created system user {user} (group {group})")
+    return done
+
+
+def _run(cmd: list[str]) -> None:
+    result = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise StackError(f"{' '.join(cmd)} failed: {result.stderr.strip()}")
+
+
+def _ensure_env_file(path: Path, group: str, *, redis_local: bool) -> str:
+    """The settings file of the units; a new one gets a fresh AMI secret (0640 root:group:
+    systemd reads it as root, the service user may read it for operator commands)."""
+    if path.exists():
+        return f"kept {path} (the units' settings)"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = [
+        "# Settings of the hotline systemd units (EnvironmentFile=): IVR_* variables, one per",
+        "# line, as in docker/ivr.env.example. Written by `ivr install-units`; edit freely,",
+        "# then `systemctl restart hotline.target`.",
+        f"IVR_AMI__SECRET={secrets.token_urlsafe(24)}",
+    ]
+    if redis_local:
+        lines.append(f"IVR_REDIS__URL={LOCAL_REDIS_URL}")
+    lines.append("# PostgreSQL instead of SQLite in the run dir (driver: psycopg):")
+    lines.append("# IVR_DATABASE__URL=postgresql+psycopg://hotline:PASSWORD@127.0.0.1/hotline")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+    with os.fdopen(fd, "w") as out:
+        out.write("\n".join(lines) + "\n")
+    os.chown(path, 0, grp.getgrnam(group).gr_gid)
+    return f"wrote {path} (0640 root:{group}) with a new AMI secret"
+
+
+def _install_settings(env_file: Path) -> Settings:
+    """The settings the units will run with: the env file, under this environment."""
+    overrides: dict[str, Any] = {"_env_file": env_file}
+    settings = load_settings(**overrides)
+    try:
+        settings.ami_secret()
+    except ConfigError:
+        raise ConfigError(f"{env_file} sets no IVR_AMI__SECRET: add one") from None
+    return settings
+
+
+def _run_dir(settings: Settings, wanted: Path | None, env_file: Path) -> Path:
+    if "run_dir" not in settings.model_fields_set:
+        return wanted or DEFAULT_RUN_DIR
+    if wanted is not None and wanted.absolute() != settings.run_dir.absolute():
+        raise ConfigError(
+            f"--run-dir {wanted} differs from IVR_RUN_DIR={settings.run_dir} in {env_file}"
+        )
+    return settings.run_dir
+
+
+def _uid_clash(uid: int, name: str) -> list[str]:
+    """Asterisk's user is looked up in its root, but the kernel knows only the number."""
+    try:
+        host = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return []
+    if host == name:
+        return []
+    return [
+        f"Asterisk's user {name} has UID {uid} in its root, which is the user {host!r} on this "
+        f"host: Asterisk's processes can signal {host}'s (give {name} a UID of its own in the "
+        "root, or a host user of the same name and UID)"
+    ]
+
+
+def _closed_to(user: str, group: str, checks: list[tuple[str, Path, str]]) -> list[str]:
+    """What the service user cannot reach (``test -x``/``-r`` run as that user): a unit
+    would fail at every start."""
+    out = []
+    for flag, path, what in checks:
+        if not path.exists():
+            continue
+        result = subprocess.run(
+            ["test", flag, str(path)], user=user, group=group, extra_groups=[], check=False
+        )
+        if result.returncode != 0:
+            verb = "execute" if flag == "-x" else "read"
+            out.append(
+                f"the user {user} cannot {verb} {path} ({what}): the roles will not start; "
+                "every directory on the way must be open to it (a virtualenv for the units "
+                "is best built on a Python outside /root, e.g. Debian's /usr/bin/python3.11)"
+            )
+    return out

@@ -215,12 +215,39 @@ class AsteriskInstance:
         )
 
     # --- process ---------------------------------------------------------------------
+    def run_command(
+        self, user: str | None = None, group: str | None = None, chroot: str = "chroot"
+    ) -> list[str]:
+        """Asterisk in the foreground in the root. With ``user``/``group`` (names in the
+        root's /etc/passwd and /etc/group) it drops to them once started (-U/-G)."""
+        cmd = [chroot, str(self.root), ASTERISK_BIN, "-f", "-n"]
+        if user is not None:
+            cmd += ["-U", user]
+        if group is not None:
+            cmd += ["-G", group]
+        return [*cmd, "-C", str(self.config_file)]
+
+    def hand_over(self, user: str, group: str, share_gid: int) -> None:
+        """Make the rendered instance usable by Asterisk running as ``user``/``group`` of the
+        root: its directories and configuration become theirs. The monitor and voice-message
+        spools also get the group ``share_gid`` (a group of the host, set-group-ID so the
+        files inherit it): the recorder, running as that group, catalogues and removes the
+        legs; the stt-worker reads the messages."""
+        uid = root_user_id(self.root, user)
+        gid = root_group_id(self.root, group)
+        for sub in ("etc", "run", "log", "spool", "lib", "cache"):
+            top = self.host_path(self.base / sub)
+            for path in (top, *top.rglob("*")):
+                os.chown(path, uid, gid, follow_symlinks=False)
+        for sub, mode in (("spool/monitor", 0o2770), ("spool/voicemessages", 0o2750)):
+            spool = self.host_path(self.base / sub)
+            for path in (spool, *spool.rglob("*")):
+                os.chown(path, uid, share_gid, follow_symlinks=False)
+            spool.chmod(mode)
+
     def start(self, console_log: Path) -> int:
         """Start Asterisk in the root, detached in its own session; returns its PID."""
-        pid = spawn_detached(
-            ["chroot", str(self.root), ASTERISK_BIN, "-f", "-n", "-C", str(self.config_file)],
-            console_log,
-        )
+        pid = spawn_detached(self.run_command(), console_log)
         logger.info("asterisk started", extra={"instance": self.name, "pid": pid})
         return pid
 
@@ -282,6 +309,28 @@ class AsteriskInstance:
             if path.exists():
                 return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
         return "(no log written)"
+
+
+def root_user_id(root: Path, user: str) -> int:
+    """The UID of ``user`` in the root's own /etc/passwd (not the host's)."""
+    return _root_id(root / "etc" / "passwd", user, "user")
+
+
+def root_group_id(root: Path, group: str) -> int:
+    """The GID of ``group`` in the root's own /etc/group (not the host's)."""
+    return _root_id(root / "etc" / "group", group, "group")
+
+
+def _root_id(table: Path, name: str, what: str) -> int:
+    try:
+        lines = table.read_text().splitlines()
+    except OSError as exc:
+        raise StackError(f"cannot read {table}: {exc.strerror}") from None
+    for line in lines:
+        fields = line.split(":")
+        if len(fields) > 2 and fields[0] == name:
+            return int(fields[2])
+    raise StackError(f"no {what} {name!r} in {table} (the Asterisk root's own {what}s)")
 
 
 def _wait_gone(pid: int, timeout: float) -> bool:

@@ -1,0 +1,93 @@
+"""The systemd units (ivr/units.py), rendered from an Install without touching the machine."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path, PurePosixPath
+
+import pytest
+
+from ivr.cli import ROLES
+from ivr.stack import APP_ROLES, Stack
+from ivr.units import ASTERISK_UNIT, MIGRATE_UNIT, ROLE_UNITS, TARGET, Install, render, role_unit
+
+INSTALL = Install(
+    ivr=Path("/opt/hotline/.venv/bin/ivr"),
+    repo=Path("/opt/hotline"),
+    env_file=Path("/etc/hotline/ivr.env"),
+    run_dir=Path("/var/lib/hotline-ivr"),
+    user="hotline",
+    group="hotline",
+    asterisk_user="asterisk",
+    asterisk_group="asterisk",
+    redis_unit="redis-server.service",
+    asterisk_root=Path("/var/lib/hotline/sid-root"),
+    asterisk_config=PurePosixPath("/srv/hotline-hotline/etc/asterisk.conf"),
+    queue_log=Path("/var/lib/hotline/sid-root/srv/hotline-hotline/log/queue_log"),
+    monitor_dir=Path("/var/lib/hotline/sid-root/srv/hotline-hotline/spool/monitor"),
+    agi_stop_s=130,
+    stt_stop_s=30,
+)
+
+
+def test_every_role_of_the_stack_has_a_unit():
+    assert set(ROLE_UNITS) == set(ROLES) == set(APP_ROLES)
+    units = render(INSTALL)
+    assert set(units) == {*map(role_unit, ROLES), MIGRATE_UNIT, ASTERISK_UNIT, TARGET}
+
+
+def test_role_units_run_ivr_role_as_the_service_user_after_the_migrations():
+    units = render(INSTALL)
+    for role in ROLES:
+        text = units[role_unit(role)]
+        assert f"\nExecStart=/opt/hotline/.venv/bin/ivr {role}\n" in text
+        assert "\nUser=hotline\nGroup=hotline\n" in text
+        assert f"\nRequires={MIGRATE_UNIT}\n" in text
+        assert "\nRestart=on-failure\n" in text
+        assert "\nEnvironmentFile=/etc/hotline/ivr.env\n" in text
+    assert "\nTimeoutStopSec=130\n" in units[role_unit("agi")]  # calls may finish
+    assert "IVR_METRICS__QUEUE_LOG_PATH=/var/lib/hotline/sid-root/" in units[role_unit("ami")]
+    assert "IVR_RECORDINGS__MONITOR_DIR=/var/lib/hotline/sid-root/" in units[role_unit("recorder")]
+    assert "redis-server.service" not in units[role_unit("agi")]  # no Redis there
+
+
+def test_without_a_local_redis_unit_no_role_waits_for_one():
+    units = render(replace(INSTALL, redis_unit=None))
+    assert not any("redis-server" in text for text in units.values())
+
+
+def test_asterisk_drops_to_the_named_user_of_its_root():
+    text = render(replace(INSTALL, asterisk_user="pbx", asterisk_group="pbx-group"))[ASTERISK_UNIT]
+    assert (
+        "\nExecStart=/usr/sbin/chroot /var/lib/hotline/sid-root /usr/sbin/asterisk -f -n "
+        "-U pbx -G pbx-group -C /srv/hotline-hotline/etc/asterisk.conf\n"
+    ) in text
+    assert "ivr asterisk prepare --user pbx --group pbx-group --share-group hotline" in text
+    assert "\nExecStartPost=/opt/hotline/.venv/bin/ivr asterisk wait --pid ${MAINPID}\n" in text
+    assert "\nUser=" not in text
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "said"),
+    [
+        ("ivr", Path("/opt/my hotline/ivr"), "' '"),
+        ("run_dir", Path("/var/lib/50%"), "'%'"),
+        ("env_file", Path("ivr.env"), "is not absolute"),
+    ],
+)
+def test_a_path_systemd_would_split_or_expand_is_refused_naming_it(field, value, said):
+    with pytest.raises(ValueError, match=field) as err:
+        render(replace(INSTALL, **{field: value}))
+    assert said in str(err.value)
+
+
+def test_a_user_name_that_is_no_name_is_refused():
+    with pytest.raises(ValueError, match="user"):
+        render(replace(INSTALL, user="-hotline"))
+
+
+def test_given_no_stack_then_status_says_to_run_up(tmp_path):
+    from ivr.settings import Settings
+
+    statuses = Stack(Settings(run_dir=tmp_path / "run")).status()
+    assert all(not s.ok and s.fix and s.fix.endswith(" up") for s in statuses)
