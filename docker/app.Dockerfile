@@ -1,5 +1,5 @@
 # syntax=docker/dockerfile:1
-# The ivr package: one image for the roles agi, ami and web (chosen by the compose `command:`),
+# The ivr package: one image for the migrations and every role (chosen by the compose `command:`),
 # with the prompts rendered at build time (`ivr prompts build`, espeak-ng + ffmpeg from Debian,
 # as scripts/provision installs them on the host).
 # Build context: the repository root (docker compose -f docker/compose.yaml build).
@@ -16,12 +16,22 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_ROOT_USER_ACTION=ignore
 
+# Exactly uv.lock's versions, with their hashes, as scripts/provision installs them on a host:
+# the runtime dependencies plus the PostgreSQL driver (the `postgresql` extra), no dev tools.
+# uv itself is pinned by scripts/uv-bootstrap.txt, used to export the lock, then removed.
 # Installed, not editable: ivr/ lands in site-packages, so the settings' defaults that are
 # relative to the repository (routing/, prompts/, dialplan/, build/prompts, run/) would point
 # into site-packages. Each is set explicitly here, to where the files are copied.
-COPY pyproject.toml README.md /tmp/src/
+COPY scripts/uv-bootstrap.txt /tmp/uv-bootstrap.txt
+COPY pyproject.toml uv.lock README.md /tmp/src/
 COPY ivr /tmp/src/ivr
-RUN pip install /tmp/src && rm -rf /tmp/src
+RUN pip install --no-deps --require-hashes -r /tmp/uv-bootstrap.txt \
+    && cd /tmp/src \
+    && uv export --frozen --extra postgresql --no-emit-project --quiet -o /tmp/requirements.txt \
+    && pip install --require-hashes -r /tmp/requirements.txt \
+    && pip install --no-deps /tmp/src \
+    && pip uninstall -y uv \
+    && cd / && rm -rf /tmp/src /tmp/requirements.txt /tmp/uv-bootstrap.txt
 
 ENV IVR_ROUTING_DIR=/opt/hotline/routing \
     IVR_PROMPTS_DIR=/opt/hotline/prompts \
