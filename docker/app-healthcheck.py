@@ -1,15 +1,18 @@
-"""Container healthcheck of one app role: ``python /opt/hotline/healthcheck.py agi|ami|web``.
+"""Container healthcheck of one app role: ``python /opt/hotline/healthcheck.py ROLE``.
 
-The readiness tests of ``ivr up`` (``Stack._checks`` in ivr/stack.py), minus side effects:
-  agi  a socket listens on fastagi.port (read from /proc/net: a test connection would be
-       logged and counted by the server as a bad FastAGI request)
-  ami  the listener's heartbeat in Redis says it is logged in to AMI
-  web  GET /health answers 200
+The readiness tests of ``ivr up`` (``role_check`` in ivr/stack.py), minus side effects:
+  agi         a socket listens on fastagi.port (read from /proc/net: a test connection would
+              be logged and counted by the server as a bad FastAGI request)
+  ami         the listener's heartbeat in Redis says it is logged in to AMI
+  web         GET /health answers 200
+  recorder    its heartbeat file (in the run dir) says the process swept lately, without error
+  stt-worker  a worker process keeps its status in Redis
 Exit 0 when healthy, 1 otherwise (with one line saying why).
 """
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -17,7 +20,7 @@ import httpx
 import redis
 
 from ivr import redis_keys
-from ivr.settings import load_settings
+from ivr.settings import Settings, load_settings
 
 LISTEN = "0A"  # TCP state in /proc/net/tcp*
 
@@ -57,9 +60,24 @@ def web_ok(host: str, port: int) -> tuple[bool, str]:
     return response.status_code == 200, f"/health: HTTP {response.status_code}"
 
 
+def recorder_ok(settings: Settings) -> tuple[bool, str]:
+    """The heartbeat names the process that wrote it: that one must still be alive."""
+    from ivr.adapters.recorder import heartbeat_path
+    from ivr.stack import role_check
+
+    try:
+        pid = int(json.loads(heartbeat_path(settings).read_text())["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return False, "no sweep yet"
+    if not Path(f"/proc/{pid}").exists():
+        return False, f"the recorder (pid {pid}) is gone"
+    return role_check(settings, "recorder", pid)
+
+
 def main(argv: list[str]) -> int:
-    if len(argv) != 2 or argv[1] not in ("agi", "ami", "web"):
-        sys.stderr.write("usage: healthcheck.py agi|ami|web\n")
+    roles = ("agi", "ami", "web", "recorder", "stt-worker")
+    if len(argv) != 2 or argv[1] not in roles:
+        sys.stderr.write(f"usage: healthcheck.py {'|'.join(roles)}\n")
         return 2
     settings = load_settings()
     role = argv[1]
@@ -67,6 +85,12 @@ def main(argv: list[str]) -> int:
         ok, detail = agi_ok(settings.fastagi.port)
     elif role == "ami":
         ok, detail = ami_ok(settings.redis.url)
+    elif role == "recorder":
+        ok, detail = recorder_ok(settings)
+    elif role == "stt-worker":
+        from ivr.stack import role_check
+
+        ok, detail = role_check(settings, "stt-worker", 0)
     else:
         ok, detail = web_ok(settings.web.host, settings.web.port)
     sys.stdout.write(f"{role}: {'ok' if ok else 'DOWN'}: {detail}\n")

@@ -53,13 +53,18 @@ RUN ivr check-routing \
     && test -f /opt/hotline/prompts-build/zh/apology.wav \
     && chmod -R a+rX /opt/hotline
 
-# Non-root. /var/lib/hotline/prompts is the mount point of the shared prompts volume: owned by
-# this user so that a new volume mounted there is writable by it.
+# Non-root. The mount points of compose.yaml's volumes are owned by this user, so that a new
+# volume mounted there is writable by it: prompts, recordings and models; the spools Asterisk
+# shares (monitor: the recorder removes catalogued legs; voice messages: the stt-worker reads
+# them) are group hotline, set-group-ID, 2770, as docker/asterisk.Dockerfile makes them too
+# (whichever container mounts a new volume first gives it its owner and mode).
 RUN groupadd --system --gid 10001 hotline \
     && useradd --system --uid 10001 --gid hotline --home-dir /var/lib/hotline \
         --no-create-home --shell /usr/sbin/nologin hotline \
     && install -d -o hotline -g hotline /var/lib/hotline /var/lib/hotline/run \
-        /var/lib/hotline/prompts
+        /var/lib/hotline/prompts /var/lib/hotline/recordings /var/lib/hotline/models \
+    && install -d -o hotline -g hotline -m 2770 /var/spool/asterisk/monitor \
+        /var/lib/hotline/sid-root/srv/hotline-hotline/spool/voicemessages
 USER hotline
 
 # FastAGI (ivr agi), web (ivr web); the ami role only connects out.

@@ -12,15 +12,22 @@ RUN sh /tmp/asterisk-packages.sh && rm -f /tmp/asterisk-packages.sh
 # Runs as the unprivileged `asterisk` user (the package creates it; created here if not):
 # every port it binds is above 1024. /etc/asterisk holds only dialplan/*.conf and the generated
 # files, like the instance directory render() builds; Debian's sample configs are dropped.
+# The spools shared with the app containers (compose.yaml: monitor, voicemessages) belong to
+# the group hotline, GID 10001 as in docker/app.Dockerfile, set-group-ID and 2770: Asterisk
+# (a member) writes there, the recorder removes the legs it catalogued, the stt-worker reads.
 RUN set -eu; \
     getent group asterisk >/dev/null || groupadd --system asterisk; \
     getent passwd asterisk >/dev/null || useradd --system --gid asterisk \
         --home-dir /var/lib/asterisk --no-create-home --shell /usr/sbin/nologin asterisk; \
+    groupadd --system --gid 10001 hotline; \
+    usermod --append --groups hotline asterisk; \
     rm -rf /etc/asterisk; \
     mkdir -p /etc/asterisk /var/lib/asterisk /var/spool/asterisk/monitor \
         /var/spool/asterisk/voicemessages /var/log/asterisk /var/cache/asterisk /run/asterisk; \
     chown -R asterisk:asterisk /etc/asterisk /var/lib/asterisk /var/spool/asterisk \
-        /var/log/asterisk /var/cache/asterisk /run/asterisk
+        /var/log/asterisk /var/cache/asterisk /run/asterisk; \
+    chown asterisk:hotline /var/spool/asterisk/monitor /var/spool/asterisk/voicemessages; \
+    chmod 2770 /var/spool/asterisk/monitor /var/spool/asterisk/voicemessages
 
 COPY --chown=asterisk:asterisk dialplan/*.conf /etc/asterisk/
 COPY --chmod=0755 docker/asterisk-entrypoint.sh /usr/local/bin/asterisk-entrypoint

@@ -9,12 +9,33 @@ import re
 import shlex
 import subprocess
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+
+from ivr.units import Install
 
 # What systemd gives a service before Environment=/EnvironmentFile= (no shell variables).
 BASE_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
             "LANG": "C.UTF-8"}  # fmt: skip
 _VAR = re.compile(r"\$\{(\w+)\}|\$(\w+)")
+
+# An install with made-up paths, for rendering units without touching the machine.
+EXAMPLE_INSTALL = Install(
+    ivr=Path("/opt/hotline/.venv/bin/ivr"),
+    repo=Path("/opt/hotline"),
+    env_file=Path("/etc/hotline/ivr.env"),
+    run_dir=Path("/var/lib/hotline-ivr"),
+    user="hotline",
+    group="hotline",
+    asterisk_user="asterisk",
+    asterisk_group="asterisk",
+    redis_unit="redis-server.service",
+    asterisk_root=Path("/var/lib/hotline/sid-root"),
+    asterisk_config=PurePosixPath("/srv/hotline-hotline/etc/asterisk.conf"),
+    queue_log=Path("/var/lib/hotline/sid-root/srv/hotline-hotline/log/queue_log"),
+    monitor_dir=Path("/var/lib/hotline/sid-root/srv/hotline-hotline/spool/monitor"),
+    agi_stop_s=130,
+    stt_stop_s=30,
+)
 
 
 @dataclass

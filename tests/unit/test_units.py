@@ -3,31 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import pytest
 
 from ivr.cli import ROLES
 from ivr.stack import APP_ROLES, Stack
-from ivr.units import ASTERISK_UNIT, MIGRATE_UNIT, ROLE_UNITS, TARGET, Install, render, role_unit
-
-INSTALL = Install(
-    ivr=Path("/opt/hotline/.venv/bin/ivr"),
-    repo=Path("/opt/hotline"),
-    env_file=Path("/etc/hotline/ivr.env"),
-    run_dir=Path("/var/lib/hotline-ivr"),
-    user="hotline",
-    group="hotline",
-    asterisk_user="asterisk",
-    asterisk_group="asterisk",
-    redis_unit="redis-server.service",
-    asterisk_root=Path("/var/lib/hotline/sid-root"),
-    asterisk_config=PurePosixPath("/srv/hotline-hotline/etc/asterisk.conf"),
-    queue_log=Path("/var/lib/hotline/sid-root/srv/hotline-hotline/log/queue_log"),
-    monitor_dir=Path("/var/lib/hotline/sid-root/srv/hotline-hotline/spool/monitor"),
-    agi_stop_s=130,
-    stt_stop_s=30,
-)
+from ivr.units import ASTERISK_UNIT, MIGRATE_UNIT, ROLE_UNITS, TARGET, render, role_unit
+from tests.units_support import EXAMPLE_INSTALL as INSTALL
 
 
 def test_every_role_of_the_stack_has_a_unit():
