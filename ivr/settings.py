@@ -82,6 +82,9 @@ class WebSettings(ListenSettings):
     # the environment: IVR_WEB__TRUSTED_PROXIES='["127.0.0.1"]'). Empty: the peer address is
     # the client's, and X-Forwarded-For is ignored, whoever sends it.
     trusted_proxies: list[IPv4Network | IPv6Network] = Field(default_factory=list)
+    max_streams_per_user: int = Field(default=4, ge=1)  # live pages open at once per user
+    # a live stream ends within about this long of its session ending (sign-out, expiry)
+    stream_session_check_s: float = Field(default=5.0, gt=0)
 
     @field_serializer("trusted_proxies", when_used="json")
     def _proxies_as_json(self, value: list[IPv4Network | IPv6Network]) -> str:

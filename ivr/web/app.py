@@ -17,6 +17,7 @@ from ivr.web.auth import AuthError, LoginThrottle, PasswordChecks, auth_error_ha
 from ivr.web.errors import error_response
 from ivr.web.limits import WindowLimit
 from ivr.web.routes import audit, auth, health, metrics, pages, recordings, stt, tickets
+from ivr.web.routes.metrics import OpenStreams
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -31,6 +32,7 @@ def create_app(settings: Settings) -> FastAPI:
             raise
         app.state.login_throttle = LoginThrottle.from_settings(settings.auth)
         app.state.password_checks = PasswordChecks.from_settings(settings.auth)
+        app.state.open_streams = OpenStreams(settings.web.max_streams_per_user)
         app.state.partial_searches = WindowLimit(
             settings.recordings.partial_search_per_hour, 3600.0
         )

@@ -622,3 +622,37 @@ def test_given_the_real_redis_unreachable_then_503_names_no_host_or_port(
     assert response.json()["error"] == "metrics-unavailable"
     assert port not in response.text and "127.0.0.1" not in response.text
     assert "redis://" not in response.text
+
+
+async def test_given_the_session_ends_then_a_signed_out_event_ends_the_stream():
+    reader = FakeReader()
+    answers = iter([True, True, False])
+    asked = []
+
+    async def signed_in() -> bool:
+        asked.append(True)
+        return next(answers)
+
+    timing = StreamTiming(keepalive_s=0.05, poll_s=0.02, session_check_s=0.05)
+    events = metrics_events(Source(), reader.changes(), signed_in=signed_in, timing=timing)
+    blocks = [block async for block in events]  # ends by itself
+
+    assert blocks[-1].startswith("event: signed-out\ndata: ")
+    assert json.loads(blocks[-1].split("data: ", 1)[1])["error"] == "not-authenticated"
+    assert len(asked) == 3
+    assert reader.feed_closed == 1
+
+
+def test_open_streams_are_capped_per_user_and_given_back_once():
+    streams = routes.OpenStreams(limit=2)
+    first, second = streams.take("sup1"), streams.take("sup1")
+    other = streams.take("sup2")
+    with pytest.raises(routes.TooManyStreams) as refused:
+        streams.take("sup1")
+    assert refused.value.details["retry_after_s"] == 5
+    first()
+    first()  # twice: counted back once
+    third = streams.take("sup1")
+    for release in (second, third, other):
+        release()
+    assert streams.open == {}

@@ -35,6 +35,7 @@ import json
 import logging
 import math
 import time
+from collections import Counter
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -45,7 +46,9 @@ from typing import Annotated, Any, Final, Literal
 import anyio
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, Response, StreamingResponse
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 from starlette.types import Receive, Scope, Send
 
 from ivr.adapters import users
@@ -55,6 +58,7 @@ from ivr.adapters.metrics_store import MetricsUnavailable
 from ivr.core.metrics import CallClass
 from ivr.errors import HotlineError
 from ivr.logging_setup import mask_number
+from ivr.settings import Settings
 from ivr.web import static_pages
 from ivr.web.auth import (
     DbDep,
@@ -63,6 +67,7 @@ from ivr.web.auth import (
     SupervisorUser,
     get_current_user,
     get_engine,
+    session_token,
 )
 from ivr.web.deps import MetricsReaderDep, SettingsDep
 from ivr.web.errors import error_document
@@ -319,6 +324,7 @@ class StreamTiming:
     keepalive_s: float = 15.0  # a comment after this long without writing
     poll_s: float = 1.0  # longest single wait on the change feed
     retry_ms: int = 2000  # the browser's reconnect delay
+    session_check_s: float = 5.0  # the stream ends within about this long of a sign-out
 
 
 def sse_data(document: Mapping[str, Any]) -> str:
@@ -333,17 +339,28 @@ async def metrics_events(
     read: Callable[[], Awaitable[dict[str, Any]]],
     changes: AbstractAsyncContextManager[ChangeFeed],
     *,
+    signed_in: Callable[[], Awaitable[bool]] | None = None,
     timing: StreamTiming = StreamTiming(),
     clock: Callable[[], float] = time.monotonic,
 ) -> AsyncGenerator[str, None]:
-    """The SSE text of the stream: ``read()`` gives the (masked) document to send."""
+    """The SSE text of the stream: ``read()`` gives the (masked) document to send.
+
+    ``signed_in()``, asked every ``timing.session_check_s``, says whether the session that
+    opened the stream still holds; when it no longer does (signed out, expired, disabled),
+    a ``signed-out`` event ends the stream."""
     yield f"retry: {timing.retry_ms}\n\n"
     try:
         async with changes as feed:
             document = await read()
             yield sse_data(document)
-            sent = wrote = clock()
+            sent = wrote = checked = clock()
             while True:
+                if signed_in is not None and clock() - checked >= timing.session_check_s:
+                    if not await signed_in():
+                        yield sse_event("signed-out", {"error": "not-authenticated",
+                                                       "message": "sign in again"})  # fmt: skip
+                        return
+                    checked = clock()
                 waiting = bool(document.get("waiting_now"))
                 due = wrote + timing.keepalive_s
                 if waiting:
@@ -373,11 +390,21 @@ class EventStreamResponse(StreamingResponse):
 
     media_type = "text/event-stream"
 
-    def __init__(self, events: AsyncGenerator[str, None]) -> None:
+    def __init__(
+        self, events: AsyncGenerator[str, None], *, on_close: Callable[[], None] | None = None
+    ) -> None:
         super().__init__(events, headers={**NO_STORE, "X-Accel-Buffering": "no"})
         self.events = events
+        self.on_close = on_close  # called once the response is over, however it ended
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self._serve(scope, receive, send)
+        finally:
+            if self.on_close is not None:
+                self.on_close()
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         async with anyio.create_task_group() as group:
 
             async def first_to_end(run: Callable[[], Awaitable[None]]) -> None:
@@ -416,14 +443,71 @@ async def summary(
     status_code=200,
     responses={200: {"content": {"text/event-stream": {}}}},
 )
-async def stream(_: StreamUser, reader: MetricsReaderDep, period: Period = "today") -> Response:
-    """Server-sent events: the summary document on connect and on every change."""
+async def stream(
+    user: StreamUser,
+    request: Request,
+    settings: SettingsDep,
+    reader: MetricsReaderDep,
+    period: Period = "today",
+) -> Response:
+    """Server-sent events: the summary document on connect and on every change, until the
+    session that opened it ends. At most ``web.max_streams_per_user`` at once per user."""
+    streams: OpenStreams = request.app.state.open_streams
+    token = session_token(request, settings) or ""
+    engine = get_engine(request)
 
     async def read() -> dict[str, Any]:
         document: dict[str, Any] = masked(await reader.document(period, time.time()))
         return document
 
-    return EventStreamResponse(metrics_events(read, reader.changes()))
+    async def signed_in() -> bool:
+        return await run_in_threadpool(session_holds, engine, token, settings)
+
+    release = streams.take(user.username)
+    timing = StreamTiming(session_check_s=settings.web.stream_session_check_s)
+    events = metrics_events(read, reader.changes(), signed_in=signed_in, timing=timing)
+    return EventStreamResponse(events, on_close=release)
+
+
+def session_holds(engine: Engine, token: str, settings: Settings) -> bool:
+    with Session(engine) as db:
+        return users.session_user(db, token, secret=settings.auth.session_secret) is not None
+
+
+class TooManyStreams(HotlineError):
+    """This user has as many live streams open as ``web.max_streams_per_user`` allows."""
+
+    slug = "too-many-streams"
+    status = 429
+
+
+class OpenStreams:
+    """The live streams open per user in this web process, at most ``limit`` each."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.open: Counter[str] = Counter()
+
+    def take(self, username: str) -> Callable[[], None]:
+        """Count one more stream for ``username`` (refused with :class:`TooManyStreams` at
+        the limit); the function returned gives it back, once, however often it is called."""
+        if self.open[username] >= self.limit:
+            raise TooManyStreams(
+                f"{self.limit} live streams are open for {username} already; close a page",
+                retry_after_s=5,
+            )
+        self.open[username] += 1
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                self.open[username] -= 1
+                if not self.open[username]:
+                    del self.open[username]
+
+        return release
 
 
 @router.get("/api/metrics/hourly")

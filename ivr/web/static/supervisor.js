@@ -287,6 +287,10 @@
       render();
     };
     source.addEventListener("unavailable", () => setConnection("lost", "数据暂不可用", "metrics unavailable, retrying"));
+    source.addEventListener("signed-out", () => {
+      source.close(); // the session ended (signed out elsewhere, expired, disabled)
+      location.href = LOGIN;
+    });
     source.onerror = () => {
       if (source.readyState === EventSource.CLOSED) {
         setConnection("lost", "连接中断", "disconnected");
