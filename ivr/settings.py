@@ -105,6 +105,8 @@ class DatabaseSettings(BaseModel):
     # SQLAlchemy URL. Unset: sqlite:///<run_dir>/hotline.db. PostgreSQL: postgresql+psycopg://...
     url: str | None = None
     echo: bool = False  # log every SQL statement (debugging only)
+    # SQLite: how long a write waits for another process's write before it fails (503)
+    busy_timeout_s: float = Field(default=5.0, ge=0)
 
 
 class AuthSettings(BaseModel):

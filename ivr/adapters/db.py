@@ -34,6 +34,7 @@ from __future__ import annotations
 import enum
 import logging
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any, Final
 
@@ -55,7 +56,7 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.engine import Connection, Dialect, make_url
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -74,6 +75,22 @@ class DatabaseUnavailable(HotlineError):
     slug = "database-unavailable"
     status = 503
     public_message = "the database cannot be reached right now; try again in a moment"
+
+
+class DatabaseBusy(DatabaseUnavailable):
+    """Another process held the SQLite file's write lock for longer than the busy timeout."""
+
+    slug = "database-busy"
+    public_message = "the database is busy; try again in a moment"
+
+
+def database_error(exc: OperationalError) -> DatabaseUnavailable:
+    """The domain error for a driver's operational error (lost connection, locked file)."""
+    cause = getattr(exc, "orig", None) or exc
+    text = f"{type(cause).__name__}: {cause}"
+    if "database is locked" in str(cause) or "database is busy" in str(cause):
+        return DatabaseBusy(text, retry_after_s=2)
+    return DatabaseUnavailable(text, retry_after_s=5)
 
 
 class Role(enum.StrEnum):
@@ -412,15 +429,18 @@ def database_url(settings: Settings) -> str:
     return settings.database.url or f"sqlite:///{settings.run_dir / DB_FILE}"
 
 
-def create_db_engine(url: str, *, echo: bool = False) -> Engine:
-    """An engine for ``url``; for a SQLite file, creates its folder and turns on foreign keys."""
+def create_db_engine(url: str, *, echo: bool = False, busy_timeout_s: float = 5.0) -> Engine:
+    """An engine for ``url``. For a SQLite file: creates its folder, turns on foreign keys
+    and write-ahead logging (readers never wait for a writer), and waits up to
+    ``busy_timeout_s`` for another process's write before giving up (``database is
+    locked``, answered 503 by the web role)."""
     parsed = make_url(url)
     sqlite = parsed.get_backend_name() == "sqlite"
     if sqlite and parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url, echo=echo, pool_pre_ping=not sqlite)
     if sqlite:
-        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "connect", partial(_sqlite_pragmas, busy_timeout_s=busy_timeout_s))
     elif engine.dialect.name == "postgresql":
         event.listen(engine, "before_cursor_execute", _postgres_parameters, retval=True)
     logger.debug("database engine", extra={"url": parsed.render_as_string(hide_password=True)})
@@ -428,14 +448,21 @@ def create_db_engine(url: str, *, echo: bool = False) -> Engine:
 
 
 def settings_engine(settings: Settings) -> Engine:
-    return create_db_engine(database_url(settings), echo=settings.database.echo)
+    return create_db_engine(
+        database_url(settings),
+        echo=settings.database.echo,
+        busy_timeout_s=settings.database.busy_timeout_s,
+    )
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any, *, busy_timeout_s: float) -> None:
     cursor = dbapi_connection.cursor()
     try:
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=5000")  # roles share the file: wait, don't fail
+        # roles share the file: wait for another's write rather than fail at once
+        cursor.execute(f"PRAGMA busy_timeout={round(busy_timeout_s * 1000)}")
+        if cursor.execute("PRAGMA journal_mode").fetchone()[0] not in ("wal", "memory"):
+            cursor.execute("PRAGMA journal_mode=WAL")  # kept by the file once set
     finally:
         cursor.close()
 

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 import redis.asyncio as aioredis
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
 
 from ivr.adapters import db
 from ivr.adapters.metrics_read import MetricsReader
@@ -60,5 +61,10 @@ def create_app(settings: Settings) -> FastAPI:
     @app.exception_handler(HotlineError)
     async def domain_error(_: Request, exc: HotlineError) -> JSONResponse:
         return error_response(exc)
+
+    @app.exception_handler(OperationalError)
+    async def database_unusable(_: Request, exc: OperationalError) -> JSONResponse:
+        """A locked SQLite file or a lost database connection: 503 with Retry-After."""
+        return error_response(db.database_error(exc))
 
     return app

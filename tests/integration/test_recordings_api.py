@@ -769,3 +769,32 @@ def test_admin_lists_replays_and_downloads_with_filters_and_pages(app_client, id
         assert client.get("/api/audit", params={"action": action}).json()["total"] == 0, action
     assert client.get("/api/audit", params={"target": "RECORDING:"}).json()["total"] == 0
     assert client.get("/api/audit", params={"target": "recording:"}).json()["total"] == 3
+
+
+def test_given_the_sqlite_file_locked_by_another_writer_then_503_with_retry_after_no_500(
+    settings, ids
+):
+    import sqlite3
+
+    patient = settings.model_copy(
+        update={"database": settings.database.model_copy(update={"busy_timeout_s": 0.2})}
+    )
+    path = sql.database_url(patient).removeprefix("sqlite:///")
+    with TestClient(create_app(patient)) as client:
+        qa = as_user(client, "qa1")
+        holder = sqlite3.connect(path, isolation_level=None)
+        try:
+            assert holder.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+            holder.execute("BEGIN EXCLUSIVE")  # another process writing, and writing on
+            listed = qa.get("/api/recordings")  # a reader does not wait for a writer (WAL)
+            assert listed.status_code == 200
+            replay = qa.get(f"/api/recordings/{ids['good']}/audio")  # its audit row must wait
+            assert replay.status_code == 503
+            assert replay.json()["error"] == "database-busy"
+            assert replay.headers["Retry-After"] == "2"
+            assert path not in replay.text and "sqlite" not in replay.text.lower()
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        assert qa.get(f"/api/recordings/{ids['good']}/audio").status_code == 200
+    assert [a for _, a, _, _ in audit_rows(settings)] == ["recording.replay"]  # one, served
