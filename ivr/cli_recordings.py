@@ -32,6 +32,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from ivr.adapters.db import Recording, RecordingStatus, create_all, settings_engine
+from ivr.adapters.disk import DiskWatch
 from ivr.adapters.recorder import (
     Recorder,
     apply_retention,
@@ -103,6 +104,7 @@ async def run_role(settings: Settings) -> None:
     beat = heartbeat_path(settings)
     config = settings.recordings
     next_retention = 0.0
+    disk = DiskWatch.from_settings(settings)
 
     def tick() -> None:
         """One sweep (and retention when due), then the heartbeat; never raises."""
@@ -113,14 +115,15 @@ async def run_role(settings: Settings) -> None:
         except Exception as exc:  # e.g. the monitor directory unreadable: say so, go on
             error = f"{type(exc).__name__}: {exc}"
             logger.exception("sweep failed")
-        write_heartbeat(beat, recorder, error)
+        low = disk.check()  # warned while there is room; MixMonitor writes on regardless
+        write_heartbeat(beat, recorder, error, low)
         if time.monotonic() >= next_retention and not recorder.stopping.is_set():
             next_retention = time.monotonic() + config.retention_interval_s
             try:
                 apply_retention(settings, engine)
             except Exception:  # e.g. the database away: tried again at the next interval
                 logger.exception("retention failed")
-            write_heartbeat(beat, recorder, error)  # a long retention is not a dead role
+            write_heartbeat(beat, recorder, error, low)  # a long retention is no dead role
 
     async def sweeping() -> None:
         loop = asyncio.get_running_loop()

@@ -198,6 +198,9 @@ class RecordingsSettings(BaseModel):
     # in SQL yet, is catalogued after this long all the same.
     facts_grace_s: float = Field(default=30.0, gt=0)
     retention_days: int = Field(default=365, ge=1)  # files older than this are deleted
+    # Below this much free space where recordings, the spool or the run folder live, the
+    # recorder and the web role warn (logs, health, supervisor page) before the disk fills.
+    min_free_mib: int = Field(default=2048, ge=0)
     retention_interval_s: float = Field(default=3600.0, gt=0)  # how often retention runs
     # Roles that see callers' numbers unmasked (everyone else sees 138******77).
     unmasked_roles: list[str] = Field(default_factory=lambda: ["admin"])

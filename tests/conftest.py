@@ -11,6 +11,7 @@ SQLite unless the test (``on_sql_backends``) or its module (a ``sql_backend`` fi
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -153,3 +154,21 @@ def database_url(request: pytest.FixtureRequest, sql_backend: str, tmp_path: Pat
         yield server.url(name)
     finally:
         server.give_back(name)
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 64 KiB tmpfs (a disk that is full at once); the test runs as root to mount it."""
+    mount_point = tmp_path / "tiny"
+    mount_point.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k,mode=0755", "tmpfs", str(mount_point)],
+        capture_output=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.fail(f"this test mounts a tmpfs and needs root: {done.stderr.decode()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", str(mount_point)], check=True)

@@ -43,7 +43,7 @@ import shutil
 import threading
 import time
 import wave
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from itertools import zip_longest
@@ -57,6 +57,7 @@ from sqlalchemy.orm import Session
 from ivr.adapters.db import Recording, RecordingStatus, VoiceMessage, utcnow
 from ivr.adapters.routing_files import load_routing
 from ivr.adapters.voice_messages import message_from_facts
+from ivr.core.disk import DiskSpace
 from ivr.core.recording_meta import (
     MAX_FACTS_BYTES,
     CallFacts,
@@ -641,11 +642,15 @@ def heartbeat_path(settings: Settings) -> Path:
     return settings.run_dir / HEARTBEAT_FILE
 
 
-def write_heartbeat(path: Path, recorder: Recorder, error: str | None) -> None:
-    """What `ivr status` shows for the role: its PID, the last sweep, its counts."""
+def write_heartbeat(
+    path: Path, recorder: Recorder, error: str | None, disk_low: Sequence[DiskSpace] = ()
+) -> None:
+    """What `ivr status` shows for the role: its PID, the last sweep, its counts, and the
+    folders low on disk space."""
     doc = {"pid": os.getpid(), "at": time.time(), "catalogued": recorder.catalogued_total,
            "waiting": recorder.waiting, "error": error,
-           "monitor_dir": str(recorder.monitor_dir)}  # fmt: skip
+           "monitor_dir": str(recorder.monitor_dir),
+           "disk_low": [space.to_json() for space in disk_low]}  # fmt: skip
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(doc))
     tmp.replace(path)
@@ -664,7 +669,11 @@ def heartbeat_status(path: Path, pid: int, max_age_s: float) -> tuple[bool, str]
         return False, f"last sweep {age:.0f} s ago"
     if doc.get("error"):
         return False, f"last sweep failed: {doc['error']}"
+    low = "".join(
+        f"; LOW DISK SPACE: {space['label']} {space['free_mib']} MiB free"
+        for space in doc.get("disk_low", [])
+    )
     return True, (
         f"last sweep {age:.1f} s ago, {doc.get('catalogued', 0)} catalogued, "
-        f"{doc.get('waiting', 0)} waiting in {doc.get('monitor_dir')}"
+        f"{doc.get('waiting', 0)} waiting in {doc.get('monitor_dir')}{low}"
     )

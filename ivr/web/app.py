@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
 
 from ivr.adapters import db
+from ivr.adapters.disk import DiskWatch
 from ivr.adapters.metrics_read import MetricsReader
 from ivr.errors import HotlineError
 from ivr.settings import Settings
@@ -33,6 +34,7 @@ def create_app(settings: Settings) -> FastAPI:
             raise
         app.state.login_throttle = LoginThrottle.from_settings(settings.auth)
         app.state.password_checks = PasswordChecks.from_settings(settings.auth)
+        app.state.disk_watch = DiskWatch.from_settings(settings)
         app.state.open_streams = OpenStreams(settings.web.max_streams_per_user)
         app.state.partial_searches = WindowLimit(
             settings.recordings.partial_search_per_hour, 3600.0

@@ -590,24 +590,6 @@ def test_given_a_file_ffmpeg_cannot_decode_then_422_and_nothing_left(qa, ids, se
     assert audit_rows(settings) == []
 
 
-@pytest.fixture
-def tiny_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 64 KiB tmpfs: smaller than the recording, so the conversion runs out of space."""
-    mount_point = tmp_path / "tiny"
-    mount_point.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=64k,mode=0755", "tmpfs", str(mount_point)],
-        capture_output=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        pytest.fail(f"this test mounts a tmpfs and needs root: {done.stderr.decode()}")
-    try:
-        yield mount_point
-    finally:
-        subprocess.run(["umount", str(mount_point)], check=True)
-
-
 def test_given_a_full_disk_during_conversion_then_507_and_the_original_kept(
     settings, ids, tiny_disk
 ):

@@ -301,6 +301,22 @@
     };
   }
 
+  // --- disk space: the web role's /health names the folders running low ------------------
+  async function loadHealth() {
+    try {
+      const response = await fetch("/health", { cache: "no-store" });
+      const health = await response.json();
+      const low = health.disk_low || [];
+      const banner = $("disk-warning");
+      banner.textContent = low.length
+        ? `磁盘空间不足，请尽快清理 Low disk space, free some soon: ${low.join(", ")}`
+        : "";
+      banner.hidden = low.length === 0;
+    } catch (err) {
+      // the stream's status line already says when the server is unreachable
+    }
+  }
+
   document.addEventListener("DOMContentLoaded", () => {
     connect();
     loadHourly();
@@ -308,5 +324,7 @@
     setInterval(tick, 250);
     setInterval(loadHourly, 60000);
     setInterval(loadDanger, 10000);
+    loadHealth();
+    setInterval(loadHealth, 30000);
   });
 })();
