@@ -21,7 +21,11 @@
 #   ASTERISK_SIP_BINDADDR     SIP bind address            (0.0.0.0)
 #   ASTERISK_AMI_BINDADDR     AMI bind address            (0.0.0.0)
 #   ASTERISK_PERMIT_SUBNET    CIDR admitted to AMI and the trunk besides 127.0.0.1 (none)
-#   ASTERISK_SIP_TRUNK_MATCH  sources identified as the pstn trunk (ASTERISK_PERMIT_SUBNET)
+#   ASTERISK_SIP_TRUNK_MATCH  sources identified as the pstn trunk, besides 127.0.0.1
+#                             (ASTERISK_PERMIT_SUBNET)
+#   IVR_ASTERISK__TRUNK_MAX_CALLS, IVR_ASTERISK__TRUNK_EMERGENCY_RESERVE
+#                             calls from the trunk at once, and those kept for the
+#                             emergency numbers (300, 20), as the settings of that name
 #   ASTERISK_RTP_START, ASTERISK_RTP_END   RTP port range (unset: dialplan/rtp.conf, 10000-20000)
 #   ASTERISK_EMERGENCY_DIDS   comma-separated emergency numbers (routing/hotline.yaml emergency_dids)
 # Process AGI (IVR_AGI_MODE=process) is not available in this image: keep the default fastagi.
@@ -125,6 +129,13 @@ case $trunk_match in
     *[!0-9./,]*) die "ASTERISK_SIP_TRUNK_MATCH=$trunk_match: IPv4 addresses or networks, comma-separated" ;;
 esac
 
+trunk_max=${IVR_ASTERISK__TRUNK_MAX_CALLS:-300}
+trunk_reserve=${IVR_ASTERISK__TRUNK_EMERGENCY_RESERVE:-20}
+case "$trunk_max$trunk_reserve" in
+    *[!0-9]*) die "IVR_ASTERISK__TRUNK_MAX_CALLS and IVR_ASTERISK__TRUNK_EMERGENCY_RESERVE are whole numbers" ;;
+esac
+[ "$trunk_reserve" -lt "$trunk_max" ] || die "IVR_ASTERISK__TRUNK_EMERGENCY_RESERVE must be below IVR_ASTERISK__TRUNK_MAX_CALLS"
+
 moddir=''
 for dir in /usr/lib/*/asterisk/modules /usr/lib/asterisk/modules; do
     if [ -f "$dir/chan_pjsip.so" ]; then moddir=$dir; break; fi
@@ -158,6 +169,8 @@ IVR_AGI_URL = $agi_url
 IVR_PROMPTS = $prompts
 IVR_MESSAGES = /var/spool/asterisk/voicemessages
 IVR_PROCESS_AGI = /nonexistent/process-agi-is-not-in-this-image
+IVR_TRUNK_MAX_CALLS = $trunk_max
+IVR_TRUNK_ORDINARY_CALLS = $((trunk_max - trunk_reserve))
 EOF
 mkdir -p /var/spool/asterisk/voicemessages
 
@@ -168,6 +181,7 @@ mkdir -p /var/spool/asterisk/voicemessages
     for did in $(printf '%s' "${ASTERISK_EMERGENCY_DIDS:-}" | tr ',' ' '); do
         case $did in '' | *[!0-9]*) die "ASTERISK_EMERGENCY_DIDS: '$did' is not all digits" ;; esac
         echo "exten = $did,1,Set(__IVR_DID=\${EXTEN})"
+        echo "same = n,Gosub(trunk-admit,s,1(\${IVR_TRUNK_MAX_CALLS}))"
         echo "same = n,Goto(emergency,s,1)"
     done
 } > "$etc/extensions_generated.conf"
@@ -192,18 +206,17 @@ cat > "$etc/pjsip_generated.conf" <<EOF
 type = transport
 protocol = udp
 bind = $sip_bind:$sip_port
-EOF
-if [ -n "$trunk_match" ]; then
-    # Container-only: SIP from the host arrives through the published port from the compose
-    # network's gateway, not from 127.0.0.1 (the match of [pstn] in dialplan/pjsip.conf).
-    cat >> "$etc/pjsip_generated.conf" <<EOF
 
-[pstn-compose]
+; the carrier trunk [pstn] is identified by these source addresses only. In a container,
+; SIP from the host arrives from the compose network's gateway (ASTERISK_SIP_TRUNK_MATCH).
+[pstn-identify]
 type = identify
 endpoint = pstn
-match = $trunk_match
+match = 127.0.0.1
 EOF
-fi
+for source in $(printf '%s' "$trunk_match" | tr ',' ' '); do
+    echo "match = $source" >> "$etc/pjsip_generated.conf"
+done
 
 rm -f "$etc/manager_generated.conf"
 (

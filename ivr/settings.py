@@ -94,11 +94,37 @@ class WebSettings(ListenSettings):
     metrics_token: SecretStr | None = Field(default=None, min_length=32)
 
 
+def _networks(*addresses: str) -> list[IPv4Network | IPv6Network]:
+    return [ipaddress.ip_network(address) for address in addresses]
+
+
 class AsteriskSettings(BaseModel):
     root: Path = Path("/var/lib/hotline/sid-root")  # the debootstrap'ed sid root (provision)
     instance: str = Field(default="hotline", pattern=r"^[a-z][a-z0-9-]{0,30}$")
     sip_port: int = Field(default=5060, ge=1, le=65535)
     boot_timeout_s: float = Field(default=30.0, gt=0)
+    # The carrier trunk: the only source addresses (or networks) whose SIP calls are taken
+    # as the carrier's; anything else gets no endpoint (JSON list in the environment).
+    trunk_addresses: list[IPv4Network | IPv6Network] = Field(
+        default_factory=lambda: _networks("127.0.0.1/32"), min_length=1
+    )
+    # Calls from the trunk at once; the last trunk_emergency_reserve of them are kept for the
+    # emergency numbers (a flood of ordinary calls cannot take the leak line's lines).
+    trunk_max_calls: int = Field(default=300, ge=1)
+    trunk_emergency_reserve: int = Field(default=20, ge=0)
+
+    @field_serializer("trunk_addresses", when_used="json")
+    def _trunk_as_json(self, value: list[IPv4Network | IPv6Network]) -> str:
+        return _json_field([str(network) for network in value])
+
+    @model_validator(mode="after")
+    def _reserve_below_the_limit(self) -> Self:
+        if self.trunk_emergency_reserve >= self.trunk_max_calls:
+            raise ValueError(
+                f"trunk_emergency_reserve ({self.trunk_emergency_reserve}) must be below "
+                f"trunk_max_calls ({self.trunk_max_calls})"
+            )
+        return self
 
 
 class DatabaseSettings(BaseModel):

@@ -89,6 +89,9 @@ def asterisk_instance(settings: Settings) -> AsteriskInstance:
         agi_url=f"agi://{settings.fastagi.host}:{settings.fastagi.port}",
         dialplan_dir=settings.dialplan_dir,
         prompts_dir=settings.prompts_build_dir,
+        trunk_addresses=tuple(str(net) for net in settings.asterisk.trunk_addresses),
+        trunk_max_calls=settings.asterisk.trunk_max_calls,
+        trunk_emergency_reserve=settings.asterisk.trunk_emergency_reserve,
     )
 
 
@@ -133,7 +136,9 @@ def isolated_settings(run_dir: Path, instance: str, **extra: Any) -> Settings:
         ami=ami,
         redis=RedisSettings(url=f"redis://127.0.0.1:{free_port()}/0"),
         web=WebSettings(port=free_port()),
-        asterisk=AsteriskSettings(instance=instance, sip_port=free_port("udp")),
+        asterisk=AsteriskSettings.model_validate(
+            {"instance": instance, "sip_port": free_port("udp")} | extra.pop("asterisk", {})
+        ),
         **extra,
     )
 

@@ -44,6 +44,9 @@ class AsteriskInstance:
     prompts_dir: Path | None = None  # built prompts (<lang>/<key>.wav) on the host
     emergency_dids: tuple[str, ...] = ()  # numbers that go straight to [emergency] (routing/)
     routing_dir: Path | None = None  # copied in for the process-AGI entry points
+    trunk_addresses: tuple[str, ...] = ("127.0.0.1/32",)  # the carrier's source addresses
+    trunk_max_calls: int = 300  # calls from the trunk at once ...
+    trunk_emergency_reserve: int = 20  # ... of which these are kept for the emergency numbers
 
     # --- paths -----------------------------------------------------------------------
     @property
@@ -120,13 +123,13 @@ class AsteriskInstance:
             f"IVR_AGI_URL = {self.agi_url}\nIVR_PROMPTS = {self.prompts_inner}\n"
             f"IVR_MESSAGES = {self.messages_inner}\n"
             f"IVR_PROCESS_AGI = {self.app_inner / PROCESS_AGI}\n"
+            f"IVR_TRUNK_MAX_CALLS = {self.trunk_max_calls}\n"
+            f"IVR_TRUNK_ORDINARY_CALLS = {self.trunk_max_calls - self.trunk_emergency_reserve}\n"
         )
         self._install_app()
         (etc / "extensions_generated.conf").write_text(self._emergency_dids_conf())
         (etc / "queues_generated.conf").write_text(self._queues_conf())
-        (etc / "pjsip_generated.conf").write_text(
-            f"[transport-udp]\ntype = transport\nprotocol = udp\nbind = 127.0.0.1:{self.sip_port}\n"
-        )
+        (etc / "pjsip_generated.conf").write_text(self._pjsip_conf())
         manager = etc / "manager_generated.conf"
         manager.write_text(
             f"port = {self.ami_port}\nbindaddr = 127.0.0.1\n\n"
@@ -168,6 +171,21 @@ class AsteriskInstance:
         )
         wrapper.chmod(0o755)
 
+    def _pjsip_conf(self) -> str:
+        """The transport (loopback) and the trunk's allow-list: a request from any other
+        source matches no endpoint and is refused."""
+        lines = [
+            "[transport-udp]", "type = transport", "protocol = udp",
+            f"bind = 127.0.0.1:{self.sip_port}", "",
+            "; the carrier trunk [pstn] is identified by these source addresses only",
+            "[pstn-identify]", "type = identify", "endpoint = pstn",
+        ]  # fmt: skip
+        for address in self.trunk_addresses:
+            if not all(ch.isalnum() or ch in ".:/" for ch in address):
+                raise StackError(f"trunk address {address!r} is not an address or network")
+            lines.append(f"match = {address}")
+        return "\n".join(lines) + "\n"
+
     def _emergency_dids_conf(self) -> str:
         lines = [
             "; Emergency DIDs from routing/: straight to [emergency], no AGI.",
@@ -176,7 +194,11 @@ class AsteriskInstance:
         for did in self.emergency_dids:
             if not did.isdigit():
                 raise StackError(f"emergency DID {did!r} is not all digits")
-            lines += [f"exten = {did},1,Set(__IVR_DID=${{EXTEN}})", "same = n,Goto(emergency,s,1)"]
+            lines += [
+                f"exten = {did},1,Set(__IVR_DID=${{EXTEN}})",
+                "same = n,Gosub(trunk-admit,s,1(${IVR_TRUNK_MAX_CALLS}))",
+                "same = n,Goto(emergency,s,1)",
+            ]
         return "\n".join(lines) + "\n"
 
     def _queues_conf(self) -> str:

@@ -29,6 +29,7 @@ some failed, 255 on ``-timeout_error`` or a fatal error, 254 when it could not b
 from __future__ import annotations
 
 import csv
+import ipaddress
 import logging
 import math
 import re
@@ -101,6 +102,7 @@ def run_caller(
     timeout_s: float = 120.0,
     digit_interval_s: float = 0.5,
     digits_after_s: float = SPEECH_MS / 1000,
+    local_ip: str = LOCAL_IP,
 ) -> SippResult:
     """Place ``calls`` calls to ``did`` at ``target`` ("127.0.0.1:<sip_port>") and wait.
 
@@ -108,8 +110,10 @@ def run_caller(
     (at least the speech, default 7.2 s), presses ``digits`` one every ``digit_interval_s`` s,
     then waits up to ``hold_s`` seconds for the hotline's BYE before hanging up itself.
     At most ``concurrency`` calls are open at once, started at ``rate_per_s`` per second.
-    ``local_port`` 0 picks a free UDP port. sipp stops after ``timeout_s`` seconds
-    whatever happens (``-timeout``, ``-timeout_error``).
+    ``local_port`` 0 picks a free UDP port; ``local_ip`` is the caller's own address, on
+    the loopback network only (127.x.y.z: a second caller address for allow-list tests).
+    sipp stops after ``timeout_s`` seconds whatever happens (``-timeout``,
+    ``-timeout_error``).
     """
     if not set(digits) <= DIGIT_PCAPS.keys():
         raise ValueError(f"digits must be 0-9, * or #: {digits!r}")
@@ -127,6 +131,8 @@ def run_caller(
         )
     if not 0 <= local_port <= 65535:
         raise ValueError(f"local_port out of range: {local_port}")
+    if not ipaddress.ip_address(local_ip).is_loopback:
+        raise ValueError(f"local_ip must be a loopback address (127.x.y.z): {local_ip!r}")
 
     workdir = _prepare(root, workdir_inner)
     _render(
@@ -148,7 +154,7 @@ def run_caller(
         "-r", f"{rate_per_s:g}",
         "-timeout", f"{math.ceil(timeout_s * 1000)}ms",
         "-timeout_error",
-        *_common_args(),
+        *_common_args(local_ip),
     ]  # fmt: skip
     command = _chroot_command(root, workdir_inner, args)
     with (workdir / "sipp.stderr").open("wb") as err:
@@ -271,13 +277,13 @@ def message_counts(result: SippResult) -> dict[str, int]:
 # --- helpers --------------------------------------------------------------------------
 
 
-def _common_args() -> list[str]:
+def _common_args(local_ip: str = LOCAL_IP) -> list[str]:
     return [
         "-nostdin",
-        "-i", LOCAL_IP,
+        "-i", local_ip,
         "-bind_local",
-        "-mi", LOCAL_IP,
-        "-ci", LOCAL_IP,
+        "-mi", local_ip,
+        "-ci", local_ip,
         "-aa",
         "-trace_stat", "-stf", "stats.csv",
         "-trace_err", "-error_file", "errors.log",
