@@ -10,7 +10,6 @@ SQLite unless the test (``on_sql_backends``) or its module (a ``sql_backend`` fi
 
 from __future__ import annotations
 
-import os
 import subprocess
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
@@ -24,9 +23,9 @@ import yaml
 
 from ivr import redis_keys
 from ivr.settings import Settings
-from ivr.stack import Stack, asterisk_instance, isolated_settings
+from ivr.stack import Stack, isolated_settings
 from tests.pg_support import PostgresServer
-from tests.stack_support import keep_logs, open_around_the_clock
+from tests.stack_support import open_around_the_clock, private_stack
 from tests.stack_support import wait_for as stack_wait_for
 
 REPO = Path(__file__).resolve().parent.parent
@@ -62,21 +61,15 @@ def routing_for_tests(target: Path) -> Path:
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     base = tmp_path_factory.mktemp("stack")
-    settings = isolated_settings(
-        base / "run",
-        f"t{os.getpid()}",
+    with private_stack(
+        base,
+        "t",
+        "stack-logs",
         routing_dir=routing_for_tests(base / "routing"),
         # repair held to 6 s so a test call crosses the threshold quickly (the supervisor page)
         metrics={"thresholds": {"emergency": 15.0, "emergency-backup": 15.0, "repair": 6.0}},
-    )
-    st = Stack(settings)
-    st.up()
-    try:
+    ) as st:
         yield st
-    finally:
-        st.down()
-        keep_logs(settings, "stack-logs")
-        asterisk_instance(settings).remove()
 
 
 @pytest.fixture

@@ -1,11 +1,13 @@
 """Helpers for tests that run processes of their own: polling until something holds,
-routing that does not depend on the hour, and keeping a private stack's logs."""
+routing that does not depend on the hour, a private stack, and keeping its logs."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -13,7 +15,7 @@ from typing import Any
 import yaml
 
 from ivr.settings import Settings
-from ivr.stack import asterisk_instance
+from ivr.stack import Stack, asterisk_instance, isolated_settings
 
 REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "test-artifacts"
@@ -69,3 +71,21 @@ def keep_logs(settings: Settings, folder: str) -> Path:
         if src.is_file():
             shutil.copy(src, target / src.name)
     return target
+
+
+@contextmanager
+def private_stack(
+    base: Path, name: str, logs: str, *, sim_agents: bool = True, **fields: Any
+) -> Iterator[Stack]:
+    """A whole stack of its own (``ivr up`` on free ports, Asterisk instance
+    ``<name><pid>``, settings ``fields``), taken down afterwards with its logs kept in
+    ``test-artifacts/<logs>/``."""
+    settings = isolated_settings(base / "run", f"{name}{os.getpid()}", **fields)
+    stack = Stack(settings, sim_agents=sim_agents)
+    stack.up()
+    try:
+        yield stack
+    finally:
+        stack.down()
+        keep_logs(settings, logs)
+        asterisk_instance(settings).remove()

@@ -21,8 +21,9 @@ wheel (its driver only: never ``playwright install``), with CHROMIUM_FLAGS.
                                          a context: a persistent Chromium context, zh-CN
     sign_in_on_page(page, base_url, path, username, password=PASSWORD)
                                          open ``path`` signed out, sign in through the form
-    web_role(settings)                   a context: ``ivr web`` as its own process (uvicorn)
-                                         on ``settings`` (its tables made first); yields
+    web_role(settings, people=())        a context: ``ivr web`` as its own process (uvicorn)
+                                         on ``settings`` (its tables made first, and an
+                                         account per (name, role) in ``people``); yields
                                          (base URL, the process); its log is
                                          ``run_dir/web.log``
 """
@@ -153,12 +154,17 @@ async def sign_in_on_page(
 
 
 @contextmanager
-def web_role(settings: Settings) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """``ivr web`` in a process of its own on ``settings`` (the tables made first)."""
+def web_role(
+    settings: Settings, people: Iterable[tuple[str, str]] = ()
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """``ivr web`` in a process of its own on ``settings`` (the tables made first, and an
+    account with PASSWORD for each (name, role) of ``people``)."""
     import httpx
 
     engine = sql.settings_engine(settings)
     sql.create_all(engine)
+    for name, role in people:
+        add_user(engine, name, PASSWORD, role)
     engine.dispose()
     settings.run_dir.mkdir(parents=True, exist_ok=True)
     base = f"http://127.0.0.1:{settings.web.port}"

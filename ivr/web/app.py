@@ -46,6 +46,7 @@ def create_app(settings: Settings) -> FastAPI:
         try:
             yield
         finally:
+            app.state.password_checks.close()
             await app.state.redis.aclose()
             app.state.db_engine.dispose()
 

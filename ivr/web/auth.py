@@ -40,15 +40,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import os
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from ipaddress import IPv4Network, IPv6Network, ip_address
 from math import ceil
-from typing import Annotated, Any
+from typing import Annotated, Any, Final, TypeVar
 from urllib.parse import quote, urlsplit
 
 from fastapi import Depends, Request, Response
@@ -64,6 +65,8 @@ from ivr.web.deps import SettingsDep
 from ivr.web.errors import error_response
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
@@ -230,29 +233,49 @@ class SignInBusy(AuthError):
 
 
 class PasswordChecks:
-    """At most ``limit`` password checks at once in this process: an argon2 check takes
-    64 MiB and a core for a moment, so a flood of sign-ins must queue (without a thread each)
-    rather than take the host's memory. A sign-in waits at most ``wait_s`` for its turn."""
+    """At most ``limit`` password checks at once in this process, in threads of their own at
+    a lower CPU priority: an argon2 check takes 64 MiB and a core for a moment, so a flood of
+    sign-ins queues (on the event loop, not a thread each) rather than take the host's
+    memory, and the checks that do run yield the CPU to everything else the web role does
+    (its health, live pages, replays). A sign-in waits at most ``wait_s`` for its turn."""
+
+    NICENESS: Final = 10  # added to the web role's own, for the checking threads only
 
     def __init__(self, limit: int, wait_s: float) -> None:
         self.limit = limit
         self.wait_s = wait_s
         self._slots = asyncio.Semaphore(limit)
+        self._threads = ThreadPoolExecutor(
+            max_workers=limit, thread_name_prefix="password-check", initializer=_lower_priority
+        )
 
     @classmethod
     def from_settings(cls, auth: AuthSettings) -> PasswordChecks:
         return cls(auth.max_password_checks, auth.password_check_wait_s)
 
-    @asynccontextmanager
-    async def turn(self) -> AsyncIterator[None]:
+    async def run(self, check: Callable[..., T], *args: Any) -> T:
+        """``check(*args)`` in a checking thread once a turn is free; :class:`SignInBusy`
+        when none frees up within ``wait_s``."""
         try:
             await asyncio.wait_for(self._slots.acquire(), self.wait_s)
         except TimeoutError:
             raise SignInBusy(retry_after_s=1.0) from None
         try:
-            yield
+            return await asyncio.get_running_loop().run_in_executor(self._threads, check, *args)
         finally:
             self._slots.release()
+
+    def close(self) -> None:
+        self._threads.shutdown(wait=False, cancel_futures=True)
+
+
+def _lower_priority() -> None:
+    """Lower this thread's CPU priority (Linux keeps a nice value per thread; the threads
+    argon2 starts for its lanes inherit it)."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), PasswordChecks.NICENESS)
+    except OSError as exc:  # not permitted here: checks run at normal priority
+        logger.warning("password-check threads keep normal priority: %s", exc)
 
 
 # --- dependencies -----------------------------------------------------------------------------

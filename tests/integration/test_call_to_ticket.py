@@ -10,7 +10,6 @@ channel) is transcribed, so the note's word timings fall where the caller spoke.
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
@@ -30,8 +29,8 @@ from ivr.adapters.db import (
     settings_engine,
 )
 from ivr.adapters.originate import place_call
-from ivr.stack import Stack, asterisk_instance, isolated_settings
-from tests.stack_support import keep_logs
+from ivr.stack import Stack, asterisk_instance
+from tests.stack_support import private_stack
 from tests.stt_support import ko_model_path, korean_speech
 
 CALLER = "13700137001"
@@ -40,19 +39,9 @@ CALLER = "13700137001"
 @pytest.fixture(scope="module")
 def stt_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     base = tmp_path_factory.mktemp("pipeline")
-    settings = isolated_settings(
-        base / "run",
-        f"tpipe{os.getpid()}",
-        stt={"model_path": ko_model_path(), "language": "ko", "model_poll_s": 1.0},
-    )
-    stack = Stack(settings, sim_agents=True)
-    stack.up()
-    try:
+    stt = {"model_path": ko_model_path(), "language": "ko", "model_poll_s": 1.0}
+    with private_stack(base, "tpipe", "pipeline-logs", stt=stt) as stack:
         yield stack
-    finally:
-        stack.down()
-        keep_logs(settings, "pipeline-logs")
-        asterisk_instance(settings).remove()
 
 
 def test_a_recorded_call_becomes_a_ticket_with_its_transcript(

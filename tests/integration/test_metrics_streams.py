@@ -11,11 +11,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ivr.adapters import db as sql
 from ivr.adapters.ports import free_port
 from ivr.settings import Settings, WebSettings
 from ivr.stack import Stack
-from tests.web_support import PASSWORD, add_user, web_role
+from tests.web_support import PASSWORD, web_role
 
 pytestmark = pytest.mark.integration
 
@@ -37,11 +36,7 @@ def test_given_a_sign_out_then_the_open_stream_ends_with_signed_out_and_the_cap_
     stack: Stack, tmp_path: Path
 ) -> None:
     settings = _settings(stack, tmp_path / "run")
-    engine = sql.settings_engine(settings)
-    sql.create_all(engine)
-    add_user(engine, "sup", PASSWORD, "supervisor")
-    engine.dispose()
-    with web_role(settings) as (base, _), _signed_in(base) as client:
+    with web_role(settings, [("sup", "supervisor")]) as (base, _), _signed_in(base) as client:
         with (
             client.stream("GET", "/api/metrics/stream") as first,
             client.stream("GET", "/api/metrics/stream") as second,

@@ -15,12 +15,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ivr.adapters import db as sql
 from ivr.adapters.ports import free_port
 from ivr.adapters.processes import memory_mib
 from ivr.settings import AuthSettings, Settings, WebSettings
 from ivr.stack import Stack
-from tests.web_support import PASSWORD, add_user, web_role
+from tests.web_support import PASSWORD, web_role
 
 pytestmark = pytest.mark.integration
 
@@ -44,11 +43,7 @@ async def test_given_100_parallel_bad_sign_ins_then_memory_bounded_health_fast_a
     stack: Stack, tmp_path: Path
 ) -> None:
     settings = _settings(stack, tmp_path / "run")
-    engine = sql.settings_engine(settings)
-    sql.create_all(engine)
-    add_user(engine, "duty", PASSWORD, "supervisor")
-    engine.dispose()
-    with web_role(settings) as (base, process):
+    with web_role(settings, [("duty", "supervisor")]) as (base, process):
         async with httpx.AsyncClient(base_url=base, timeout=30) as client:
             # warm: one sign-in has run (imports, first hash) before the baseline is taken
             honest = {"Origin": base, "X-Forwarded-For": "192.0.2.7"}

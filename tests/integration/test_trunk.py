@@ -5,15 +5,14 @@ address not listed gets no endpoint, and past the limit ordinary calls are refus
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Iterator
 
 import pytest
 
 from ivr.adapters.originate import place_call
 from ivr.adapters.sipp import message_counts, run_caller
-from ivr.stack import Stack, asterisk_instance, isolated_settings
-from tests.stack_support import keep_logs, open_around_the_clock
+from ivr.stack import Stack, asterisk_instance
+from tests.stack_support import open_around_the_clock, private_stack
 
 pytestmark = pytest.mark.integration
 
@@ -24,21 +23,12 @@ EMERGENCY_DID = "96777"
 def trunk_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """Two calls at once from the trunk, the second of them for the emergency numbers only."""
     base = tmp_path_factory.mktemp("trunk-stack")
-    settings = isolated_settings(
-        base / "run",
-        f"ttrunk{os.getpid()}",
-        routing_dir=open_around_the_clock(base / "routing"),
-        asterisk={"trunk_addresses": ["127.0.0.1"], "trunk_max_calls": 2,
-                  "trunk_emergency_reserve": 1},
-    )  # fmt: skip
-    stack = Stack(settings)
-    stack.up()
-    try:
+    trunk = {"trunk_addresses": ["127.0.0.1"], "trunk_max_calls": 2, "trunk_emergency_reserve": 1}
+    with private_stack(
+        base, "ttrunk", "trunk-stack-logs",
+        routing_dir=open_around_the_clock(base / "routing"), asterisk=trunk,
+    ) as stack:  # fmt: skip
         yield stack
-    finally:
-        stack.down()
-        keep_logs(settings, "trunk-stack-logs")
-        asterisk_instance(settings).remove()
 
 
 def test_given_sip_from_an_address_not_on_the_allow_list_then_no_call(trunk_stack: Stack) -> None:

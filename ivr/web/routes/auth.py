@@ -24,7 +24,6 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy.orm import Session
-from starlette.concurrency import run_in_threadpool
 
 from ivr.adapters.db import Role
 from ivr.adapters.users import InvalidCredentials
@@ -180,8 +179,7 @@ async def login(
     ip = client_ip(request)
     try:
         check_throttle(throttle, login_name(body.credentials.username), ip)
-        async with checks.turn():
-            signed = await run_in_threadpool(_sign_in, request, settings, throttle, body, ip)
+        signed = await checks.run(_sign_in, request, settings, throttle, body, ip)
     except (InvalidCredentials, LoginThrottled, SignInBusy) as exc:
         if body.form:
             notice = "invalid" if isinstance(exc, InvalidCredentials) else "throttled"
