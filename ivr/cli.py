@@ -8,16 +8,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import signal
 import sys
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from ivr import cli_recordings, cli_stt, cli_stt_worker, cli_tickets, cli_units, cli_users
 from ivr.errors import ConfigError, HotlineError
 from ivr.logging_setup import setup_logging
 from ivr.settings import Settings, load_settings
+from ivr.supervision import supervise
 
 
 def _out(line: str = "") -> None:
@@ -29,31 +29,6 @@ def _err(line: str) -> None:
 
 
 ROLES = ("agi", "ami", "web", "stt-worker", "recorder")
-
-
-# --- supervision ------------------------------------------------------------------------
-class _Stop(Exception):
-    """Raised inside the task group when SIGTERM/SIGINT arrives."""
-
-
-async def supervise(*coros: Coroutine[Any, Any, None]) -> None:
-    """Run long-lived loops in one TaskGroup until a signal; a crash in one stops all."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-
-    async def stopper() -> None:
-        await stop.wait()
-        raise _Stop
-
-    try:
-        async with asyncio.TaskGroup() as group:
-            for coro in coros:
-                group.create_task(coro)
-            group.create_task(stopper())
-    except* _Stop:
-        pass
 
 
 # --- roles ------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ from typing import Any
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
+from ivr.adapters import instance_dirs
 from ivr.adapters.db import Recording, RecordingStatus, create_all, settings_engine
 from ivr.adapters.disk import DiskWatch
 from ivr.adapters.recorder import (
@@ -42,6 +43,7 @@ from ivr.adapters.recorder import (
 from ivr.errors import ConfigError
 from ivr.logging_setup import mask_number
 from ivr.settings import Settings
+from ivr.supervision import supervise
 
 logger = logging.getLogger(__name__)
 
@@ -54,10 +56,8 @@ def monitor_dir(settings: Settings) -> Path:
     """Where MixMonitor leaves the legs: the setting, else the Asterisk instance's spool."""
     if settings.recordings.monitor_dir is not None:
         return settings.recordings.monitor_dir
-    from ivr.stack import asterisk_instance
-
     try:
-        return asterisk_instance(settings).monitor_dir
+        return instance_dirs.monitor_dir(settings)
     except ConfigError:
         raise ConfigError(
             "recordings.monitor_dir (IVR_RECORDINGS__MONITOR_DIR) is not set, and the local "
@@ -96,8 +96,6 @@ async def _push_jobs(settings: Settings, engine: Engine) -> int:
 
 # --- the role ----------------------------------------------------------------------------
 async def run_role(settings: Settings) -> None:
-    from ivr.cli import supervise
-
     engine = settings_engine(settings)
     create_all(engine)
     recorder = build_recorder(settings, engine)

@@ -29,8 +29,8 @@ from sqlalchemy.orm import Session
 
 from ivr.adapters import stt_queue, tickets
 from ivr.adapters.db import Recording, SttJob, Ticket, TicketNote, Transcript, VoiceMessage
+from ivr.adapters.instance_dirs import messages_dir
 from ivr.adapters.ports import free_port
-from ivr.adapters.stt_worker import messages_dir
 from ivr.settings import Settings
 from ivr.stack import settings_env
 from tests.stack_support import wait_for as wait_until

@@ -20,6 +20,7 @@ from pathlib import Path, PurePosixPath
 import asterisk  # pyst2, copied into the root for process AGI
 
 import ivr
+from ivr.adapters import instance_dirs
 from ivr.adapters.processes import pid_alive, spawn_detached
 from ivr.errors import StackError
 from ivr.settings import REPO_DIR
@@ -52,11 +53,11 @@ class AsteriskInstance:
     @property
     def base(self) -> PurePosixPath:
         """The instance directory as Asterisk sees it (inside the root)."""
-        return PurePosixPath("/srv") / f"hotline-{self.name}"
+        return instance_dirs.instance_base(self.name)
 
     def host_path(self, inner: PurePosixPath) -> Path:
         """Where a path inside the root lies on the host."""
-        return self.root / inner.relative_to("/")
+        return instance_dirs.host_path(self.root, inner)
 
     @property
     def modules_dir(self) -> PurePosixPath:
@@ -84,7 +85,7 @@ class AsteriskInstance:
 
     @property
     def monitor_dir(self) -> Path:
-        return self.host_path(self.base / "spool" / "monitor")
+        return self.host_path(self.base / instance_dirs.MONITOR_SUBDIR)
 
     @property
     def prompts_inner(self) -> PurePosixPath:
@@ -93,7 +94,7 @@ class AsteriskInstance:
     @property
     def messages_inner(self) -> PurePosixPath:
         """Where voice messages are recorded (RECORD FILE), inside the root."""
-        return self.base / "spool" / "voicemessages"
+        return self.base / instance_dirs.VOICE_MESSAGES_SUBDIR
 
     @property
     def messages_dir(self) -> Path:

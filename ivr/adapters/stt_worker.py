@@ -74,6 +74,7 @@ from ivr.adapters.db import (
     settings_engine,
     utcnow,
 )
+from ivr.adapters.instance_dirs import messages_dir
 from ivr.adapters.processes import memory_mib
 from ivr.adapters.stt_engine import ModelCorrupt, ModelMissing, SttEngine, SttError, SttResult
 from ivr.adapters.stt_queue import FINAL_STATUSES, Delivery, JobQueue
@@ -614,13 +615,6 @@ class _SourceProblem(Exception):
     @classmethod
     def permanent(cls, reason: str) -> _SourceProblem:
         return cls(Failure(FailureKind.permanent, reason))
-
-
-def messages_dir(settings: Settings) -> Path:
-    """Where Asterisk records voice messages (the instance's spool, in the sid root)."""
-    from ivr.stack import asterisk_instance
-
-    return asterisk_instance(settings).messages_dir
 
 
 def _mark(engine: Engine, job_id: int, status: SttJobStatus, reason: str, attempts: int) -> int:
