@@ -26,14 +26,34 @@ from ivr.errors import AgiCommandError, AgiHangup, AgiHeaderError
 from ivr.protocols.agi import (
     AgiRequest,
     AgiResult,
+    EnvBlock,
     format_command,
     parse_env,
     parse_result,
-    read_env_block,
 )
 from ivr.settings import FastAgiSettings
 
 logger = logging.getLogger(__name__)
+
+
+async def read_env_block(reader: asyncio.StreamReader, *, limit: int, timeout: float) -> bytes:
+    """Read the environment block up to its blank line, with a size limit and a timeout.
+
+    Fixes panoramisk defect 3 (its loop spins forever on a connection that closes early).
+    Raises AgiHeaderError when the peer is too slow, sends too much, or closes first.
+    """
+    block = EnvBlock(limit)
+    try:
+        async with asyncio.timeout(timeout):
+            while not block.feed(await reader.readline()):
+                pass
+    except TimeoutError:
+        raise AgiHeaderError(
+            f"AGI environment not complete after {timeout:g} s", received=block.received
+        ) from None
+    except ValueError:  # StreamReader's own line limit
+        raise AgiHeaderError("AGI environment line too long", limit=limit) from None
+    return block.data
 
 
 class AgiSession:

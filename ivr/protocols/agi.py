@@ -1,5 +1,7 @@
 """AGI wire format: the ``agi_*`` environment block, command lines and result lines. Pure.
 
+No I/O here: the FastAGI server and the process-AGI script read and write the bytes.
+
 The environment block is ``agi_key: value`` lines ended by a blank line:
 
 >>> req = parse_env(b"agi_network_script: inbound\\nagi_uniqueid: 1700000000.1\\n"
@@ -17,7 +19,6 @@ AgiResult(code=200, result='1', data='timeout', extra={'endpos': '8000'}, messag
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -81,33 +82,50 @@ def parse_env(block: bytes, encoding: str = "utf-8") -> AgiRequest:
     return AgiRequest(env=env)
 
 
-async def read_env_block(reader: asyncio.StreamReader, *, limit: int, timeout: float) -> bytes:
-    """Read the environment block up to its blank line, with a size limit and a timeout.
+class EnvBlock:
+    """The ``agi_*`` block as it arrives, one line at a time, with a size limit (sans I/O).
 
-    Fixes panoramisk defect 3 (its loop spins forever on a connection that closes early).
-    Raises AgiHeaderError when the peer is too slow, sends too much, or closes first.
+    The adapter reads lines from its socket and feeds them here; :meth:`feed` says when the
+    blank line that ends the block has come, and raises :class:`AgiHeaderError` when the
+    peer closed first (an empty line: end of file) or sent more than ``limit`` bytes. The
+    timeout is the reader's (``ivr/adapters/fastagi_server.py``).
+
+    >>> block = EnvBlock(limit=4096)
+    >>> block.feed(b"agi_uniqueid: 1.2\n"), block.feed(b"\n")
+    (False, True)
+    >>> parse_env(block.data).uniqueid
+    '1.2'
+    >>> EnvBlock(limit=4096).feed(b"")
+    Traceback (most recent call last):
+    ...
+    ivr.errors.AgiHeaderError: connection closed before the end of the AGI environment
     """
-    buf = bytearray()
-    try:
-        async with asyncio.timeout(timeout):
-            while True:
-                line = await reader.readline()
-                if not line:
-                    raise AgiHeaderError(
-                        "connection closed before the end of the AGI environment",
-                        received=len(buf),
-                    )
-                buf += line
-                if len(buf) > limit:
-                    raise AgiHeaderError("AGI environment too large", limit=limit)
-                if line in (b"\n", b"\r\n"):
-                    return bytes(buf)
-    except TimeoutError:
-        raise AgiHeaderError(
-            f"AGI environment not complete after {timeout:g} s", received=len(buf)
-        ) from None
-    except ValueError:  # StreamReader's own line limit
-        raise AgiHeaderError("AGI environment line too long", limit=limit) from None
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._buf = bytearray()
+
+    @property
+    def received(self) -> int:
+        """Bytes of the block received so far."""
+        return len(self._buf)
+
+    @property
+    def data(self) -> bytes:
+        """The block as received (whole once :meth:`feed` returned True)."""
+        return bytes(self._buf)
+
+    def feed(self, line: bytes) -> bool:
+        """Add one line as read (``b""`` = the peer closed); True once the block is whole."""
+        if not line:
+            raise AgiHeaderError(
+                "connection closed before the end of the AGI environment",
+                received=len(self._buf),
+            )
+        self._buf += line
+        if len(self._buf) > self.limit:
+            raise AgiHeaderError("AGI environment too large", limit=self.limit)
+        return line in (b"\n", b"\r\n")
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from ivr.adapters.fastagi_server import read_env_block
 from ivr.errors import AgiHeaderError
-from ivr.protocols.agi import AgiResult, format_command, parse_env, parse_result, read_env_block
+from ivr.protocols.agi import AgiResult, EnvBlock, format_command, parse_env, parse_result
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "agi"
 
@@ -210,7 +211,38 @@ def test_given_no_parts_when_formatted_then_refused():
         format_command()
 
 
-# --- read_env_block on a real socket -------------------------------------------------------
+# --- EnvBlock: the block line by line, no I/O --------------------------------------------
+def test_given_recorded_block_fed_line_by_line_then_whole_at_the_blank_line():
+    data = recorded("pjsip_inbound.agi")
+    block = EnvBlock(limit=4096)
+
+    ends = [block.feed(line) for line in data.splitlines(keepends=True)]
+
+    assert ends == [False] * (len(ends) - 1) + [True]
+    assert block.data == data and block.received == len(data)
+
+
+def test_given_end_of_file_before_the_blank_line_when_fed_then_header_error():
+    block = EnvBlock(limit=4096)
+    block.feed(b"agi_network: yes\n")
+
+    with pytest.raises(AgiHeaderError, match="closed before the end") as info:
+        block.feed(b"")
+
+    assert info.value.details == {"received": len(b"agi_network: yes\n")}
+
+
+def test_given_more_than_limit_when_fed_then_header_error():
+    block = EnvBlock(limit=32)
+    block.feed(b"agi_arg_1: " + b"x" * 19 + b"\n")  # 31 bytes: still within
+
+    with pytest.raises(AgiHeaderError, match="too large") as info:
+        block.feed(b"agi_arg_2: y\n")
+
+    assert info.value.details == {"limit": 32}
+
+
+# --- read_env_block (the FastAGI server's reader) on a real socket ------------------------
 @pytest.fixture
 async def stream() -> AsyncIterator[tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
     """A StreamReader on one end of a loopback TCP connection and a writer on the other."""
