@@ -1,19 +1,82 @@
-"""Domain errors. Each carries a stable slug, an HTTP status and a details dict.
+"""Domain errors: the catalogue. Each carries a stable slug, an HTTP status and a details dict.
 
-Hierarchy::
+The slug is what clients see (``{"error": slug, "message": ..., "details": {...}}`` from the
+web app) and what tests match on: unique across the tree, never reused for another meaning.
+The web app answers any of these with that JSON and the class's ``status`` (a page asked
+for without a session is redirected to the sign-in form instead); the CLI prints the message
+and exits 1 (2 for ``ConfigError`` and ``InvalidInput``). Errors that belong to
+one concern are defined beside the code that raises them; all of them are listed here, with
+their slug and, when not in this module, where they live. ``tests/unit/test_errors.py``
+keeps this tree, the slugs and the docstrings honest.
 
-    HotlineError
-    ├── ConfigError            settings, routing or dialplan files are invalid (refuse to start)
-    ├── ProtocolError          bytes from a peer that do not follow AGI/AMI
-    │   ├── AgiHeaderError     agi_* block too big, too slow, or cut short
-    │   └── AmiFrameError      an AMI frame that cannot be parsed
-    ├── AgiError               an AGI command failed
-    │   ├── AgiHangup          the channel hung up (HANGUP, result=-1, or the socket closed)
-    │   └── AgiCommandError    510/520 or another non-200 reply
-    ├── AmiError               the AMI link failed
-    │   ├── AmiAuthError       login refused
-    │   └── AmiTimeout         no reply (e.g. to a ping) in time: the link is treated as dead
-    └── StackError             starting or stopping the local stack failed (ivr up/down)
+Hierarchy (class, slug, module)::
+
+    HotlineError                  hotline-error
+    ├── ConfigError               invalid-configuration
+    ├── ProtocolError             protocol-error
+    │   ├── AgiHeaderError        agi-header-invalid
+    │   └── AmiFrameError         ami-frame-invalid
+    ├── AgiError                  agi-error
+    │   ├── AgiHangup             agi-hangup
+    │   └── AgiCommandError       agi-command-failed
+    ├── AmiError                  ami-error
+    │   ├── AmiAuthError          ami-auth-failed
+    │   └── AmiTimeout            ami-timeout
+    ├── StackError                stack-error
+    │   └── StackAlreadyUp        stack-already-up            ivr.stack
+    ├── InvalidInput              invalid-input
+    ├── ConversionFailed          conversion-failed           ivr.adapters.audio_convert
+    │   ├── ConversionNoSpace     insufficient-storage        ivr.adapters.audio_convert
+    │   └── NotConvertible        recording-not-convertible   ivr.adapters.audio_convert
+    ├── DatabaseUnavailable       database-unavailable        ivr.adapters.db
+    │   └── SchemaOutdated        database-schema-outdated    ivr.adapters.db
+    ├── MetricsUnavailable        metrics-unavailable         ivr.adapters.metrics_store
+    ├── RecordingUnavailable      recording-unavailable       ivr.adapters.recording_files
+    │   ├── RecordingDeleted      recording-deleted           ivr.adapters.recording_files
+    │   ├── RecordingEmpty        recording-empty             ivr.adapters.recording_files
+    │   ├── RecordingCorrupt      recording-corrupt           ivr.adapters.recording_files
+    │   └── RecordingFileMissing  recording-file-missing      ivr.adapters.recording_files
+    ├── RecordingNotFound         recording-not-found         ivr.adapters.recordings_query
+    ├── ReviewNotFound            review-not-found            ivr.adapters.recordings_query
+    ├── InvalidCorrection         invalid-correction          ivr.adapters.recordings_query
+    ├── SttError                  stt-error                   ivr.adapters.stt_engine
+    │   ├── ModelMissing          stt-model-missing           ivr.adapters.stt_engine
+    │   ├── ModelCorrupt          stt-model-corrupt           ivr.adapters.stt_engine
+    │   ├── NotAudio              stt-not-audio               ivr.adapters.stt_engine
+    │   ├── FileMissing           stt-file-missing            ivr.adapters.stt_engine
+    │   ├── TooLong               stt-too-long                ivr.adapters.stt_engine
+    │   └── DecodeFailed          stt-decode-failed           ivr.adapters.stt_engine
+    ├── ModelInstallError         stt-model-install-failed    ivr.adapters.stt_models
+    │   ├── UnknownModel          stt-model-unknown           ivr.adapters.stt_models
+    │   ├── AlreadyInstalled      stt-model-installed         ivr.adapters.stt_models
+    │   ├── UnsafeZip             stt-model-zip-unsafe        ivr.adapters.stt_models
+    │   └── ChecksumMismatch      stt-model-checksum-mismatch ivr.adapters.stt_models
+    ├── SttJobNotFound            stt-job-not-found           ivr.adapters.stt_queue
+    ├── SttJobNotDead             stt-job-not-dead            ivr.adapters.stt_queue
+    ├── InvalidJobQuery           invalid-job-query           ivr.adapters.stt_queue
+    ├── TicketNotFound            ticket-not-found            ivr.adapters.tickets
+    ├── UserError                 user-error                  ivr.adapters.users
+    │   ├── UserNotFound          user-not-found              ivr.adapters.users
+    │   ├── UserExists            user-exists                 ivr.adapters.users
+    │   ├── InvalidUserInput      invalid-user-input          ivr.adapters.users
+    │   └── InvalidCredentials    invalid-credentials         ivr.adapters.users
+    ├── RangeNotSatisfiable       range-not-satisfiable       ivr.core.http_range
+    │   └── MultipleRangesRefused multiple-ranges-unsupported ivr.core.http_range
+    ├── InvalidReview             invalid-review              ivr.core.qa
+    ├── InvalidSearch             invalid-search              ivr.core.recording_search
+    ├── IllegalTransition         illegal-transition          ivr.core.tickets
+    ├── InvalidTicketInput        invalid-ticket-request      ivr.core.tickets
+    ├── AuthError                 auth-error                  ivr.web.auth
+    │   ├── NotAuthenticated      not-authenticated           ivr.web.auth
+    │   ├── Forbidden             forbidden                   ivr.web.auth
+    │   ├── CrossOriginRejected   cross-origin-request        ivr.web.auth
+    │   ├── LoginThrottled        too-many-attempts           ivr.web.auth
+    │   └── InvalidAuthRequest    invalid-request             ivr.web.auth
+    ├── InvalidDay                invalid-day                 ivr.web.routes.metrics
+    ├── MetricsNotAuthenticated   metrics-not-authenticated   ivr.web.routes.metrics
+    ├── ReviewImmutable           review-immutable            ivr.web.routes.recordings
+    └── InvalidReviewRequest      invalid-review-request      ivr.web.routes.recordings
+
 """
 
 from __future__ import annotations
@@ -22,6 +85,8 @@ from typing import Any
 
 
 class HotlineError(Exception):
+    """Base of every domain error: a message for people, a slug, an HTTP status, details."""
+
     slug = "hotline-error"
     status = 500
     #: What an HTTP answer says instead of ``message`` when the message can carry internals
@@ -35,48 +100,78 @@ class HotlineError(Exception):
 
 
 class ConfigError(HotlineError):
+    """Settings, routing, prompts or dialplan files are invalid: the role refuses to start."""
+
     slug = "invalid-configuration"
 
 
 class ProtocolError(HotlineError):
+    """Bytes from a peer that do not follow the AGI or AMI protocol."""
+
     slug = "protocol-error"
     status = 502
 
 
 class AgiHeaderError(ProtocolError):
+    """The ``agi_*`` block is too big, too slow, or cut short by the peer."""
+
     slug = "agi-header-invalid"
 
 
 class AmiFrameError(ProtocolError):
+    """An AMI frame that cannot be parsed."""
+
     slug = "ami-frame-invalid"
 
 
 class AgiError(HotlineError):
+    """An AGI command failed."""
+
     slug = "agi-error"
     status = 502
 
 
 class AgiHangup(AgiError):
+    """The channel hung up (``HANGUP``, ``result=-1``, or the socket closed)."""
+
     slug = "agi-hangup"
 
 
 class AgiCommandError(AgiError):
+    """Asterisk answered a command with 510/520 or another non-200 reply, or not in time."""
+
     slug = "agi-command-failed"
 
 
 class AmiError(HotlineError):
+    """The AMI link failed (connect, an action refused)."""
+
     slug = "ami-error"
     status = 502
 
 
 class AmiAuthError(AmiError):
+    """Asterisk refused the AMI login."""
+
     slug = "ami-auth-failed"
 
 
 class AmiTimeout(AmiError):
+    """No reply in time (e.g. to a ping): the link is treated as dead."""
+
     slug = "ami-timeout"
     status = 504
 
 
 class StackError(HotlineError):
+    """Starting or stopping the local stack failed (``ivr up``/``ivr down``)."""
+
     slug = "stack-error"
+
+
+class InvalidInput(HotlineError):
+    """A value a person gave (a command-line option, an argument) that cannot be used; the
+    message names the option and what it takes. The CLI exits 2, as for a usage error."""
+
+    slug = "invalid-input"
+    status = 422

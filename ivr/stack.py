@@ -371,6 +371,8 @@ class Stack:
 
 
 class StackAlreadyUp(StackError):
+    """``ivr up`` found the stack running already (the command says so and exits 0)."""
+
     slug = "stack-already-up"
 
 

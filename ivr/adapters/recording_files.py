@@ -41,19 +41,27 @@ class RecordingUnavailable(HotlineError):
 
 
 class RecordingDeleted(RecordingUnavailable):
+    """Retention deleted the recording's file; the row stays, marked ``deleted`` (HTTP 410)."""
+
     slug = "recording-deleted"
     status = 410
 
 
 class RecordingEmpty(RecordingUnavailable):
+    """The call was catalogued with legs of zero length: there is no audio."""
+
     slug = "recording-empty"
 
 
 class RecordingCorrupt(RecordingUnavailable):
+    """The legs could not be decoded when the call was catalogued (the row says why)."""
+
     slug = "recording-corrupt"
 
 
 class RecordingFileMissing(RecordingUnavailable):
+    """The row names no file, or its file is gone from the recordings folder (HTTP 410)."""
+
     slug = "recording-file-missing"
     status = 410
 

@@ -40,16 +40,22 @@ SEEK_COVERED_S: Final = 3600.0  # seeks this long after a replay belong to it
 
 
 class RecordingNotFound(HotlineError):
+    """No catalogued call has this id."""
+
     slug = "recording-not-found"
     status = 404
 
 
 class ReviewNotFound(HotlineError):
+    """The recording has no review with this id."""
+
     slug = "review-not-found"
     status = 404
 
 
 class InvalidCorrection(HotlineError):
+    """A correction naming a review that does not exist or belongs to another recording."""
+
     slug = "invalid-correction"
     status = 422
 

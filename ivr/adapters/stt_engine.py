@@ -87,36 +87,48 @@ class SttError(HotlineError):
 
 
 class ModelMissing(SttError):
+    """No vosk model at the configured path: jobs wait (``no model``) until one is installed."""
+
     slug = "stt-model-missing"
     job_status = "no model"
     retry = True
 
 
 class ModelCorrupt(SttError):
+    """The model folder is incomplete or vosk cannot load it: jobs wait (``model error``)."""
+
     slug = "stt-model-corrupt"
     job_status = "model error"
     retry = True
 
 
 class NotAudio(SttError):
+    """The file is not audio ffmpeg can read, or has no audio stream: the job is dead at once."""
+
     slug = "stt-not-audio"
     job_status = "not audio"
     retry = False
 
 
 class FileMissing(SttError):
+    """The audio file to transcribe does not exist: the job is dead at once."""
+
     slug = "stt-file-missing"
     job_status = "no file"
     retry = False
 
 
 class TooLong(SttError):
+    """The audio is longer than ``stt.max_audio_s``: the job is dead at once."""
+
     slug = "stt-too-long"
     job_status = "too long"
     retry = False
 
 
 class DecodeFailed(SttError):
+    """ffprobe or the decoder failed on a file that looked like audio: the job is retried."""
+
     slug = "stt-decode-failed"
     job_status = "decode error"
     retry = True

@@ -62,23 +62,33 @@ _LANGUAGE_TOKENS = {"cn": "zh", "zh": "zh", "en": "en", "ko": "ko", "ru": "ru", 
 
 # --- errors ------------------------------------------------------------------------------
 class ModelInstallError(HotlineError):
+    """A model zip could not be installed (``ivr stt install-model``); nothing was installed."""
+
     slug = "stt-model-install-failed"
     status = 400
 
 
 class UnknownModel(ModelInstallError):
+    """The zip holds a model that has no checksums here (install it with ``--unverified``)."""
+
     slug = "stt-model-unknown"
 
 
 class AlreadyInstalled(ModelInstallError):
+    """A model of that name is installed already (replace it with ``--force``)."""
+
     slug = "stt-model-installed"
 
 
 class UnsafeZip(ModelInstallError):
+    """The zip is unsafe to unpack: a member outside the folder, a member twice, or too big."""
+
     slug = "stt-model-zip-unsafe"
 
 
 class ChecksumMismatch(ModelInstallError):
+    """Files of the zip differ from the model's checksums; ``problems`` lists every one."""
+
     slug = "stt-model-checksum-mismatch"
 
     def __init__(self, message: str, problems: list[str]) -> None:

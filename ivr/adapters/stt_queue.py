@@ -78,6 +78,8 @@ return 1
 
 # --- errors -----------------------------------------------------------------------------------
 class SttJobNotFound(HotlineError):
+    """No speech-to-text job has this id."""
+
     slug = "stt-job-not-found"
     status = 404
 

@@ -82,6 +82,8 @@ MAX_NOTE_CHARS = 4000
 
 
 class TicketNotFound(HotlineError):
+    """No ticket has this id."""
+
     slug = "ticket-not-found"
     status = 404
 

@@ -45,16 +45,22 @@ PASSWORDS = PasswordHasher()  # argon2id, t=3, m=64 MiB, p=4 (argon2-cffi's defa
 
 
 class UserError(HotlineError):
+    """Base of the errors about web accounts (``ivr users``, sign-in)."""
+
     slug = "user-error"
     status = 400
 
 
 class UserNotFound(UserError):
+    """No account has this username."""
+
     slug = "user-not-found"
     status = 404
 
 
 class UserExists(UserError):
+    """An account with this username exists already."""
+
     slug = "user-exists"
     status = 409
 

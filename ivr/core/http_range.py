@@ -31,6 +31,8 @@ _SPEC = re.compile(r"^(\d*)-(\d*)$")
 
 
 class RangeNotSatisfiable(HotlineError):
+    """An HTTP Range that the file cannot serve (HTTP 416 with ``Content-Range: bytes */size``)."""
+
     slug = "range-not-satisfiable"
     status = 416
 
@@ -44,6 +46,8 @@ class RangeNotSatisfiable(HotlineError):
 
 
 class MultipleRangesRefused(RangeNotSatisfiable):
+    """Several ranges in one request: one range per request is served."""
+
     slug = "multiple-ranges-unsupported"
 
 

@@ -37,6 +37,8 @@ _NUMBER_NOISE = re.compile(r"[\s\-().]")
 
 
 class InvalidSearch(HotlineError):
+    """A catalogue search with a filter that cannot be used; ``details["field"]`` names it."""
+
     slug = "invalid-search"
     status = 422
 

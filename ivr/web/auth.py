@@ -73,26 +73,36 @@ UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 # --- errors -----------------------------------------------------------------------------------
 class AuthError(HotlineError):
+    """Base of the sign-in and permission errors (pages: NotAuthenticated is a redirect)."""
+
     slug = "auth-error"
     status = 401
 
 
 class NotAuthenticated(AuthError):
+    """No valid session: 401 for the APIs, a redirect to ``/login`` for pages."""
+
     slug = "not-authenticated"
     status = 401
 
 
 class Forbidden(AuthError):
+    """Signed in, but the role does not allow this (HTTP 403)."""
+
     slug = "forbidden"
     status = 403
 
 
 class CrossOriginRejected(AuthError):
+    """A state-changing request without our Origin: refused (HTTP 403)."""
+
     slug = "cross-origin-request"
     status = 403
 
 
 class LoginThrottled(AuthError):
+    """Too many failed sign-ins for this username or address (HTTP 429, ``Retry-After``)."""
+
     slug = "too-many-attempts"
     status = 429
 
@@ -102,6 +112,8 @@ class LoginThrottled(AuthError):
 
 
 class InvalidAuthRequest(AuthError):
+    """A sign-in request that is neither JSON nor a form, or too large."""
+
     slug = "invalid-request"
     status = 422
 

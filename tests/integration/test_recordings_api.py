@@ -705,7 +705,7 @@ def test_given_no_origin_or_another_site_or_not_json_then_the_review_is_refused(
     garbage = qa.post(
         url, content=b"{not json", headers=ORIGIN | {"Content-Type": "application/json"}
     )
-    assert garbage.status_code == 422 and garbage.json()["error"] == "invalid-review"
+    assert garbage.status_code == 422 and garbage.json()["error"] == "invalid-review-request"
     big = qa.post(url, content=b" " * 70_000, headers=ORIGIN)
     assert big.status_code == 422
     assert qa.get(url).json()["reviews"] == []

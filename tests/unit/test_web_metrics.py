@@ -188,12 +188,18 @@ API_ROUTES = ["/api/metrics/summary", "/api/metrics/hourly", "/api/metrics/strea
 
 
 # --- who may read ---------------------------------------------------------------------------
-@pytest.mark.parametrize("path", [*API_ROUTES, "/metrics"])
-def test_given_no_session_when_reading_metrics_then_401_json_not_a_redirect(client, path):
+@pytest.mark.parametrize(
+    ("path", "slug"),
+    [
+        *((path, "not-authenticated") for path in API_ROUTES),
+        ("/metrics", "metrics-not-authenticated"),
+    ],
+)
+def test_given_no_session_when_reading_metrics_then_401_json_not_a_redirect(client, path, slug):
     response = client.get(path, follow_redirects=False)
 
     assert response.status_code == 401
-    assert response.json()["error"] == "not-authenticated"
+    assert response.json()["error"] == slug
 
 
 SCRAPE_TOKEN = "prometheus-scrape-token-0123456789abcdef"
@@ -232,7 +238,7 @@ def test_given_a_wrong_scrape_token_then_401(token_client, authorization):
     response = token_client.get("/metrics", headers={"Authorization": authorization})
 
     assert response.status_code == 401
-    assert response.json()["error"] == "not-authenticated"
+    assert response.json()["error"] == "metrics-not-authenticated"
 
 
 def test_given_no_token_configured_when_a_bearer_is_sent_then_401_saying_so(client):

@@ -84,14 +84,17 @@ DAY_PATTERN: Final = r"^(today|\d{4}-\d{2}-\d{2})$"
 
 
 class InvalidDay(HotlineError):
+    """``day`` is neither ``today`` nor a real calendar date."""
+
     slug = "invalid-day"
     status = 422
 
 
 class MetricsNotAuthenticated(HotlineError):
-    """No session on ``/metrics``: 401 JSON, not the pages' redirect to the sign-in form."""
+    """No session and no valid scrape token on ``/metrics``: 401 JSON, never the pages'
+    redirect to the sign-in form (the APIs under ``/api/`` say ``not-authenticated``)."""
 
-    slug = "not-authenticated"
+    slug = "metrics-not-authenticated"
     status = 401
 
 

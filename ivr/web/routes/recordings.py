@@ -86,6 +86,8 @@ PLAYABLE: Final = frozenset({RecordingStatus.ok, RecordingStatus.incomplete})
 
 
 class ReviewImmutable(HotlineError):
+    """A stored review is never changed or deleted (HTTP 405): post a correction instead."""
+
     slug = "review-immutable"
     status = 405
 
@@ -104,7 +106,9 @@ class PartialSearchLimit(HotlineError):
 
 
 class InvalidReviewRequest(HotlineError):
-    slug = "invalid-review"
+    """A posted review that is not JSON, or too large, before its items are checked."""
+
+    slug = "invalid-review-request"
     status = 422
 
 
