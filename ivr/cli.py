@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ivr import cli_recordings, cli_stt, cli_stt_worker, cli_tickets, cli_units, cli_users
-from ivr.errors import ConfigError, HotlineError
+from ivr.errors import ConfigError, HotlineError, InvalidInput
 from ivr.logging_setup import setup_logging
 from ivr.settings import Settings, load_settings
 from ivr.supervision import supervise
@@ -353,12 +353,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         _err(f"ivr: {exc.message}")
         return 2
+    except InvalidInput as exc:  # a bad option value: a usage error, as argparse's own
+        _err(f"ivr {args.command}: {exc.message}")
+        return 2
     except HotlineError as exc:
         _err(f"ivr {args.command}: {exc.message}")
         return 1
-    except ValueError as exc:
-        _err(f"ivr {args.command}: {exc}")
-        return 2
     except KeyboardInterrupt:
         return 130
 

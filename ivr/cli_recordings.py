@@ -40,7 +40,7 @@ from ivr.adapters.recorder import (
     heartbeat_path,
     write_heartbeat,
 )
-from ivr.errors import ConfigError
+from ivr.errors import ConfigError, InvalidInput
 from ivr.logging_setup import mask_number
 from ivr.settings import Settings
 from ivr.supervision import supervise
@@ -236,7 +236,7 @@ def _retention(settings: Settings, engine: Engine, args: argparse.Namespace) -> 
 
 def _list(engine: Engine, args: argparse.Namespace) -> int:
     if args.limit < 1:
-        raise ValueError("--limit must be at least 1")
+        raise InvalidInput("--limit must be at least 1")
     query = select(Recording).order_by(Recording.started_at.desc(), Recording.id.desc())
     if args.status:
         query = query.where(Recording.status == RecordingStatus(args.status))

@@ -28,6 +28,7 @@ from ivr.adapters import tickets as store
 from ivr.adapters.db import Ticket
 from ivr.cli_users import cli_actor
 from ivr.core import tickets as rules
+from ivr.errors import InvalidInput
 from ivr.logging_setup import mask_number
 from ivr.settings import Settings
 
@@ -89,7 +90,7 @@ def _row(ticket: Ticket, now: datetime, show_numbers: bool) -> dict[str, Any]:
 
 def _list(db: Session, args: argparse.Namespace, now: datetime) -> int:
     if args.limit < 1:
-        raise ValueError("--limit must be at least 1")
+        raise InvalidInput("--limit must be at least 1")
     query = store.TicketQuery(
         states=rules.parse_states(args.state),
         overdue=True if args.overdue else None,

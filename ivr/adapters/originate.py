@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 from ivr.adapters.ami_client import AmiClient
 from ivr.core.call_report import CallReport, summarize
-from ivr.errors import AmiError, AmiTimeout
+from ivr.errors import AmiError, AmiTimeout, InvalidInput
 from ivr.protocols.ami import AmiMessage
 from ivr.settings import Settings
 
@@ -40,7 +40,7 @@ def parse_keys(spec: str) -> list[str]:
     groups = spec.split()
     for group in groups:
         if not KEY_GROUP.match(group):
-            raise ValueError(
+            raise InvalidInput(
                 f"--digits: {group!r}: each group holds only 0-9, * and # (or _ for no key)"
             )
     return ["" if g == "_" else g for g in groups]
@@ -132,16 +132,16 @@ async def place_call(
     path inside Asterisk's root), instead of ``hello-world``.
     """
     if not did.isdigit():
-        raise ValueError(f"--did must be digits, got {did!r}")
+        raise InvalidInput(f"--did must be digits, got {did!r}")
     for group in keys:
         if group and not KEY_GROUP.match(group):
-            raise ValueError(f"--digits may hold only 0-9, * and #, got {group!r}")
+            raise InvalidInput(f"--digits may hold only 0-9, * and #, got {group!r}")
     if not re.fullmatch(r"[0-9+]{0,32}", caller):
-        raise ValueError(f"--from must be a phone number, got {caller!r}")
+        raise InvalidInput(f"--from must be a phone number, got {caller!r}")
     if audio is not None and not SOUND_NAME.fullmatch(audio):
-        raise ValueError(f"audio must be a sound name or path (a-z 0-9 / _ . -), got {audio!r}")
+        raise InvalidInput(f"audio must be a sound name or path (a-z 0-9 / _ . -), got {audio!r}")
     if agent_delay_s is not None and not 0 <= agent_delay_s <= 3600:
-        raise ValueError(f"agent_delay_s must be 0..3600 s, got {agent_delay_s!r}")
+        raise InvalidInput(f"agent_delay_s must be 0..3600 s, got {agent_delay_s!r}")
     linkedid = f"ivrcall-{uuid.uuid4().hex[:16]}"
     tracker = CallTracker(linkedid, keys, speak_s)
     client = AmiClient(settings.ami, settings.ami_secret(), on_event=tracker.on_event)

@@ -69,6 +69,7 @@ from ivr.core.recording_meta import (
     reversed_digits,
 )
 from ivr.core.wav import HEADER_READ, NotWav, WavLayout, parse_wav_header
+from ivr.errors import InvalidInput
 from ivr.logging_setup import mask_number
 from ivr.settings import Settings
 
@@ -561,7 +562,7 @@ def apply_retention(
     ``recordings.retention_days``) ago; their rows stay, marked ``deleted`` with the time."""
     keep_days = settings.recordings.retention_days if days is None else days
     if keep_days < 1:
-        raise ValueError(f"retention days must be at least 1, got {keep_days}")
+        raise InvalidInput(f"retention days must be at least 1, got {keep_days}")
     moment = now or utcnow()
     cutoff = moment - timedelta(days=keep_days)
     root = settings.recordings_dir.resolve()

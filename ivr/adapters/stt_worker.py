@@ -88,7 +88,7 @@ from ivr.core.stt_jobs import (
     decide_start,
     given_up_reason,
 )
-from ivr.errors import HotlineError
+from ivr.errors import HotlineError, InvalidInput
 from ivr.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -701,7 +701,7 @@ class WorkerPool:
         self, settings: Settings, concurrency: int, command: list[str] | None = None
     ) -> None:
         if concurrency < 1:
-            raise ValueError(f"--concurrency must be at least 1, not {concurrency}")
+            raise InvalidInput(f"--concurrency must be at least 1, not {concurrency}")
         self.settings = settings
         self.slots = [_Slot(i) for i in range(concurrency)]
         self.command = command or [sys.executable, "-m", "ivr", "stt-worker", "--single"]
