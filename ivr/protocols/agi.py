@@ -91,7 +91,7 @@ class EnvBlock:
     timeout is the reader's (``ivr/adapters/fastagi_server.py``).
 
     >>> block = EnvBlock(limit=4096)
-    >>> block.feed(b"agi_uniqueid: 1.2\n"), block.feed(b"\n")
+    >>> block.feed(b"agi_uniqueid: 1.2\\n"), block.feed(b"\\n")
     (False, True)
     >>> parse_env(block.data).uniqueid
     '1.2'
