@@ -9,7 +9,6 @@ the same port and data. The last test goes through the session stack: a real cal
 from __future__ import annotations
 
 import asyncio
-import doctest
 import json
 import shutil
 import signal
@@ -29,7 +28,6 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from ivr import redis_keys
-from ivr.adapters import metrics_store
 from ivr.adapters.metrics_listener import RESYNC_EVENT, MetricsListener
 from ivr.adapters.metrics_store import LiveReset, MetricsStore, bucket_names
 from ivr.adapters.originate import place_call
@@ -429,12 +427,6 @@ def test_given_configured_zone_with_dst_then_repeated_hour_kept_apart():
     assert bucket_names(first, paris)["hour"] == "2025-10-26T02+0200"
     assert bucket_names(second, paris)["hour"] == "2025-10-26T02+0100"
     assert bucket_names(first, paris)["day"] == bucket_names(second, paris)["day"] == "2025-10-26"
-
-
-def test_module_docstring_examples_run():
-    result = doctest.testmod(metrics_store, raise_on_error=False)
-    assert result.attempted >= 2
-    assert result.failed == 0
 
 
 # --- the document -------------------------------------------------------------------------

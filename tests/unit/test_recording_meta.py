@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
 import io
 import random
 import struct
@@ -11,7 +10,6 @@ from datetime import UTC, datetime
 
 import pytest
 
-from ivr.core import recording_meta, wav
 from ivr.core.recording_meta import (
     CallFacts,
     Readiness,
@@ -32,12 +30,6 @@ SIP_CALL = (
     "&connected=1795412398.628&holdtime=1&ended=1795412401.533&emergency=&fallback="
     "&reason=menu&language=zh&message=&hangupcause=16&end=1"
 )
-
-
-def test_doctests():
-    for module in (recording_meta, wav):
-        result = doctest.testmod(module, raise_on_error=False)
-        assert result.failed == 0 and result.attempted > 0, module.__name__
 
 
 def test_given_real_line_when_parsed_then_every_fact_and_wait_and_duration():

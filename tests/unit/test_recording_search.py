@@ -7,7 +7,6 @@ Also the replay audit rule (a replay per start, seeks covered) and the admins' a
 
 from __future__ import annotations
 
-import doctest
 import random
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -382,11 +381,3 @@ def test_audit_filter_exact_and_prefix(engine):
         assert actions(action="recording%") == []  # no wildcards
         assert len(actions(actor="someone")) == 5
         assert actions(actor="nobody") == []
-
-
-def test_doctests():
-    from ivr.core import recording_search
-
-    result = doctest.testmod(recording_search, raise_on_error=False)
-    assert result.attempted >= 4
-    assert result.failed == 0

@@ -6,7 +6,6 @@ the page in Chromium are in tests/integration/test_supervisor_page.py).
 from __future__ import annotations
 
 import asyncio
-import doctest
 import json
 import re
 from collections.abc import Iterator
@@ -21,7 +20,7 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine
 
-from ivr.adapters import metrics_read, users
+from ivr.adapters import users
 from ivr.adapters.metrics_read import MetricsReader, day_hours
 from ivr.adapters.metrics_store import MetricsUnavailable, bucket_names
 from ivr.core.metrics import (
@@ -607,14 +606,6 @@ async def test_given_the_client_disconnects_then_the_response_returns_and_the_fe
     assert sent[0]["type"] == "http.response.start"
     assert (b"content-type", b"text/event-stream; charset=utf-8") in sent[0]["headers"]
     assert reader.feed_closed == 1
-
-
-# --- doctests -------------------------------------------------------------------------------
-@pytest.mark.parametrize("module", [metrics_read, routes])
-def test_doctests(module):
-    result = doctest.testmod(module, raise_on_error=False)
-    assert result.attempted >= 1
-    assert result.failed == 0
 
 
 def test_given_the_real_redis_unreachable_then_503_names_no_host_or_port(
