@@ -304,8 +304,8 @@ def _default_desk_levels() -> dict[str, TicketLevel]:
 
 
 class TicketsSettings(BaseModel):
-    """工单 deadlines (DESIGN.md: complaint levels L1 2 h, L2 48 h, L3 4 and L4 7 working
-    days), counted in this time zone, Saturdays and Sundays off."""
+    """工单 deadlines (docs/tickets.md: complaint levels L1 2 h, L2 48 h, L3 4 and L4 7
+    working days), counted in this time zone, Saturdays and Sundays off."""
 
     timezone: str = "Asia/Shanghai"
     holidays: list[date] = Field(default_factory=list)  # extra days off (public holidays)

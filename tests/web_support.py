@@ -56,8 +56,8 @@ PASSWORD = "correct horse battery"
 TESTSERVER = "http://testserver"  # TestClient's own origin, which the CSRF check accepts
 ORIGIN = {"Origin": TESTSERVER}
 STAFF = (("qa1", Role.qa), ("sup1", Role.supervisor), ("admin1", Role.admin))
-# what the design says every metrics document (and each queue in it) carries
-DESIGN_FIELDS = {
+# what every metrics document (and each queue in it) carries: docs/answer-rate.md
+SUMMARY_FIELDS = {
     "offered", "answered", "answered_late", "abandoned", "timed_out", "ivr_only",
     "answer_rate", "threshold_s", "waiting_now", "longest_wait_s", "over_threshold_now",
 }  # fmt: skip

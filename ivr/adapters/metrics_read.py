@@ -2,12 +2,12 @@
 hourly series, and the change feed behind the SSE stream. Read only.
 
 Over :class:`ivr.adapters.metrics_store.MetricsStore`: :meth:`MetricsReader.document` is
-``MetricsStore.summary`` (the DESIGN.md document, one consistent Lua snapshot) plus a few keys
-the supervisor page needs::
+``MetricsStore.summary`` (the summary document of docs/answer-rate.md, one consistent Lua
+snapshot) plus a few keys the supervisor page needs::
 
     period, bucket, timezone   what was read ("today", "2025-11-23", "Asia/Shanghai")
     at                          when (app clock, s since the epoch)
-    answer_rate_target          0.9: the service standard (DESIGN.md)
+    answer_rate_target          0.9: the service standard (docs/service-standards.md)
     health                      MetricsStore.health: anomalies (all time, today), dropped, resync
 
 Caller numbers come out as the store holds them, unmasked: the web masks them.
@@ -40,7 +40,7 @@ from ivr.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-#: Answer rate the hotline must reach (DESIGN.md, "The standards the software measures").
+#: Answer rate the hotline must reach (docs/service-standards.md: at least 90 %).
 ANSWER_RATE_TARGET: Final = 0.9
 HOUR_S: Final = 3600
 _CLOSE_TIMEOUT_S: Final = 2.0

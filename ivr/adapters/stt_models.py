@@ -1,6 +1,6 @@
 """Installing vosk models: unpack an official zip safely and check it against known checksums.
 
-The checksums live in ``models/checksums/`` (copied from shared/models, see models/SOURCES.md):
+The checksums live in ``models/checksums/`` (where each comes from: models/SOURCES.md):
 
 - ``zips.sha256``: ``sha256  size  NAME.zip`` of each official zip;
 - ``NAME.expected.sha256``: ``sha256  size  path`` of every file in the model (sha256);

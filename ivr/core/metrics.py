@@ -4,8 +4,9 @@
 ``AmiMessage.to_dict()`` gives it) into the state and returns the state with a list of
 *effects*: plain data saying what the Redis store must change (``CallClassified``,
 ``WaitingStarted`` ...). ``snapshot(state, now)`` is the live view, ``summarize`` and
-``metrics_document`` build the DESIGN.md summary document, ``close_missing`` resyncs after an
-AMI reconnect. Nothing here reads a clock: ``now`` is the app's clock when the event arrived.
+``metrics_document`` build the summary document (docs/answer-rate.md), ``close_missing``
+resyncs after an AMI reconnect. Nothing here reads a clock: ``now`` is the app's clock when
+the event arrived.
 
 >>> state = MetricsState(MetricsConfig(thresholds={"emergency": 15.0}))
 >>> call = {"Linkedid": "1.7", "Uniqueid": "1.7", "CallerIDNum": "13912345678"}
@@ -25,7 +26,7 @@ AMI reconnect. Nothing here reads a clock: ``now`` is the app's clock when the e
 >>> summarize([done]).total.to_json()["answer_rate"]
 0.0
 
-The rules (DESIGN.md, "The standards the software measures"):
+The rules (docs/answer-rate.md defines the classes and the threshold rule), event by event:
 
 - A call is a ``Linkedid``. It is *closed*, and then classified exactly once, when every
   channel seen for it has had its ``Hangup``: the ``Uniqueid`` of each of its events, and
@@ -793,7 +794,7 @@ def _queue_live(
     )
 
 
-# --- the summary (DESIGN.md "Interfaces other parts rely on") ------------------------------
+# --- the summary (docs/answer-rate.md, "The summary document") -----------------------------
 @dataclass(frozen=True, slots=True)
 class Counters:
     answered: int = 0

@@ -1,6 +1,6 @@
 """工单 rules (pure): states and their transitions, complaint levels, deadlines, priority.
 
-States (DESIGN.md)::
+States (docs/tickets.md)::
 
     待派单 awaiting dispatch ──> 处理中 in progress ──> 待验收 awaiting acceptance ──> 已完成 done
                                       ^                        │
@@ -11,7 +11,8 @@ Every other move (backwards, skipping a step, staying put, leaving 已完成) is
 caller who comes back about the same matter makes a new call, hence a new ticket (the repeat
 complaint rate counts those).
 
-Levels and deadlines (DESIGN.md complaint levels), counted from when the call came in::
+Levels and deadlines (docs/tickets.md, the complaint levels), counted from when the call came
+in::
 
     L1  2 hours            emergency calls, and any ticket in which a danger word was heard
     L2  48 hours           default for the repair desk (gas, heat or water not working)

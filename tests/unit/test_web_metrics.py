@@ -44,8 +44,8 @@ from ivr.web.routes.metrics import (
     prometheus_text,
 )
 from tests.web_support import (
-    DESIGN_FIELDS,
     PASSWORD,
+    SUMMARY_FIELDS,
     loopback_settings,
     sign_in,
     staff_engine,
@@ -285,8 +285,8 @@ def test_given_supervisor_or_admin_when_asking_each_period_then_the_document(
     assert response.status_code == 200
     assert response.headers["cache-control"] == "no-store"
     doc = response.json()
-    assert DESIGN_FIELDS <= set(doc)
-    assert DESIGN_FIELDS <= set(doc["queues"]["repair"])
+    assert SUMMARY_FIELDS <= set(doc)
+    assert SUMMARY_FIELDS <= set(doc["queues"]["repair"])
     assert reader.store.periods == [period]
     assert doc["period"] == period
     assert doc["answer_rate_target"] == 0.9
@@ -479,7 +479,7 @@ def test_given_a_supervisor_when_the_feed_fails_then_stream_sent_masked_document
     blocks = response.text.split("\n\n")
     assert blocks[0] == "retry: 2000"
     doc = json.loads(blocks[1].removeprefix("data: "))
-    assert DESIGN_FIELDS <= set(doc)
+    assert SUMMARY_FIELDS <= set(doc)
     assert doc["over_threshold_now"][0]["caller"] == "138******77"
     assert LATE_CALLER not in response.text
     assert blocks[2].startswith("event: unavailable\ndata: ")

@@ -2,15 +2,16 @@
 
 Routes (every one needs the ``supervisor`` role; ``admin`` holds it)::
 
-    GET /api/metrics/summary?period=hour|today|month   the DESIGN.md document (JSON)
+    GET /api/metrics/summary?period=hour|today|month   the summary document (JSON)
     GET /api/metrics/stream?period=today               the same document as server-sent events
     GET /api/metrics/hourly?day=today|YYYY-MM-DD       answer rate per hour of one local day
     GET /metrics                                       Prometheus text format (today + live)
     GET /supervisor                                    the live page (HTML)
     GET /static/supervisor.js, /static/supervisor.css  its script and style (no data: public)
 
-The document is :meth:`ivr.adapters.metrics_read.MetricsReader.document`: the store's summary
-plus ``period``, ``bucket``, ``timezone``, ``at``, ``answer_rate_target`` and ``health``
+The document (its fields: docs/answer-rate.md, "The summary document") is
+:meth:`ivr.adapters.metrics_read.MetricsReader.document`: the store's summary plus
+``period``, ``bucket``, ``timezone``, ``at``, ``answer_rate_target`` and ``health``
 (anomalies, dropped, resync). Caller numbers are masked (``138******00``) in everything sent
 here, whatever the role. Redis unreachable: 503 ``metrics-unavailable``.
 
