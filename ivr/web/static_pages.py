@@ -3,13 +3,18 @@
 Pages carry customer data once their script runs, so they are never cached and get a strict
 Content-Security-Policy (same-origin scripts, styles and requests only; no frames). Scripts
 and styles hold code only: no sign-in needed, revalidated on every load.
+
+Each page is ``static/<name>.html`` at ``/<name>`` with its script ``/static/<name>.js`` and
+style ``/static/<name>.css``, registered together by :func:`add_page`. Only those fixed
+names are served: nothing under ``/static/`` is looked up from the request.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Final
+from typing import Any, Final, get_args
 
+from fastapi import APIRouter
 from fastapi.responses import HTMLResponse, Response
 
 STATIC: Final = Path(__file__).resolve().parent / "static"
@@ -46,4 +51,38 @@ def asset(name: str) -> Response:
     body = (STATIC / name).read_bytes()
     return Response(
         body, media_type=ASSET_TYPES[Path(name).suffix], headers={"Cache-Control": "no-cache"}
+    )
+
+
+def add_page(
+    router: APIRouter, name: str, user: Any, *, description: str, media: bool = False
+) -> None:
+    """Route ``/<name>`` to the page ``static/<name>.html`` for the users ``user`` lets in,
+    and ``/static/<name>.js`` and ``/static/<name>.css`` to its script and style (public).
+
+    ``user`` is a role alias such as ``SupervisorUser`` (``Annotated[User, Depends(...)]``):
+    its dependency guards the page, so a visitor without a session is sent to the sign-in
+    form and one without the role gets 403. ``description`` is the page's OpenAPI text;
+    ``media``: the page plays audio from this origin.
+    """
+    guards = list(get_args(user)[1:])
+
+    def page_route() -> HTMLResponse:
+        return page(f"{name}.html", media=media)
+
+    def script_route() -> Response:
+        return asset(f"{name}.js")
+
+    def style_route() -> Response:
+        return asset(f"{name}.css")
+
+    router.add_api_route(
+        f"/{name}", page_route, response_class=HTMLResponse, dependencies=guards,
+        name=f"{name}_page", description=description,
+    )  # fmt: skip
+    router.add_api_route(
+        f"/static/{name}.js", script_route, include_in_schema=False, name=f"{name}_script"
+    )
+    router.add_api_route(
+        f"/static/{name}.css", style_route, include_in_schema=False, name=f"{name}_style"
     )

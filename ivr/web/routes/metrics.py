@@ -46,7 +46,7 @@ from typing import Annotated, Any, Final, Literal
 
 import anyio
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import HTMLResponse, PlainTextResponse, Response, StreamingResponse
+from fastapi.responses import PlainTextResponse, Response, StreamingResponse
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
@@ -543,18 +543,9 @@ async def prometheus(_: ScrapeUser, reader: MetricsReaderDep) -> PlainTextRespon
     )
 
 
-@router.get("/supervisor", response_class=HTMLResponse)
-def supervisor_page(_: SupervisorUser) -> HTMLResponse:
-    """The supervisors' live page (signed out: 303 to /login?next=/supervisor)."""
-    return static_pages.page("supervisor.html")
-
-
-@router.get("/static/supervisor.js", include_in_schema=False)
-def supervisor_script() -> Response:
-    """The page's script (code only, no data: no sign-in needed)."""
-    return static_pages.asset("supervisor.js")
-
-
-@router.get("/static/supervisor.css", include_in_schema=False)
-def supervisor_style() -> Response:
-    return static_pages.asset("supervisor.css")
+static_pages.add_page(
+    router,
+    "supervisor",
+    SupervisorUser,
+    description="The supervisors' live page (signed out: 303 to /login?next=/supervisor).",
+)

@@ -46,7 +46,7 @@ import logging
 from typing import Annotated, Any, Final, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from ivr.adapters import recordings_query as catalog
 from ivr.adapters.audio_convert import file_sha256, to_mp3
@@ -452,18 +452,10 @@ def review_immutable(recording_id: RowId, review_id: RowId, _: QaUser) -> JSONRe
 
 
 # --- the page -----------------------------------------------------------------------------------
-@router.get("/qa", response_class=HTMLResponse)
-def qa_page(_: QaUser) -> HTMLResponse:
-    """The QA page (signed out: 303 to /login?next=/qa)."""
-    return static_pages.page("qa.html", media=True)
-
-
-@router.get("/static/qa.js", include_in_schema=False)
-def qa_script() -> Response:
-    """The page's script (code only, no data: no sign-in needed)."""
-    return static_pages.asset("qa.js")
-
-
-@router.get("/static/qa.css", include_in_schema=False)
-def qa_style() -> Response:
-    return static_pages.asset("qa.css")
+static_pages.add_page(
+    router,
+    "qa",
+    QaUser,
+    description="The QA page (signed out: 303 to /login?next=/qa).",
+    media=True,
+)

@@ -32,7 +32,7 @@ from typing import Annotated, Any, Final
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Request, Response
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from sqlalchemy.orm import Session
 
@@ -303,18 +303,9 @@ def ticket_note(
     return JSONResponse(note_doc(note), status_code=201, headers=NO_STORE)
 
 
-@router.get("/tickets", response_class=HTMLResponse)
-def tickets_page(_: ReaderUser) -> HTMLResponse:
-    """The tickets page (signed out: 303 to /login?next=/tickets)."""
-    return static_pages.page("tickets.html")
-
-
-@router.get("/static/tickets.js", include_in_schema=False)
-def tickets_script() -> Response:
-    """The page's script (code only, no data: no sign-in needed)."""
-    return static_pages.asset("tickets.js")
-
-
-@router.get("/static/tickets.css", include_in_schema=False)
-def tickets_style() -> Response:
-    return static_pages.asset("tickets.css")
+static_pages.add_page(
+    router,
+    "tickets",
+    ReaderUser,
+    description="The tickets page (signed out: 303 to /login?next=/tickets).",
+)
