@@ -5,8 +5,9 @@ Content-Security-Policy (same-origin scripts, styles and requests only; no frame
 and styles hold code only: no sign-in needed, revalidated on every load.
 
 Each page is ``static/<name>.html`` at ``/<name>`` with its script ``/static/<name>.js`` and
-style ``/static/<name>.css``, registered together by :func:`add_page`. Only those fixed
-names are served: nothing under ``/static/`` is looked up from the request.
+style ``/static/<name>.css``, registered together by :func:`add_page`; every page's style
+sheet comes after the shared ``/static/base.css`` (colours, header, layout). Only those
+fixed names are served: nothing under ``/static/`` is looked up from the request.
 """
 
 from __future__ import annotations

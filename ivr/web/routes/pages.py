@@ -1,16 +1,22 @@
-"""The pages people open. Today: the service status page (no customer data on it)."""
+"""The pages people open: the service status page (no customer data on it), and the style
+sheet that every signed-in page links before its own (``static/base.css``)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from fastapi import APIRouter
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
+
+from ivr.web import static_pages
 
 router = APIRouter(tags=["pages"])
-STATIC = Path(__file__).resolve().parent.parent / "static"
 
 
 @router.get("/", response_class=HTMLResponse)
 async def index() -> HTMLResponse:
-    return HTMLResponse((STATIC / "index.html").read_text(encoding="utf-8"))
+    return HTMLResponse((static_pages.STATIC / "index.html").read_text(encoding="utf-8"))
+
+
+@router.get("/static/base.css", include_in_schema=False)
+def base_style() -> Response:
+    """Colours, header and layout shared by the supervisor, QA and tickets pages."""
+    return static_pages.asset("base.css")
