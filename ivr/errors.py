@@ -64,6 +64,7 @@ Hierarchy (class, slug, module)::
     │   └── MultipleRangesRefused multiple-ranges-unsupported ivr.core.http_range
     ├── InvalidReview             invalid-review              ivr.core.qa
     ├── InvalidSearch             invalid-search              ivr.core.recording_search
+    ├── PartialNumberSearch       partial-number-search       ivr.core.recording_search
     ├── IllegalTransition         illegal-transition          ivr.core.tickets
     ├── InvalidTicketInput        invalid-ticket-request      ivr.core.tickets
     ├── AuthError                 auth-error                  ivr.web.auth
@@ -71,10 +72,12 @@ Hierarchy (class, slug, module)::
     │   ├── Forbidden             forbidden                   ivr.web.auth
     │   ├── CrossOriginRejected   cross-origin-request        ivr.web.auth
     │   ├── LoginThrottled        too-many-attempts           ivr.web.auth
-    │   └── InvalidAuthRequest    invalid-request             ivr.web.auth
+    │   ├── InvalidAuthRequest    invalid-request             ivr.web.auth
+    │   └── SignInBusy            sign-in-busy                ivr.web.auth
     ├── InvalidDay                invalid-day                 ivr.web.routes.metrics
     ├── MetricsNotAuthenticated   metrics-not-authenticated   ivr.web.routes.metrics
     ├── ReviewImmutable           review-immutable            ivr.web.routes.recordings
+    ├── PartialSearchLimit        partial-search-limit        ivr.web.routes.recordings
     └── InvalidReviewRequest      invalid-review-request      ivr.web.routes.recordings
 
 """
