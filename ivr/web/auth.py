@@ -331,6 +331,7 @@ def forwarded_client(
     """Walk the chain right to left (each proxy appends the address it saw), from the peer,
     while the hop is a trusted proxy; the first hop that is not is the client.
 
+    >>> from ipaddress import ip_network
     >>> proxies = [ip_network("127.0.0.1/32")]
     >>> forwarded_for = ["203.0.113.9, 198.51.100.2"]
     >>> forwarded_client("127.0.0.1", forwarded_for, proxies)
