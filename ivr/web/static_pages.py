@@ -67,6 +67,8 @@ def add_page(
     ``media``: the page plays audio from this origin.
     """
     guards = list(get_args(user)[1:])
+    if not guards:  # a page shows customer data: never without a guard
+        raise TypeError(f"add_page({name!r}): {user!r} carries no dependency to guard the page")
 
     def page_route() -> HTMLResponse:
         return page(f"{name}.html", media=media)

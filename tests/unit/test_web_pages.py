@@ -8,10 +8,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fastapi import APIRouter
 from fastapi.testclient import TestClient
 
 from ivr.adapters import users
+from ivr.adapters.db import User
 from ivr.web.app import create_app
+from ivr.web.static_pages import add_page
 from tests.web_support import PASSWORD, loopback_settings, sign_in, staff_engine
 
 PAGES = ["supervisor", "qa", "tickets"]
@@ -58,3 +61,8 @@ def test_the_base_style_is_public_css_and_holds_what_the_pages_share(client):
 )
 def test_only_the_pages_assets_are_served_from_static(client, path):
     assert client.get(path).status_code == 404
+
+
+def test_a_page_without_a_role_guard_is_refused_when_registered():
+    with pytest.raises(TypeError, match="no dependency to guard the page"):
+        add_page(APIRouter(), "open", User, description="no guard")
