@@ -112,8 +112,8 @@ def restart(settings: Settings, args: argparse.Namespace) -> int:
 # --- ivr asterisk prepare / wait ----------------------------------------------------------
 def asterisk_prepare(settings: Settings, args: argparse.Namespace) -> int:
     from ivr.adapters import prompts
+    from ivr.adapters.asterisk import configured_instance
     from ivr.adapters.config_check import load_checked
-    from ivr.stack import configured_instance
 
     s = settings
     _, catalog = load_checked(s.routing_dir, s.prompts_dir, s.dialplan_dir)
@@ -137,7 +137,7 @@ def asterisk_prepare(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def asterisk_wait(settings: Settings, args: argparse.Namespace) -> int:
-    from ivr.stack import asterisk_instance
+    from ivr.adapters.asterisk import asterisk_instance
 
     asterisk_instance(settings).wait_booted(args.pid, settings.asterisk.boot_timeout_s)
     _out(f"asterisk (pid {args.pid}) fully booted")
@@ -160,7 +160,7 @@ def install_units(args: argparse.Namespace) -> int:
     settings = _install_settings(env_file)
     run_dir = _run_dir(settings, args.run_dir, env_file)
 
-    from ivr.stack import asterisk_instance
+    from ivr.adapters.asterisk import asterisk_instance
 
     inst = asterisk_instance(settings)
     install = units.Install(

@@ -20,7 +20,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -30,13 +30,16 @@ import redis
 
 from ivr import redis_keys
 from ivr.adapters import prompts
-from ivr.adapters.asterisk import AsteriskInstance
+
+# The instance builders live beside AsteriskInstance (systemd's `ivr asterisk` uses them too);
+# tests and benchmarks still import them from here.
+from ivr.adapters.asterisk import asterisk_instance as asterisk_instance
+from ivr.adapters.asterisk import configured_instance as configured_instance
 from ivr.adapters.config_check import load_checked
 from ivr.adapters.db import settings_engine
 from ivr.adapters.ports import free_port, is_free, port_owner
 from ivr.adapters.processes import pid_alive, spawn_detached
 from ivr.adapters.recorder import heartbeat_path, heartbeat_status
-from ivr.adapters.routing_files import load_routing
 from ivr.adapters.users import ensure_dev_user
 from ivr.errors import StackError
 from ivr.settings import (
@@ -76,31 +79,6 @@ class RoleStatus:
 
 def redis_port(settings: Settings) -> int:
     return urlsplit(settings.redis.url).port or 6379
-
-
-def asterisk_instance(settings: Settings) -> AsteriskInstance:
-    return AsteriskInstance(
-        root=settings.asterisk.root,
-        name=settings.asterisk.instance,
-        sip_port=settings.asterisk.sip_port,
-        ami_port=settings.ami.port,
-        ami_username=settings.ami.username,
-        ami_secret=settings.ami_secret(),
-        agi_url=f"agi://{settings.fastagi.host}:{settings.fastagi.port}",
-        dialplan_dir=settings.dialplan_dir,
-        prompts_dir=settings.prompts_build_dir,
-        trunk_addresses=tuple(str(net) for net in settings.asterisk.trunk_addresses),
-        trunk_max_calls=settings.asterisk.trunk_max_calls,
-        trunk_emergency_reserve=settings.asterisk.trunk_emergency_reserve,
-    )
-
-
-def configured_instance(settings: Settings) -> AsteriskInstance:
-    """The instance as ``render()`` must write it: with the emergency numbers of routing/."""
-    dids = load_routing(settings.routing_dir).hotline.emergency_dids
-    return replace(
-        asterisk_instance(settings), emergency_dids=tuple(dids), routing_dir=settings.routing_dir
-    )
 
 
 def settings_env(settings: Settings) -> dict[str, str]:

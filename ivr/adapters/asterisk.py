@@ -14,7 +14,7 @@ import shutil
 import signal
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 
 import asterisk  # pyst2, copied into the root for process AGI
@@ -22,8 +22,9 @@ import asterisk  # pyst2, copied into the root for process AGI
 import ivr
 from ivr.adapters import instance_dirs
 from ivr.adapters.processes import pid_alive, spawn_detached
+from ivr.adapters.routing_files import load_routing
 from ivr.errors import StackError
-from ivr.settings import REPO_DIR
+from ivr.settings import REPO_DIR, Settings
 
 logger = logging.getLogger(__name__)
 
@@ -332,6 +333,32 @@ class AsteriskInstance:
             if path.exists():
                 return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
         return "(no log written)"
+
+
+# --- from the settings ------------------------------------------------------------------
+def asterisk_instance(settings: Settings) -> AsteriskInstance:
+    return AsteriskInstance(
+        root=settings.asterisk.root,
+        name=settings.asterisk.instance,
+        sip_port=settings.asterisk.sip_port,
+        ami_port=settings.ami.port,
+        ami_username=settings.ami.username,
+        ami_secret=settings.ami_secret(),
+        agi_url=f"agi://{settings.fastagi.host}:{settings.fastagi.port}",
+        dialplan_dir=settings.dialplan_dir,
+        prompts_dir=settings.prompts_build_dir,
+        trunk_addresses=tuple(str(net) for net in settings.asterisk.trunk_addresses),
+        trunk_max_calls=settings.asterisk.trunk_max_calls,
+        trunk_emergency_reserve=settings.asterisk.trunk_emergency_reserve,
+    )
+
+
+def configured_instance(settings: Settings) -> AsteriskInstance:
+    """The instance as ``render()`` must write it: with the emergency numbers of routing/."""
+    dids = load_routing(settings.routing_dir).hotline.emergency_dids
+    return replace(
+        asterisk_instance(settings), emergency_dids=tuple(dids), routing_dir=settings.routing_dir
+    )
 
 
 def root_user_id(root: Path, user: str) -> int:

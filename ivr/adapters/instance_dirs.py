@@ -1,10 +1,10 @@
 """Where one of the project's Asterisk instances keeps its files inside the sid root.
 
 Each instance has its own folder ``/srv/hotline-<name>`` inside the root (``<name>`` is the
-setting ``asterisk.instance``), so several instances can share one root. The dev stack's
-launcher (``ivr/adapters/asterisk.py``) creates that layout and starts Asterisk in it; the
-production roles that only read what Asterisk leaves behind find the folders here, without
-importing the launcher:
+setting ``asterisk.instance``), so several instances can share one root.
+``ivr/adapters/asterisk.py`` renders that layout (for ``ivr up``, and for systemd through
+``ivr asterisk prepare``); the roles that only read what Asterisk leaves behind find the
+folders here, without the Asterisk instance's code:
 
 - ``spool/monitor``: MixMonitor's legs of every answered call (the recorder reads them);
 - ``spool/voicemessages``: the voice messages callers left (the speech-to-text worker reads

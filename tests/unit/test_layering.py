@@ -12,7 +12,7 @@ The rules are data, below:
   the pure layers (core, protocols: parsing and decisions, sans I/O) no I/O module.
 - ``DEV_ONLY``: code that only the dev stack (``ivr up``) and the tests use. It may import
   anything; production code imports none of it, except the modules in ``DEV_ONLY_USERS``
-  (the CLI's ``up``, ``down`` and ``status`` commands, imported inside those commands).
+  (the CLI modules holding the dev commands ``up``, ``down``, ``status``, ``restart``).
 - No cycles between modules of ``ivr``.
 
 A pattern names a module and everything below it (``ivr.web`` is ``ivr.web`` and
@@ -40,16 +40,17 @@ IVR = Path(__file__).resolve().parents[2] / "ivr"
 #: Besides the standard library, ``ivr/core`` imports only these.
 CORE_MAY_IMPORT: tuple[str, ...] = ("ivr.core", "ivr.errors", "pydantic")
 
-#: Code used only by the dev stack and the tests: the launcher, the Asterisk instance it runs
-#: in the sid root, the sipp runner, the free-port finder.
+#: Code used only by the dev stack and the tests: the launcher, the sipp runner, the free-port
+#: finder. (The Asterisk instance, ivr/adapters/asterisk.py, is production: systemd's
+#: ``ivr asterisk prepare`` renders it.)
 DEV_ONLY: tuple[str, ...] = (
     "ivr.stack",
-    "ivr.adapters.asterisk",
     "ivr.adapters.sipp",
     "ivr.adapters.ports",
 )
-#: The only production modules that may import dev-only code (``ivr up``/``down``/``status``).
-DEV_ONLY_USERS: tuple[str, ...] = ("ivr.cli",)
+#: The only production modules that may import dev-only code: the CLI modules with the dev
+#: commands (``ivr up``/``down``/``status`` in cli.py, ``ivr restart`` in cli_units.py).
+DEV_ONLY_USERS: tuple[str, ...] = ("ivr.cli", "ivr.cli_units")
 
 #: Modules that do I/O: the pure layers (core, protocols) read no socket and await nothing.
 IO_MODULES: tuple[str, ...] = ("asyncio", "socket", "selectors", "ssl", "subprocess")
