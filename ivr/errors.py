@@ -29,6 +29,7 @@ Hierarchy (class, slug, module)::
     │   ├── ConversionNoSpace     insufficient-storage        ivr.adapters.audio_convert
     │   └── NotConvertible        recording-not-convertible   ivr.adapters.audio_convert
     ├── DatabaseUnavailable       database-unavailable        ivr.adapters.db
+    │   ├── DatabaseBusy          database-busy               ivr.adapters.db
     │   └── SchemaOutdated        database-schema-outdated    ivr.adapters.db
     ├── MetricsUnavailable        metrics-unavailable         ivr.adapters.metrics_store
     ├── RecordingUnavailable      recording-unavailable       ivr.adapters.recording_files
@@ -76,6 +77,7 @@ Hierarchy (class, slug, module)::
     │   └── SignInBusy            sign-in-busy                ivr.web.auth
     ├── InvalidDay                invalid-day                 ivr.web.routes.metrics
     ├── MetricsNotAuthenticated   metrics-not-authenticated   ivr.web.routes.metrics
+    ├── TooManyStreams            too-many-streams            ivr.web.routes.metrics
     ├── ReviewImmutable           review-immutable            ivr.web.routes.recordings
     ├── PartialSearchLimit        partial-search-limit        ivr.web.routes.recordings
     └── InvalidReviewRequest      invalid-review-request      ivr.web.routes.recordings
