@@ -59,10 +59,10 @@ from ivr.adapters.db import (
     Role,
     Transcript,
     User,
-    create_all,
     settings_engine,
 )
 from ivr.adapters.ports import free_port
+from ivr.adapters.schema import upgrade
 from ivr.adapters.users import hash_password
 from ivr.core.recording_search import build_filter
 from ivr.settings import (
@@ -118,7 +118,7 @@ class Catalog:
 def fill_catalog(engine: Engine, rows: int, seed: int = 7) -> Catalog:
     began = time.monotonic()
     rng = random.Random(seed)
-    create_all(engine)
+    upgrade(engine)
     callers = [f"1{rng.choice('3456789')}{rng.randrange(10**9):09d}" for _ in range(30_000)]
     agents = [f"agent-{n:02d}" for n in range(40)]
     known_caller = ""

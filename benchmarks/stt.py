@@ -51,9 +51,10 @@ from sqlalchemy.orm import Session
 
 from ivr import redis_keys
 from ivr.adapters import stt_queue, tickets
-from ivr.adapters.db import Recording, SttJob, Transcript, create_all, settings_engine
+from ivr.adapters.db import Recording, SttJob, Transcript, settings_engine
 from ivr.adapters.ports import free_port
 from ivr.adapters.processes import memory_mib
+from ivr.adapters.schema import upgrade
 from ivr.adapters.stt_engine import SttEngine
 from ivr.settings import AmiSettings, RedisSettings, Settings, SttSettings
 from ivr.stack import settings_env
@@ -205,7 +206,7 @@ def through_queue(
     client = redis.Redis.from_url(server.url, decode_responses=True)
     client.flushall()
     engine = settings_engine(settings)
-    create_all(engine)
+    upgrade(engine)
     env = {k: v for k, v in os.environ.items() if not k.startswith("IVR_")}
     env |= settings_env(settings) | {"IVR_ENV_FILE": "/nonexistent"}
     log = (run_dir / "worker.log").open("ab")

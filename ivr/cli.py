@@ -13,7 +13,15 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from ivr import cli_recordings, cli_stt, cli_stt_worker, cli_tickets, cli_units, cli_users
+from ivr import (
+    cli_db,
+    cli_recordings,
+    cli_stt,
+    cli_stt_worker,
+    cli_tickets,
+    cli_units,
+    cli_users,
+)
 from ivr.errors import ConfigError, HotlineError, InvalidInput
 from ivr.logging_setup import setup_logging
 from ivr.settings import Settings, load_settings
@@ -35,15 +43,16 @@ ROLES = ("agi", "ami", "web", "stt-worker", "recorder")
 async def run_agi(settings: Settings) -> None:
     from ivr.adapters import voice_messages
     from ivr.adapters.config_check import load_checked
-    from ivr.adapters.db import create_all, settings_engine
+    from ivr.adapters.db import settings_engine
     from ivr.adapters.fastagi_server import AgiSession, FastAgiServer
     from ivr.adapters.flow_runner import run_inbound
+    from ivr.adapters.schema import require_head
     from ivr.core.callflow import flow_config
 
     routing, _ = load_checked(settings.routing_dir, settings.prompts_dir, settings.dialplan_dir)
     config = flow_config(routing)
     engine = settings_engine(settings)
-    create_all(engine)
+    require_head(engine)  # refuses a database not at this code's revision, naming the fix
     server = FastAgiServer(settings.fastagi)
 
     async def inbound(session: AgiSession) -> None:
@@ -101,7 +110,15 @@ async def run_ami(settings: Settings) -> None:
 def run_web(settings: Settings) -> None:
     import uvicorn
 
+    from ivr.adapters.db import settings_engine
+    from ivr.adapters.schema import require_head
     from ivr.web.app import create_app
+
+    engine = settings_engine(settings)
+    try:  # refused here with one line, before uvicorn (the app checks again at start-up)
+        require_head(engine)
+    finally:
+        engine.dispose()
 
     uvicorn.run(
         create_app(settings),
@@ -243,12 +260,13 @@ def cmd_metrics(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_messages(settings: Settings, args: argparse.Namespace) -> int:
     from ivr.adapters import voice_messages
-    from ivr.adapters.db import create_all, settings_engine
+    from ivr.adapters.db import settings_engine
+    from ivr.adapters.schema import require_head
     from ivr.logging_setup import mask_number
 
     engine = settings_engine(settings)
     try:
-        create_all(engine)
+        require_head(engine)
         rows = voice_messages.recent(engine, args.limit)
     finally:
         engine.dispose()
@@ -329,6 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
     messages.add_argument("--limit", type=int, default=50)
     messages.add_argument("--json", action="store_true")
     messages.add_argument("--show-numbers", action="store_true", help="unmasked callers")
+    cli_db.register(sub)
     cli_users.register(sub)
     cli_recordings.register(sub)
     cli_tickets.register(sub)
@@ -376,6 +395,8 @@ def _dispatch(settings: Settings, args: argparse.Namespace) -> int:
             return 0
         case "prompts":
             return cmd_prompts_build(settings, args)
+        case "db":
+            return cli_db.run(settings, args)
         case "users":
             return cli_users.run(settings, args)
         case "recorder":

@@ -32,7 +32,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from ivr.adapters import instance_dirs
-from ivr.adapters.db import Recording, RecordingStatus, create_all, settings_engine
+from ivr.adapters.db import Recording, RecordingStatus, settings_engine
 from ivr.adapters.disk import DiskWatch
 from ivr.adapters.recorder import (
     Recorder,
@@ -40,6 +40,7 @@ from ivr.adapters.recorder import (
     heartbeat_path,
     write_heartbeat,
 )
+from ivr.adapters.schema import require_head
 from ivr.errors import ConfigError, InvalidInput
 from ivr.logging_setup import mask_number
 from ivr.settings import Settings
@@ -97,7 +98,7 @@ async def _push_jobs(settings: Settings, engine: Engine) -> int:
 # --- the role ----------------------------------------------------------------------------
 async def run_role(settings: Settings) -> None:
     engine = settings_engine(settings)
-    create_all(engine)
+    require_head(engine)  # refuses a database not at this code's revision, naming the fix
     recorder = build_recorder(settings, engine)
     beat = heartbeat_path(settings)
     config = settings.recordings
@@ -171,7 +172,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def run(settings: Settings, args: argparse.Namespace) -> int:
     engine = settings_engine(settings)
     try:
-        create_all(engine)
+        require_head(engine)
         match args.recordings_command:
             case "sweep":
                 return _sweep(settings, engine, args)

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from ivr.adapters import db as sql
 from ivr.adapters import stt_queue
 from ivr.adapters.db import SttJobStatus
+from ivr.adapters.schema import require_head
 from ivr.settings import Settings
 
 STATUS_NAMES = [s.value for s in SttJobStatus]
@@ -52,6 +53,11 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         asyncio.run(run_worker(settings))
         return 0
     concurrency = args.concurrency if args.concurrency is not None else settings.stt.concurrency
+    engine = sql.settings_engine(settings)
+    try:  # refuse here, rather than restart worker processes that each refuse
+        require_head(engine)
+    finally:
+        engine.dispose()
     return WorkerPool(settings, concurrency).run()
 
 
@@ -65,7 +71,7 @@ def register_jobs(stt_subparsers: argparse._SubParsersAction[argparse.ArgumentPa
 def run_jobs(settings: Settings, args: argparse.Namespace) -> int:
     engine = sql.settings_engine(settings)
     try:
-        sql.create_all(engine)
+        require_head(engine)
         with Session(engine) as session:
             status = SttJobStatus(args.status) if args.status else None
             rows = stt_queue.list_jobs(session, status=status, limit=args.limit)

@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 from ivr.adapters import db as sql
 from ivr.adapters import tickets as store
 from ivr.adapters.db import Ticket
+from ivr.adapters.schema import require_head
 from ivr.cli_users import cli_actor
 from ivr.core import tickets as rules
 from ivr.errors import InvalidInput
@@ -60,7 +61,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def run(settings: Settings, args: argparse.Namespace) -> int:
     engine = sql.settings_engine(settings)
     try:
-        sql.create_all(engine)
+        require_head(engine)
         with Session(engine, expire_on_commit=False) as db:
             if args.tickets_command == "list":
                 return _list(db, args, datetime.now(UTC))

@@ -11,7 +11,7 @@
 
 Passwords never come from the command line: they are prompted for twice on a terminal, or
 read as one line from stdin with ``--password-stdin``. Every change is written to the audit
-log as ``cli:<login>``. Missing tables are created first (no migration tool yet).
+log as ``cli:<login>``. The database must be at head (``ivr db upgrade``).
 
 ``cli.py`` wires this in: :func:`register` adds the subcommand, :func:`run` executes it.
 """
@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from ivr.adapters import db as sql
 from ivr.adapters import users
+from ivr.adapters.schema import require_head
 from ivr.settings import Settings
 
 ROLE_NAMES = [role.value for role in sql.Role]
@@ -88,7 +89,7 @@ def cli_actor() -> str:
 def run(settings: Settings, args: argparse.Namespace) -> int:
     engine = sql.settings_engine(settings)
     try:
-        sql.create_all(engine)
+        require_head(engine)
         with Session(engine) as db:
             return _run(db, args)
     finally:

@@ -30,7 +30,10 @@ Hierarchy (class, slug, module)::
     │   └── NotConvertible        recording-not-convertible   ivr.adapters.audio_convert
     ├── DatabaseUnavailable       database-unavailable        ivr.adapters.db
     │   ├── DatabaseBusy          database-busy               ivr.adapters.db
-    │   └── SchemaOutdated        database-schema-outdated    ivr.adapters.db
+    │   ├── SchemaOutdated        database-schema-outdated    ivr.adapters.schema
+    │   ├── SchemaNewer           database-schema-newer       ivr.adapters.schema
+    │   ├── SchemaUnrecognised    database-schema-unrecognised  ivr.adapters.schema
+    │   └── MigrationFailed       database-migration-failed   ivr.adapters.schema
     ├── MetricsUnavailable        metrics-unavailable         ivr.adapters.metrics_store
     ├── RecordingUnavailable      recording-unavailable       ivr.adapters.recording_files
     │   ├── RecordingDeleted      recording-deleted           ivr.adapters.recording_files

@@ -1,10 +1,12 @@
 """``ivr up`` / ``ivr down`` / ``ivr status``: the whole stack on 127.0.0.1, from one run dir.
 
-``up`` starts, in order, Redis (AOF on, data in ``<run_dir>/redis``), Asterisk (in the sid
-root, configured from ``dialplan/``), then the ``agi``, ``ami``, ``recorder``, ``web`` and
-``stt-worker`` roles as ``python -m ivr <role>``, waiting for each to be ready before the
-next. PIDs go in ``<run_dir>/stack.json`` and logs in ``<run_dir>/logs/``. ``down`` stops
-exactly those PIDs (after checking each PID is still the process it started), in reverse order.
+``up`` first brings the database to head (``ivr db upgrade``: the roles refuse any other
+revision), then starts, in order, Redis (AOF on, data in ``<run_dir>/redis``), Asterisk (in
+the sid root, configured from ``dialplan/``), then the ``agi``, ``ami``, ``recorder``,
+``web`` and ``stt-worker`` roles as ``python -m ivr <role>``, waiting for each to be ready
+before the next. PIDs go in ``<run_dir>/stack.json`` and logs in ``<run_dir>/logs/``.
+``down`` stops exactly those PIDs (after checking each PID is still the process it started),
+in reverse order.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from ivr.adapters.db import settings_engine
 from ivr.adapters.ports import free_port, is_free, port_owner
 from ivr.adapters.processes import pid_alive, spawn_detached
 from ivr.adapters.recorder import heartbeat_path, heartbeat_status
+from ivr.adapters.schema import Upgrade, upgrade
 from ivr.adapters.users import ensure_dev_user
 from ivr.errors import StackError
 from ivr.settings import (
@@ -129,6 +132,7 @@ class Stack:
         self.state_file = self.run_dir / "stack.json"
         self.logs = self.run_dir / "logs"
         self.dev_password: str | None = None
+        self.database: Upgrade | None = None
 
     # --- state file ------------------------------------------------------------------
     def _records(self) -> dict[str, RoleRecord]:
@@ -160,6 +164,7 @@ class Stack:
         s = self.settings  # refuse to start on a bad routing file, prompt or queue name
         routing, catalog = load_checked(s.routing_dir, s.prompts_dir, s.dialplan_dir)
         self._check_ports()
+        self.database = self._upgrade_database()  # the roles refuse any other revision
         self._ensure_ami_secret()
         prompts.build(catalog, s.prompts_dir, s.prompts_build_dir)
         self.dev_password = self._ensure_dev_user()
@@ -190,6 +195,14 @@ class Stack:
         ]
         if busy:
             raise StackError("cannot start: " + "; ".join(busy))
+
+    def _upgrade_database(self) -> Upgrade:
+        """``ivr db upgrade`` on the dev database, before any role checks it."""
+        engine = settings_engine(self.settings)
+        try:
+            return upgrade(engine)
+        finally:
+            engine.dispose()
 
     def _ensure_dev_user(self) -> str | None:
         """The dev stack's web account: created once with a random password, shown once."""
@@ -271,6 +284,14 @@ class Stack:
             f"  or from a SIP phone on this machine: sip:{did}@127.0.0.1:{s.asterisk.sip_port}"
             " (trunk 'pstn', no auth)",
         ]
+        if self.database is not None:
+            done = self.database
+            how = (
+                "adopted (tables from before migrations)" if done.adopted
+                else f"applied {', '.join(done.applied)}" if done.applied
+                else "already there"
+            )  # fmt: skip
+            lines.append(f"  database: {done.before.where} at revision {done.head} ({how})")
         if self.sim_agents:
             lines.append("  each desk queue has a simulated agent (answers after 1 s)")
         if self.dev_password:

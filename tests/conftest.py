@@ -135,8 +135,9 @@ def sql_backend(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def database_url(request: pytest.FixtureRequest, sql_backend: str, tmp_path: Path) -> Iterator[str]:
     """A SQLAlchemy URL of a database of this test's own on ``sql_backend``: a new SQLite
-    file, or a PostgreSQL database with the tables already there and no rows (the tests
-    still call ``create_all``, which finds them; wiped for the next test afterwards)."""
+    file, or a PostgreSQL database already at the migrations' head with no rows (the tests
+    still call ``schema.upgrade``, which finds nothing to do; wiped for the next test
+    afterwards)."""
     if sql_backend == "sqlite":
         yield f"sqlite:///{tmp_path / 'hotline.db'}"
         return

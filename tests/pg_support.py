@@ -3,7 +3,8 @@
     PostgresServer.start()      initdb into a fresh temp dir, then a server on 127.0.0.1 (a
                                 free port, unix sockets in that dir only), fsync off
     server.create_database()    an empty database owned by the app's role; its name
-    server.take_database()      one with the tables of ``db.create_all`` and no rows (reused:
+    server.copy_database(name)  a new database, a copy of ``name`` (nobody connected to it)
+    server.take_database()      one at the migrations' head and no rows (reused:
     server.give_back(name)      wiped when given back, ids from 1 again)
     server.url(name)            postgresql+psycopg://hotline:<password>@127.0.0.1:<port>/<name>
     server.drop_database(name)
@@ -179,27 +180,43 @@ class PostgresServer:
             )
         return name
 
+    def copy_database(self, template: str) -> str:
+        """A new database owned by the app's role, a copy of ``template`` (which must have
+        no open connections)."""
+        self._databases += 1
+        name = f"t{self._databases}"
+        with self._admin() as conn:
+            conn.execute(
+                pgsql.SQL("CREATE DATABASE {} TEMPLATE {} OWNER {}").format(
+                    pgsql.Identifier(name), pgsql.Identifier(template), pgsql.Identifier(APP_ROLE)
+                )
+            )
+        return name
+
     def take_database(self) -> str:
-        """A database with the tables of ``db.create_all`` and no rows in them, the caller's
+        """A database at the migrations' head with no rows in its tables, the caller's
         alone until :meth:`give_back`. Databases are reused, wiped in between: making one
         (a copy of 8 MB of catalog) costs far more than the test that uses it."""
         if self._spare:
             return self._spare.pop()
-        from ivr.adapters import db as sql  # the schema under test
+        from ivr.adapters import db as sql
+        from ivr.adapters import schema  # the schema under test
 
         name = self.create_database()
         engine = sql.create_db_engine(self.url(name))
         try:
-            sql.create_all(engine)
+            schema.upgrade(engine)
         finally:
             engine.dispose()
         return name
 
     def give_back(self, name: str) -> None:
         """Wipe a database from :meth:`take_database` for the next test: its connections
-        ended, every row deleted, every id counting from 1 again. A database whose tables are
-        not exactly the schema's any more is dropped instead."""
+        ended, every row deleted (but its revision in alembic_version), every id counting
+        from 1 again. A database whose tables or revision are not exactly the schema's any
+        more is dropped instead."""
         from ivr.adapters import db as sql
+        from ivr.adapters import schema
 
         with self._admin(name) as conn:
             conn.execute(
@@ -212,7 +229,11 @@ class PostgresServer:
                     "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
                 )
             }
-            if tables == set(sql.Base.metadata.tables):
+            at_head = schema.VERSION_TABLE in tables and [
+                row[0] for row in conn.execute(f"SELECT version_num FROM {schema.VERSION_TABLE}")
+            ] == [schema.head()]
+            tables.discard(schema.VERSION_TABLE)
+            if at_head and tables == set(sql.Base.metadata.tables):
                 with conn.transaction():
                     conn.execute("SET LOCAL session_replication_role = replica")  # no FK checks
                     conn.execute("SET LOCAL lock_timeout = '10s'")

@@ -7,10 +7,13 @@ wheel (its driver only: never ``playwright install``), with CHROMIUM_FLAGS.
     loopback_settings(run_dir, **fields) -> Settings
                                          Redis at a free loopback port: unreachable unless
                                          the test starts redis-server there
+    upgraded(settings) -> Settings       the same, its database brought to head first (as
+                                         ``ivr db upgrade``: the web role refuses any other)
     add_staff(engine, password_hash, people=STAFF)
                                          user rows sharing one hash (argon2 is slow on purpose)
     staff_engine(settings, password_hash, people=STAFF)
-                                         a context: an engine on fresh tables, STAFF in them
+                                         a context: an engine on a database at head, STAFF
+                                         in it
     add_user(engine, username, password, role)
                                          one account made as ``ivr users add`` makes it
     login(client, username, password=PASSWORD, origin=TESTSERVER)
@@ -43,6 +46,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from ivr.adapters import db as sql
+from ivr.adapters import schema
 from ivr.adapters.db import Role, User
 from ivr.adapters.ports import free_port
 from ivr.adapters.users import create_user
@@ -78,6 +82,15 @@ def loopback_settings(run_dir: Path, **fields: Any) -> Settings:
     return Settings(run_dir=run_dir, redis={"url": f"redis://127.0.0.1:{free_port()}/0"}, **fields)
 
 
+def upgraded(settings: Settings) -> Settings:
+    engine = sql.settings_engine(settings)
+    try:
+        schema.upgrade(engine)
+    finally:
+        engine.dispose()
+    return settings
+
+
 def add_staff(
     engine: Engine, password_hash: str, people: Iterable[tuple[str, Role]] = STAFF
 ) -> None:
@@ -92,7 +105,7 @@ def staff_engine(
     settings: Settings, password_hash: str, people: Iterable[tuple[str, Role]] = STAFF
 ) -> Iterator[Engine]:
     engine = sql.settings_engine(settings)
-    sql.create_all(engine)
+    schema.upgrade(engine)
     add_staff(engine, password_hash, people)
     try:
         yield engine
@@ -157,12 +170,13 @@ async def sign_in_on_page(
 def web_role(
     settings: Settings, people: Iterable[tuple[str, str]] = ()
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """``ivr web`` in a process of its own on ``settings`` (the tables made first, and an
-    account with PASSWORD for each (name, role) of ``people``)."""
+    """``ivr web`` in a process of its own on ``settings`` (the database brought to head
+    first: the role refuses any other; and an account with PASSWORD for each (name, role)
+    of ``people``)."""
     import httpx
 
     engine = sql.settings_engine(settings)
-    sql.create_all(engine)
+    schema.upgrade(engine)
     for name, role in people:
         add_user(engine, name, PASSWORD, role)
     engine.dispose()

@@ -1,10 +1,13 @@
 """The SQL store: engine, schema (SQLAlchemy 2 typed models) and the audit helper.
 
 SQLite file by default (``<run_dir>/hotline.db``), PostgreSQL by URL (``IVR_DATABASE__URL``;
-the driver, e.g. ``psycopg``, is installed separately). There is no migration tool yet:
-:func:`create_all` creates missing tables at start and never alters existing ones, so a
-column added to a model needs a manual ``ALTER TABLE`` (or a fresh database) until one is
-adopted.
+the driver, e.g. ``psycopg``, is installed separately). The models here are the schema the
+code expects; the database gets it through Alembic migrations (:mod:`ivr.adapters.schema`,
+revisions in ``ivr/adapters/migrations/versions/``): ``ivr db upgrade`` creates, adopts or
+upgrades it, and every role refuses to start on a database that is not at the newest
+revision. A change to a model therefore needs a new revision (``ivr db revision -m MSG
+--autogenerate``, then reviewed); ``ivr db check`` and the tests fail when the models and the
+migrations differ.
 
 Tables::
 
@@ -25,8 +28,7 @@ All times are stored in UTC and read back as timezone-aware datetimes on every b
 PostgreSQL differs from SQLite where it matters here, and this module evens it out: its text
 cannot hold a NUL character, so on PostgreSQL a NUL in any statement parameter is sent as
 U+FFFD (a search for it finds nothing, a note or an audit row keeps the rest instead of the
-request failing); and roles starting together on an empty database create the tables one at
-a time (an advisory lock), where the losers of the race would otherwise fail on the catalog.
+request failing).
 """
 
 from __future__ import annotations
@@ -51,12 +53,9 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
-    func,
-    inspect,
-    select,
 )
-from sqlalchemy.engine import Connection, Dialect, make_url
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.engine import Dialect, make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -70,7 +69,8 @@ DB_FILE = "hotline.db"
 
 
 class DatabaseUnavailable(HotlineError):
-    """The database cannot be reached or its tables cannot be created."""
+    """The database cannot be reached, or its schema is not the one this code needs
+    (:mod:`ivr.adapters.schema` has the subclasses)."""
 
     slug = "database-unavailable"
     status = 503
@@ -489,58 +489,6 @@ def _postgres_parameters(
     return statement, _without_nul(parameters)
 
 
-#: pg_advisory_xact_lock key held while the tables are created ("hotline" in ASCII).
+#: pg_advisory_xact_lock key held by a schema upgrade (ivr.adapters.schema): upgraders
+#: starting at once take turns ("hotline" in ASCII).
 SCHEMA_LOCK: Final = 0x686F746C696E65
-
-
-class SchemaOutdated(DatabaseUnavailable):
-    """Tables made by an older version lack columns this one uses (there are no migrations
-    yet): refused at start, before any request or job could fail on them."""
-
-    slug = "database-schema-outdated"
-
-
-def create_all(engine: Engine) -> None:
-    """Create the tables that are missing, then check that the existing ones have every
-    column of the models (no migrations yet: existing tables are not altered).
-
-    On PostgreSQL in one transaction under an advisory lock: roles starting at once on an
-    empty database (compose, several machines) take turns, and the later ones find the
-    tables there instead of failing on a duplicate type in the catalog.
-    """
-    where = engine.url.render_as_string(hide_password=True)
-    try:
-        with engine.begin() as connection:
-            if engine.dialect.name == "postgresql":
-                connection.execute(select(func.pg_advisory_xact_lock(SCHEMA_LOCK)))
-            Base.metadata.create_all(connection)
-            missing = missing_columns(connection)
-    except SQLAlchemyError as exc:
-        cause = getattr(exc, "orig", None) or exc  # the driver's error, without the SQL
-        raise DatabaseUnavailable(f"database {where}: {type(cause).__name__}: {cause}") from exc
-    if missing:
-        listed = ", ".join(f"{table}.{column} {kind}" for table, columns in missing.items()
-                           for column, kind in columns.items())  # fmt: skip
-        raise SchemaOutdated(
-            f"database {where} was made by an older version of hotline and lacks the columns "
-            f"{listed}; there are no migrations yet: add them by hand (ALTER TABLE … ADD "
-            "COLUMN) or start with a new database",
-            missing=missing,
-        )
-
-
-def missing_columns(connection: Connection) -> dict[str, dict[str, str]]:
-    """The model columns each existing table lacks, with their SQL types, by table (empty:
-    the schema is current)."""
-    inspector = inspect(connection)
-    missing: dict[str, dict[str, str]] = {}
-    for table in Base.metadata.sorted_tables:
-        present = {column["name"] for column in inspector.get_columns(table.name)}
-        lacking = {
-            column.name: str(column.type.compile(dialect=connection.dialect))
-            for column in table.columns
-            if column.name not in present
-        }
-        if lacking:
-            missing[table.name] = lacking
-    return missing

@@ -54,7 +54,9 @@ from pathlib import Path
 from typing import Any, Final
 
 from alembic import command
+from alembic.autogenerate import compare_metadata
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import (
     Engine,
@@ -244,14 +246,14 @@ def _unavailable(where: str, exc: SQLAlchemyError) -> DatabaseUnavailable:
 def _status(connection: Connection, directory: ScriptDirectory, where: str) -> SchemaStatus:
     chain = _chain(directory)
     top = chain[-1]
-    schema = inspect(connection)
+    inspector = inspect(connection)
     revisions: tuple[str, ...] = ()
-    if schema.has_table(VERSION_TABLE):
+    if inspector.has_table(VERSION_TABLE):
         revisions = tuple(
             sorted(connection.scalars(text(f"SELECT version_num FROM {VERSION_TABLE}")))
         )
     if not revisions:
-        ours = set(schema.get_table_names()) & set(Base.metadata.tables)
+        ours = set(inspector.get_table_names()) & set(Base.metadata.tables)
         state = SchemaState.unversioned if ours else SchemaState.empty
     elif any(revision not in chain for revision in revisions):
         state = SchemaState.newer
@@ -315,7 +317,9 @@ def upgrade(engine: Engine, location: Path = MIGRATIONS) -> Upgrade:
                 command.upgrade(alembic_config(connection, location), "head")
                 if connection.dialect.name == "sqlite":
                     _foreign_key_check(connection)
-            except SQLAlchemyError as exc:
+            except HotlineError:
+                raise
+            except Exception as exc:  # a revision's SQL or its Python: all rolled back
                 cause = getattr(exc, "orig", None) or exc
                 raise MigrationFailed(
                     f"upgrading database {where} from {before.revision or before.state.value} "
@@ -399,11 +403,11 @@ def _baseline(location: Path) -> _Baseline:
     try:
         with scratch.connect() as connection:
             command.upgrade(alembic_config(connection, location), BASELINE)
-            schema = inspect(connection)
-            tables = [name for name in schema.get_table_names() if name != VERSION_TABLE]
+            inspector = inspect(connection)
+            tables = [name for name in inspector.get_table_names() if name != VERSION_TABLE]
             return _Baseline(
                 columns={
-                    table: {c["name"]: str(c["type"]) for c in schema.get_columns(table)}
+                    table: {c["name"]: str(c["type"]) for c in inspector.get_columns(table)}
                     for table in tables
                 },
                 indexes={
@@ -412,7 +416,7 @@ def _baseline(location: Path) -> _Baseline:
                             [str(column) for column in index["column_names"]],
                             bool(index["unique"]),
                         )
-                        for index in schema.get_indexes(table)
+                        for index in inspector.get_indexes(table)
                     }
                     for table in tables
                 },
@@ -425,12 +429,12 @@ def _adopt(connection: Connection, location: Path, where: str) -> tuple[str, ...
     """Check that tables from before migrations are revision 0001's (else refuse, naming
     what is missing); create the indexes 0001 has and they lack. Returns those indexes."""
     baseline = _baseline(location)
-    schema = inspect(connection)
-    present = set(schema.get_table_names())
+    inspector = inspect(connection)
+    present = set(inspector.get_table_names())
     missing_tables = sorted(set(baseline.columns) - present)
     missing_columns: dict[str, dict[str, str]] = {}
     for table in sorted(set(baseline.columns) & present):
-        have = {column["name"] for column in schema.get_columns(table)}
+        have = {column["name"] for column in inspector.get_columns(table)}
         lacking = {c: kind for c, kind in baseline.columns[table].items() if c not in have}
         if lacking:
             missing_columns[table] = lacking
@@ -457,7 +461,7 @@ def _adopt(connection: Connection, location: Path, where: str) -> tuple[str, ...
         )
     created = []
     for table_name, indexes in baseline.indexes.items():
-        named = {index["name"] for index in schema.get_indexes(table_name)}
+        named = {index["name"] for index in inspector.get_indexes(table_name)}
         absent = sorted(name for name in indexes if name not in named)
         if not absent:
             continue
@@ -467,6 +471,29 @@ def _adopt(connection: Connection, location: Path, where: str) -> tuple[str, ...
             Index(name, *(reflected.c[c] for c in columns), unique=unique).create(connection)
             created.append(name)
     return tuple(created)
+
+
+# --- the models and the migrations must agree ---------------------------------------------------
+def drift(connection: Connection, metadata: MetaData = Base.metadata) -> list[Any]:
+    """What Alembic's autogenerate finds between a database (at head) and ``metadata``:
+    empty when the migrations make exactly the models' schema."""
+    context = MigrationContext.configure(
+        connection, opts={"compare_type": True, "target_metadata": metadata}
+    )
+    return list(compare_metadata(context, metadata))
+
+
+def check(location: Path = MIGRATIONS) -> list[Any]:
+    """``ivr db check`` (run by scripts/lint): :func:`drift` on a scratch SQLite database that
+    the migrations bring to head. Not empty: a model changed without a revision (or the
+    reverse). The tests run the same comparison on PostgreSQL too."""
+    scratch = create_engine("sqlite://")
+    try:
+        with scratch.connect() as connection:
+            command.upgrade(alembic_config(connection, location), "head")
+            return drift(connection)
+    finally:
+        scratch.dispose()
 
 
 # --- new revisions (developers) ----------------------------------------------------------------

@@ -70,12 +70,12 @@ from ivr.adapters.db import (
     SttJobStatus,
     Transcript,
     VoiceMessage,
-    create_all,
     settings_engine,
     utcnow,
 )
 from ivr.adapters.instance_dirs import messages_dir
 from ivr.adapters.processes import memory_mib
+from ivr.adapters.schema import require_head
 from ivr.adapters.stt_engine import ModelCorrupt, ModelMissing, SttEngine, SttError, SttResult
 from ivr.adapters.stt_queue import FINAL_STATUSES, Delivery, JobQueue
 from ivr.core.danger import find_danger_words
@@ -657,7 +657,7 @@ async def run_worker(settings: Settings) -> None:
     """``ivr stt-worker --single``: one worker in this process until SIGTERM/SIGINT."""
     client = redis_client(settings)
     engine = settings_engine(settings)
-    create_all(engine)
+    require_head(engine)  # refuses a database not at this code's revision, naming the fix
     worker = SttWorker(settings, client, engine)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -31,7 +31,7 @@ from sqlalchemy import CursorResult, Engine, delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ivr.adapters.db import Role, User, UserSession, audit, create_all, utcnow
+from ivr.adapters.db import Role, User, UserSession, audit, utcnow
 from ivr.errors import HotlineError
 
 logger = logging.getLogger(__name__)
@@ -241,10 +241,9 @@ def ensure_dev_user(
 ) -> str | None:
     """Create ``username`` with a random password if missing and return that password.
 
-    For the dev stack only (``ivr up`` prints it once). Returns None when the user exists, so
-    no password is ever shown twice or reset. Creates missing tables first.
+    For the dev stack only (``ivr up`` prints it once, after bringing the database to head).
+    Returns None when the user exists, so no password is ever shown twice or reset.
     """
-    create_all(engine)
     with Session(engine) as db:
         if get_user(db, username) is not None:
             return None

@@ -10,7 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
 
-from ivr.adapters import db
+from ivr.adapters import db, schema
 from ivr.adapters.disk import DiskWatch
 from ivr.adapters.metrics_read import MetricsReader
 from ivr.errors import HotlineError
@@ -28,7 +28,7 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.settings = settings
         app.state.db_engine = db.settings_engine(settings)
         try:
-            db.create_all(app.state.db_engine)  # missing tables made, outdated ones refused
+            schema.require_head(app.state.db_engine)  # not at this code's revision: refused
         except db.DatabaseUnavailable:
             app.state.db_engine.dispose()
             raise

@@ -25,6 +25,7 @@ from openapi_spec_validator import validate
 from sqlalchemy.orm import Session
 
 from ivr.adapters import db as sql
+from ivr.adapters import schema
 from ivr.adapters.ports import free_port
 from ivr.settings import Settings, WebSettings
 from ivr.stack import Stack
@@ -88,7 +89,7 @@ def fuzz_web(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         update={"run_dir": run_dir, "web": WebSettings(port=free_port())}
     )
     engine = sql.settings_engine(settings)
-    sql.create_all(engine)
+    schema.upgrade(engine)
     for role in ROLES:
         add_user(engine, f"fuzz-{role}", PASSWORD, role)
     _seed(engine)

@@ -2,9 +2,10 @@
 ICU zh-CN collation, its clock in Asia/Shanghai), beside SQLite where both must agree.
 
 The adapters' own tests run on both backends too (tickets, users, the recordings search, the
-recordings API, the STT queue); here is what only PostgreSQL can show: the schema it gets,
-roles creating it at once, its errors, its planner, its collation, and the values SQLite
-takes but PostgreSQL refuses (NUL characters, over-long text, integers over 32 bits).
+recordings API, the STT queue, the migrations); here is what only PostgreSQL can show: the
+schema it gets, upgraders waiting on its advisory lock, its errors, its planner, its
+collation, and the values SQLite takes but PostgreSQL refuses (NUL characters, over-long
+text, integers over 32 bits).
 """
 
 from __future__ import annotations
@@ -19,12 +20,12 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, insert, inspect, select, text
+from sqlalchemy import Engine, func, insert, inspect, select, text
 from sqlalchemy.orm import Session
 
 from ivr.adapters import db as sql
 from ivr.adapters import recordings_query as catalog
-from ivr.adapters import tickets, voice_messages
+from ivr.adapters import schema, tickets, voice_messages
 from ivr.adapters.db import AuditEntry, Recording, Role, Ticket, TicketState, VoiceMessage
 from ivr.adapters.ports import free_port
 from ivr.adapters.routing_files import load_routing
@@ -53,20 +54,20 @@ def empty_url(postgres: PostgresServer) -> Iterator[str]:
 @pytest.fixture
 def engine(database_url: str) -> Iterator[Engine]:
     engine = sql.create_db_engine(database_url)
-    sql.create_all(engine)
+    schema.upgrade(engine)
     yield engine
     engine.dispose()
 
 
 # --- the schema ---------------------------------------------------------------------------------
-def test_create_all_on_an_empty_database_makes_every_table_and_again_changes_nothing(empty_url):
+def test_upgrade_on_an_empty_database_makes_every_table_and_again_changes_nothing(empty_url):
     engine = sql.create_db_engine(empty_url)
     try:
-        sql.create_all(engine)
-        sql.create_all(engine)
+        assert schema.upgrade(engine).applied == (schema.head(),)
+        assert schema.upgrade(engine).applied == ()
 
-        schema = inspect(engine)
-        assert set(schema.get_table_names()) == set(sql.Base.metadata.tables)
+        found = set(inspect(engine).get_table_names())
+        assert found == set(sql.Base.metadata.tables) | {schema.VERSION_TABLE}
         with engine.connect() as conn:
             types = dict(
                 conn.execute(
@@ -86,30 +87,25 @@ def test_create_all_on_an_empty_database_makes_every_table_and_again_changes_not
     assert types["tickets.state"] == "character varying"
 
 
-def test_roles_starting_together_on_an_empty_database_all_get_the_tables(empty_url):
-    """agi, web, recorder and stt-worker starting at once (compose) on a new database."""
-    engines = [sql.create_db_engine(empty_url) for _ in range(4)]
-    barrier = threading.Barrier(len(engines))
-    errors: list[BaseException] = []
-
-    def start(engine: Engine) -> None:
-        barrier.wait()
-        try:
-            sql.create_all(engine)
-        except BaseException as exc:  # collected: the assertion names them
-            errors.append(exc)
-
-    threads = [threading.Thread(target=start, args=(e,)) for e in engines]
+def test_an_upgrade_waits_for_the_schema_lock_another_upgrader_holds(empty_url):
+    """Two `ivr db upgrade` at once (compose's one-shot, an operator): the second waits on
+    the advisory lock until the first's transaction ends, then reads what it left."""
+    holder = sql.create_db_engine(empty_url)
+    engine = sql.create_db_engine(empty_url)
+    done: list[schema.Upgrade] = []
     try:
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(60)
-        assert errors == []
-        assert set(inspect(engines[0]).get_table_names()) == set(sql.Base.metadata.tables)
+        with holder.begin() as conn:
+            conn.execute(select(func.pg_advisory_xact_lock(sql.SCHEMA_LOCK)))
+            waiting = threading.Thread(target=lambda: done.append(schema.upgrade(engine)))
+            waiting.start()
+            waiting.join(1.0)
+            assert waiting.is_alive() and done == []
+            assert inspect(holder).get_table_names() == []  # it has not begun
+        waiting.join(60)
+        assert [d.applied for d in done] == [(schema.head(),)]
     finally:
-        for engine in engines:
-            engine.dispose()
+        holder.dispose()
+        engine.dispose()
 
 
 @pytest.fixture(params=SQL_BACKENDS)
@@ -120,23 +116,28 @@ def blank_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return str(request.getfixturevalue("empty_url"))
 
 
-def test_given_a_table_of_an_older_version_then_refused_at_start_naming_its_columns(
+def test_given_a_table_of_an_older_version_then_roles_refuse_and_upgrade_names_its_columns(
     blank_url, tmp_path
 ):
     engine = sql.create_db_engine(blank_url)
     try:
         with engine.begin() as conn:  # recordings as a version without most of its columns
             conn.execute(text("CREATE TABLE recordings (id INTEGER PRIMARY KEY, linkedid TEXT)"))
-        with pytest.raises(sql.SchemaOutdated) as caught:
-            sql.create_all(engine)
-        assert "recordings.caller_reversed VARCHAR(32)" in caught.value.message
-        assert "no migrations yet" in caught.value.message
-        missing = caught.value.details["missing"]
-        assert list(missing) == ["recordings"] and "linkedid" not in missing["recordings"]
-        assert set(inspect(engine).get_table_names()) == set(sql.Base.metadata.tables)
+            conn.execute(text("INSERT INTO recordings (id, linkedid) VALUES (7, 'L-old')"))
         settings = loopback_settings(tmp_path / "run", database={"url": blank_url})
-        with pytest.raises(sql.SchemaOutdated), TestClient(create_app(settings)):
-            pass  # the web role does not start
+        with pytest.raises(schema.SchemaOutdated, match="run `ivr db upgrade`"):
+            with TestClient(create_app(settings)):
+                pass  # the web role does not start
+        with pytest.raises(schema.SchemaUnrecognised) as caught:
+            schema.upgrade(engine)
+        assert "recordings.caller_reversed VARCHAR(32)" in caught.value.message
+        assert "Nothing was changed" in caught.value.message
+        missing = caught.value.details["missing_columns"]
+        assert list(missing) == ["recordings"] and "linkedid" not in missing["recordings"]
+        assert "users" in caught.value.details["missing_tables"]
+        assert set(inspect(engine).get_table_names()) == {"recordings"}
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT id, linkedid FROM recordings")).all() == [(7, "L-old")]
     finally:
         engine.dispose()
 
@@ -149,10 +150,11 @@ def test_a_wrong_password_or_no_server_is_database_unavailable_without_the_passw
     )
     try:
         for engine, reason in ((refused, "password authentication failed"), (nobody, "refused")):
-            with pytest.raises(sql.DatabaseUnavailable, match=reason) as caught:
-                sql.create_all(engine)
-            assert caught.value.status == 503
-            assert secret not in caught.value.message and "***" in caught.value.message
+            for attempt in (schema.require_head, schema.upgrade):  # a role; ivr db upgrade
+                with pytest.raises(sql.DatabaseUnavailable, match=reason) as caught:
+                    attempt(engine)
+                assert caught.value.status == 503
+                assert secret not in caught.value.message and "***" in caught.value.message
     finally:
         refused.dispose()
         nobody.dispose()
@@ -194,7 +196,7 @@ def test_a_nul_character_in_any_text_is_never_a_server_error(database_url, tmp_p
         tmp_path / "run", database={"url": database_url}, recordings={"dir": tmp_path / "rec"}
     )
     engine = sql.settings_engine(settings)
-    sql.create_all(engine)
+    schema.upgrade(engine)
     add_user(engine, "admin1", PASSWORD, Role.admin)
     with Session(engine) as db:
         rec = catalogue(db, linkedid="L-nul", agent="agent-1", desk="repair")

@@ -27,7 +27,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ivr.adapters import db as sql
-from ivr.adapters import users
+from ivr.adapters import schema, users
 from ivr.adapters.db import AuditEntry, RecordingStatus, Review
 from ivr.adapters.ports import free_port
 from ivr.settings import Settings
@@ -63,7 +63,7 @@ def catalog(settings: Settings) -> dict[str, int]:
     call_wav(rec_dir / "b.wav", 3.0)
     (rec_dir / "c.wav").write_bytes(b"")
     engine = sql.settings_engine(settings)
-    sql.create_all(engine)
+    schema.upgrade(engine)
     add_staff(engine, users.hash_password(PASSWORD), QA_STAFF)
     ids: dict[str, int] = {}
     with Session(engine) as db:

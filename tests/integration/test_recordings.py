@@ -30,12 +30,12 @@ from ivr.adapters.db import (
     SttJob,
     Ticket,
     VoiceMessage,
-    create_all,
     settings_engine,
 )
 from ivr.adapters.originate import place_call
 from ivr.adapters.processes import pid_alive
 from ivr.adapters.recorder import UNREADABLE, Recorder, apply_retention
+from ivr.adapters.schema import upgrade
 from ivr.adapters.sipp import PCAP_DIR, run_caller
 from ivr.cli import build_parser
 from ivr.core.recording_meta import recording_stem
@@ -419,7 +419,7 @@ def lab(tmp_path):
         ),
     )
     engine = settings_engine(settings)
-    create_all(engine)
+    upgrade(engine)
     yield settings, engine, monitor
     engine.dispose()
 

@@ -22,7 +22,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from ivr.adapters import db as sql
-from ivr.adapters import users
+from ivr.adapters import schema, users
 from ivr.adapters.db import AuditEntry, RecordingStatus, Review
 from ivr.core.qa import ITEMS
 from ivr.settings import Settings
@@ -70,7 +70,7 @@ def ids(settings: Settings, password_hash: str, speech_wav: Path) -> dict[str, i
     secret.write_text("root:x:0:0 do not serve me\n")
     (rec_dir / "link-out.wav").symlink_to(secret)
     engine = sql.settings_engine(settings)
-    sql.create_all(engine)
+    schema.upgrade(engine)
     add_staff(engine, password_hash, QA_STAFF)
     found: dict[str, int] = {}
     with Session(engine) as db:

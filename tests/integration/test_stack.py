@@ -12,7 +12,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import text
 
+from ivr.adapters import schema
+from ivr.adapters.db import settings_engine
 from ivr.cli import main
 from ivr.errors import StackError
 from ivr.stack import ROLE_ORDER, Stack, asterisk_instance, pid_alive, role_check
@@ -33,6 +36,35 @@ def test_given_stack_up_when_status_then_every_role_ok(cli_env, capsys):
 def test_given_stack_up_when_up_again_then_says_already_up(cli_env, capsys):
     assert main(["up"]) == 0
     assert "already up" in capsys.readouterr().out
+
+
+def test_given_stack_up_then_up_brought_its_database_to_head(stack):
+    assert stack.database is not None and stack.database.head == schema.head()
+    engine = settings_engine(stack.settings)
+    try:
+        assert schema.current(engine).state is schema.SchemaState.current
+    finally:
+        engine.dispose()
+
+
+def test_given_database_newer_than_the_code_when_up_then_refused_before_anything_starts(
+    tmp_path, make_settings
+):
+    settings = make_settings(tmp_path / "run", "tnewer")
+    engine = settings_engine(settings)
+    try:
+        schema.upgrade(engine)
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE alembic_version SET version_num = '0999'"))
+    finally:
+        engine.dispose()
+    stack = Stack(settings)
+
+    with pytest.raises(schema.SchemaNewer, match="a newer version of hotline upgraded it"):
+        stack.up()
+
+    assert stack.running() == {} and not stack.state_file.exists()
+    assert not stack.logs.exists()  # no role was started
 
 
 def test_given_busy_port_when_up_then_names_port_key_and_owner(tmp_path, make_settings):

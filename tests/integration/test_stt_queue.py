@@ -18,7 +18,7 @@ from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
 from ivr.adapters import db as sql
-from ivr.adapters import stt_queue, users
+from ivr.adapters import schema, stt_queue, users
 from ivr.adapters.db import AuditEntry, Recording, Role, SttJob, SttJobStatus
 from ivr.adapters.ports import free_port
 from ivr.adapters.stt_queue import RETRY_CONSUMER, JobQueue
@@ -52,7 +52,7 @@ def settings(tmp_path: Path, redis_server: RedisServer, database_url: str) -> Se
 @pytest.fixture
 def engine(settings: Settings) -> Iterator[Engine]:
     engine = sql.settings_engine(settings)
-    sql.create_all(engine)
+    schema.upgrade(engine)
     yield engine
     engine.dispose()
 

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from ivr import redis_keys
 from ivr.adapters import db as sql
-from ivr.adapters import users
+from ivr.adapters import schema, users
 from ivr.adapters.db import Recording, Role, SttJobStatus, TicketNote, Transcript
 from ivr.adapters.stt_queue import JobQueue
 from ivr.adapters.stt_worker import SttWorker, redis_client
@@ -116,7 +116,7 @@ def settings(make: Callable[..., Settings]) -> Settings:
 @pytest.fixture
 def engine(settings: Settings) -> Iterator[Engine]:
     engine = sql.settings_engine(settings)
-    sql.create_all(engine)
+    schema.upgrade(engine)
     yield engine
     engine.dispose()
 
@@ -225,7 +225,7 @@ async def test_given_a_danger_word_heard_then_ticket_raised_to_l1_and_flagged(
     words = sorted({w.word for w in heard.words if len(w.word) > 1})
     settings = make(danger_words={"ko": words}, language="ko", danger_priority=95)
     engine = sql.settings_engine(settings)
-    sql.create_all(engine)
+    schema.upgrade(engine)
     try:
         caller = add_call(engine, settings, audio["call"])
         before = ticket_of(engine, caller)
@@ -288,7 +288,7 @@ def test_given_sigterm_mid_job_when_drain_time_runs_out_then_job_sent_back_uncou
 ):
     settings = make(drain_s=1.0)
     engine = sql.settings_engine(settings)
-    sql.create_all(engine)
+    schema.upgrade(engine)
     job_id = add_call(engine, settings, long_call)
     worker = WorkerProcess(settings, tmp_path / "drain.log").start()
     try:
@@ -441,7 +441,7 @@ async def test_given_bad_inputs_when_worker_runs_then_each_gets_a_clear_status_a
 ):
     settings = make(max_audio_s=3600.0)
     engine = sql.settings_engine(settings)
-    sql.create_all(engine)
+    schema.upgrade(engine)
     two_hours = silence(tmp_path / "two-hours.wav", 7200)
     cases = {
         "not_audio": add_call(engine, settings, audio["not_audio"]),
@@ -482,7 +482,7 @@ async def test_given_no_model_when_jobs_arrive_then_they_wait_then_run_once_it_i
     model = tmp_path / "models" / "ko"
     settings = make(model_path=model)
     engine = sql.settings_engine(settings)
-    sql.create_all(engine)
+    schema.upgrade(engine)
     ids = [add_call(engine, settings, audio["call"]) for _ in range(2)]
     try:
         async with running(settings, engine) as worker:
@@ -512,7 +512,7 @@ async def test_given_corrupt_model_when_jobs_arrive_then_model_error_and_kept_un
         (model / name).write_bytes(b"")  # an unpacking that went wrong
     settings = make(model_path=model)
     engine = sql.settings_engine(settings)
-    sql.create_all(engine)
+    schema.upgrade(engine)
     job_id = add_call(engine, settings, audio["call"])
     try:
         async with running(settings, engine):

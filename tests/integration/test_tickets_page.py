@@ -60,7 +60,8 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 
 @pytest.fixture(scope="module")
 def web(settings: Settings) -> Iterator[str]:
-    """redis-server and the web role, as `ivr up` would start them (logs in run_dir)."""
+    """redis-server, `ivr db upgrade`, then the web role, as `ivr up` would start them (logs
+    in run_dir)."""
     port = settings.redis.url.rsplit(":", 1)[1].split("/")[0]
     logs = settings.run_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -88,6 +89,14 @@ def web(settings: Settings) -> Iterator[str]:
         client = redis.Redis.from_url(settings.redis.url)
         wait_for(client.ping, 10, "redis-server", ignore=STARTING)
         client.close()
+        subprocess.run(
+            [sys.executable, "-m", "ivr", "db", "upgrade"],
+            env=os.environ | settings_env(settings),
+            stdout=web_log,
+            stderr=subprocess.STDOUT,
+            check=True,
+            timeout=60,
+        )  # the web role refuses a database not at head
         procs.append(
             subprocess.Popen(
                 [sys.executable, "-m", "ivr", "web"],
@@ -117,7 +126,7 @@ def web(settings: Settings) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def engine(settings: Settings, web: str) -> Iterator[Engine]:
-    engine = sql.settings_engine(settings)  # the web role created the tables at start
+    engine = sql.settings_engine(settings)  # brought to head by `ivr db upgrade` above
     add_user(engine, "sup-page", PASSWORD, "supervisor")
     yield engine
     engine.dispose()

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ivr.adapters import db as sql
-from ivr.adapters import tickets
+from ivr.adapters import schema, tickets
 from ivr.adapters.db import AuditEntry, Recording, TicketTransition
 from ivr.cli import main
 from ivr.settings import Settings, load_settings
@@ -31,7 +31,7 @@ def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
 def ids(settings: Settings) -> dict[str, int]:
     """An overdue repair ticket and a fresh one with a danger word."""
     engine = sql.settings_engine(settings)
-    sql.create_all(engine)
+    schema.upgrade(engine)
     made = {}
     try:
         with Session(engine, expire_on_commit=False) as db:

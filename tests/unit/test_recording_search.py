@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from ivr.adapters import db as sql
 from ivr.adapters import recordings_query as catalog
+from ivr.adapters import schema
 from ivr.adapters.db import AuditEntry, RecordingStatus, Role, User
 from ivr.core.recording_search import (
     InvalidSearch,
@@ -129,7 +130,7 @@ def sql_backend(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def engine(database_url: str) -> Iterator[Engine]:
     engine = sql.create_db_engine(database_url)
-    sql.create_all(engine)
+    schema.upgrade(engine)
     yield engine
     engine.dispose()
 

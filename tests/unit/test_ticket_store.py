@@ -17,7 +17,7 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from ivr.adapters import db as sql
-from ivr.adapters import tickets
+from ivr.adapters import schema, tickets
 from ivr.adapters.db import (
     AuditEntry,
     Recording,
@@ -51,7 +51,7 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
 @pytest.fixture
 def engine(settings: Settings) -> Iterator[Engine]:
     engine = sql.settings_engine(settings)
-    sql.create_all(engine)
+    schema.upgrade(engine)
     yield engine
     engine.dispose()
 

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from ivr import cli_users
 from ivr.adapters import db as sql
-from ivr.adapters import users
+from ivr.adapters import schema, users
 from ivr.adapters.db import AuditEntry, Role, User, UserSession
 from ivr.settings import Settings
 from tests.pg_support import on_sql_backends
@@ -29,13 +29,20 @@ WEAK_HASHER = PasswordHasher(time_cost=1, memory_cost=8 * 1024, parallelism=1)
 
 @pytest.fixture
 def settings(tmp_path: Path, database_url: str) -> Settings:
-    return Settings(run_dir=tmp_path, database={"url": database_url})
+    """Settings of a database at head, as ``ivr db upgrade`` leaves it."""
+    settings = Settings(run_dir=tmp_path, database={"url": database_url})
+    engine = sql.settings_engine(settings)
+    try:
+        schema.upgrade(engine)
+    finally:
+        engine.dispose()
+    return settings
 
 
 @pytest.fixture
 def engine(settings: Settings) -> Iterator[Engine]:
     engine = sql.settings_engine(settings)
-    sql.create_all(engine)
+    schema.upgrade(engine)
     yield engine
     engine.dispose()
 
@@ -286,6 +293,7 @@ def test_given_naive_datetime_when_stored_then_refused(db):
 def test_given_no_user_when_dev_user_ensured_then_created_once_with_random_password(tmp_path):
     engine = sql.create_db_engine(f"sqlite:///{tmp_path / 'fresh' / 'dev.db'}")
     try:
+        schema.upgrade(engine)  # as `ivr up` does first
         password = users.ensure_dev_user(engine)
         again = users.ensure_dev_user(engine)
 
@@ -425,7 +433,7 @@ def test_given_unreachable_database_when_tables_created_then_database_unavailabl
     (tmp_path / "missing").symlink_to(blocker)
     try:
         with pytest.raises(sql.DatabaseUnavailable, match="OperationalError"):
-            sql.create_all(engine)
+            schema.upgrade(engine)
     finally:
         engine.dispose()
 

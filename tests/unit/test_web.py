@@ -5,11 +5,11 @@ from __future__ import annotations
 from fastapi.testclient import TestClient
 
 from ivr.web.app import create_app
-from tests.web_support import loopback_settings
+from tests.web_support import loopback_settings, upgraded
 
 
 def test_given_redis_unreachable_when_health_then_503_degraded(tmp_path):
-    settings = loopback_settings(tmp_path)
+    settings = upgraded(loopback_settings(tmp_path))
     with TestClient(create_app(settings)) as client:
         response = client.get("/health")
     assert response.status_code == 503
@@ -18,7 +18,7 @@ def test_given_redis_unreachable_when_health_then_503_degraded(tmp_path):
 
 
 def test_status_page_is_served_without_customer_data(tmp_path):
-    settings = loopback_settings(tmp_path)
+    settings = upgraded(loopback_settings(tmp_path))
     with TestClient(create_app(settings)) as client:
         page = client.get("/")
     assert page.status_code == 200

@@ -1,5 +1,11 @@
 """Alembic's env.py: run the migrations on the connection :mod:`ivr.adapters.schema` gives.
 
+This folder is Alembic's environment for the SQL store, shipped with the package as data
+(package-data, no ``__init__.py``: nothing imports it, Alembic runs it): this file, run for
+every command; ``script.py.mako``, the template of a new revision; ``versions/NNNN_<slug>.py``,
+one file per schema change, in order. There is no ``alembic.ini``: ivr.adapters.schema
+configures Alembic in code (``ivr db upgrade``, ``ivr db revision``).
+
 That connection is already inside the one transaction of the whole upgrade (and on
 PostgreSQL holds the schema lock), so nothing here begins or commits anything: a revision
 that fails, or a process killed half-way, leaves the database as it was. Offline (``--sql``)
