@@ -37,7 +37,8 @@ half-way leaves the database as it was, and ``ivr db upgrade`` run again complet
   their turn (``busy_timeout``). Foreign keys are off on that engine: a batch migration
   rebuilds a table by copying it and dropping the original, and with foreign keys on,
   ``DROP TABLE`` deletes the rows first and fires ``ON DELETE CASCADE``/``SET NULL`` in the
-  tables referring to it. ``PRAGMA foreign_key_check`` runs before the commit instead.
+  tables referring to it. ``PRAGMA foreign_key_check`` runs before the commit instead. A
+  new file is put in WAL mode, as the roles' engines do.
 """
 
 from __future__ import annotations
@@ -71,10 +72,10 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
-from ivr.adapters.db import SCHEMA_LOCK, Base, DatabaseUnavailable
+from ivr.adapters.db import SCHEMA_LOCK, Base, DatabaseUnavailable, database_error
 from ivr.errors import HotlineError
 
 logger = logging.getLogger(__name__)
@@ -239,6 +240,9 @@ def _where(engine: Engine) -> str:
 
 
 def _unavailable(where: str, exc: SQLAlchemyError) -> DatabaseUnavailable:
+    if isinstance(exc, OperationalError):  # DatabaseBusy for a write lock held too long
+        found = database_error(exc)
+        return type(found)(f"database {where}: {found.message}", **found.details)
     cause = getattr(exc, "orig", None) or exc  # the driver's error, without the SQL
     return DatabaseUnavailable(f"database {where}: {type(cause).__name__}: {cause}")
 
@@ -370,6 +374,8 @@ def _sqlite_for_migrations(dbapi_connection: Any, _record: Any) -> None:
     try:
         cursor.execute("PRAGMA foreign_keys=OFF")  # checked before the commit instead
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        if cursor.execute("PRAGMA journal_mode").fetchone()[0] not in ("wal", "memory"):
+            cursor.execute("PRAGMA journal_mode=WAL")  # as the roles' engines: kept by the file
     finally:
         cursor.close()
 
