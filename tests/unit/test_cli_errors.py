@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from ivr.adapters import db as sql
+from ivr.adapters import schema
 from ivr.adapters.stt_worker import WorkerPool
 from ivr.cli import main
 from ivr.errors import InvalidInput
@@ -17,7 +19,13 @@ from ivr.settings import Settings, load_settings
 def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     monkeypatch.setenv("IVR_RUN_DIR", str(tmp_path))
     monkeypatch.setenv("IVR_DATABASE__URL", f"sqlite:///{tmp_path / 'cli.db'}")
-    return load_settings()
+    settings = load_settings()
+    engine = sql.settings_engine(settings)  # at head, as `ivr db upgrade` leaves it
+    try:
+        schema.upgrade(engine)
+    finally:
+        engine.dispose()
+    return settings
 
 
 @pytest.mark.parametrize(
