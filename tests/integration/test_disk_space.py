@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from ivr.adapters import db as sql
+from ivr.adapters import schema
 from ivr.adapters.disk import DiskWatch, measure
 from ivr.adapters.recorder import Recorder, heartbeat_status, write_heartbeat
 from ivr.core.disk import DiskSpace
@@ -59,6 +61,9 @@ def test_given_recordings_on_a_nearly_full_disk_then_health_names_it_without_fig
             "recordings": RecordingsSettings(dir=tiny_disk, min_free_mib=1),
         }
     )
+    engine = sql.settings_engine(settings)
+    schema.upgrade(engine)  # the web role starts only on a database at head
+    engine.dispose()
     with TestClient(create_app(settings)) as client:
         health = client.get("/health")
     assert health.status_code == 200  # the web role itself works
