@@ -206,3 +206,14 @@ def test_given_placeholder_ami_secret_when_loaded_then_refused(monkeypatch):
     message = config_error()
 
     assert "IVR_AMI__SECRET is still the example placeholder" in message
+
+
+def test_given_asterisk_root_in_env_then_a_private_test_stack_uses_it(monkeypatch, tmp_path):
+    from ivr.stack import isolated_settings
+
+    monkeypatch.setenv("IVR_ASTERISK__ROOT", "/var/lib/hotline/other-root")
+
+    settings = isolated_settings(tmp_path / "run", "t1")
+
+    assert settings.asterisk.root == Path("/var/lib/hotline/other-root")
+    assert (settings.asterisk.instance, settings.asterisk.sip_port != 5060) == ("t1", True)
