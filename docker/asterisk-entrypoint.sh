@@ -9,8 +9,11 @@
 #     the other containers, and the host through the loopback-only published ports);
 #   - rtp.conf is rewritten only when ASTERISK_RTP_START and ASTERISK_RTP_END are both set.
 # Variables (docker/ivr.env.example lists them all):
-#   IVR_AMI__SECRET           AMI secret, REQUIRED (no default; the placeholder is refused)
-#   IVR_AMI__USERNAME         AMI account                 (hotline)
+#   IVR_AMI__SECRET           the AMI listener's secret (ami role), REQUIRED (no default; the
+#                             placeholder is refused)
+#   IVR_AMI__USERNAME         the listener's account      (hotline-listener)
+#   IVR_AMI__ACTIONS_SECRET   the AMI actions account's secret (ivr call); unset: no such account
+#   IVR_AMI__ACTIONS_USERNAME the actions account         (hotline-actions)
 #   IVR_AMI__PORT             AMI port                    (5038)
 #   IVR_ASTERISK__SIP_PORT    SIP/UDP port                (5060)
 #   IVR_ASTERISK__INSTANCE    systemname                  (hotline)
@@ -68,18 +71,35 @@ cidr_netmask() { # prefix length (0-32) -> dotted netmask, the form render() wri
 }
 
 # --- the environment ----------------------------------------------------------------------
+check_secret() { # variable value
+    [ "$2" != change-me ] || die "$1 is still the placeholder 'change-me': set a real secret in docker/ivr.env."
+    case $2 in
+        *[!A-Za-z0-9._~+/=@%:,-]*) die "$1 may hold only A-Z a-z 0-9 . _ ~ + / = @ % : , - (';' starts a comment in Asterisk's config)" ;;
+    esac
+    [ "${#2}" -ge 8 ] || die "$1 is shorter than 8 characters"
+}
+check_account() { # variable value
+    case $2 in
+        '' | *[!A-Za-z0-9._-]*) die "$1=$2: only A-Z a-z 0-9 . _ - allowed" ;;
+    esac
+}
+
 secret=${IVR_AMI__SECRET:-}
 [ -n "$secret" ] || die "IVR_AMI__SECRET is not set. There is no default AMI secret: put one in
 docker/ivr.env (e.g. python3 -c 'import secrets; print(secrets.token_urlsafe(24))')."
-[ "$secret" != change-me ] || die "IVR_AMI__SECRET is still the placeholder 'change-me': set a real secret in docker/ivr.env."
-case $secret in
-    *[!A-Za-z0-9._~+/=@%:,-]*) die "IVR_AMI__SECRET may hold only A-Z a-z 0-9 . _ ~ + / = @ % : , - (';' starts a comment in Asterisk's config)" ;;
-esac
+check_secret IVR_AMI__SECRET "$secret"
+username=${IVR_AMI__USERNAME:-hotline-listener}
+check_account IVR_AMI__USERNAME "$username"
 
-username=${IVR_AMI__USERNAME:-hotline}
-case $username in
-    *[!A-Za-z0-9._-]*) die "IVR_AMI__USERNAME=$username: only A-Z a-z 0-9 . _ - allowed" ;;
-esac
+actions_secret=${IVR_AMI__ACTIONS_SECRET:-}
+actions_username=${IVR_AMI__ACTIONS_USERNAME:-hotline-actions}
+if [ -n "$actions_secret" ]; then
+    check_secret IVR_AMI__ACTIONS_SECRET "$actions_secret"
+    check_account IVR_AMI__ACTIONS_USERNAME "$actions_username"
+    [ "$actions_username" != "$username" ] || die "IVR_AMI__USERNAME and IVR_AMI__ACTIONS_USERNAME are both $username: two accounts"
+else
+    say "IVR_AMI__ACTIONS_SECRET is not set: no AMI actions account (ivr call cannot place calls)"
+fi
 
 ami_port=${IVR_AMI__PORT:-5038}
 sip_port=${IVR_ASTERISK__SIP_PORT:-5060}
@@ -181,7 +201,7 @@ mkdir -p /var/spool/asterisk/voicemessages
     for did in $(printf '%s' "${ASTERISK_EMERGENCY_DIDS:-}" | tr ',' ' '); do
         case $did in '' | *[!0-9]*) die "ASTERISK_EMERGENCY_DIDS: '$did' is not all digits" ;; esac
         echo "exten = $did,1,Set(__IVR_DID=\${EXTEN})"
-        echo "same = n,Gosub(trunk-admit,s,1(\${IVR_TRUNK_MAX_CALLS}))"
+        echo "same = n,Gosub(trunk-admit,s,1(\${GLOBAL(IVR_TRUNK_MAX_CALLS)}))"
         echo "same = n,Goto(emergency,s,1)"
     done
 } > "$etc/extensions_generated.conf"
@@ -218,20 +238,39 @@ for source in $(printf '%s' "$trunk_match" | tr ',' ' '); do
     echo "match = $source" >> "$etc/pjsip_generated.conf"
 done
 
-rm -f "$etc/manager_generated.conf"
+# The AMI accounts, with the classes render() gives them (ivr/adapters/asterisk.py LISTENER
+# and ACTIONS): none may write system, command or config. Created with mode 0600 (umask 077)
+# under a temporary name, then renamed: never readable by others, never half-written.
+rm -f "$etc/manager_generated.conf.tmp"
 (
     umask 077
-    cat > "$etc/manager_generated.conf" <<EOF
+    {
+        cat <<EOF
 port = $ami_port
 bindaddr = $ami_bind
 
+; the AMI listener (ami role): events; Ping, CoreShowChannels, QueueStatus
 [$username]
 secret = $secret
 deny = 0.0.0.0/0.0.0.0
 permit = 127.0.0.1/255.255.255.255
 ${permit_extra}read = system,call,agent,dialplan,agi,dtmf,reporting
-write = system,call,agent,originate,reporting
+write = reporting
 EOF
+        if [ -n "$actions_secret" ]; then
+            cat <<EOF
+
+; actions (ivr call, queue members): Originate, PlayDTMF, QueueAdd, QueuePause
+[$actions_username]
+secret = $actions_secret
+deny = 0.0.0.0/0.0.0.0
+permit = 127.0.0.1/255.255.255.255
+${permit_extra}read = call,agent,dialplan,agi,dtmf
+write = call,agent,originate
+EOF
+        fi
+    } > "$etc/manager_generated.conf.tmp"
+    mv -f "$etc/manager_generated.conf.tmp" "$etc/manager_generated.conf"
 )
 
 rtp_start=${ASTERISK_RTP_START:-} rtp_end=${ASTERISK_RTP_END:-}
@@ -250,5 +289,5 @@ if [ ! -f "$prompts/zh/apology.wav" ]; then
 fi
 mkdir -p /var/run/asterisk
 
-say "SIP udp $sip_bind:$sip_port, AMI $ami_bind:$ami_port (account $username), FastAGI $agi_url, prompts $prompts"
+say "SIP udp $sip_bind:$sip_port, AMI $ami_bind:$ami_port (accounts $username${actions_secret:+ and $actions_username}), FastAGI $agi_url, prompts $prompts"
 exec asterisk -f -n "$@"

@@ -94,7 +94,7 @@ async def run_ami(settings: Settings) -> None:
         metrics.queue_log_path,
         queue_log_lookback_s=metrics.queue_log_lookback_s,
     )
-    ami = AmiClient(
+    ami = AmiClient(  # the listener's account: events, and the actions of its resync
         settings.ami, settings.ami_secret(), on_event=listener.on_event, on_login=listener.on_login
     )
     try:

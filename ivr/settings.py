@@ -58,17 +58,41 @@ class FastAgiSettings(ListenSettings):
     command_timeout_s: float = Field(default=120.0, gt=0)  # longest wait for one AGI reply
 
 
+# An AMI account name: it becomes a section header of Asterisk's manager configuration.
+AMI_ACCOUNT_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
+
+
 class AmiSettings(BaseModel):
+    """Two AMI accounts, one per purpose (their classes: ivr/adapters/asterisk.py).
+
+    The listener's (``username``/``secret``): the ami role, which reads events and asks only
+    Ping, CoreShowChannels and QueueStatus. The actions account (``actions_username``/
+    ``actions_secret``): ``ivr call`` and whatever places calls or moves queue members
+    (Originate, PlayDTMF, QueueAdd, QueuePause). Neither may run programs or commands."""
+
     host: str = "127.0.0.1"
     port: int = Field(default=5038, ge=1, le=65535)
-    username: str = "hotline"
-    secret: SecretStr | None = None  # required; `ivr up` generates one into run_dir/ami.secret
+    username: str = Field(default="hotline-listener", pattern=AMI_ACCOUNT_PATTERN)
+    # required by the ami role; `ivr up` generates one into run_dir/ami.secret
+    secret: SecretStr | None = None
+    actions_username: str = Field(default="hotline-actions", pattern=AMI_ACCOUNT_PATTERN)
+    # required by `ivr call`; `ivr up` generates one into run_dir/ami-actions.secret
+    actions_secret: SecretStr | None = None
     connect_timeout_s: float = Field(default=5.0, gt=0)
     ping_interval_s: float = Field(default=10.0, gt=0)
     ping_timeout_s: float = Field(default=5.0, gt=0)  # a ping unanswered this long = dead link
     backoff_initial_s: float = Field(default=0.5, gt=0)
     backoff_max_s: float = Field(default=30.0, gt=0)
     event_queue_size: int = Field(default=10_000, ge=10)
+
+    @model_validator(mode="after")
+    def _two_accounts(self) -> Self:
+        if self.username == self.actions_username:
+            raise ValueError(
+                f"username and actions_username are both {self.username!r}: the listener "
+                "and the actions account are two accounts"
+            )
+        return self
 
 
 class RedisSettings(BaseModel):
@@ -369,10 +393,11 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _secure_defaults(self) -> Self:
         """No built-in secrets, and nothing listens beyond loopback unless asked."""
-        if self.ami.secret is None and self.ami_secret_file.exists():
-            self.ami.secret = SecretStr(self.ami_secret_file.read_text().strip())
-        if self.ami.secret is not None and self.ami.secret.get_secret_value() in PLACEHOLDERS:
-            raise ValueError("ami.secret: IVR_AMI__SECRET is still the example placeholder")
+        for key, secret in (("ami.secret", self.ami.secret),
+                            ("ami.actions_secret", self.ami.actions_secret)):  # fmt: skip
+            if secret is not None and secret.get_secret_value() in PLACEHOLDERS:
+                env = "IVR_" + key.upper().replace(".", "__")
+                raise ValueError(f"{key}: {env} is still the example placeholder")
         if not self.allow_public_bind:
             for name, listen in (("fastagi", self.fastagi), ("web", self.web)):
                 if not _is_loopback(listen.host):
@@ -390,18 +415,61 @@ class Settings(BaseSettings):
     def conversion_dir(self) -> Path:
         return self.recordings.conversion_dir or self.run_dir / "cache"
 
+    # --- secrets: the configured value, else the file `ivr up` generated in the run dir.
+    # Read when asked for, not at start: a role that never asks never reads the file.
     @property
     def ami_secret_file(self) -> Path:
         return self.run_dir / "ami.secret"
 
+    @property
+    def ami_actions_secret_file(self) -> Path:
+        return self.run_dir / "ami-actions.secret"
+
     def ami_secret(self) -> str:
-        """The AMI secret; there is no default: set IVR_AMI__SECRET or run `ivr up`."""
-        if self.ami.secret is None or not self.ami.secret.get_secret_value():
-            raise ConfigError(
-                "ami.secret (IVR_AMI__SECRET): no AMI secret configured; set it, or start the "
-                f"stack with `ivr up`, which generates one in {self.ami_secret_file}"
-            )
-        return self.ami.secret.get_secret_value()
+        """The AMI listener's secret; there is no default: set IVR_AMI__SECRET or run `ivr up`."""
+        return _secret(self.ami.secret, self.ami_secret_file, "ami.secret", "AMI listener")
+
+    def ami_actions_secret(self) -> str:
+        """The AMI actions account's secret (IVR_AMI__ACTIONS_SECRET, or `ivr up`'s file)."""
+        return _secret(
+            self.ami.actions_secret, self.ami_actions_secret_file, "ami.actions_secret",
+            "AMI actions",
+        )  # fmt: skip
+
+    def has_ami_actions_secret(self) -> bool:
+        try:
+            self.ami_actions_secret()
+        except ConfigError:
+            return False
+        return True
+
+
+def _read_secret_file(path: Path) -> str | None:
+    try:
+        text = path.read_text().strip()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ConfigError(f"cannot read the secret file {path}: {exc.strerror}") from None
+    return text or None
+
+
+def _refuse_placeholder(value: str, key: str) -> None:
+    if value in PLACEHOLDERS:
+        env = "IVR_" + key.upper().replace(".", "__")
+        raise ConfigError(f"{key} ({env}) is still the example placeholder")
+
+
+def _secret(value: SecretStr | None, file: Path, key: str, what: str) -> str:
+    env = "IVR_" + key.upper().replace(".", "__")
+    found = value.get_secret_value() if value is not None else _read_secret_file(file)
+    if not found:
+        raise ConfigError(
+            f"{key} ({env}): no {what} secret configured; set it, or start the stack with "
+            f"`ivr up`, which generates one in {file}"
+        )
+    _refuse_placeholder(found, key)
+    return found
 
 
 # IVR_* variables that are not settings: read by the env-file lookup and by scripts/provision.

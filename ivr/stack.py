@@ -7,6 +7,11 @@ the sid root, configured from ``dialplan/``), then the ``agi``, ``ami``, ``recor
 before the next. PIDs go in ``<run_dir>/stack.json`` and logs in ``<run_dir>/logs/``.
 ``down`` stops exactly those PIDs (after checking each PID is still the process it started),
 in reverse order.
+
+Secrets: unless configured, ``up`` generates the AMI listener's (``ami.secret``) and the
+AMI actions account's (``ami-actions.secret``) into the run dir, each created with mode
+0600. Each role gets only what it uses (:func:`settings_env`): the ami role the listener's
+secret, the web role its own, the others none.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import redis
+from pydantic import SecretStr
 
 from ivr import redis_keys
 from ivr.adapters import prompts
@@ -40,11 +46,12 @@ from ivr.adapters.asterisk import configured_instance as configured_instance
 from ivr.adapters.config_check import load_checked
 from ivr.adapters.db import settings_engine
 from ivr.adapters.ports import free_port, is_free, port_owner
+from ivr.adapters.private_files import create_private
 from ivr.adapters.processes import pid_alive, spawn_detached
 from ivr.adapters.recorder import heartbeat_path, heartbeat_status
 from ivr.adapters.schema import Upgrade, upgrade
 from ivr.adapters.users import ensure_dev_user
-from ivr.errors import StackError
+from ivr.errors import ConfigError, StackError
 from ivr.settings import (
     AmiSettings,
     FastAgiSettings,
@@ -83,8 +90,21 @@ def redis_port(settings: Settings) -> int:
     return urlsplit(settings.redis.url).port or 6379
 
 
-def settings_env(settings: Settings) -> dict[str, str]:
-    """The settings as IVR_* variables, so every role runs with exactly what `up` resolved."""
+# Which roles get which secret in their environment (the operator's, role None: all of them).
+ROLE_SECRETS: dict[str, frozenset[str]] = {
+    "IVR_AMI__SECRET": frozenset({"ami"}),  # the listener's account
+    "IVR_AMI__ACTIONS_SECRET": frozenset(),  # no role places calls yet (`ivr call` does)
+    "IVR_AUTH__SESSION_SECRET": frozenset({"web"}),
+    "IVR_WEB__METRICS_TOKEN": frozenset({"web"}),
+}
+_SECRET_VARIABLES = frozenset(ROLE_SECRETS)
+
+
+def settings_env(settings: Settings, role: str | None = None) -> dict[str, str]:
+    """The settings as IVR_* variables, so a role runs with exactly what `up` resolved.
+
+    ``role``: only the secrets that role uses (:data:`ROLE_SECRETS`); None (an operator's
+    shell, the tests): every secret known."""
     env: dict[str, str] = {}
 
     def flatten(prefix: str, value: object) -> None:
@@ -95,10 +115,38 @@ def settings_env(settings: Settings) -> dict[str, str]:
             env[f"IVR_{prefix}"] = str(value).lower() if isinstance(value, bool) else str(value)
 
     flatten("", settings.model_dump(mode="json"))
-    env["IVR_AMI__SECRET"] = settings.ami_secret()
-    if settings.auth.session_secret is not None:  # model_dump masks secrets
-        env["IVR_AUTH__SESSION_SECRET"] = settings.auth.session_secret.get_secret_value()
+    for name in ROLE_SECRETS:
+        env.pop(name, None)  # model_dump shows secrets as **********: set below, or not at all
+    secrets_now = {
+        "IVR_AMI__SECRET": _known(settings.ami_secret),
+        "IVR_AMI__ACTIONS_SECRET": _known(settings.ami_actions_secret),
+        "IVR_AUTH__SESSION_SECRET": _value(settings.auth.session_secret),
+        "IVR_WEB__METRICS_TOKEN": _value(settings.web.metrics_token),
+    }
+    for name, value in secrets_now.items():
+        if value is not None and (role is None or role in ROLE_SECRETS[name]):
+            env[name] = value
     return env
+
+
+def _run_dir_secret(path: Path) -> str:
+    """The secret kept in ``path``: generated the first time, created with mode 0600."""
+    create_private(path, secrets.token_urlsafe(24) + "\n")
+    text = path.read_text().strip()
+    if not text:
+        raise StackError(f"{path} is empty: delete it and `ivr up` makes a new one")
+    return text
+
+
+def _known(read: Callable[[], str]) -> str | None:
+    try:
+        return read()
+    except ConfigError:
+        return None
+
+
+def _value(secret: SecretStr | None) -> str | None:
+    return None if secret is None else secret.get_secret_value()
 
 
 def isolated_settings(run_dir: Path, instance: str, **extra: Any) -> Settings:
@@ -167,7 +215,7 @@ class Stack:
         routing, catalog = load_checked(s.routing_dir, s.prompts_dir, s.dialplan_dir)
         self._check_ports()
         self.database = self._upgrade_database()  # the roles refuse any other revision
-        self._ensure_ami_secret()
+        self._ensure_secrets()
         prompts.build(catalog, s.prompts_dir, s.prompts_build_dir)
         self.dev_password = self._ensure_dev_user()
         records: dict[str, RoleRecord] = {}
@@ -214,18 +262,15 @@ class Stack:
         finally:
             engine.dispose()
 
-    def _ensure_ami_secret(self) -> None:
-        if self.settings.ami.secret is None:
-            from pydantic import SecretStr
-
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            secret = secrets.token_urlsafe(24)
-            fd = os.open(
-                self.settings.ami_secret_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600
-            )
-            with os.fdopen(fd, "w") as out:
-                out.write(secret + "\n")
-            self.settings.ami.secret = SecretStr(secret)
+    def _ensure_secrets(self) -> None:
+        """The AMI accounts' secrets: configured, else kept in the run dir (generated once,
+        mode 0600), and known to these settings from now on."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        s = self.settings
+        if s.ami.secret is None:
+            s.ami.secret = SecretStr(_run_dir_secret(s.ami_secret_file))
+        if s.ami.actions_secret is None:
+            s.ami.actions_secret = SecretStr(_run_dir_secret(s.ami_actions_secret_file))
 
     def _start(self, role: str) -> RoleRecord:
         self.logs.mkdir(parents=True, exist_ok=True)
@@ -249,7 +294,9 @@ class Stack:
             endpoint = f"redis://127.0.0.1:{redis_port(s)}"
             return RoleRecord(role, spawn_detached(cmd, log), "redis-server", str(log), endpoint)
         cmd = [sys.executable, "-m", "ivr", role]
-        env = os.environ | settings_env(s)
+        # The caller's IVR_* secrets are not passed on: each role gets only its own.
+        inherited = {k: v for k, v in os.environ.items() if k not in _SECRET_VARIABLES}
+        env = inherited | settings_env(s, role)
         if role == "ami" and s.metrics.queue_log_path is None:  # resync reads Asterisk's own
             env["IVR_METRICS__QUEUE_LOG_PATH"] = str(asterisk_instance(s).queue_log)
         monitor = s.recordings.monitor_dir or asterisk_instance(s).monitor_dir

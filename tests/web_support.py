@@ -189,7 +189,7 @@ def web_role(
     with (settings.run_dir / "web.log").open("wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "ivr", "web"],
-            env=os.environ | settings_env(settings),
+            env=os.environ | settings_env(settings, "web"),
             stdout=log,
             stderr=subprocess.STDOUT,
         )

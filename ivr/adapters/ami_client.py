@@ -76,7 +76,12 @@ class AmiClient:
         on_event: EventHandler | None = None,
         on_login: LoginHook | None = None,
         events: str = "on",
+        username: str | None = None,
     ) -> None:
+        """``username``: the account to log in as (default ``settings.username``, the
+        listener's; ``settings.actions_username`` for actions)."""
+        if username is not None:
+            settings = settings.model_copy(update={"username": username})
         self._settings = settings
         self._secret = secret
         self._on_event = on_event

@@ -4,12 +4,22 @@ Several instances can share one root: each has its own directory ``/srv/hotline-
 inside the root with ``etc`` (the project's ``dialplan/`` plus a few generated files),
 ``run``, ``log``, ``spool``, ``lib`` and ``prompts``. Asterisk runs as root under
 ``chroot`` in its own session, bound to 127.0.0.1 only.
+
+AMI accounts (``manager_generated.conf``, written with mode 0600 from the start): one per
+purpose, :data:`LISTENER` and :data:`ACTIONS`. None has the write classes ``system``,
+``command`` or ``config``: without ``system``, Asterisk refuses an ``Originate`` of the
+``System``, ``AGI`` or ``Exec`` applications (what measured here on Asterisk 22 needs which
+write class: Ping and QueueStatus none, CoreShowChannels ``reporting`` (or ``system``),
+PlayDTMF ``call``, QueueAdd/QueuePause ``agent``, Originate ``originate``, Reload ``config``
+or ``system`` — so no account may reload modules). Read classes only choose the events an
+account receives.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -21,6 +31,7 @@ import asterisk  # pyst2, copied into the root for process AGI
 
 import ivr
 from ivr.adapters import instance_dirs
+from ivr.adapters.private_files import write_private
 from ivr.adapters.processes import pid_alive, spawn_detached
 from ivr.adapters.routing_files import load_routing
 from ivr.errors import StackError
@@ -31,6 +42,67 @@ logger = logging.getLogger(__name__)
 ASTERISK_BIN = "/usr/sbin/asterisk"
 PROCESS_AGI = "inbound-agi"  # the wrapper running agi_scripts/inbound.py in the root
 SAFETY_ADVICE_PARTS = (1, 2, 3, 4)  # prompts safety-<n>: the emergency queue's announcements
+# Write classes no account may have: `system` lets Originate start System/AGI/Exec (a shell
+# as Asterisk's user), `command` runs any CLI command, `config` rewrites the configuration.
+FORBIDDEN_WRITE = frozenset({"system", "command", "config"})
+# What may stand in an account's name or secret: both go into manager.conf as they are.
+_ACCOUNT_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_SECRET = re.compile(r"[A-Za-z0-9._~+/=@%:,-]{8,256}")
+
+
+@dataclass(frozen=True, slots=True)
+class AmiAccountClasses:
+    """What one kind of AMI account may read (events) and write (actions)."""
+
+    purpose: str
+    read: tuple[str, ...]
+    write: tuple[str, ...]
+
+
+# The ami role: every event the metrics use (FullyBooted is `system`), and for its resync
+# CoreShowChannels (`reporting`); Ping and QueueStatus need no class.
+LISTENER = AmiAccountClasses(
+    "the AMI listener (ami role): events; Ping, CoreShowChannels, QueueStatus",
+    read=("system", "call", "agent", "dialplan", "agi", "dtmf", "reporting"),
+    write=("reporting",),
+)
+# `ivr call` and what places calls or manages queue members: Originate (`originate`),
+# PlayDTMF (`call`), QueueAdd/QueuePause/QueueRemove (`agent`); it follows its own calls'
+# events (channels, AGI, variables, queues).
+ACTIONS = AmiAccountClasses(
+    "actions (ivr call, queue members): Originate, PlayDTMF, QueueAdd, QueuePause",
+    read=("call", "agent", "dialplan", "agi", "dtmf"),
+    write=("call", "agent", "originate"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class AmiAccount:
+    username: str
+    secret: str
+    classes: AmiAccountClasses
+
+    def check(self) -> None:
+        """Refuse what would break manager.conf, or give the account a forbidden class."""
+        if not _ACCOUNT_NAME.fullmatch(self.username):
+            raise StackError(f"AMI account name {self.username!r}: only A-Z a-z 0-9 . _ -")
+        if not _SECRET.fullmatch(self.secret):
+            raise StackError(
+                f"the secret of the AMI account {self.username}: 8 to 256 of A-Z a-z 0-9 "
+                ". _ ~ + / = @ % : , - (';' starts a comment in Asterisk's configuration)"
+            )
+        bad = sorted(set(self.classes.write) & FORBIDDEN_WRITE)
+        if bad:
+            raise StackError(f"AMI account {self.username}: write class {', '.join(bad)}")
+
+    def conf(self) -> str:
+        return (
+            f"; {self.classes.purpose}\n"
+            f"[{self.username}]\nsecret = {self.secret}\n"
+            "deny = 0.0.0.0/0.0.0.0\npermit = 127.0.0.1/255.255.255.255\n"
+            f"read = {','.join(self.classes.read)}\n"
+            f"write = {','.join(self.classes.write)}\n"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,8 +111,6 @@ class AsteriskInstance:
     name: str  # instance name: /srv/hotline-<name> inside the root
     sip_port: int
     ami_port: int
-    ami_username: str
-    ami_secret: str
     agi_url: str  # e.g. agi://127.0.0.1:4573
     dialplan_dir: Path  # the project's dialplan/ on the host
     prompts_dir: Path | None = None  # built prompts (<lang>/<key>.wav) on the host
@@ -49,6 +119,7 @@ class AsteriskInstance:
     trunk_addresses: tuple[str, ...] = ("127.0.0.1/32",)  # the carrier's source addresses
     trunk_max_calls: int = 300  # calls from the trunk at once ...
     trunk_emergency_reserve: int = 20  # ... of which these are kept for the emergency numbers
+    ami_accounts: tuple[AmiAccount, ...] = ()  # rendered into manager_generated.conf
 
     # --- paths -----------------------------------------------------------------------
     @property
@@ -132,15 +203,7 @@ class AsteriskInstance:
         (etc / "extensions_generated.conf").write_text(self._emergency_dids_conf())
         (etc / "queues_generated.conf").write_text(self._queues_conf())
         (etc / "pjsip_generated.conf").write_text(self._pjsip_conf())
-        manager = etc / "manager_generated.conf"
-        manager.write_text(
-            f"port = {self.ami_port}\nbindaddr = 127.0.0.1\n\n"
-            f"[{self.ami_username}]\nsecret = {self.ami_secret}\n"
-            "deny = 0.0.0.0/0.0.0.0\npermit = 127.0.0.1/255.255.255.255\n"
-            "read = system,call,agent,dialplan,agi,dtmf,reporting\n"
-            "write = system,call,agent,originate,reporting\n"
-        )
-        manager.chmod(0o600)
+        write_private(etc / "manager_generated.conf", self._manager_conf())
         prompts = self.host_path(self.prompts_inner)
         if prompts.exists():
             shutil.rmtree(prompts)
@@ -148,6 +211,17 @@ class AsteriskInstance:
             shutil.copytree(self.prompts_dir, prompts)
         else:
             prompts.mkdir(parents=True)
+
+    def _manager_conf(self) -> str:
+        if not self.ami_accounts:
+            raise StackError("no AMI account to render (the listener's secret is required)")
+        names = [account.username for account in self.ami_accounts]
+        if len(set(names)) != len(names):
+            raise StackError(f"AMI account names repeat: {', '.join(names)}")
+        for account in self.ami_accounts:
+            account.check()
+        accounts = "\n".join(account.conf() for account in self.ami_accounts)
+        return f"port = {self.ami_port}\nbindaddr = 127.0.0.1\n\n{accounts}"
 
     @property
     def app_inner(self) -> PurePosixPath:
@@ -198,7 +272,7 @@ class AsteriskInstance:
                 raise StackError(f"emergency DID {did!r} is not all digits")
             lines += [
                 f"exten = {did},1,Set(__IVR_DID=${{EXTEN}})",
-                "same = n,Gosub(trunk-admit,s,1(${IVR_TRUNK_MAX_CALLS}))",
+                "same = n,Gosub(trunk-admit,s,1(${GLOBAL(IVR_TRUNK_MAX_CALLS)}))",
                 "same = n,Goto(emergency,s,1)",
             ]
         return "\n".join(lines) + "\n"
@@ -337,13 +411,12 @@ class AsteriskInstance:
 
 # --- from the settings ------------------------------------------------------------------
 def asterisk_instance(settings: Settings) -> AsteriskInstance:
+    """The instance's paths and ports (no AMI accounts: see :func:`configured_instance`)."""
     return AsteriskInstance(
         root=settings.asterisk.root,
         name=settings.asterisk.instance,
         sip_port=settings.asterisk.sip_port,
         ami_port=settings.ami.port,
-        ami_username=settings.ami.username,
-        ami_secret=settings.ami_secret(),
         agi_url=f"agi://{settings.fastagi.host}:{settings.fastagi.port}",
         dialplan_dir=settings.dialplan_dir,
         prompts_dir=settings.prompts_build_dir,
@@ -353,11 +426,26 @@ def asterisk_instance(settings: Settings) -> AsteriskInstance:
     )
 
 
+def ami_accounts(settings: Settings) -> tuple[AmiAccount, ...]:
+    """The AMI accounts to render: the listener's (its secret is required) and the actions
+    account when its secret is configured (without it, nothing can place calls)."""
+    accounts = [AmiAccount(settings.ami.username, settings.ami_secret(), LISTENER)]
+    if settings.has_ami_actions_secret():
+        accounts.append(
+            AmiAccount(settings.ami.actions_username, settings.ami_actions_secret(), ACTIONS)
+        )
+    return tuple(accounts)
+
+
 def configured_instance(settings: Settings) -> AsteriskInstance:
-    """The instance as ``render()`` must write it: with the emergency numbers of routing/."""
+    """The instance as ``render()`` must write it: with the emergency numbers of routing/
+    and the AMI accounts."""
     dids = load_routing(settings.routing_dir).hotline.emergency_dids
     return replace(
-        asterisk_instance(settings), emergency_dids=tuple(dids), routing_dir=settings.routing_dir
+        asterisk_instance(settings),
+        emergency_dids=tuple(dids),
+        routing_dir=settings.routing_dir,
+        ami_accounts=ami_accounts(settings),
     )
 
 

@@ -144,7 +144,12 @@ async def place_call(
         raise InvalidInput(f"agent_delay_s must be 0..3600 s, got {agent_delay_s!r}")
     linkedid = f"ivrcall-{uuid.uuid4().hex[:16]}"
     tracker = CallTracker(linkedid, keys, speak_s)
-    client = AmiClient(settings.ami, settings.ami_secret(), on_event=tracker.on_event)
+    client = AmiClient(  # the actions account: Originate and PlayDTMF, its call's events
+        settings.ami,
+        settings.ami_actions_secret(),
+        on_event=tracker.on_event,
+        username=settings.ami.actions_username,
+    )
     tracker.ami = client
     runner = asyncio.create_task(client.run())
     try:

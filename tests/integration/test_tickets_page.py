@@ -100,7 +100,7 @@ def web(settings: Settings) -> Iterator[str]:
         procs.append(
             subprocess.Popen(
                 [sys.executable, "-m", "ivr", "web"],
-                env=os.environ | settings_env(settings),
+                env=os.environ | settings_env(settings, "web"),
                 stdout=web_log,
                 stderr=subprocess.STDOUT,
             )

@@ -208,6 +208,49 @@ def test_given_placeholder_ami_secret_when_loaded_then_refused(monkeypatch):
     assert "IVR_AMI__SECRET is still the example placeholder" in message
 
 
+def test_given_actions_secret_file_in_run_dir_when_asked_then_picked_up_apart(clean_env):
+    clean_env.mkdir()
+    (clean_env / "ami-actions.secret").write_text("actions-from-file\n")
+    settings = load_settings()
+
+    assert settings.ami_actions_secret() == "actions-from-file"
+    with pytest.raises(ConfigError, match="IVR_AMI__SECRET"):
+        settings.ami_secret()  # the listener's is another secret
+    assert settings.has_ami_actions_secret()
+
+
+def test_given_no_actions_secret_when_asked_then_config_error_naming_env_var():
+    settings = load_settings(ami={"secret": SECRET})
+
+    with pytest.raises(ConfigError, match="IVR_AMI__ACTIONS_SECRET"):
+        settings.ami_actions_secret()
+    assert not settings.has_ami_actions_secret()
+
+
+def test_given_secret_file_when_loaded_then_read_only_when_asked(clean_env):
+    """A role that never asks for a secret (the web) never reads the file."""
+    clean_env.mkdir()
+    secret_file = clean_env / "ami.secret"
+    secret_file.write_text("from-the-file\n")
+    settings = load_settings()
+    secret_file.write_text("changed-later\n")
+
+    assert settings.ami.secret is None
+    assert settings.ami_secret() == "changed-later"
+
+
+def test_given_one_name_for_both_ami_accounts_when_loaded_then_refused(monkeypatch):
+    monkeypatch.setenv("IVR_AMI__ACTIONS_USERNAME", "hotline-listener")
+
+    assert "two accounts" in config_error()
+
+
+def test_given_placeholder_actions_secret_when_loaded_then_refused_naming_it(monkeypatch):
+    monkeypatch.setenv("IVR_AMI__ACTIONS_SECRET", "change-me")
+
+    assert "IVR_AMI__ACTIONS_SECRET is still the example placeholder" in config_error()
+
+
 def test_given_asterisk_root_in_env_then_a_private_test_stack_uses_it(monkeypatch, tmp_path):
     from ivr.stack import isolated_settings
 
