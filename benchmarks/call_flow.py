@@ -134,7 +134,10 @@ def emergency_latency(stack: Stack, calls: int) -> list[float]:
     time.sleep(1.0)
     created: dict[str, float] = {}
     joined: dict[str, float] = {}
-    with redis.Redis.from_url(stack.settings.redis.url, decode_responses=True) as client:
+    settings = stack.settings
+    with redis.Redis.from_url(
+        settings.redis.url, **settings.redis_auth(), decode_responses=True
+    ) as client:
         for _, ev in client.xrange(redis_keys.AMI_EVENTS, "-", "+"):
             if not ev.get("Channel", "").startswith("PJSIP/pstn-") or "Timestamp" not in ev:
                 continue

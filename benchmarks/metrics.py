@@ -202,7 +202,10 @@ def record(
 
     with ThreadPoolExecutor(len(waves)) as pool:
         results = list(pool.map(run, waves))
-    with redis.Redis.from_url(stack.settings.redis.url, decode_responses=True) as client:
+    settings = stack.settings
+    with redis.Redis.from_url(
+        settings.redis.url, **settings.redis_auth(), decode_responses=True
+    ) as client:
         deadline = time.monotonic() + 30
         status: dict[str, str] = {}
         while time.monotonic() < deadline:

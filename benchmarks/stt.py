@@ -258,7 +258,9 @@ def through_queue(
 
 
 async def _send(settings: Settings) -> None:
-    client = aioredis.Redis.from_url(settings.redis.url, decode_responses=True)
+    client = aioredis.Redis.from_url(
+        settings.redis.url, **settings.redis_auth(), decode_responses=True
+    )
     engine = settings_engine(settings)
     try:
         await stt_queue.send_pending(client, engine, settings.stt)

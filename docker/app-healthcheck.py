@@ -37,11 +37,12 @@ def agi_ok(port: int) -> tuple[bool, str]:
     return False, f"nothing listens on port {port}"
 
 
-def ami_ok(url: str) -> tuple[bool, str]:
+def ami_ok(settings: Settings) -> tuple[bool, str]:
     try:
         with redis.Redis.from_url(
-            url, socket_timeout=2, socket_connect_timeout=2, decode_responses=True
-        ) as client:
+            settings.redis.url, **settings.redis_auth(), socket_timeout=2,
+            socket_connect_timeout=2, decode_responses=True,
+        ) as client:  # fmt: skip
             status = client.hgetall(redis_keys.AMI_STATUS)
     except redis.RedisError as exc:
         return False, f"Redis unreachable: {exc}"
@@ -84,7 +85,7 @@ def main(argv: list[str]) -> int:
     if role == "agi":
         ok, detail = agi_ok(settings.fastagi.port)
     elif role == "ami":
-        ok, detail = ami_ok(settings.redis.url)
+        ok, detail = ami_ok(settings)
     elif role == "recorder":
         ok, detail = recorder_ok(settings)
     elif role == "stt-worker":

@@ -85,8 +85,9 @@ async def run_ami(settings: Settings) -> None:
     metrics = settings.metrics
     # One immediate retry (a pooled connection that Redis closed), then the store buffers.
     client_redis = aioredis.Redis.from_url(
-        settings.redis.url, socket_timeout=5, socket_connect_timeout=5, retry=Retry(NoBackoff(), 1)
-    )
+        settings.redis.url, **settings.redis_auth(), socket_timeout=5, socket_connect_timeout=5,
+        retry=Retry(NoBackoff(), 1),
+    )  # fmt: skip
     store = MetricsStore.from_settings(client_redis, metrics, settings.redis.events_maxlen)
     listener = MetricsListener(
         store,
@@ -214,8 +215,9 @@ def cmd_metrics(settings: Settings, args: argparse.Namespace) -> int:
 
     async def read() -> tuple[MetricsStore, dict[str, Any], dict[str, Any]]:
         client = aioredis.Redis.from_url(
-            settings.redis.url, socket_timeout=5, socket_connect_timeout=5
-        )
+            settings.redis.url, **settings.redis_auth(), socket_timeout=5,
+            socket_connect_timeout=5,
+        )  # fmt: skip
         try:
             store = MetricsStore.from_settings(
                 client, settings.metrics, settings.redis.events_maxlen

@@ -87,8 +87,9 @@ async def _push_jobs(settings: Settings, engine: Engine) -> int:
     from ivr.adapters.call_pipeline import push_jobs
 
     client = aioredis.Redis.from_url(
-        settings.redis.url, decode_responses=True, socket_timeout=2, socket_connect_timeout=2
-    )
+        settings.redis.url, **settings.redis_auth(), decode_responses=True, socket_timeout=2,
+        socket_connect_timeout=2,
+    )  # fmt: skip
     try:
         return await push_jobs(client, engine, settings)
     finally:

@@ -17,6 +17,7 @@ from datetime import date
 from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
 from typing import Any, Literal, Self
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from pydantic import (
     BaseModel,
@@ -96,8 +97,32 @@ class AmiSettings(BaseModel):
 
 
 class RedisSettings(BaseModel):
+    # Credentials are not kept in the URL (it is shown in logs and `ivr status`): a URL with
+    # user:password@ is split into username and password below.
     url: str = "redis://127.0.0.1:6380/0"
+    username: str | None = None  # an ACL user; None: Redis's default user
+    # None: `ivr up`'s Redis password is taken from run_dir/redis.secret (when present)
+    password: SecretStr | None = None
     events_maxlen: int = Field(default=100_000, ge=100)  # cap of the ivr:ami:events stream
+
+    @model_validator(mode="after")
+    def _credentials_apart(self) -> Self:
+        parts = urlsplit(self.url)
+        if parts.scheme not in ("redis", "rediss", "unix"):
+            raise ValueError(f"url: {self.url!r} is not a redis://, rediss:// or unix:// URL")
+        if parts.username is None and parts.password is None:
+            return self
+        user = unquote(parts.username) if parts.username else None
+        if (user and self.username and user != self.username) or (
+            parts.password is not None and self.password is not None
+        ):
+            raise ValueError("url: credentials both in the URL and in username/password")
+        self.username = self.username or user
+        if parts.password is not None:
+            self.password = SecretStr(unquote(parts.password))
+        host = parts.netloc.rpartition("@")[2]
+        self.url = urlunsplit(parts._replace(netloc=host))
+        return self
 
 
 class WebSettings(ListenSettings):
@@ -394,7 +419,8 @@ class Settings(BaseSettings):
     def _secure_defaults(self) -> Self:
         """No built-in secrets, and nothing listens beyond loopback unless asked."""
         for key, secret in (("ami.secret", self.ami.secret),
-                            ("ami.actions_secret", self.ami.actions_secret)):  # fmt: skip
+                            ("ami.actions_secret", self.ami.actions_secret),
+                            ("redis.password", self.redis.password)):  # fmt: skip
             if secret is not None and secret.get_secret_value() in PLACEHOLDERS:
                 env = "IVR_" + key.upper().replace(".", "__")
                 raise ValueError(f"{key}: {env} is still the example placeholder")
@@ -425,6 +451,10 @@ class Settings(BaseSettings):
     def ami_actions_secret_file(self) -> Path:
         return self.run_dir / "ami-actions.secret"
 
+    @property
+    def redis_secret_file(self) -> Path:
+        return self.run_dir / "redis.secret"
+
     def ami_secret(self) -> str:
         """The AMI listener's secret; there is no default: set IVR_AMI__SECRET or run `ivr up`."""
         return _secret(self.ami.secret, self.ami_secret_file, "ami.secret", "AMI listener")
@@ -442,6 +472,28 @@ class Settings(BaseSettings):
         except ConfigError:
             return False
         return True
+
+    def redis_password(self) -> str | None:
+        """The configured Redis password, else (for Redis's default user) the one `ivr up`
+        generated in run_dir/redis.secret, else None (a Redis without authentication)."""
+        if self.redis.password is not None:
+            return self.redis.password.get_secret_value()
+        if self.redis.username is None:
+            found = _read_secret_file(self.redis_secret_file)
+            if found is not None:
+                _refuse_placeholder(found, "redis.password")
+            return found
+        return None
+
+    def redis_auth(self) -> dict[str, Any]:
+        """``username``/``password`` for redis-py (``Redis.from_url(url, **auth)``)."""
+        auth: dict[str, Any] = {}
+        if self.redis.username is not None:
+            auth["username"] = self.redis.username
+        password = self.redis_password()
+        if password is not None:
+            auth["password"] = password
+        return auth
 
 
 def _read_secret_file(path: Path) -> str | None:

@@ -8,10 +8,12 @@ before the next. PIDs go in ``<run_dir>/stack.json`` and logs in ``<run_dir>/log
 ``down`` stops exactly those PIDs (after checking each PID is still the process it started),
 in reverse order.
 
-Secrets: unless configured, ``up`` generates the AMI listener's (``ami.secret``) and the
-AMI actions account's (``ami-actions.secret``) into the run dir, each created with mode
-0600. Each role gets only what it uses (:func:`settings_env`): the ami role the listener's
-secret, the web role its own, the others none.
+Secrets: unless configured, ``up`` generates the AMI listener's (``ami.secret``), the AMI
+actions account's (``ami-actions.secret``) and Redis's (``redis.secret``) into the run dir,
+each created with mode 0600. Redis runs with an ACL file (``<run_dir>/redis/users.acl``,
+hashes only) holding one user per role (:mod:`ivr.redis_acl`). Each role gets only what it
+uses (:func:`settings_env`): the ami role the listener's secret and its Redis user, the web,
+recorder and stt-worker roles their Redis users, the agi role nothing.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ import httpx
 import redis
 from pydantic import SecretStr
 
-from ivr import redis_keys
+from ivr import redis_acl, redis_keys
 from ivr.adapters import prompts
 
 # The instance builders live beside AsteriskInstance (systemd's `ivr asterisk` uses them too);
@@ -46,7 +48,7 @@ from ivr.adapters.asterisk import configured_instance as configured_instance
 from ivr.adapters.config_check import load_checked
 from ivr.adapters.db import settings_engine
 from ivr.adapters.ports import free_port, is_free, port_owner
-from ivr.adapters.private_files import create_private
+from ivr.adapters.private_files import create_private, write_private
 from ivr.adapters.processes import pid_alive, spawn_detached
 from ivr.adapters.recorder import heartbeat_path, heartbeat_status
 from ivr.adapters.schema import Upgrade, upgrade
@@ -97,14 +99,15 @@ ROLE_SECRETS: dict[str, frozenset[str]] = {
     "IVR_AUTH__SESSION_SECRET": frozenset({"web"}),
     "IVR_WEB__METRICS_TOKEN": frozenset({"web"}),
 }
-_SECRET_VARIABLES = frozenset(ROLE_SECRETS)
+_SECRET_VARIABLES = frozenset({*ROLE_SECRETS, "IVR_REDIS__USERNAME", "IVR_REDIS__PASSWORD"})
 
 
 def settings_env(settings: Settings, role: str | None = None) -> dict[str, str]:
     """The settings as IVR_* variables, so a role runs with exactly what `up` resolved.
 
-    ``role``: only the secrets that role uses (:data:`ROLE_SECRETS`); None (an operator's
-    shell, the tests): every secret known."""
+    ``role``: only the secrets that role uses (:data:`ROLE_SECRETS`) and its own Redis user
+    (:mod:`ivr.redis_acl`; none for the agi role); None (an operator's shell, the tests):
+    every secret known, and Redis's default user."""
     env: dict[str, str] = {}
 
     def flatten(prefix: str, value: object) -> None:
@@ -115,7 +118,7 @@ def settings_env(settings: Settings, role: str | None = None) -> dict[str, str]:
             env[f"IVR_{prefix}"] = str(value).lower() if isinstance(value, bool) else str(value)
 
     flatten("", settings.model_dump(mode="json"))
-    for name in ROLE_SECRETS:
+    for name in (*ROLE_SECRETS, "IVR_REDIS__USERNAME", "IVR_REDIS__PASSWORD"):
         env.pop(name, None)  # model_dump shows secrets as **********: set below, or not at all
     secrets_now = {
         "IVR_AMI__SECRET": _known(settings.ami_secret),
@@ -126,7 +129,23 @@ def settings_env(settings: Settings, role: str | None = None) -> dict[str, str]:
     for name, value in secrets_now.items():
         if value is not None and (role is None or role in ROLE_SECRETS[name]):
             env[name] = value
+    env.update(_redis_user_env(settings, role))
     return env
+
+
+def _redis_user_env(settings: Settings, role: str | None) -> dict[str, str]:
+    password = settings.redis_password()
+    if role is None:
+        user = {"IVR_REDIS__USERNAME": settings.redis.username}
+        return {k: v for k, v in user.items() if v} | (
+            {"IVR_REDIS__PASSWORD": password} if password else {}
+        )
+    if settings.redis.username is not None or password is None:
+        return {}  # Redis without authentication, or a user of the operator's own choosing
+    if role not in redis_acl.ROLE_USERS:
+        return {}  # the agi role: no Redis at all
+    return {"IVR_REDIS__USERNAME": role,
+            "IVR_REDIS__PASSWORD": redis_acl.role_password(password, role)}  # fmt: skip
 
 
 def _run_dir_secret(path: Path) -> str:
@@ -263,14 +282,35 @@ class Stack:
             engine.dispose()
 
     def _ensure_secrets(self) -> None:
-        """The AMI accounts' secrets: configured, else kept in the run dir (generated once,
-        mode 0600), and known to these settings from now on."""
+        """The AMI accounts' and Redis's secrets: configured, else kept in the run dir
+        (generated once, mode 0600), and known to these settings from now on."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         s = self.settings
         if s.ami.secret is None:
             s.ami.secret = SecretStr(_run_dir_secret(s.ami_secret_file))
         if s.ami.actions_secret is None:
             s.ami.actions_secret = SecretStr(_run_dir_secret(s.ami_actions_secret_file))
+        if s.redis.password is None:
+            if s.redis.username is not None:
+                raise StackError(
+                    "redis.username is set without redis.password: `ivr up` starts its own "
+                    "Redis and needs the password of its default user (or neither)"
+                )
+            s.redis.password = SecretStr(_run_dir_secret(s.redis_secret_file))
+
+    def _redis_acl(self) -> Path:
+        """The ACL file of `up`'s Redis (hashes of every user's password), mode 0600."""
+        s = self.settings
+        password = s.redis_password()
+        assert password is not None  # _ensure_secrets ran
+        passwords = (
+            redis_acl.stack_passwords(password)
+            if s.redis.username is None
+            else {"default": secrets.token_hex(32), s.redis.username: password}
+        )
+        path = self.run_dir / "redis" / "users.acl"
+        write_private(path, redis_acl.acl_file(passwords, s.stt.stream))
+        return path
 
     def _start(self, role: str) -> RoleRecord:
         self.logs.mkdir(parents=True, exist_ok=True)
@@ -286,10 +326,12 @@ class Stack:
         if role == "redis":
             data = self.run_dir / "redis"
             data.mkdir(parents=True, exist_ok=True)
+            # Users and passwords from the ACL file (hashes): none on the command line.
             cmd = [
                 "redis-server", "--bind", "127.0.0.1", "--port", str(redis_port(s)),
                 "--dir", str(data), "--appendonly", "yes", "--appendfsync", "everysec",
                 "--save", "", "--protected-mode", "yes", "--daemonize", "no",
+                "--aclfile", str(self._redis_acl()),
             ]  # fmt: skip
             endpoint = f"redis://127.0.0.1:{redis_port(s)}"
             return RoleRecord(role, spawn_detached(cmd, log), "redis-server", str(log), endpoint)
@@ -471,11 +513,11 @@ def role_check(settings: Settings, role: str, pid: int) -> tuple[bool, str]:
             return False, str(exc)
         return True, out.strip().splitlines()[0] if out.strip() else "up"
     checks: dict[str, Callable[[], tuple[bool, str]]] = {
-        "redis": lambda: _redis_ping(settings.redis.url),
+        "redis": lambda: _redis_ping(settings),
         "agi": lambda: _tcp_open(settings.fastagi.host, settings.fastagi.port),
-        "ami": lambda: _ami_listener(settings.redis.url),
+        "ami": lambda: _ami_listener(settings),
         "web": lambda: _http_ok(f"http://{settings.web.host}:{settings.web.port}/health"),
-        "stt-worker": lambda: _stt_workers(settings.redis.url),
+        "stt-worker": lambda: _stt_workers(settings),
     }
     return checks[role]()
 
@@ -509,9 +551,16 @@ def _tail(path: Path, lines: int = 15) -> str:
         return "(no log)"
 
 
-def _redis_ping(url: str) -> tuple[bool, str]:
+def _redis(settings: Settings) -> redis.Redis:
+    return redis.Redis.from_url(
+        settings.redis.url, **settings.redis_auth(), socket_timeout=2, socket_connect_timeout=2,
+        decode_responses=True,
+    )  # fmt: skip
+
+
+def _redis_ping(settings: Settings) -> tuple[bool, str]:
     try:
-        client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+        client = _redis(settings)
         with client:
             client.ping()
     except redis.RedisError as exc:
@@ -519,9 +568,9 @@ def _redis_ping(url: str) -> tuple[bool, str]:
     return True, "PONG"
 
 
-def _ami_listener(url: str) -> tuple[bool, str]:
+def _ami_listener(settings: Settings) -> tuple[bool, str]:
     try:
-        with redis.Redis.from_url(url, socket_timeout=2, decode_responses=True) as client:
+        with _redis(settings) as client:
             status = client.hgetall(redis_keys.AMI_STATUS)
     except redis.RedisError as exc:
         return False, f"Redis unreachable: {exc}"
@@ -532,10 +581,10 @@ def _ami_listener(url: str) -> tuple[bool, str]:
     return True, f"logged in, {status.get('events', '0')} events seen"
 
 
-def _stt_workers(url: str) -> tuple[bool, str]:
+def _stt_workers(settings: Settings) -> tuple[bool, str]:
     """Up when a worker process refreshes its status hash (with or without a model)."""
     try:
-        with redis.Redis.from_url(url, socket_timeout=2, decode_responses=True) as client:
+        with _redis(settings) as client:
             keys = sorted(client.scan_iter(match=redis_keys.STT_WORKER_PREFIX + "*", count=100))
             states = [client.hget(key, "state") or "?" for key in keys]
     except redis.RedisError as exc:

@@ -90,7 +90,9 @@ def cli_env(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
 
 @pytest.fixture
 def redis_client(settings: Settings) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(settings.redis.url, decode_responses=True)
+    client = redis.Redis.from_url(
+        settings.redis.url, **settings.redis_auth(), decode_responses=True
+    )
     with client:
         yield client
 

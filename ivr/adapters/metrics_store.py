@@ -163,7 +163,7 @@ return {1, seq}
 
 _READ_SUMMARY: Final = """
 -- KEYS: 1 total hash, 2 queue index set, 3 live calls, 4 live agents
--- ARGV: 1 queue hash prefix
+-- ARGV: 1 queue hash prefix. Reads only: run as EVALSHA_RO.
 local per_queue = {}
 for _, q in ipairs(redis.call('SMEMBERS', KEYS[2])) do
   per_queue[#per_queue + 1] = q
@@ -679,9 +679,7 @@ class MetricsStore:
             redis_keys.LIVE_AGENTS,
         ]
         try:
-            reply = await self._read_script(
-                keys=keys, args=[redis_keys.metrics_queue_prefix(kind, bucket)]
-            )
+            reply = await self._read_only(keys, [redis_keys.metrics_queue_prefix(kind, bucket)])
         except (RedisError, OSError) as exc:
             raise MetricsUnavailable(f"metrics not readable from Redis: {exc}") from exc
         total, per_queue, calls, agents = reply
@@ -723,6 +721,16 @@ class MetricsStore:
                 continue
             members.append((str(info.get("queue", "")), str(info.get("interface", "")), state))
         return assemble_live_view(config, now, waiting, members)
+
+    async def _read_only(self, keys: Sequence[str], args: Sequence[str]) -> Any:
+        """The summary script as EVALSHA_RO: a reader whose Redis user may only read these
+        keys (the web role's) can run it; loaded again when Redis lost its script cache."""
+        sha = self._read_script.sha
+        try:
+            return await self.redis.evalsha_ro(sha, len(keys), *keys, *args)
+        except NoScriptError:
+            await self.redis.script_load(_READ_SUMMARY)
+            return await self.redis.evalsha_ro(sha, len(keys), *keys, *args)
 
     async def health(self, now: float) -> dict[str, Any]:
         """Anomalies (all time and today), what was dropped or lost, and the resyncs."""

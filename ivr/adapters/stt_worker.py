@@ -646,6 +646,7 @@ def redis_client(settings: Settings) -> aioredis.Redis:
     # connection, then the worker's own backoff loop takes over.
     return aioredis.Redis.from_url(
         settings.redis.url,
+        **settings.redis_auth(),
         decode_responses=True,
         socket_timeout=10,
         socket_connect_timeout=5,

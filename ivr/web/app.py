@@ -40,8 +40,9 @@ def create_app(settings: Settings) -> FastAPI:
             settings.recordings.partial_search_per_hour, 3600.0
         )
         app.state.redis = aioredis.Redis.from_url(
-            settings.redis.url, decode_responses=True, socket_timeout=2, socket_connect_timeout=2
-        )
+            settings.redis.url, **settings.redis_auth(), decode_responses=True, socket_timeout=2,
+            socket_connect_timeout=2,
+        )  # fmt: skip
         app.state.metrics_reader = MetricsReader.from_settings(app.state.redis, settings)
         try:
             yield

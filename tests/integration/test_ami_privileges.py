@@ -194,13 +194,19 @@ async def test_the_actions_account_does_its_job_and_nothing_else(settings):
 
 
 def test_each_role_process_holds_only_the_secrets_it_uses(stack: Stack):
-    """/proc/<pid>/environ of every role `ivr up` started: only the ami role has the
-    listener's secret, and none the actions account's."""
+    """/proc/<pid>/environ of every role `ivr up` started: the AMI secrets, the Redis
+    passwords of other users and the operator's are not there."""
     settings = stack.settings
     listener, actions = settings.ami_secret(), settings.ami_actions_secret()
+    redis_default = settings.redis_password()
+    assert redis_default
     for role, record in stack.running().items():
         if role in ("redis", "asterisk"):
             continue
         environ = Path(f"/proc/{record.pid}/environ").read_bytes().decode(errors="replace")
         assert actions not in environ, role
+        assert redis_default not in environ, role
         assert (listener in environ) == (role == "ami"), role
+        assert ("IVR_REDIS__USERNAME=" in environ) == (role != "agi"), role
+        if role != "agi":
+            assert f"IVR_REDIS__USERNAME={role}\0" in environ, role

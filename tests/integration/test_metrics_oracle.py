@@ -315,7 +315,7 @@ class RedisSide:
 async def read_redis(settings: Settings, instants: Sequence[float]) -> RedisSide:
     """The day buckets of ``instants`` (summed): the document ``ivr metrics`` prints, plus
     the ``unknown`` field the document leaves out, and the health hashes."""
-    client = aioredis.Redis.from_url(settings.redis.url, socket_timeout=5)
+    client = aioredis.Redis.from_url(settings.redis.url, **settings.redis_auth(), socket_timeout=5)
     try:
         store = MetricsStore.from_settings(client, settings.metrics, settings.redis.events_maxlen)
         days = {store.buckets(at)["day"]: at for at in instants}
@@ -351,7 +351,7 @@ def keys_of(linkedids: Sequence[str]) -> list[str]:
 async def counted_as(settings: Settings, linkedids: Sequence[str]) -> dict[str, list[str]]:
     """Under which of its keys (:func:`keys_of`) each call is in ``ivr:metrics:counted``."""
     keys = keys_of(linkedids)
-    client = aioredis.Redis.from_url(settings.redis.url, socket_timeout=5)
+    client = aioredis.Redis.from_url(settings.redis.url, **settings.redis_auth(), socket_timeout=5)
     try:
         async with client.pipeline(transaction=False) as pipe:
             for key in keys:
@@ -390,7 +390,9 @@ def oracle_tally(calls: Sequence[queue_log.QueueLogCall]) -> Tally:
 async def dump_events(settings: Settings, since: float, target: Path) -> list[dict[str, str]]:
     """The AMI events the listener stored since ``since``; also written out for a
     post-mortem."""
-    client = aioredis.Redis.from_url(settings.redis.url, socket_timeout=5, decode_responses=True)
+    client = aioredis.Redis.from_url(
+        settings.redis.url, **settings.redis_auth(), socket_timeout=5, decode_responses=True
+    )
     try:
         entries = await client.xrange(redis_keys.AMI_EVENTS, min=f"{int(since * 1000)}-0")
     finally:

@@ -27,7 +27,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from ivr import redis_keys
+from ivr import redis_acl, redis_keys
 from ivr.adapters.metrics_listener import RESYNC_EVENT, MetricsListener
 from ivr.adapters.metrics_store import LiveReset, MetricsStore, bucket_names
 from ivr.adapters.originate import place_call
@@ -535,6 +535,35 @@ async def test_given_flushes_then_one_round_trip_each_and_a_flushed_script_cache
     stats = await client.info("commandstats")
     assert stats["cmdstat_script|load"]["calls"] == 2  # NOSCRIPT, loaded, sent again
     assert (await store.summary("today", NOW))["answered"] == 6
+
+
+async def test_given_the_roles_redis_users_then_the_ami_user_writes_and_the_web_user_reads(
+    client, redis_server
+):
+    """The ACL users of ivr/redis_acl.py run the store's own scripts: the batch (XADD, XTRIM
+    MINID, TIME, PUBLISH) as the ami role, the summary (EVALSHA_RO) as the web role."""
+    passwords = {"default": "unused", "ami": "ami-pass", "web": "web-pass"}
+    for line in redis_acl.acl_file(passwords, "ivr:stt:jobs").splitlines()[1:]:
+        await client.execute_command("ACL", "SETUSER", *line.split()[1:])
+
+    def as_user(user: str) -> aioredis.Redis:
+        return aioredis.Redis.from_url(redis_server.url, username=user, password=passwords[user])
+
+    ami, web = as_user("ami"), as_user("web")
+    try:
+        writer, reader = make_store(ami), make_store(web)
+        _, batches = reduce(scenario())
+        for event, effects in batches:
+            writer.submit(effects, event=event)
+        assert await writer.flush()
+        assert (await reader.summary("today", NOW))["offered"] == 5
+        assert (await reader.health(NOW))["anomalies"]["unseen_channel"] == 1
+        reader.submit([classified("x.1", CallClass.ANSWERED, entered=BASE, closed=BASE)])
+        await reader.flush()  # the web role cannot write the metrics: Redis refuses (NOPERM)
+        assert reader.counters["dropped_batches"] == 1 and reader.counters["batches_applied"] == 0
+    finally:
+        await ami.aclose()
+        await web.aclose()
 
 
 async def test_given_redis_restarted_then_aof_kept_everything(client, redis_server):

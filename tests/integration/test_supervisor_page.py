@@ -140,7 +140,10 @@ async def test_given_the_stack_then_summary_hourly_and_prometheus_agree(http, li
 async def test_given_a_stream_then_document_on_connect_on_change_and_released_on_close(
     http, live_stack
 ):
-    client = redis.Redis.from_url(live_stack.settings.redis.url, decode_responses=True)
+    settings = live_stack.settings
+    client = redis.Redis.from_url(
+        settings.redis.url, **settings.redis_auth(), decode_responses=True
+    )
 
     def subscribers() -> int:
         return int(

@@ -1,7 +1,8 @@
 """Least privilege without touching the machine: the AMI accounts as rendered, secret files
-created with their final mode, each role's environment.
+created with their final mode, each role's environment, the Redis ACL file.
 
-The same things against the real Asterisk: tests/integration/test_ami_privileges.py."""
+The same things against the real peers: tests/integration/test_ami_privileges.py (Asterisk)
+and tests/integration/test_redis_auth.py (redis-server)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 
+from ivr import redis_acl
 from ivr.adapters.asterisk import (
     ACTIONS,
     FORBIDDEN_WRITE,
@@ -29,6 +32,7 @@ from ivr.stack import APP_ROLES, asterisk_instance, settings_env
 
 LISTENER_SECRET = "listener-secret-0123456789"
 ACTIONS_SECRET = "actions-secret-0123456789"
+REDIS_SECRET = "redis-secret-0123456789"
 
 
 @pytest.fixture
@@ -38,6 +42,7 @@ def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     return Settings(
         run_dir=tmp_path / "run",
         ami={"secret": LISTENER_SECRET, "actions_secret": ACTIONS_SECRET},
+        redis={"password": REDIS_SECRET},
         auth={"session_secret": "session-secret-0123456789"},
         web={"metrics_token": "m" * 40},
     )
@@ -149,9 +154,13 @@ def test_each_role_gets_only_its_own_secrets_and_redis_user(settings):
     }
     assert env["ami"]["IVR_AMI__SECRET"] == LISTENER_SECRET
     assert env["web"]["IVR_WEB__METRICS_TOKEN"] == "m" * 40  # the value, not **********
+    for role in ("ami", "web", "recorder", "stt-worker"):
+        assert env[role]["IVR_REDIS__USERNAME"] == role
+        assert env[role]["IVR_REDIS__PASSWORD"] == redis_acl.role_password(REDIS_SECRET, role)
+    assert "IVR_REDIS__PASSWORD" not in env["agi"] and "IVR_REDIS__USERNAME" not in env["agi"]
     for role in APP_ROLES:  # no secret of another, not even masked
         text = "\n".join(f"{k}={v}" for k, v in env[role].items())
-        assert ACTIONS_SECRET not in text
+        assert ACTIONS_SECRET not in text and REDIS_SECRET not in text
         assert "**********" not in text
 
 
@@ -159,3 +168,59 @@ def test_the_operator_environment_has_every_secret(settings):
     env = settings_env(settings)
     assert env["IVR_AMI__SECRET"] == LISTENER_SECRET
     assert env["IVR_AMI__ACTIONS_SECRET"] == ACTIONS_SECRET
+    assert env["IVR_REDIS__PASSWORD"] == REDIS_SECRET
+    assert "IVR_REDIS__USERNAME" not in env  # Redis's default user
+
+
+def test_a_role_environment_loads_as_that_role_would(settings, monkeypatch):
+    for key, value in settings_env(settings, "web").items():
+        monkeypatch.setenv(key, value)
+    from ivr.settings import load_settings
+
+    loaded = load_settings()
+    assert loaded.redis_auth() == {
+        "username": "web",
+        "password": redis_acl.role_password(REDIS_SECRET, "web"),
+    }
+    assert loaded.ami.secret is None and loaded.ami.actions_secret is None
+
+
+def test_without_a_redis_password_no_role_gets_redis_credentials(settings):
+    settings.redis.password = None
+    for role in APP_ROLES:
+        assert "IVR_REDIS__PASSWORD" not in settings_env(settings, role)
+
+
+def test_with_a_redis_user_of_ones_own_the_roles_share_it(settings):
+    settings.redis.username = "hotline"
+    settings.redis.password = SecretStr("own-password-0123")
+    assert "IVR_REDIS__PASSWORD" not in settings_env(settings, "web")  # not derived
+    assert settings_env(settings)["IVR_REDIS__USERNAME"] == "hotline"
+
+
+# --- the Redis ACL file -----------------------------------------------------------------------
+def test_the_acl_file_holds_hashes_and_one_user_per_role():
+    passwords = redis_acl.stack_passwords(REDIS_SECRET)
+    text = redis_acl.acl_file(passwords, "ivr:stt:jobs")
+    assert REDIS_SECRET not in text
+    assert not any(p in text for p in passwords.values())
+    users = {line.split()[1]: line for line in text.splitlines()}
+    assert set(users) == {"default", "ami", "web", "recorder", "stt-worker"}
+    assert users["default"].endswith("~* &* +@all")
+    for role in redis_acl.ROLE_USERS:
+        assert " resetkeys resetchannels " in users[role]
+        assert " -@all +@all -@dangerous " in users[role]
+    assert "%R~ivr:metrics:*" in users["web"] and " ~ivr:metrics:*" not in users["web"]
+    assert " ~ivr:stt:jobs" in users["recorder"] and "metrics" not in users["recorder"]
+
+
+def test_role_passwords_differ_and_depend_on_the_secret():
+    one = redis_acl.stack_passwords(REDIS_SECRET)
+    other = redis_acl.stack_passwords(REDIS_SECRET + "x")
+    assert len(set(one.values())) == len(one)
+    assert all(one[user] != other[user] for user in one)
+
+
+def test_an_acl_file_without_a_default_password_is_refused():
+    with pytest.raises(ValueError, match="default user"):
+        redis_acl.acl_file({"web": "x"}, "ivr:stt:jobs")

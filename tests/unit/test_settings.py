@@ -245,10 +245,48 @@ def test_given_one_name_for_both_ami_accounts_when_loaded_then_refused(monkeypat
     assert "two accounts" in config_error()
 
 
-def test_given_placeholder_actions_secret_when_loaded_then_refused_naming_it(monkeypatch):
-    monkeypatch.setenv("IVR_AMI__ACTIONS_SECRET", "change-me")
+@pytest.mark.parametrize("name", ["IVR_AMI__ACTIONS_SECRET", "IVR_REDIS__PASSWORD"])
+def test_given_placeholder_secret_when_loaded_then_refused_naming_it(monkeypatch, name):
+    monkeypatch.setenv(name, "change-me")
 
-    assert "IVR_AMI__ACTIONS_SECRET is still the example placeholder" in config_error()
+    assert f"{name} is still the example placeholder" in config_error()
+
+
+def test_given_redis_url_with_credentials_when_loaded_then_kept_apart_and_hidden(monkeypatch):
+    monkeypatch.setenv("IVR_REDIS__URL", f"redis://web:{SECRET}@127.0.0.1:6390/2")
+
+    settings = load_settings()
+
+    assert settings.redis.url == "redis://127.0.0.1:6390/2"
+    assert settings.redis_auth() == {"username": "web", "password": SECRET}
+    for text in (repr(settings), settings.model_dump_json()):
+        assert SECRET not in text
+
+
+def test_given_redis_password_only_when_loaded_then_auth_as_default_user(monkeypatch):
+    monkeypatch.setenv("IVR_REDIS__URL", f"redis://:{SECRET}@redis:6379/0")
+
+    settings = load_settings()
+
+    assert settings.redis.url == "redis://redis:6379/0"
+    assert settings.redis_auth() == {"password": SECRET}
+
+
+def test_given_redis_secret_file_in_run_dir_then_default_user_password(clean_env):
+    assert load_settings().redis_auth() == {}  # no password anywhere: none sent
+    clean_env.mkdir()
+    (clean_env / "redis.secret").write_text("redis-from-file\n")
+
+    assert load_settings().redis_auth() == {"password": "redis-from-file"}
+    # an ACL user of one's own choosing does not get the default user's password
+    assert load_settings(redis={"username": "web"}).redis_auth() == {"username": "web"}
+
+
+def test_given_credentials_in_url_and_in_password_when_loaded_then_refused(monkeypatch):
+    monkeypatch.setenv("IVR_REDIS__URL", "redis://:one@127.0.0.1:6390/0")
+    monkeypatch.setenv("IVR_REDIS__PASSWORD", "another-one")
+
+    assert "credentials both in the URL and in username/password" in config_error()
 
 
 def test_given_asterisk_root_in_env_then_a_private_test_stack_uses_it(monkeypatch, tmp_path):
