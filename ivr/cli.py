@@ -88,7 +88,9 @@ async def run_ami(settings: Settings) -> None:
         settings.redis.url, **settings.redis_auth(), socket_timeout=5, socket_connect_timeout=5,
         retry=Retry(NoBackoff(), 1),
     )  # fmt: skip
-    store = MetricsStore.from_settings(client_redis, metrics, settings.redis.events_maxlen)
+    store = MetricsStore.from_settings(
+        client_redis, metrics, settings.redis.events_maxlen, settings.redis.events_max_age_s
+    )
     listener = MetricsListener(
         store,
         store.config,
@@ -220,8 +222,9 @@ def cmd_metrics(settings: Settings, args: argparse.Namespace) -> int:
         )  # fmt: skip
         try:
             store = MetricsStore.from_settings(
-                client, settings.metrics, settings.redis.events_maxlen
-            )
+                client, settings.metrics, settings.redis.events_maxlen,
+                settings.redis.events_max_age_s,
+            )  # fmt: skip
             document = await store.summary(args.period, now)
             health = {} if args.json else await store.health(now)
             return store, document, health

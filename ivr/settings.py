@@ -104,6 +104,8 @@ class RedisSettings(BaseModel):
     # None: `ivr up`'s Redis password is taken from run_dir/redis.secret (when present)
     password: SecretStr | None = None
     events_maxlen: int = Field(default=100_000, ge=100)  # cap of the ivr:ami:events stream
+    # entries older than this leave the ivr:ami:events stream (>= metrics.replay_window_s)
+    events_max_age_s: float = Field(default=86_400.0, gt=0)
 
     @model_validator(mode="after")
     def _credentials_apart(self) -> Self:
@@ -424,6 +426,12 @@ class Settings(BaseSettings):
             if secret is not None and secret.get_secret_value() in PLACEHOLDERS:
                 env = "IVR_" + key.upper().replace(".", "__")
                 raise ValueError(f"{key}: {env} is still the example placeholder")
+        if self.redis.events_max_age_s < self.metrics.replay_window_s:
+            raise ValueError(
+                f"redis.events_max_age_s ({self.redis.events_max_age_s:g}) is below "
+                f"metrics.replay_window_s ({self.metrics.replay_window_s:g}): the ami role "
+                "replays that much of the event stream at start"
+            )
         if not self.allow_public_bind:
             for name, listen in (("fastagi", self.fastagi), ("web", self.web)):
                 if not _is_loopback(listen.host):

@@ -107,7 +107,12 @@ class MetricsReader:
     @classmethod
     def from_settings(cls, client: aioredis.Redis, settings: Settings) -> MetricsReader:
         return cls(
-            MetricsStore.from_settings(client, settings.metrics, settings.redis.events_maxlen)
+            MetricsStore.from_settings(
+                client,
+                settings.metrics,
+                settings.redis.events_maxlen,
+                settings.redis.events_max_age_s,
+            )  # fmt: skip
         )
 
     @property

@@ -4,7 +4,11 @@ Write side. :meth:`MetricsStore.submit` turns one AMI event and the effects the 
 from it (:mod:`ivr.core.metrics`) into a *batch*: a small JSON plan of Redis operations with
 a sequence number. The flusher (:meth:`run`, or :meth:`flush`) sends batches in order, each
 as ONE call of a Lua script, so a batch is applied whole or not at all: the event goes into
-the capped stream ``ivr:ami:events`` together with its effects.
+the stream ``ivr:ami:events`` together with its effects. The event is stored redacted
+(:func:`ivr.adapters.event_sink.redacted`: no caller's number, keyed digit or account number
+in clear), and the stream is bounded twice: about ``events_maxlen`` entries (``XADD MAXLEN
+~``), and none older than ``events_max_age_s`` (``XTRIM MINID``, by Redis's clock, which
+also dates the entries).
 
 Idempotence, at two levels:
 
@@ -35,8 +39,8 @@ Read side: :meth:`summary` reads one bucket and the live keys in one Lua call (a
 snapshot) and returns exactly :func:`ivr.core.metrics.metrics_document`'s JSON. Every applied
 batch that changed something publishes on ``ivr:metrics:changed`` (for the web's SSE).
 
-Caller numbers are stored unmasked in the live keys (supervisors need them; the web masks by
-role) and never logged.
+Caller numbers are stored unmasked in the live keys while a call waits (supervisors need
+them; the web masks by role), masked in the event stream, and never logged.
 """
 
 from __future__ import annotations
@@ -69,6 +73,7 @@ from redis.exceptions import (
 )
 
 from ivr import redis_keys
+from ivr.adapters.event_sink import redacted
 from ivr.core.metrics import (
     AgentRemoved,
     AgentState,
@@ -108,7 +113,7 @@ _APPLY_BATCH: Final = """
 -- KEYS: 1 writer seq, 2 events stream, 3 counted, 4 live waiting, 5 live calls,
 --       6 live agents, 7 anomalies, 8 dropped, 9 resync
 -- ARGV: 1 seq, 2 seq of the batch before, 3 plan (JSON), 4 stream maxlen,
---       5 writer ttl (s), 6 change channel
+--       5 writer ttl (s), 6 change channel, 7 stream max age (ms)
 local seq = tonumber(ARGV[1])
 local stored = tonumber(redis.call('GET', KEYS[1]) or '0')
 if seq <= stored then return {0, stored} end
@@ -118,6 +123,9 @@ local hashes = {dropped = KEYS[8], resync = KEYS[9]}
 local changed = 0
 if plan.event then
   redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', unpack(plan.event))
+  local now = redis.call('TIME')
+  local oldest = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - ARGV[7]
+  redis.call('XTRIM', KEYS[2], 'MINID', string.format('%d', oldest))
 end
 for _, op in ipairs(plan.ops) do
   local k = op.k
@@ -259,6 +267,7 @@ class MetricsStore:
         config: MetricsConfig,
         tz: ZoneInfo,
         events_maxlen: int = 100_000,
+        events_max_age_s: float = 86_400.0,
         buffer_max: int = 100_000,
         retention: Retention | None = None,
         retry_interval_s: float = 0.5,
@@ -272,6 +281,7 @@ class MetricsStore:
         self.retention = retention or Retention()
         self.on_recovered: Callable[[], None] | None = None  # set by the listener
         self._events_maxlen = events_maxlen
+        self._events_max_age_ms = max(1, int(events_max_age_s * 1000))
         self._buffer_max = buffer_max
         self._retry_interval_s = retry_interval_s
         self._chunk = chunk
@@ -308,13 +318,18 @@ class MetricsStore:
 
     @classmethod
     def from_settings(
-        cls, client: aioredis.Redis, settings: MetricsSettings, events_maxlen: int
+        cls,
+        client: aioredis.Redis,
+        settings: MetricsSettings,
+        events_maxlen: int,
+        events_max_age_s: float = 86_400.0,
     ) -> MetricsStore:
         return cls(
             client,
             config=reducer_config(settings),
             tz=ZoneInfo(settings.timezone),
             events_maxlen=events_maxlen,
+            events_max_age_s=events_max_age_s,
             buffer_max=settings.buffer_max,
             retention=retention(settings),
         )
@@ -380,7 +395,7 @@ class MetricsStore:
             return True
         plan: dict[str, Any] = {"at": repr(at), "ops": ops}
         if event is not None:
-            plan["event"] = [str(x) for pair in event.items() for x in pair]
+            plan["event"] = [str(x) for pair in redacted(event).items() for x in pair]
         # ASCII JSON (cjson turns the escapes back into UTF-8): nothing in it can fail to encode
         batch = _Batch(0, json.dumps(plan), int(event is not None), calls, anomalies)
         batch.control = control
@@ -483,6 +498,7 @@ class MetricsStore:
                     self._events_maxlen,
                     self.retention.writer_s,
                     redis_keys.METRICS_CHANGED,
+                    self._events_max_age_ms,
                 ]
                 pipe.evalsha(self._apply_script.sha, len(keys), *keys, *args)
                 prev = batch.seq

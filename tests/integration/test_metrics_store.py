@@ -276,8 +276,13 @@ async def test_given_whole_effect_stream_applied_when_summarized_then_reducers_d
     assert (doc["agents_free"], doc["agents_paused"]) == (2, 1)  # agent-1001 free again
     assert await client.xlen(redis_keys.AMI_EVENTS) == len(batches)
     (_, first), *_ = await client.xrange(redis_keys.AMI_EVENTS, count=1)
-    assert first[b"CallerIDName"].decode() == "张三"  # UTF-8 through the script's JSON
+    assert first[b"CallerIDNum"].decode() == "139******78"  # stored masked (event_sink.redacted)
+    assert first[b"CallerIDName"].decode() == "**"
     assert first[b"_received_at"] == batches[0][0]["_received_at"].encode()
+    called = [
+        f for _, f in await client.xrange(redis_keys.AMI_EVENTS) if f[b"Event"] == b"AgentCalled"
+    ]
+    assert called[0][b"MemberName"].decode() == "李四"  # UTF-8 through the script's JSON
     agents = await client.hgetall(redis_keys.LIVE_AGENTS)
     assert {json.loads(v)["name"] for v in agents.values()} == {"李四", "王五", "赵六"}
     day = await counters(client, "day", "2025-11-23")
@@ -535,6 +540,18 @@ async def test_given_flushes_then_one_round_trip_each_and_a_flushed_script_cache
     stats = await client.info("commandstats")
     assert stats["cmdstat_script|load"]["calls"] == 2  # NOSCRIPT, loaded, sent again
     assert (await store.summary("today", NOW))["answered"] == 6
+
+
+async def test_given_many_and_old_events_then_the_stream_is_bounded_in_length_and_age(client):
+    store = make_store(client, events_maxlen=100, events_max_age_s=1.0)
+    for i in range(600):
+        store.submit([], event={"Event": "Newchannel", "Linkedid": f"n.{i}"})
+    assert await store.flush()
+    assert 100 <= await client.xlen(redis_keys.AMI_EVENTS) < 300  # MAXLEN ~: whole nodes
+    await asyncio.sleep(1.2)
+    assert await store.apply([], event={"Event": "Hangup", "Linkedid": "n.last"})
+    entries = await client.xrange(redis_keys.AMI_EVENTS)
+    assert [f[b"Linkedid"] for _, f in entries] == [b"n.last"]  # the older ones: past 1 s
 
 
 async def test_given_the_roles_redis_users_then_the_ami_user_writes_and_the_web_user_reads(

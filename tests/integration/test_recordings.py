@@ -39,6 +39,7 @@ from ivr.adapters.schema import upgrade
 from ivr.adapters.sipp import PCAP_DIR, run_caller
 from ivr.cli import build_parser
 from ivr.core.recording_meta import recording_stem
+from ivr.logging_setup import mask_number
 from ivr.settings import RecordingsSettings, Settings
 from ivr.stack import asterisk_instance
 
@@ -162,9 +163,9 @@ def test_given_sip_caller_through_menu_to_desk_then_stereo_file_caller_left_agen
     newchannel = [
         fields
         for _, fields in redis_client.xrange(redis_keys.AMI_EVENTS, "-", "+")
-        if fields.get("Event") == "Newchannel" and fields.get("CallerIDNum") == caller
+        if fields.get("Event") == "Newchannel" and fields.get("Linkedid") == rec.linkedid
     ]
-    assert [e["Linkedid"] for e in newchannel] == [rec.linkedid]
+    assert [e["CallerIDNum"] for e in newchannel][:1] == [mask_number(caller)]  # stored masked
     assert rec.uniqueid == rec.linkedid  # the SIP caller's own channel
     assert (rec.did, rec.caller, rec.caller_reversed) == ("95158", caller, caller[::-1])
     assert (rec.category, rec.desk, rec.queue) == ("repair", "repair", "repair")

@@ -1,22 +1,32 @@
 """Redis behind authentication, against the session stack's real redis-server: nothing without
-a password, each role's user held to its keys."""
+a password, each role's user held to its keys, and no caller's number, keyed digits or account
+number left in any key after a real call."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from ivr import redis_acl, redis_keys
+from ivr.adapters.db import Recording, SttJob, settings_engine
 from ivr.settings import Settings
 from ivr.stack import Stack, redis_port
 
 pytestmark = pytest.mark.integration
+
+CALLER = "13800138000"
+ACCOUNT = "14002233"
 
 
 def raw_reply(settings: Settings, command: bytes) -> bytes:
@@ -113,3 +123,74 @@ def test_the_roles_connect_as_their_own_users(settings, redis_client, wait_for):
 
     seen = wait_for(lambda: {"ami", "web", "stt-worker"} <= users() and users(), 10, "roles")
     assert seen <= {"default", *redis_acl.ROLE_USERS}
+
+
+def every_value(client: redis.Redis) -> Iterator[tuple[str, str]]:
+    """(key, text) for every key of every type: the name, and each value in it."""
+    for key in client.scan_iter(count=1000):
+        kind = client.type(key)
+        parts: list[Any] = [key]
+        if kind == "string":
+            parts.append(client.get(key))
+        elif kind == "hash":
+            parts += [x for pair in client.hgetall(key).items() for x in pair]
+        elif kind == "list":
+            parts += client.lrange(key, 0, -1)
+        elif kind == "set":
+            parts += client.smembers(key)
+        elif kind == "zset":
+            parts += [x for pair in client.zrange(key, 0, -1, withscores=True) for x in pair]
+        elif kind == "stream":
+            for entry_id, fields in client.xrange(key, "-", "+"):
+                parts += [entry_id, *(x for pair in fields.items() for x in pair)]
+            for group in client.xinfo_groups(key):
+                parts += [str(v) for v in group.values()]
+        else:
+            raise AssertionError(f"{key}: a {kind} this test does not read")
+        yield key, " ".join(str(p) for p in parts if p is not None)
+
+
+def test_given_a_call_with_an_account_number_then_neither_it_nor_the_caller_is_in_redis(
+    cli_env, redis_client, stored_events, settings, wait_for
+):
+    proc = subprocess.run(
+        [sys.executable, "-m", "ivr", "call", "--json", "--from", CALLER,
+         "--digits", f"2 {ACCOUNT}# 1"],
+        env=os.environ, capture_output=True, text=True, timeout=180, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert (doc["queue"], doc["variables"]["IVR_ACCOUNT"]) == ("billing", ACCOUNT)
+
+    def stored_whole_call() -> list[dict[str, str]] | None:
+        events = stored_events(doc["linkedid"])
+        names = [e["Event"] for e in events]
+        return events if names.count("Hangup") == len(doc["channels"]) else None
+
+    events = wait_for(stored_whole_call, 10, "the listener to store every Hangup")
+    names = {e["Event"] for e in events}
+    assert {"Newchannel", "QueueCallerJoin", "AgentConnect", "DTMFEnd", "VarSet"} <= names
+    assert "138******00" in {e.get("CallerIDNum") for e in events}  # stored, masked
+    # the recorder catalogued the call and sent its transcription job: Redis has all of it
+    wait_for(lambda: job_sent(settings, doc["linkedid"]), 30, "the call's STT job in Redis")
+    found = [
+        (key, needle)
+        for key, text in every_value(redis_client)
+        for needle in (CALLER, ACCOUNT)
+        if needle in text
+    ]
+    assert found == []
+
+
+def job_sent(settings: Settings, linkedid: str) -> bool:
+    engine = settings_engine(settings)
+    try:
+        with Session(engine) as session:
+            sent = session.scalar(
+                select(SttJob.stream_id)
+                .join(Recording, SttJob.recording_id == Recording.id)
+                .where(Recording.linkedid == linkedid)
+            )
+    finally:
+        engine.dispose()
+    return sent is not None

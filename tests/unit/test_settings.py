@@ -289,6 +289,14 @@ def test_given_credentials_in_url_and_in_password_when_loaded_then_refused(monke
     assert "credentials both in the URL and in username/password" in config_error()
 
 
+def test_given_event_stream_younger_than_the_replay_window_when_loaded_then_refused(monkeypatch):
+    monkeypatch.setenv("IVR_REDIS__EVENTS_MAX_AGE_S", "3600")
+
+    message = config_error()
+
+    assert "redis.events_max_age_s (3600) is below metrics.replay_window_s (21600)" in message
+
+
 def test_given_asterisk_root_in_env_then_a_private_test_stack_uses_it(monkeypatch, tmp_path):
     from ivr.stack import isolated_settings
 
