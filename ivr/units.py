@@ -21,7 +21,8 @@ Every unit is restarted on failure, without a limit on attempts (a hotline keeps
 failure is in the journal), and is part of the target (stopping it stops them all). The
 settings come from one environment file (``EnvironmentFile=``), which systemd reads as root;
 the few ``Environment=`` lines the units carry (the run dir, paths inside Asterisk's root)
-give way to the same key set in that file.
+give way to the same key set in that file. Asterisk's root is one of them: the units name it
+(``ExecStart=``, the paths inside it), so every command they run uses that root.
 """
 
 from __future__ import annotations
@@ -131,7 +132,10 @@ def _unit_section(
 
 
 def _environment(install: Install, extra: dict[str, str]) -> list[str]:
-    lines = [f"EnvironmentFile={install.env_file}", f"Environment=IVR_RUN_DIR={install.run_dir}"]
+    lines = [f"EnvironmentFile={install.env_file}", f"Environment=IVR_RUN_DIR={install.run_dir}",
+             # the root the units name (ExecStart=, the paths): `ivr asterisk prepare` and the
+             # roles must use the same one, also when it came from install-units' environment
+             f"Environment=IVR_ASTERISK__ROOT={install.asterisk_root}"]  # fmt: skip
     lines += [f"Environment={key}={value}" for key, value in extra.items()]
     return lines
 

@@ -102,7 +102,9 @@ def test_given_install_units_then_a_unit_per_role_and_systemd_analyze_verify_pas
 
     asterisk = read_unit(dest / ASTERISK_UNIT)
     ((_, argv),) = asterisk.command("ExecStart", asterisk.environment())
-    assert argv[1:3] == ["/var/lib/hotline/sid-root", "/usr/sbin/asterisk"]
+    root = os.environ.get("IVR_ASTERISK__ROOT", "/var/lib/hotline/sid-root")
+    assert argv[1:3] == [root, "/usr/sbin/asterisk"]
+    assert asterisk.environment()["IVR_ASTERISK__ROOT"] == root  # what prepare renders into
     assert argv[argv.index("-U") + 1] == "asterisk" and argv[argv.index("-G") + 1] == "asterisk"
     assert asterisk.value("Service", "User") is None  # root until Asterisk drops to its user
     assert asterisk.value("Service", "Restart") == "on-failure"

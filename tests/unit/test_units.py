@@ -28,6 +28,7 @@ def test_role_units_run_ivr_role_as_the_service_user_after_the_migrations():
         assert f"\nRequires={MIGRATE_UNIT}\n" in text
         assert "\nRestart=on-failure\n" in text
         assert "\nEnvironmentFile=/etc/hotline/ivr.env\n" in text
+        assert "\nEnvironment=IVR_ASTERISK__ROOT=/var/lib/hotline/sid-root\n" in text
     assert "\nTimeoutStopSec=130\n" in units[role_unit("agi")]  # calls may finish
     assert "IVR_METRICS__QUEUE_LOG_PATH=/var/lib/hotline/sid-root/" in units[role_unit("ami")]
     assert "IVR_RECORDINGS__MONITOR_DIR=/var/lib/hotline/sid-root/" in units[role_unit("recorder")]
