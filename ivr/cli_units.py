@@ -3,8 +3,9 @@ runs) and ``ivr restart ROLE`` (the dev stack of ``ivr up``).
 
 ::
 
-    ivr install-units [--dest DIR] [--env-file FILE] [--run-dir DIR] [--user U] [--group G]
-                      [--asterisk-user U] [--asterisk-group G] [--redis-unit UNIT]
+    ivr install-units [--dest DIR] [--env-file FILE] [--secrets-dir DIR] [--run-dir DIR]
+                      [--user U] [--group G] [--asterisk-user U] [--asterisk-group G]
+                      [--redis-unit UNIT]
     ivr asterisk prepare [--user U --group G --share-group G]   render the instance, hand it over
     ivr asterisk wait --pid PID                                 until Asterisk is fully booted
     ivr restart ROLE                                            dev stack: stop, start, wait ready
@@ -26,7 +27,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ivr import units
+from ivr import redis_acl, units
+from ivr.adapters.private_files import create_private, write_private
 from ivr.errors import ConfigError, StackError
 from ivr.settings import REPO_DIR, Settings, load_settings
 
@@ -35,6 +37,10 @@ SYSTEM_UNITS_DIR = Path("/etc/systemd/system")
 DEFAULT_ENV_FILE = Path("/etc/hotline/ivr.env")
 DEFAULT_RUN_DIR = Path("/var/lib/hotline-ivr")
 LOCAL_REDIS_URL = "redis://127.0.0.1:6379/0"  # Debian's redis-server.service
+REDIS_ACL_NAME = "redis-users.acl"  # beside the settings file: Debian's redis must read it
+# Secrets that must not sit in the settings file every unit reads.
+SECRET_KEYS = ("IVR_AMI__SECRET", "IVR_AMI__ACTIONS_SECRET", "IVR_REDIS__PASSWORD",
+               "IVR_AUTH__SESSION_SECRET", "IVR_WEB__METRICS_TOKEN")  # fmt: skip
 
 
 def _out(line: str = "") -> None:
@@ -51,8 +57,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     install.add_argument("--dest", type=Path, default=SYSTEM_UNITS_DIR,
                          help=f"where the unit files go (default {SYSTEM_UNITS_DIR})")  # fmt: skip
     install.add_argument("--env-file", type=Path, default=DEFAULT_ENV_FILE,
-                         help="the settings of every unit; created (with a new AMI secret) "
-                              f"when missing (default {DEFAULT_ENV_FILE})")  # fmt: skip
+                         help="the settings of every unit (no secrets); created when missing "
+                              f"(default {DEFAULT_ENV_FILE})")  # fmt: skip
+    install.add_argument("--secrets-dir", type=Path, default=None,
+                         help="a secrets file per unit that has secrets (0600 root), made "
+                              "when missing (default: secrets/ beside --env-file)")  # fmt: skip
     install.add_argument("--run-dir", type=Path, default=None,
                          help="IVR_RUN_DIR of the roles (default: the env file's, else "
                               f"{DEFAULT_RUN_DIR})")  # fmt: skip
@@ -156,8 +165,13 @@ def install_units(args: argparse.Namespace) -> int:
     for line in _ensure_user(args.user, group):
         _out(line)
     env_file: Path = args.env_file.absolute()
-    _out(_ensure_env_file(env_file, group, redis_local=bool(args.redis_unit)))
-    settings = _install_settings(env_file)
+    secrets_dir: Path = (args.secrets_dir or env_file.parent / "secrets").absolute()
+    redis_local = bool(args.redis_unit)
+    _out(_ensure_env_file(env_file, group, redis_local=redis_local))
+    secret_notes = _ensure_secrets(env_file, secrets_dir, redis_local=redis_local)
+    for line in secret_notes:
+        _out(line)
+    settings = _install_settings(env_file, secrets_dir)
     run_dir = _run_dir(settings, args.run_dir, env_file)
 
     from ivr.adapters.asterisk import asterisk_instance
@@ -181,6 +195,7 @@ def install_units(args: argparse.Namespace) -> int:
         stt_stop_s=int(settings.stt.drain_s) + 20,
         chroot=Path(shutil.which("chroot") or "/usr/sbin/chroot"),
         install_bin=Path(shutil.which("install") or "/usr/bin/install"),
+        secrets_dir=secrets_dir,
     )
     if not install.ivr.exists():
         raise StackError(f"{install.ivr} does not exist: run ivr from the install's virtualenv")
@@ -193,17 +208,21 @@ def install_units(args: argparse.Namespace) -> int:
 
     root_uid = root_user_id(settings.asterisk.root, args.asterisk_user)
     root_group_id(settings.asterisk.root, asterisk_group)  # exists, or say so now
-    warnings = _uid_clash(root_uid, args.asterisk_user) + _closed_to(
-        args.user,
-        group,
-        [
-            ("-x", Path(os.path.realpath(sys.executable)), "the virtualenv's Python"),
-            ("-x", install.ivr, "ivr"),
-            ("-r", settings.routing_dir, "routing/"),
-            ("-r", settings.prompts_dir, "prompts/"),
-            ("-r", settings.stt.models_dir, "the speech models"),
-            ("-x", install.run_dir.parent, "the run dir's parent"),
-        ],
+    warnings = (
+        _secrets_in(env_file)
+        + _uid_clash(root_uid, args.asterisk_user)
+        + _closed_to(
+            args.user,
+            group,
+            [
+                ("-x", Path(os.path.realpath(sys.executable)), "the virtualenv's Python"),
+                ("-x", install.ivr, "ivr"),
+                ("-r", settings.routing_dir, "routing/"),
+                ("-r", settings.prompts_dir, "prompts/"),
+                ("-r", settings.stt.models_dir, "the speech models"),
+                ("-x", install.run_dir.parent, "the run dir's parent"),
+            ],
+        )
     )
 
     dest: Path = args.dest
@@ -216,6 +235,10 @@ def install_units(args: argparse.Namespace) -> int:
     for warning in warnings:
         _out(f"warning: {warning}")
     _out("next:")
+    if redis_local:
+        acl = env_file.parent / REDIS_ACL_NAME
+        _out(f"  echo 'aclfile {acl}' >> /etc/redis/redis.conf && systemctl restart "
+             f"{args.redis_unit}    (once: then Redis wants passwords)")  # fmt: skip
     if dest.resolve() != SYSTEM_UNITS_DIR:
         _out(f"  cp {dest}/hotline* {SYSTEM_UNITS_DIR}/    (or: systemctl link {dest}/*)")
     _out("  systemctl daemon-reload")
@@ -248,36 +271,120 @@ def _run(cmd: list[str]) -> None:
 
 
 def _ensure_env_file(path: Path, group: str, *, redis_local: bool) -> str:
-    """The settings file of the units; a new one gets a fresh AMI secret (0640 root:group:
-    systemd reads it as root, the service user may read it for operator commands)."""
+    """The settings file of the units, without secrets (0640 root:group: systemd reads it as
+    root, the service user may read it for operator commands)."""
     if path.exists():
         return f"kept {path} (the units' settings)"
     path.parent.mkdir(parents=True, exist_ok=True)
     lines = [
         "# Settings of the hotline systemd units (EnvironmentFile=): IVR_* variables, one per",
         "# line, as in docker/ivr.env.example. Written by `ivr install-units`; edit freely,",
-        "# then `systemctl restart hotline.target`.",
-        f"IVR_AMI__SECRET={secrets.token_urlsafe(24)}",
+        "# then `systemctl restart hotline.target`. No secrets here: every unit reads this",
+        f"# file; each unit's own are in {path.parent / 'secrets'}/<unit>.env (0600 root).",
     ]
     if redis_local:
         lines.append(f"IVR_REDIS__URL={LOCAL_REDIS_URL}")
     lines.append("# PostgreSQL instead of SQLite in the run dir (driver: psycopg):")
     lines.append("# IVR_DATABASE__URL=postgresql+psycopg://hotline:PASSWORD@127.0.0.1/hotline")
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
-    with os.fdopen(fd, "w") as out:
-        out.write("\n".join(lines) + "\n")
+    if not create_private(path, "\n".join(lines) + "\n", 0o640):
+        return f"kept {path} (the units' settings)"
     os.chown(path, 0, grp.getgrnam(group).gr_gid)
-    return f"wrote {path} (0640 root:{group}) with a new AMI secret"
+    return f"wrote {path} (0640 root:{group})"
 
 
-def _install_settings(env_file: Path) -> Settings:
-    """The settings the units will run with: the env file, under this environment."""
-    overrides: dict[str, Any] = {"_env_file": env_file}
+def _read_env(path: Path) -> dict[str, str]:
+    """KEY=VALUE lines of an environment file (comments and blank lines skipped)."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return {}
+    out = {}
+    for line in text.splitlines():
+        key, sep, value = line.strip().partition("=")
+        if sep and not key.startswith("#"):
+            out[key.strip()] = value.strip()
+    return out
+
+
+def _ensure_secrets(env_file: Path, secrets_dir: Path, *, redis_local: bool) -> list[str]:
+    """One secrets file per unit that needs some (``units.SECRET_FILES``), 0600 root, in a
+    0700 directory; missing ones are written, existing ones kept. Values already in a file
+    (or, from an older install, in the settings file) are reused, so that Asterisk and the
+    ami role keep agreeing. With a local Redis, its users (one per role, the passwords
+    derived from the default user's) and the ACL file Redis reads (hashes only)."""
+    secrets_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    secrets_dir.chmod(0o700)
+    known = _read_env(env_file)
+    for name in (*units.SECRET_FILES, "operator"):
+        known |= _read_env(secrets_dir / f"{name}.env")
+    listener = known.get("IVR_AMI__SECRET") or secrets.token_urlsafe(24)
+    actions = known.get("IVR_AMI__ACTIONS_SECRET") or secrets.token_urlsafe(24)
+    files: dict[str, list[str]] = {
+        "asterisk": [f"IVR_AMI__SECRET={listener}", f"IVR_AMI__ACTIONS_SECRET={actions}"],
+        "ami": [f"IVR_AMI__SECRET={listener}"],
+        "web": [],
+        "recorder": [],
+        "stt-worker": [],
+        "operator": [f"IVR_AMI__ACTIONS_SECRET={actions}"],  # ivr call, ivr metrics ...
+    }
+    notes = []
+    if redis_local:
+        redis_default = _operator_redis_password(secrets_dir) or secrets.token_hex(24)
+        for role in redis_acl.ROLE_USERS:
+            password = redis_acl.role_password(redis_default, role)
+            files[role] += [f"IVR_REDIS__USERNAME={role}", f"IVR_REDIS__PASSWORD={password}"]
+        files["operator"].append(f"IVR_REDIS__PASSWORD={redis_default}")
+        notes.append(_write_redis_acl(env_file.parent / REDIS_ACL_NAME, redis_default))
+    for name, lines in files.items():
+        path = secrets_dir / f"{name}.env"
+        head = [f"# Secrets of hotline-{name}.service (EnvironmentFile=), written by "
+                "`ivr install-units`."]  # fmt: skip
+        if name == "operator":
+            head = ["# For operator commands as root: IVR_ENV_FILE=<settings file>:<this file>"]
+        if create_private(path, "\n".join(head + lines) + "\n", 0o600):
+            os.chown(path, 0, 0)
+            notes.append(f"wrote {path} (0600 root)")
+        else:
+            notes.append(f"kept {path}")
+    return notes
+
+
+def _operator_redis_password(secrets_dir: Path) -> str | None:
+    return _read_env(secrets_dir / "operator.env").get("IVR_REDIS__PASSWORD")
+
+
+def _write_redis_acl(path: Path, default_password: str) -> str:
+    """The local Redis's users (hashes of their passwords), readable by Redis's group."""
+    passwords = redis_acl.stack_passwords(default_password)
+    text = redis_acl.acl_file(passwords, "ivr:stt:jobs")
+    try:
+        gid = grp.getgrnam("redis").gr_gid
+    except KeyError:
+        write_private(path, text, 0o600)
+        return f"wrote {path} (0600 root; no group redis here: Redis must be able to read it)"
+    write_private(path, text, 0o640)
+    os.chown(path, 0, gid)
+    return f"wrote {path} (0640 root:redis, password hashes only)"
+
+
+def _secrets_in(env_file: Path) -> list[str]:
+    found = sorted(set(_read_env(env_file)) & set(SECRET_KEYS))
+    if not found:
+        return []
+    return [
+        f"{env_file} holds {', '.join(found)}: every unit reads that file, so every role gets "
+        "them; they now live in the secrets directory (one file per unit): delete them there"
+    ]
+
+
+def _install_settings(env_file: Path, secrets_dir: Path) -> Settings:
+    """The settings the units will run with: the settings file and Asterisk's secrets."""
+    overrides: dict[str, Any] = {"_env_file": (env_file, secrets_dir / "asterisk.env")}
     settings = load_settings(**overrides)
     try:
         settings.ami_secret()
     except ConfigError:
-        raise ConfigError(f"{env_file} sets no IVR_AMI__SECRET: add one") from None
+        raise ConfigError(f"{secrets_dir / 'asterisk.env'} sets no IVR_AMI__SECRET") from None
     return settings
 
 

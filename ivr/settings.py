@@ -1,8 +1,9 @@
 """One typed settings object for every role.
 
-Sources, later ones winning: defaults below, an optional env file (``IVR_ENV_FILE``, default
-``.env`` when present), then environment variables with the prefix ``IVR_`` and ``__`` for
-nesting (``IVR_AMI__SECRET``, ``IVR_WEB__PORT``). See ``docker/ivr.env.example`` for every key.
+Sources, later ones winning: defaults below, optional env files (``IVR_ENV_FILE``, default
+``.env`` when present; several separated by ``:``, later ones winning), then environment
+variables with the prefix ``IVR_`` and ``__`` for nesting (``IVR_AMI__SECRET``,
+``IVR_WEB__PORT``). See ``docker/ivr.env.example`` for every key.
 
 Invalid configuration raises :class:`ivr.errors.ConfigError` naming the offending key.
 """
@@ -392,7 +393,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="IVR_",
         env_nested_delimiter="__",
-        env_file=os.environ.get("IVR_ENV_FILE", ".env"),
+        # several files separated by ':' (the settings, then a secrets file): later ones win
+        env_file=tuple(os.environ.get("IVR_ENV_FILE", ".env").split(os.pathsep)),
         extra="forbid",
     )
 

@@ -23,6 +23,13 @@ settings come from one environment file (``EnvironmentFile=``), which systemd re
 the few ``Environment=`` lines the units carry (the run dir, paths inside Asterisk's root)
 give way to the same key set in that file. Asterisk's root is one of them: the units name it
 (``ExecStart=``, the paths inside it), so every command they run uses that root.
+
+Secrets are not in the settings file: each unit that has some also reads its own file from
+the secrets directory (``<secrets_dir>/<name>.env``, 0600 root, read by systemd only), so a
+role's environment holds its own secrets and nobody else's: ``asterisk.env`` (both AMI
+accounts, to render them), ``ami.env`` (the listener's secret, its Redis user), ``web.env``,
+``recorder.env``, ``stt-worker.env`` (their Redis users); the agi role and the migrations
+read none.
 """
 
 from __future__ import annotations
@@ -49,6 +56,9 @@ class RoleUnit:
     asterisk: bool  # talks to Asterisk or reads its spool: wants it, started after it
     redis: bool  # uses Redis: wants the local Redis unit (if any), started after it
 
+
+#: The units that read a secrets file of their own (<secrets_dir>/<name>.env).
+SECRET_FILES = ("asterisk", "ami", "recorder", "stt-worker", "web")
 
 ROLE_UNITS = {
     "agi": RoleUnit("the FastAGI server (the call flow)", asterisk=True, redis=False),
@@ -80,11 +90,15 @@ class Install:
     stt_stop_s: int  # a running transcription may finish for this long on stop
     chroot: Path = Path("/usr/sbin/chroot")
     install_bin: Path = Path("/usr/bin/install")
+    secrets_dir: Path = Path("/etc/hotline/secrets")  # <name>.env per unit that has secrets
+
+    def secrets_file(self, name: str) -> Path:
+        return self.secrets_dir / f"{name}.env"
 
     def check(self) -> None:
         """Refuse paths systemd would split or expand (no quoting games in the units)."""
         for name in ("ivr", "env_file", "run_dir", "asterisk_root", "queue_log", "monitor_dir",
-                     "asterisk_config", "chroot", "install_bin"):  # fmt: skip
+                     "asterisk_config", "chroot", "install_bin", "secrets_dir"):  # fmt: skip
             value = str(getattr(self, name))
             bad = sorted(set(value) & _UNSAFE)
             if bad or not value.startswith("/"):
@@ -131,11 +145,14 @@ def _unit_section(
     return [*lines, f"PartOf={TARGET}", "StartLimitIntervalSec=0"]
 
 
-def _environment(install: Install, extra: dict[str, str]) -> list[str]:
-    lines = [f"EnvironmentFile={install.env_file}", f"Environment=IVR_RUN_DIR={install.run_dir}",
-             # the root the units name (ExecStart=, the paths): `ivr asterisk prepare` and the
-             # roles must use the same one, also when it came from install-units' environment
-             f"Environment=IVR_ASTERISK__ROOT={install.asterisk_root}"]  # fmt: skip
+def _environment(install: Install, extra: dict[str, str], secrets: str | None = None) -> list[str]:
+    lines = [f"EnvironmentFile={install.env_file}"]
+    if secrets is not None:  # after the settings file: its values win
+        lines.append(f"EnvironmentFile={install.secrets_file(secrets)}")
+    lines += [f"Environment=IVR_RUN_DIR={install.run_dir}",
+              # the root the units name (ExecStart=, the paths): `ivr asterisk prepare` and the
+              # roles must use the same one, also when it came from install-units' environment
+              f"Environment=IVR_ASTERISK__ROOT={install.asterisk_root}"]  # fmt: skip
     lines += [f"Environment={key}={value}" for key, value in extra.items()]
     return lines
 
@@ -193,7 +210,7 @@ def _asterisk(install: Install) -> str:
         "[Service]",
         "Type=exec",
         # root until Asterisk drops to its own user: chroot, and the rendering into the root
-        *_environment(install, {}),
+        *_environment(install, {}, secrets="asterisk"),
         f"ExecStartPre={install.ivr} asterisk prepare --user {install.asterisk_user} "
         f"--group {install.asterisk_group} --share-group {install.group}",
         f"ExecStart={run}",
@@ -227,7 +244,7 @@ def _role(install: Install, role: str) -> str:
         "[Service]",
         "Type=exec",
         *_service_user(install),
-        *_environment(install, extra),
+        *_environment(install, extra, secrets=role if role in SECRET_FILES else None),
         f"WorkingDirectory={install.run_dir}",
         f"ExecStart={install.ivr} {role}",
         *_restart(stop_s),

@@ -27,7 +27,7 @@ from ivr.stack import asterisk_instance, isolated_settings, redis_port, role_che
 from ivr.stack import wait_until_ready as role_ready
 from ivr.units import ASTERISK_UNIT, MIGRATE_UNIT, TARGET, role_unit
 from tests.stack_support import wait_for
-from tests.units_support import read_unit, run_to_end, start
+from tests.units_support import read_env_file, read_unit, run_to_end, start
 
 pytestmark = pytest.mark.integration
 
@@ -76,11 +76,36 @@ def test_given_install_units_then_a_unit_per_role_and_systemd_analyze_verify_pas
     assert "systemctl daemon-reload" in out and f"systemctl enable --now {TARGET}" in out
     assert f"created system user {service_user}" in out
 
-    # a new settings file: a fresh AMI secret, readable by root and the roles' group only
+    # a new settings file, without secrets, readable by root and the roles' group only
     env_file = tmp_path / "ivr.env"
-    assert "IVR_AMI__SECRET=" in env_file.read_text()
+    assert "SECRET" not in env_file.read_text() and "PASSWORD=" not in env_file.read_text()
     assert env_file.stat().st_mode & 0o777 == 0o640
     assert grp.getgrgid(env_file.stat().st_gid).gr_name == service_user
+    # one secrets file per unit that has secrets, root's alone, each with what it uses
+    secrets_dir = tmp_path / "secrets"
+    assert secrets_dir.stat().st_mode & 0o777 == 0o700
+    files = {p.name: p for p in secrets_dir.iterdir()}
+    assert set(files) == {"asterisk.env", "ami.env", "web.env", "recorder.env",
+                          "stt-worker.env", "operator.env"}  # fmt: skip
+    for path in files.values():
+        assert (path.stat().st_mode & 0o777, path.stat().st_uid) == (0o600, 0), path
+        assert f"wrote {path} (0600 root)" in out
+    env = {name: read_env_file(path) for name, path in files.items()}
+    listener, actions = (
+        env["asterisk.env"]["IVR_AMI__SECRET"],
+        env["asterisk.env"]["IVR_AMI__ACTIONS_SECRET"],
+    )
+    assert env["ami.env"]["IVR_AMI__SECRET"] == listener and listener != actions
+    assert env["operator.env"]["IVR_AMI__ACTIONS_SECRET"] == actions
+    for role in ("ami", "web", "recorder", "stt-worker"):  # a local Redis: a user per role
+        assert env[f"{role}.env"]["IVR_REDIS__USERNAME"] == role
+        assert "IVR_AMI__ACTIONS_SECRET" not in env[f"{role}.env"]
+        if role != "ami":
+            assert "IVR_AMI__SECRET" not in env[f"{role}.env"]
+    acl = tmp_path / "redis-users.acl"
+    assert (acl.stat().st_mode & 0o777, grp.getgrgid(acl.stat().st_gid).gr_name) == (0o640, "redis")
+    assert env["operator.env"]["IVR_REDIS__PASSWORD"] not in acl.read_text()
+    assert f"aclfile {acl}" in out
 
     result = verify(dest)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -101,6 +126,7 @@ def test_given_install_units_then_a_unit_per_role_and_systemd_analyze_verify_pas
     assert "redis-server.service" in read_unit(dest / role_unit("ami")).words("Unit", "Wants")
 
     asterisk = read_unit(dest / ASTERISK_UNIT)
+    assert asterisk.environment()["IVR_AMI__ACTIONS_SECRET"] == actions  # both rendered
     ((_, argv),) = asterisk.command("ExecStart", asterisk.environment())
     root = os.environ.get("IVR_ASTERISK__ROOT", "/var/lib/hotline/sid-root")
     assert argv[1:3] == [root, "/usr/sbin/asterisk"]
@@ -112,9 +138,17 @@ def test_given_install_units_then_a_unit_per_role_and_systemd_analyze_verify_pas
     target = read_unit(dest / TARGET)
     assert sorted(target.words("Unit", "Wants")) == sorted(n for n in names if n != TARGET)
 
-    # again: the settings file is kept, the units written anew
+    for role in ROLES:  # what systemd gives each role: its own secrets, nobody else's
+        role_env = read_unit(dest / role_unit(role)).environment()
+        assert ("IVR_AMI__SECRET" in role_env) == (role == "ami"), role
+        assert "IVR_AMI__ACTIONS_SECRET" not in role_env, role
+        assert role_env.get("IVR_REDIS__USERNAME") == (None if role == "agi" else role), role
+
+    # again: the settings file and the secrets are kept, the units written anew
     install(tmp_path, [], service_user)
-    assert f"kept {env_file}" in capsys.readouterr().out
+    again = capsys.readouterr().out
+    assert f"kept {env_file}" in again and f"kept {files['asterisk.env']}" in again
+    assert read_env_file(files["asterisk.env"])["IVR_AMI__SECRET"] == listener
 
 
 def test_given_install_units_then_the_migration_unit_runs_ivr_db_upgrade_before_the_roles(

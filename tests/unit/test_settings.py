@@ -306,3 +306,20 @@ def test_given_asterisk_root_in_env_then_a_private_test_stack_uses_it(monkeypatc
 
     assert settings.asterisk.root == Path("/var/lib/hotline/other-root")
     assert (settings.asterisk.instance, settings.asterisk.sip_port != 5060) == ("t1", True)
+
+
+def test_given_settings_and_secrets_files_in_ivr_env_file_then_both_read_later_wins(tmp_path):
+    """Operators under systemd: IVR_ENV_FILE=<settings file>:<secrets/operator.env>."""
+    import subprocess
+    import sys
+
+    settings_file, secrets_file = tmp_path / "ivr.env", tmp_path / "operator.env"
+    settings_file.write_text("IVR_WEB__PORT=8181\nIVR_AMI__ACTIONS_SECRET=old-one-123\n")
+    secrets_file.write_text(f"IVR_AMI__ACTIONS_SECRET={SECRET}\n")
+    env = {"PATH": os.environ["PATH"], "IVR_ENV_FILE": f"{settings_file}:{secrets_file}",
+           "IVR_RUN_DIR": str(tmp_path / "run")}  # fmt: skip
+    code = "from ivr.settings import load_settings as l; s = l(); " \
+           "print(s.web.port, s.ami_actions_secret())"  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True).stdout  # fmt: skip
+    assert out.split() == ["8181", SECRET]

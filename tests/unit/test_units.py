@@ -35,6 +35,18 @@ def test_role_units_run_ivr_role_as_the_service_user_after_the_migrations():
     assert "redis-server.service" not in units[role_unit("agi")]  # no Redis there
 
 
+def test_each_unit_reads_only_its_own_secrets_file_after_the_settings():
+    units = render(INSTALL)
+    for role in ROLES:
+        lines = units[role_unit(role)].splitlines()
+        files = [x.removeprefix("EnvironmentFile=") for x in lines if x.startswith("Environment")]
+        files = [x for x in files if not x.startswith("Environment=")]
+        own = [] if role == "agi" else [f"/etc/hotline/secrets/{role}.env"]
+        assert files == ["/etc/hotline/ivr.env", *own], role
+    assert "\nEnvironmentFile=/etc/hotline/secrets/asterisk.env\n" in units[ASTERISK_UNIT]
+    assert "secrets" not in units[MIGRATE_UNIT]
+
+
 def test_without_a_local_redis_unit_no_role_waits_for_one():
     units = render(replace(INSTALL, redis_unit=None))
     assert not any("redis-server" in text for text in units.values())
