@@ -22,6 +22,13 @@ from tests.units_support import EXAMPLE_INSTALL
 
 REPO = Path(__file__).resolve().parents[2]
 DB_PASSWORD = secrets.token_hex(8)
+# What docker/.env holds besides the project name: compose substitutes these.
+SECRETS = {
+    "HOTLINE_DB_PASSWORD": DB_PASSWORD,
+    "HOTLINE_REDIS_PASSWORD": secrets.token_hex(12),
+    "HOTLINE_AMI_SECRET": secrets.token_hex(12),
+    "HOTLINE_AMI_ACTIONS_SECRET": secrets.token_hex(12),
+}
 
 
 def compose_config(tmp: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -30,9 +37,7 @@ def compose_config(tmp: Path, env: dict[str, str]) -> subprocess.CompletedProces
     docker = tmp / "docker"
     docker.mkdir(exist_ok=True)
     shutil.copy(REPO / "docker" / "compose.yaml", docker)
-    example = (REPO / "docker" / "ivr.env.example").read_text()
-    secret = f"IVR_AMI__SECRET={secrets.token_urlsafe(18)}"
-    (docker / "ivr.env").write_text(example.replace("IVR_AMI__SECRET=change-me", secret))
+    shutil.copy(REPO / "docker" / "ivr.env.example", docker / "ivr.env")
     return subprocess.run(
         ["docker-compose", "-f", str(docker / "compose.yaml"), "config"],
         cwd=docker, env={"PATH": os.environ["PATH"], **env},
@@ -42,9 +47,7 @@ def compose_config(tmp: Path, env: dict[str, str]) -> subprocess.CompletedProces
 
 @pytest.fixture(scope="module")
 def compose(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    result = compose_config(
-        tmp_path_factory.mktemp("compose"), {"HOTLINE_DB_PASSWORD": DB_PASSWORD}
-    )
+    result = compose_config(tmp_path_factory.mktemp("compose"), SECRETS)
     assert result.returncode == 0, result.stderr
     doc: dict[str, Any] = yaml.safe_load(result.stdout)
     return doc
@@ -95,6 +98,36 @@ def test_each_app_service_has_only_known_settings_that_load(name, compose, monke
         f"postgresql+psycopg://hotline:{DB_PASSWORD}@postgres:5432/hotline"
     )
     assert settings.redis.url == "redis://redis:6379/0"
+    assert settings.redis_auth() == {"password": SECRETS["HOTLINE_REDIS_PASSWORD"]}
+
+
+def test_each_secret_reaches_only_the_services_that_use_it(compose):
+    services = compose["services"]
+    example = (REPO / "docker" / "ivr.env.example").read_text()
+    assert not [line for line in example.splitlines()
+                if line.startswith(("IVR_AMI__SECRET", "IVR_AMI__ACTIONS_SECRET",
+                                    "IVR_REDIS__PASSWORD"))]  # fmt: skip
+    holders = {
+        name: {key for key, value in services[name].get("environment", {}).items()
+               if any(secret in str(value) for secret in SECRETS.values())}
+        for name in services
+    }  # fmt: skip
+    assert holders["asterisk"] == {"IVR_AMI__SECRET", "IVR_AMI__ACTIONS_SECRET"}
+    assert holders["ami"] == {"IVR_AMI__SECRET", "IVR_REDIS__PASSWORD", "IVR_DATABASE__URL"}
+    for name in ("agi", "web", "recorder", "stt-worker", "migrate", "prompts"):
+        assert holders[name] == {"IVR_REDIS__PASSWORD", "IVR_DATABASE__URL"}, name
+    assert holders["redis"] == {"REDISCLI_AUTH"}
+    assert holders["postgres"] == {"POSTGRES_PASSWORD"}
+
+
+def test_redis_wants_its_password_with_protected_mode_on_and_none_on_its_command_line(compose):
+    redis = compose["services"]["redis"]
+    script = redis["command"][-1]
+    assert "requirepass" in script and "--protected-mode yes" in script
+    assert SECRETS["HOTLINE_REDIS_PASSWORD"] not in script  # read from the environment
+    assert "umask 077" in script and "exec docker-entrypoint.sh redis-server" in script
+    assert "--appendonly yes" in script and "--appendfsync everysec" in script
+    assert redis["healthcheck"]["test"] == ["CMD-SHELL", "redis-cli ping | grep -qx PONG"]
 
 
 def test_migrations_run_once_postgres_is_healthy_and_every_role_waits_for_them(compose):
@@ -144,7 +177,8 @@ def test_volumes_are_shared_where_the_code_looks_for_them(compose, monkeypatch):
     assert mounts(services["ami"])[str(ami.metrics.queue_log_path.parent)][0] == logs_volume
 
 
-def test_without_a_database_password_config_fails_naming_it(tmp_path):
-    result = compose_config(tmp_path, {})
+@pytest.mark.parametrize("missing", sorted(SECRETS))
+def test_without_a_secret_config_fails_naming_it(tmp_path, missing):
+    result = compose_config(tmp_path, {k: v for k, v in SECRETS.items() if k != missing})
     assert result.returncode != 0
-    assert "HOTLINE_DB_PASSWORD" in result.stderr
+    assert missing in result.stderr
