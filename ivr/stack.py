@@ -302,7 +302,11 @@ class Stack:
         """The ACL file of `up`'s Redis (hashes of every user's password), mode 0600."""
         s = self.settings
         password = s.redis_password()
-        assert password is not None  # _ensure_secrets ran
+        if password is None:  # a stack started before Redis had a password
+            raise StackError(
+                f"no Redis password ({s.redis_secret_file} is missing): `ivr down`, then "
+                "`ivr up` makes one"
+            )
         passwords = (
             redis_acl.stack_passwords(password)
             if s.redis.username is None
