@@ -334,7 +334,9 @@ def _ensure_secrets(env_file: Path, secrets_dir: Path, *, redis_local: bool) -> 
             password = redis_acl.role_password(redis_default, role)
             files[role] += [f"IVR_REDIS__USERNAME={role}", f"IVR_REDIS__PASSWORD={password}"]
         files["operator"].append(f"IVR_REDIS__PASSWORD={redis_default}")
-        notes.append(_write_redis_acl(env_file.parent / REDIS_ACL_NAME, redis_default))
+        overrides: dict[str, Any] = {"_env_file": env_file}
+        stream = load_settings(**overrides).stt.stream  # the job stream's key, as configured
+        notes.append(_write_redis_acl(env_file.parent / REDIS_ACL_NAME, redis_default, stream))
     for name, lines in files.items():
         path = secrets_dir / f"{name}.env"
         head = [f"# Secrets of hotline-{name}.service (EnvironmentFile=), written by "
@@ -353,10 +355,10 @@ def _operator_redis_password(secrets_dir: Path) -> str | None:
     return _read_env(secrets_dir / "operator.env").get("IVR_REDIS__PASSWORD")
 
 
-def _write_redis_acl(path: Path, default_password: str) -> str:
+def _write_redis_acl(path: Path, default_password: str, stt_stream: str) -> str:
     """The local Redis's users (hashes of their passwords), readable by Redis's group."""
     passwords = redis_acl.stack_passwords(default_password)
-    text = redis_acl.acl_file(passwords, "ivr:stt:jobs")
+    text = redis_acl.acl_file(passwords, stt_stream)
     try:
         gid = grp.getgrnam("redis").gr_gid
     except KeyError:

@@ -290,12 +290,12 @@ class Stack:
             s.ami.secret = SecretStr(_run_dir_secret(s.ami_secret_file))
         if s.ami.actions_secret is None:
             s.ami.actions_secret = SecretStr(_run_dir_secret(s.ami_actions_secret_file))
+        if s.redis.username is not None:
+            raise StackError(
+                "redis.username (IVR_REDIS__USERNAME) is set: `ivr up` starts its own Redis with "
+                "a user per role, and IVR_REDIS__PASSWORD, if set, is its default user's"
+            )
         if s.redis.password is None:
-            if s.redis.username is not None:
-                raise StackError(
-                    "redis.username is set without redis.password: `ivr up` starts its own "
-                    "Redis and needs the password of its default user (or neither)"
-                )
             s.redis.password = SecretStr(_run_dir_secret(s.redis_secret_file))
 
     def _redis_acl(self) -> Path:
@@ -307,13 +307,8 @@ class Stack:
                 f"no Redis password ({s.redis_secret_file} is missing): `ivr down`, then "
                 "`ivr up` makes one"
             )
-        passwords = (
-            redis_acl.stack_passwords(password)
-            if s.redis.username is None
-            else {"default": secrets.token_hex(32), s.redis.username: password}
-        )
         path = self.run_dir / "redis" / "users.acl"
-        write_private(path, redis_acl.acl_file(passwords, s.stt.stream))
+        write_private(path, redis_acl.acl_file(redis_acl.stack_passwords(password), s.stt.stream))
         return path
 
     def _start(self, role: str) -> RoleRecord:

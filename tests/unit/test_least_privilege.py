@@ -224,3 +224,26 @@ def test_role_passwords_differ_and_depend_on_the_secret():
 def test_an_acl_file_without_a_default_password_is_refused():
     with pytest.raises(ValueError, match="default user"):
         redis_acl.acl_file({"web": "x"}, "ivr:stt:jobs")
+
+
+def test_ivr_up_generates_each_missing_secret_once_with_mode_0600(settings):
+    from ivr.stack import Stack
+
+    settings.ami.secret = settings.ami.actions_secret = settings.redis.password = None
+    Stack(settings)._ensure_secrets()
+    files = [settings.ami_secret_file, settings.ami_actions_secret_file, settings.redis_secret_file]
+    first = [path.read_text() for path in files]
+    assert all(stat.S_IMODE(path.stat().st_mode) == 0o600 for path in files)
+    assert len(set(first)) == 3
+    assert settings.ami_secret() == first[0].strip()  # known to these settings from now on
+    settings.ami.secret = settings.ami.actions_secret = settings.redis.password = None
+    Stack(settings)._ensure_secrets()
+    assert [path.read_text() for path in files] == first  # kept, never replaced
+
+
+def test_ivr_up_refuses_a_redis_user_of_ones_own(settings):
+    from ivr.stack import Stack
+
+    settings.redis.username = "hotline"
+    with pytest.raises(StackError, match="a user per role"):
+        Stack(settings)._ensure_secrets()
