@@ -57,14 +57,14 @@ def monitor_dir(settings: Settings) -> Path:
     """Where MixMonitor leaves the legs: the setting, else the Asterisk instance's spool."""
     if settings.recordings.monitor_dir is not None:
         return settings.recordings.monitor_dir
-    try:
-        return instance_dirs.monitor_dir(settings)
-    except ConfigError:
+    local = instance_dirs.monitor_dir(settings)
+    if not local.is_dir():
         raise ConfigError(
             "recordings.monitor_dir (IVR_RECORDINGS__MONITOR_DIR) is not set, and the local "
-            "Asterisk instance is not known (no AMI secret: is the stack up?); set it to "
-            "where MixMonitor writes"
-        ) from None
+            f"Asterisk instance has no {local} (is the stack up?); set it to where MixMonitor "
+            "writes"
+        )
+    return local
 
 
 def build_recorder(settings: Settings, engine: Engine) -> Recorder:

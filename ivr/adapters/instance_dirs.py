@@ -38,18 +38,16 @@ def host_path(root: Path, inner: PurePosixPath) -> Path:
 
 
 def _local_dir(settings: Settings, subdir: str) -> Path:
-    # The local instance exists once its AMI secret does (`ivr up` writes one when none is
-    # set): without it, settings.ami_secret() raises the ConfigError that says so.
-    settings.ami_secret()
+    # From the settings alone: the roles that read these folders hold no AMI secret.
     inner = instance_base(settings.asterisk.instance) / subdir
     return host_path(settings.asterisk.root, inner)
 
 
 def monitor_dir(settings: Settings) -> Path:
-    """MixMonitor's folder of the local instance, on the host (ConfigError: no instance)."""
+    """MixMonitor's folder of the local instance, on the host."""
     return _local_dir(settings, MONITOR_SUBDIR)
 
 
 def messages_dir(settings: Settings) -> Path:
-    """Where the local instance records voice messages, on the host (ConfigError: none)."""
+    """Where the local instance records voice messages, on the host."""
     return _local_dir(settings, VOICE_MESSAGES_SUBDIR)
