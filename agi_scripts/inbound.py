@@ -6,7 +6,7 @@ For sites that prefer classic AGI to FastAGI. In the dialplan, instead of the Fa
     same = n,AGI(/opt/hotline/agi_scripts/inbound.py,${IVR_PROMPTS},${IVR_MESSAGES})
 
 Reads routing from ``IVR_ROUTING_DIR`` (default: the repository's routing/). The same pure
-core decides and the same sans-I/O driver translates (ivr.adapters.flow_runner.drive);
+core decides and the same sans-I/O driver translates (ivr.adapters.telephony.flow_runner.drive);
 pyst2 reads the environment, sends the commands and turns SIGHUP into a hang-up.
 """
 
@@ -19,7 +19,7 @@ from pathlib import Path
 
 from asterisk.agi import AGI, AGIHangup
 
-from ivr.adapters.routing_files import load_routing
+from ivr.adapters.telephony.routing_files import load_routing
 from ivr.core import callflow
 from ivr.errors import AgiHangup, HotlineError
 from ivr.protocols.agi import AgiRequest, AgiResult, format_command, parse_result

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ivr.stack import Stack, asterisk_instance, isolated_settings
+from ivr.devstack.stack import Stack, asterisk_instance, isolated_settings
 
 REPO = Path(__file__).resolve().parent.parent
 TICK = os.sysconf("SC_CLK_TCK")

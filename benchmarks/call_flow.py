@@ -22,8 +22,8 @@ import time
 from bench_common import Phase, bench_stack, children_cpu_seconds, cpu_seconds
 
 from ivr import redis_keys
-from ivr.adapters.sipp import run_caller
-from ivr.stack import Stack, asterisk_instance
+from ivr.devstack.sipp import run_caller
+from ivr.devstack.stack import Stack, asterisk_instance
 
 MENU_SECONDS = 11.0  # greeting + emergency notice: the key is pressed into the menu prompt
 

@@ -65,13 +65,11 @@ from redis.backoff import NoBackoff
 from sqlalchemy.orm import Session
 
 from ivr import redis_keys
-from ivr.adapters.db import settings_engine
-from ivr.adapters.event_sink import is_kept
-from ivr.adapters.metrics_listener import RESYNC_EVENT, MetricsListener
-from ivr.adapters.metrics_store import MetricsStore, agent_field, reducer_config, retention
-from ivr.adapters.ports import free_port
-from ivr.adapters.sipp import SippResult, run_caller
-from ivr.adapters.users import create_user
+from ivr.adapters.metrics.event_sink import is_kept
+from ivr.adapters.metrics.listener import RESYNC_EVENT, MetricsListener
+from ivr.adapters.metrics.store import MetricsStore, agent_field, reducer_config, retention
+from ivr.adapters.sql.db import settings_engine
+from ivr.adapters.sql.users import create_user
 from ivr.core.metrics import (
     AgentRemoved,
     AgentStateChanged,
@@ -85,9 +83,11 @@ from ivr.core.metrics import (
     WaitingStarted,
     apply,
 )
+from ivr.devstack.ports import free_port
+from ivr.devstack.sipp import SippResult, run_caller
+from ivr.devstack.stack import Stack, asterisk_instance
 from ivr.protocols.ami import AmiMessage
 from ivr.settings import MetricsSettings, Settings
-from ivr.stack import Stack, asterisk_instance
 from ivr.web.routes.metrics import StreamTiming
 
 ARTIFACT = REPO / "test-artifacts" / "ami_stream.jsonl"

@@ -2,7 +2,7 @@
 
 1. Search latency over 100,000 catalog rows in SQLite (a year of calls: 30,000 repeat
    callers, five desks, 40 agents, 30 % with a transcript, 5,000 reviews), through
-   :func:`ivr.adapters.recordings_query.search` exactly as the web role runs it (the page's
+   :func:`ivr.adapters.recordings.query.search` exactly as the web role runs it (the page's
    rows, the total, the page's review counts), a fresh session per query, p50 and p99.
    Baseline in the same run: one primary-key lookup. Then the same queries over HTTP against
    the real web role (uvicorn, ``python -m ivr web``), baseline ``GET /api/recordings/{id}``.
@@ -12,7 +12,7 @@
    is pinned to one core, the clients to the other. Baselines in the same run: reading the
    same files from the page cache in this process (MB/s), and ``GET /api/auth/me`` (the
    session and role check every request pays) by the same 20 clients (requests/s).
-3. mp3 conversion (:func:`ivr.adapters.audio_convert.to_mp3`: pydub and ffmpeg in a child
+3. mp3 conversion (:func:`ivr.adapters.recordings.audio_convert.to_mp3`: pydub and ffmpeg in a child
    process) of 1, 5 and 15 minutes of stereo 8 kHz audio, seconds per minute of audio;
    baseline: the ffmpeg command line alone on the same file, and a cache hit.
 
@@ -49,9 +49,9 @@ from pydantic import SecretStr
 from sqlalchemy import Engine, func, insert, select, text
 from sqlalchemy.orm import Session
 
-from ivr.adapters import recordings_query as catalog
-from ivr.adapters.audio_convert import file_sha256, to_mp3
-from ivr.adapters.db import (
+from ivr.adapters.recordings import query as catalog
+from ivr.adapters.recordings.audio_convert import file_sha256, to_mp3
+from ivr.adapters.sql.db import (
     AuditEntry,
     Recording,
     RecordingStatus,
@@ -61,10 +61,11 @@ from ivr.adapters.db import (
     User,
     settings_engine,
 )
-from ivr.adapters.ports import free_port
-from ivr.adapters.schema import upgrade
-from ivr.adapters.users import hash_password
+from ivr.adapters.sql.schema import upgrade
+from ivr.adapters.sql.users import hash_password
 from ivr.core.recording_search import build_filter
+from ivr.devstack.ports import free_port
+from ivr.devstack.stack import settings_env
 from ivr.settings import (
     AmiSettings,
     RecordingsSettings,
@@ -72,7 +73,6 @@ from ivr.settings import (
     Settings,
     WebSettings,
 )
-from ivr.stack import settings_env
 
 ZONE = "Asia/Shanghai"
 DESKS = ("repair", "billing", "consultation", "complaints", "emergency")

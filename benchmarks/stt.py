@@ -50,14 +50,15 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from ivr import redis_keys
-from ivr.adapters import stt_queue, tickets
-from ivr.adapters.db import Recording, SttJob, Transcript, settings_engine
-from ivr.adapters.ports import free_port
 from ivr.adapters.processes import memory_mib
-from ivr.adapters.schema import upgrade
-from ivr.adapters.stt_engine import SttEngine
+from ivr.adapters.sql import tickets
+from ivr.adapters.sql.db import Recording, SttJob, Transcript, settings_engine
+from ivr.adapters.sql.schema import upgrade
+from ivr.adapters.stt import job_queue as stt_queue
+from ivr.adapters.stt.engine import SttEngine
+from ivr.devstack.ports import free_port
+from ivr.devstack.stack import settings_env
 from ivr.settings import AmiSettings, RedisSettings, Settings, SttSettings
-from ivr.stack import settings_env
 
 SENTENCES = (
     "안녕하세요 가스 냄새가 나요 빨리 와 주세요",

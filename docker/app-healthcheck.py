@@ -1,6 +1,6 @@
 """Container healthcheck of one app role: ``python /opt/hotline/healthcheck.py ROLE``.
 
-The readiness tests of ``ivr up`` (``role_check`` in ivr/stack.py), minus side effects:
+The readiness tests of ``ivr up`` (``role_check`` in ivr/devstack/stack.py), minus side effects:
   agi         a socket listens on fastagi.port (read from /proc/net: a test connection would
               be logged and counted by the server as a bad FastAGI request)
   ami         the listener's heartbeat in Redis says it is logged in to AMI
@@ -63,8 +63,8 @@ def web_ok(host: str, port: int) -> tuple[bool, str]:
 
 def recorder_ok(settings: Settings) -> tuple[bool, str]:
     """The heartbeat names the process that wrote it: that one must still be alive."""
-    from ivr.adapters.recorder import heartbeat_path
-    from ivr.stack import role_check
+    from ivr.adapters.recordings.recorder import heartbeat_path
+    from ivr.devstack.stack import role_check
 
     try:
         pid = int(json.loads(heartbeat_path(settings).read_text())["pid"])
@@ -89,7 +89,7 @@ def main(argv: list[str]) -> int:
     elif role == "recorder":
         ok, detail = recorder_ok(settings)
     elif role == "stt-worker":
-        from ivr.stack import role_check
+        from ivr.devstack.stack import role_check
 
         ok, detail = role_check(settings, "stt-worker", 0)
     else:

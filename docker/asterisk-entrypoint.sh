@@ -1,6 +1,6 @@
 #!/bin/sh
 # Entrypoint of docker/asterisk.Dockerfile. Writes the per-instance files that
-# ivr/adapters/asterisk.py (AsteriskInstance.render) writes for `ivr up`, from the environment,
+# ivr/adapters/telephony/asterisk.py (AsteriskInstance.render) writes for `ivr up`, from the environment,
 # then runs Asterisk in the foreground. The files have the same content and format; the only
 # differences are container-only and marked below:
 #   - asterisk.conf: Debian's standard directories instead of /srv/hotline-<instance>;
@@ -238,7 +238,7 @@ for source in $(printf '%s' "$trunk_match" | tr ',' ' '); do
     echo "match = $source" >> "$etc/pjsip_generated.conf"
 done
 
-# The AMI accounts, with the classes render() gives them (ivr/adapters/asterisk.py LISTENER
+# The AMI accounts, with the classes render() gives them (ivr/adapters/telephony/asterisk.py LISTENER
 # and ACTIONS): none may write system, command or config. Created with mode 0600 (umask 077)
 # under a temporary name, then renamed: never readable by others, never half-written.
 rm -f "$etc/manager_generated.conf.tmp"

@@ -13,15 +13,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from ivr import (
-    cli_db,
-    cli_recordings,
-    cli_stt,
-    cli_stt_worker,
-    cli_tickets,
-    cli_units,
-    cli_users,
-)
+from ivr import cli_db, cli_recordings, cli_stt, cli_stt_worker, cli_tickets, cli_units, cli_users
 from ivr.errors import ConfigError, HotlineError, InvalidInput
 from ivr.logging_setup import setup_logging
 from ivr.settings import Settings, load_settings
@@ -41,12 +33,12 @@ ROLES = ("agi", "ami", "web", "stt-worker", "recorder")
 
 # --- roles ------------------------------------------------------------------------------
 async def run_agi(settings: Settings) -> None:
-    from ivr.adapters import voice_messages
-    from ivr.adapters.config_check import load_checked
-    from ivr.adapters.db import settings_engine
-    from ivr.adapters.fastagi_server import AgiSession, FastAgiServer
-    from ivr.adapters.flow_runner import run_inbound
-    from ivr.adapters.schema import require_head
+    from ivr.adapters.recordings import voice_messages
+    from ivr.adapters.sql.db import settings_engine
+    from ivr.adapters.sql.schema import require_head
+    from ivr.adapters.telephony.config_check import load_checked
+    from ivr.adapters.telephony.fastagi_server import AgiSession, FastAgiServer
+    from ivr.adapters.telephony.flow_runner import run_inbound
     from ivr.core.callflow import flow_config
 
     routing, _ = load_checked(settings.routing_dir, settings.prompts_dir, settings.dialplan_dir)
@@ -78,9 +70,9 @@ async def run_ami(settings: Settings) -> None:
     from redis.asyncio.retry import Retry
     from redis.backoff import NoBackoff
 
-    from ivr.adapters.ami_client import AmiClient
-    from ivr.adapters.metrics_listener import MetricsListener
-    from ivr.adapters.metrics_store import MetricsStore
+    from ivr.adapters.metrics.listener import MetricsListener
+    from ivr.adapters.metrics.store import MetricsStore
+    from ivr.adapters.telephony.ami_client import AmiClient
 
     metrics = settings.metrics
     # One immediate retry (a pooled connection that Redis closed), then the store buffers.
@@ -113,8 +105,8 @@ async def run_ami(settings: Settings) -> None:
 def run_web(settings: Settings) -> None:
     import uvicorn
 
-    from ivr.adapters.db import settings_engine
-    from ivr.adapters.schema import require_head
+    from ivr.adapters.sql.db import settings_engine
+    from ivr.adapters.sql.schema import require_head
     from ivr.web.app import create_app
 
     engine = settings_engine(settings)
@@ -137,7 +129,7 @@ def run_web(settings: Settings) -> None:
 
 # --- commands ---------------------------------------------------------------------------
 def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
-    from ivr.stack import Stack, StackAlreadyUp
+    from ivr.devstack.stack import Stack, StackAlreadyUp
 
     try:
         lines = Stack(settings, sim_agents=not args.no_sim_agents).up()
@@ -150,7 +142,7 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_down(settings: Settings, _: argparse.Namespace) -> int:
-    from ivr.stack import Stack
+    from ivr.devstack.stack import Stack
 
     for line in Stack(settings).down():
         _out(line)
@@ -158,7 +150,7 @@ def cmd_down(settings: Settings, _: argparse.Namespace) -> int:
 
 
 def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
-    from ivr.stack import Stack
+    from ivr.devstack.stack import Stack
 
     statuses = Stack(settings).status()
     if args.json:
@@ -173,7 +165,7 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_call(settings: Settings, args: argparse.Namespace) -> int:
-    from ivr.adapters.originate import parse_keys, place_call
+    from ivr.adapters.telephony.originate import parse_keys, place_call
 
     report = asyncio.run(
         place_call(
@@ -210,7 +202,7 @@ def cmd_metrics(settings: Settings, args: argparse.Namespace) -> int:
 
     import redis.asyncio as aioredis
 
-    from ivr.adapters.metrics_store import PERIODS, MetricsStore
+    from ivr.adapters.metrics.store import PERIODS, MetricsStore
     from ivr.logging_setup import mask_number
 
     now = time.time()
@@ -264,9 +256,9 @@ def cmd_metrics(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_messages(settings: Settings, args: argparse.Namespace) -> int:
-    from ivr.adapters import voice_messages
-    from ivr.adapters.db import settings_engine
-    from ivr.adapters.schema import require_head
+    from ivr.adapters.recordings import voice_messages
+    from ivr.adapters.sql.db import settings_engine
+    from ivr.adapters.sql.schema import require_head
     from ivr.logging_setup import mask_number
 
     engine = settings_engine(settings)
@@ -295,7 +287,7 @@ def cmd_messages(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_check_routing(settings: Settings, _: argparse.Namespace) -> int:
-    from ivr.adapters.config_check import load_checked
+    from ivr.adapters.telephony.config_check import load_checked
 
     routing, catalog = load_checked(
         settings.routing_dir, settings.prompts_dir, settings.dialplan_dir
@@ -309,8 +301,8 @@ def cmd_check_routing(settings: Settings, _: argparse.Namespace) -> int:
 
 
 def cmd_prompts_build(settings: Settings, args: argparse.Namespace) -> int:
-    from ivr.adapters import prompts
-    from ivr.adapters.config_check import load_checked
+    from ivr.adapters.telephony import prompts
+    from ivr.adapters.telephony.config_check import load_checked
 
     _, catalog = load_checked(settings.routing_dir, settings.prompts_dir, settings.dialplan_dir)
     written = prompts.build(catalog, settings.prompts_dir, settings.prompts_build_dir)

@@ -7,12 +7,12 @@
     ivr db history [--json]         the revisions this code knows, oldest first
     ivr db check                    the models and the migrations agree (scripts/lint runs it)
     ivr db revision -m MSG [--autogenerate]
-                                    for developers: a new ivr/adapters/migrations/versions/ file
+                                    for developers: a new ivr/adapters/sql/migrations/versions/ file
 
 Every role refuses to start on a database that is not at head, naming ``ivr db upgrade``;
 ``ivr up`` runs it itself for the dev stack. The database is the one the roles use
 (``IVR_DATABASE__URL``, or the SQLite file in the run dir). Details in
-:mod:`ivr.adapters.schema`.
+:mod:`ivr.adapters.sql.schema`.
 
 ``cli.py`` wires this in: :func:`register` adds the subcommand, :func:`run` executes it.
 """
@@ -59,8 +59,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
-    from ivr.adapters import db as sql  # imported here: Alembic is no cost to other commands
-    from ivr.adapters import schema
+    from ivr.adapters.sql import db as sql  # imported here: Alembic is no cost to other commands
+    from ivr.adapters.sql import schema
 
     match args.db_command:
         case "history":
@@ -81,7 +81,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _upgrade(engine: Engine) -> int:
-    from ivr.adapters import schema
+    from ivr.adapters.sql import schema
 
     done = schema.upgrade(engine)
     where = done.before.where
@@ -104,7 +104,7 @@ def _upgrade(engine: Engine) -> int:
 
 
 def _current(engine: Engine, args: argparse.Namespace) -> int:
-    from ivr.adapters import schema
+    from ivr.adapters.sql import schema
 
     found = schema.current(engine)
     if args.json:
@@ -120,7 +120,7 @@ def _current(engine: Engine, args: argparse.Namespace) -> int:
 
 
 def _check() -> int:
-    from ivr.adapters import schema
+    from ivr.adapters.sql import schema
 
     diffs = schema.check()
     if not diffs:
@@ -134,7 +134,7 @@ def _check() -> int:
 
 
 def _history(args: argparse.Namespace) -> int:
-    from ivr.adapters import schema
+    from ivr.adapters.sql import schema
 
     revisions = schema.history()
     if args.json:

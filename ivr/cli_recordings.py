@@ -31,16 +31,16 @@ from typing import Any
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from ivr.adapters import instance_dirs
-from ivr.adapters.db import Recording, RecordingStatus, settings_engine
 from ivr.adapters.disk import DiskWatch
-from ivr.adapters.recorder import (
+from ivr.adapters.recordings.recorder import (
     Recorder,
     apply_retention,
     heartbeat_path,
     write_heartbeat,
 )
-from ivr.adapters.schema import require_head
+from ivr.adapters.sql.db import Recording, RecordingStatus, settings_engine
+from ivr.adapters.sql.schema import require_head
+from ivr.adapters.telephony import instance_dirs
 from ivr.errors import ConfigError, InvalidInput
 from ivr.logging_setup import mask_number
 from ivr.settings import Settings
@@ -73,7 +73,7 @@ def build_recorder(settings: Settings, engine: Engine) -> Recorder:
     What must happen with each new recording inside its catalog transaction (tickets, the
     speech-to-text job) is passed here as ``on_catalogued``.
     """
-    from ivr.adapters.call_pipeline import cataloguer
+    from ivr.adapters.recordings.pipeline import cataloguer
 
     return Recorder(
         settings, engine, on_catalogued=cataloguer(settings), monitor_dir=monitor_dir(settings)
@@ -84,7 +84,7 @@ async def _push_jobs(settings: Settings, engine: Engine) -> int:
     """Send the new recordings' speech-to-text jobs to Redis (the workers also do it)."""
     import redis.asyncio as aioredis
 
-    from ivr.adapters.call_pipeline import push_jobs
+    from ivr.adapters.recordings.pipeline import push_jobs
 
     client = aioredis.Redis.from_url(
         settings.redis.url, **settings.redis_auth(), decode_responses=True, socket_timeout=2,

@@ -17,7 +17,7 @@ is 1 when any file failed. ``--channel left`` (the default) is the caller in a c
 recording; a mono file has one channel whatever is asked. ``--json``: one object per line.
 
 ``install-model`` unpacks an official vosk zip into ``stt.models_dir`` and checks every file
-against ``models/checksums`` (see ivr/adapters/stt_models.py); a model without checksums
+against ``models/checksums`` (see ivr/adapters/stt/models.py); a model without checksums
 there is refused unless ``--unverified``; ``--force`` replaces an installed one. It ends by
 saying which ``IVR_STT__MODEL_PATH`` to set.
 
@@ -130,8 +130,8 @@ class ProgressBar:
 
 
 def _transcribe(settings: Settings, args: argparse.Namespace) -> int:
-    from ivr.adapters.stt_engine import SttEngine, SttError, model_display_name
-    from ivr.adapters.stt_models import model_language
+    from ivr.adapters.stt.engine import SttEngine, SttError, model_display_name
+    from ivr.adapters.stt.models import model_language
     from ivr.core.danger import find_danger_words
 
     named = model_language(model_display_name(args.model)) if args.model else None
@@ -184,7 +184,7 @@ def _describe(doc: dict[str, Any]) -> str:
 
 # --- models ------------------------------------------------------------------------------
 def _install(settings: Settings, args: argparse.Namespace) -> int:
-    from ivr.adapters import stt_models
+    from ivr.adapters.stt import models as stt_models
 
     catalog = stt_models.load_catalog(args.checksums or stt_models.CHECKSUMS_DIR)
     try:
@@ -211,8 +211,8 @@ def _install(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _models(settings: Settings, args: argparse.Namespace) -> int:
-    from ivr.adapters import stt_models
-    from ivr.adapters.stt_engine import model_problems
+    from ivr.adapters.stt import models as stt_models
+    from ivr.adapters.stt.engine import model_problems
 
     catalog = stt_models.load_catalog()
     configured = settings.stt.model_path.resolve()

@@ -20,10 +20,10 @@ import sys
 
 from sqlalchemy.orm import Session
 
-from ivr.adapters import db as sql
-from ivr.adapters import stt_queue
-from ivr.adapters.db import SttJobStatus
-from ivr.adapters.schema import require_head
+from ivr.adapters.sql import db as sql
+from ivr.adapters.sql.db import SttJobStatus
+from ivr.adapters.sql.schema import require_head
+from ivr.adapters.stt import job_queue as stt_queue
 from ivr.settings import Settings
 
 STATUS_NAMES = [s.value for s in SttJobStatus]
@@ -47,7 +47,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
-    from ivr.adapters.stt_worker import WorkerPool, run_worker
+    from ivr.adapters.stt.worker import WorkerPool, run_worker
 
     if args.single:
         asyncio.run(run_worker(settings))

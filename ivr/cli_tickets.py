@@ -23,10 +23,10 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from ivr.adapters import db as sql
-from ivr.adapters import tickets as store
-from ivr.adapters.db import Ticket
-from ivr.adapters.schema import require_head
+from ivr.adapters.sql import db as sql
+from ivr.adapters.sql import tickets as store
+from ivr.adapters.sql.db import Ticket
+from ivr.adapters.sql.schema import require_head
 from ivr.cli_users import cli_actor
 from ivr.core import tickets as rules
 from ivr.errors import InvalidInput

@@ -48,7 +48,7 @@ def _out(line: str = "") -> None:
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from ivr.stack import ROLE_ORDER
+    from ivr.devstack.stack import ROLE_ORDER
 
     install = subparsers.add_parser(
         "install-units",
@@ -111,7 +111,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
 
 # --- ivr restart ------------------------------------------------------------------------
 def restart(settings: Settings, args: argparse.Namespace) -> int:
-    from ivr.stack import Stack
+    from ivr.devstack.stack import Stack
 
     rec = Stack(settings).restart_role(args.role)
     _out(f"{rec.name}: running again and ready, pid {rec.pid}, {rec.endpoint}  log {rec.log}")
@@ -120,9 +120,9 @@ def restart(settings: Settings, args: argparse.Namespace) -> int:
 
 # --- ivr asterisk prepare / wait ----------------------------------------------------------
 def asterisk_prepare(settings: Settings, args: argparse.Namespace) -> int:
-    from ivr.adapters import prompts
-    from ivr.adapters.asterisk import configured_instance
-    from ivr.adapters.config_check import load_checked
+    from ivr.adapters.telephony import prompts
+    from ivr.adapters.telephony.asterisk import configured_instance
+    from ivr.adapters.telephony.config_check import load_checked
 
     s = settings
     _, catalog = load_checked(s.routing_dir, s.prompts_dir, s.dialplan_dir)
@@ -146,7 +146,7 @@ def asterisk_prepare(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def asterisk_wait(settings: Settings, args: argparse.Namespace) -> int:
-    from ivr.adapters.asterisk import asterisk_instance
+    from ivr.adapters.telephony.asterisk import asterisk_instance
 
     asterisk_instance(settings).wait_booted(args.pid, settings.asterisk.boot_timeout_s)
     _out(f"asterisk (pid {args.pid}) fully booted")
@@ -174,7 +174,7 @@ def install_units(args: argparse.Namespace) -> int:
     settings = _install_settings(env_file, secrets_dir)
     run_dir = _run_dir(settings, args.run_dir, env_file)
 
-    from ivr.adapters.asterisk import asterisk_instance
+    from ivr.adapters.telephony.asterisk import asterisk_instance
 
     inst = asterisk_instance(settings)
     install = units.Install(
@@ -204,7 +204,7 @@ def install_units(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise ConfigError(f"cannot write units: {exc}") from None
 
-    from ivr.adapters.asterisk import root_group_id, root_user_id
+    from ivr.adapters.telephony.asterisk import root_group_id, root_user_id
 
     root_uid = root_user_id(settings.asterisk.root, args.asterisk_user)
     root_group_id(settings.asterisk.root, asterisk_group)  # exists, or say so now

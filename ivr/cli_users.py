@@ -25,9 +25,9 @@ import sys
 
 from sqlalchemy.orm import Session
 
-from ivr.adapters import db as sql
-from ivr.adapters import users
-from ivr.adapters.schema import require_head
+from ivr.adapters.sql import db as sql
+from ivr.adapters.sql import users
+from ivr.adapters.sql.schema import require_head
 from ivr.settings import Settings
 
 ROLE_NAMES = [role.value for role in sql.Role]

@@ -23,67 +23,67 @@ Hierarchy (class, slug, module)::
     │   ├── AmiAuthError          ami-auth-failed
     │   └── AmiTimeout            ami-timeout
     ├── StackError                stack-error
-    │   └── StackAlreadyUp        stack-already-up            ivr.stack
+    │   └── StackAlreadyUp        stack-already-up             ivr.devstack.stack
     ├── InvalidInput              invalid-input
-    ├── ConversionFailed          conversion-failed           ivr.adapters.audio_convert
-    │   ├── ConversionNoSpace     insufficient-storage        ivr.adapters.audio_convert
-    │   └── NotConvertible        recording-not-convertible   ivr.adapters.audio_convert
-    ├── DatabaseUnavailable       database-unavailable        ivr.adapters.db
-    │   ├── DatabaseBusy          database-busy               ivr.adapters.db
-    │   ├── SchemaOutdated        database-schema-outdated    ivr.adapters.schema
-    │   ├── SchemaNewer           database-schema-newer       ivr.adapters.schema
-    │   ├── SchemaUnrecognised    database-schema-unrecognised  ivr.adapters.schema
-    │   └── MigrationFailed       database-migration-failed   ivr.adapters.schema
-    ├── MetricsUnavailable        metrics-unavailable         ivr.adapters.metrics_store
-    ├── RecordingUnavailable      recording-unavailable       ivr.adapters.recording_files
-    │   ├── RecordingDeleted      recording-deleted           ivr.adapters.recording_files
-    │   ├── RecordingEmpty        recording-empty             ivr.adapters.recording_files
-    │   ├── RecordingCorrupt      recording-corrupt           ivr.adapters.recording_files
-    │   └── RecordingFileMissing  recording-file-missing      ivr.adapters.recording_files
-    ├── RecordingNotFound         recording-not-found         ivr.adapters.recordings_query
-    ├── ReviewNotFound            review-not-found            ivr.adapters.recordings_query
-    ├── InvalidCorrection         invalid-correction          ivr.adapters.recordings_query
-    ├── SttError                  stt-error                   ivr.adapters.stt_engine
-    │   ├── ModelMissing          stt-model-missing           ivr.adapters.stt_engine
-    │   ├── ModelCorrupt          stt-model-corrupt           ivr.adapters.stt_engine
-    │   ├── NotAudio              stt-not-audio               ivr.adapters.stt_engine
-    │   ├── FileMissing           stt-file-missing            ivr.adapters.stt_engine
-    │   ├── TooLong               stt-too-long                ivr.adapters.stt_engine
-    │   └── DecodeFailed          stt-decode-failed           ivr.adapters.stt_engine
-    ├── ModelInstallError         stt-model-install-failed    ivr.adapters.stt_models
-    │   ├── UnknownModel          stt-model-unknown           ivr.adapters.stt_models
-    │   ├── AlreadyInstalled      stt-model-installed         ivr.adapters.stt_models
-    │   ├── UnsafeZip             stt-model-zip-unsafe        ivr.adapters.stt_models
-    │   └── ChecksumMismatch      stt-model-checksum-mismatch ivr.adapters.stt_models
-    ├── SttJobNotFound            stt-job-not-found           ivr.adapters.stt_queue
-    ├── SttJobNotDead             stt-job-not-dead            ivr.adapters.stt_queue
-    ├── InvalidJobQuery           invalid-job-query           ivr.adapters.stt_queue
-    ├── TicketNotFound            ticket-not-found            ivr.adapters.tickets
-    ├── UserError                 user-error                  ivr.adapters.users
-    │   ├── UserNotFound          user-not-found              ivr.adapters.users
-    │   ├── UserExists            user-exists                 ivr.adapters.users
-    │   ├── InvalidUserInput      invalid-user-input          ivr.adapters.users
-    │   └── InvalidCredentials    invalid-credentials         ivr.adapters.users
-    ├── RangeNotSatisfiable       range-not-satisfiable       ivr.core.http_range
-    │   └── MultipleRangesRefused multiple-ranges-unsupported ivr.core.http_range
-    ├── InvalidReview             invalid-review              ivr.core.qa
-    ├── InvalidSearch             invalid-search              ivr.core.recording_search
-    ├── PartialNumberSearch       partial-number-search       ivr.core.recording_search
-    ├── IllegalTransition         illegal-transition          ivr.core.tickets
-    ├── InvalidTicketInput        invalid-ticket-request      ivr.core.tickets
-    ├── AuthError                 auth-error                  ivr.web.auth
-    │   ├── NotAuthenticated      not-authenticated           ivr.web.auth
-    │   ├── Forbidden             forbidden                   ivr.web.auth
-    │   ├── CrossOriginRejected   cross-origin-request        ivr.web.auth
-    │   ├── LoginThrottled        too-many-attempts           ivr.web.auth
-    │   ├── InvalidAuthRequest    invalid-request             ivr.web.auth
-    │   └── SignInBusy            sign-in-busy                ivr.web.auth
-    ├── InvalidDay                invalid-day                 ivr.web.routes.metrics
-    ├── MetricsNotAuthenticated   metrics-not-authenticated   ivr.web.routes.metrics
-    ├── TooManyStreams            too-many-streams            ivr.web.routes.metrics
-    ├── ReviewImmutable           review-immutable            ivr.web.routes.recordings
-    ├── PartialSearchLimit        partial-search-limit        ivr.web.routes.recordings
-    └── InvalidReviewRequest      invalid-review-request      ivr.web.routes.recordings
+    ├── ConversionFailed          conversion-failed            ivr.adapters.recordings.audio_convert
+    │   ├── ConversionNoSpace     insufficient-storage         ivr.adapters.recordings.audio_convert
+    │   └── NotConvertible        recording-not-convertible    ivr.adapters.recordings.audio_convert
+    ├── DatabaseUnavailable       database-unavailable         ivr.adapters.sql.db
+    │   ├── DatabaseBusy          database-busy                ivr.adapters.sql.db
+    │   ├── SchemaOutdated        database-schema-outdated     ivr.adapters.sql.schema
+    │   ├── SchemaNewer           database-schema-newer        ivr.adapters.sql.schema
+    │   ├── SchemaUnrecognised    database-schema-unrecognised ivr.adapters.sql.schema
+    │   └── MigrationFailed       database-migration-failed    ivr.adapters.sql.schema
+    ├── MetricsUnavailable        metrics-unavailable          ivr.adapters.metrics.store
+    ├── RecordingUnavailable      recording-unavailable        ivr.adapters.recordings.files
+    │   ├── RecordingDeleted      recording-deleted            ivr.adapters.recordings.files
+    │   ├── RecordingEmpty        recording-empty              ivr.adapters.recordings.files
+    │   ├── RecordingCorrupt      recording-corrupt            ivr.adapters.recordings.files
+    │   └── RecordingFileMissing  recording-file-missing       ivr.adapters.recordings.files
+    ├── RecordingNotFound         recording-not-found          ivr.adapters.recordings.query
+    ├── ReviewNotFound            review-not-found             ivr.adapters.recordings.query
+    ├── InvalidCorrection         invalid-correction           ivr.adapters.recordings.query
+    ├── SttError                  stt-error                    ivr.adapters.stt.engine
+    │   ├── ModelMissing          stt-model-missing            ivr.adapters.stt.engine
+    │   ├── ModelCorrupt          stt-model-corrupt            ivr.adapters.stt.engine
+    │   ├── NotAudio              stt-not-audio                ivr.adapters.stt.engine
+    │   ├── FileMissing           stt-file-missing             ivr.adapters.stt.engine
+    │   ├── TooLong               stt-too-long                 ivr.adapters.stt.engine
+    │   └── DecodeFailed          stt-decode-failed            ivr.adapters.stt.engine
+    ├── ModelInstallError         stt-model-install-failed     ivr.adapters.stt.models
+    │   ├── UnknownModel          stt-model-unknown            ivr.adapters.stt.models
+    │   ├── AlreadyInstalled      stt-model-installed          ivr.adapters.stt.models
+    │   ├── UnsafeZip             stt-model-zip-unsafe         ivr.adapters.stt.models
+    │   └── ChecksumMismatch      stt-model-checksum-mismatch  ivr.adapters.stt.models
+    ├── SttJobNotFound            stt-job-not-found            ivr.adapters.stt.job_queue
+    ├── SttJobNotDead             stt-job-not-dead             ivr.adapters.stt.job_queue
+    ├── InvalidJobQuery           invalid-job-query            ivr.adapters.stt.job_queue
+    ├── TicketNotFound            ticket-not-found             ivr.adapters.sql.tickets
+    ├── UserError                 user-error                   ivr.adapters.sql.users
+    │   ├── UserNotFound          user-not-found               ivr.adapters.sql.users
+    │   ├── UserExists            user-exists                  ivr.adapters.sql.users
+    │   ├── InvalidUserInput      invalid-user-input           ivr.adapters.sql.users
+    │   └── InvalidCredentials    invalid-credentials          ivr.adapters.sql.users
+    ├── RangeNotSatisfiable       range-not-satisfiable        ivr.core.http_range
+    │   └── MultipleRangesRefused multiple-ranges-unsupported  ivr.core.http_range
+    ├── InvalidReview             invalid-review               ivr.core.qa
+    ├── InvalidSearch             invalid-search               ivr.core.recording_search
+    ├── PartialNumberSearch       partial-number-search        ivr.core.recording_search
+    ├── IllegalTransition         illegal-transition           ivr.core.tickets
+    ├── InvalidTicketInput        invalid-ticket-request       ivr.core.tickets
+    ├── AuthError                 auth-error                   ivr.web.auth
+    │   ├── NotAuthenticated      not-authenticated            ivr.web.auth
+    │   ├── Forbidden             forbidden                    ivr.web.auth
+    │   ├── CrossOriginRejected   cross-origin-request         ivr.web.auth
+    │   ├── LoginThrottled        too-many-attempts            ivr.web.auth
+    │   ├── InvalidAuthRequest    invalid-request              ivr.web.auth
+    │   └── SignInBusy            sign-in-busy                 ivr.web.auth
+    ├── InvalidDay                invalid-day                  ivr.web.routes.metrics
+    ├── MetricsNotAuthenticated   metrics-not-authenticated    ivr.web.routes.metrics
+    ├── TooManyStreams            too-many-streams             ivr.web.routes.metrics
+    ├── ReviewImmutable           review-immutable             ivr.web.routes.recordings
+    ├── PartialSearchLimit        partial-search-limit         ivr.web.routes.recordings
+    └── InvalidReviewRequest      invalid-review-request       ivr.web.routes.recordings
 
 """
 

@@ -1,6 +1,6 @@
 """Every Redis key the service uses. All start with ``ivr:``.
 
-Metrics (written by the ami role through :class:`ivr.adapters.metrics_store.MetricsStore`,
+Metrics (written by the ami role through :class:`ivr.adapters.metrics.store.MetricsStore`,
 read by the web role and ``ivr metrics``). Buckets are local time in the configured zone:
 ``hour`` ``2025-11-23T10+0800`` (the UTC offset keeps a repeated DST hour apart), ``day``
 ``2025-11-23``, ``month`` ``2025-11``::

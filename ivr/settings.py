@@ -65,7 +65,7 @@ AMI_ACCOUNT_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
 
 
 class AmiSettings(BaseModel):
-    """Two AMI accounts, one per purpose (their classes: ivr/adapters/asterisk.py).
+    """Two AMI accounts, one per purpose (their classes: ivr/adapters/telephony/asterisk.py).
 
     The listener's (``username``/``secret``): the ami role, which reads events and asks only
     Ping, CoreShowChannels and QueueStatus. The actions account (``actions_username``/

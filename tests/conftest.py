@@ -22,8 +22,8 @@ import redis
 import yaml
 
 from ivr import redis_keys
+from ivr.devstack.stack import Stack, isolated_settings
 from ivr.settings import Settings
-from ivr.stack import Stack, isolated_settings
 from tests.pg_support import PostgresServer
 from tests.stack_support import open_around_the_clock, private_stack
 from tests.stack_support import wait_for as stack_wait_for
@@ -80,7 +80,7 @@ def settings(stack: Stack) -> Settings:
 @pytest.fixture
 def cli_env(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """The environment a person would have after `ivr up` for this stack."""
-    from ivr.stack import settings_env
+    from ivr.devstack.stack import settings_env
 
     env = settings_env(stack.settings)
     for key, value in env.items():

@@ -30,7 +30,7 @@ from typing import Any
 
 from sqlalchemy import Engine, MetaData, insert, inspect, select, text, update
 
-from ivr.adapters import schema
+from ivr.adapters.sql import schema
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "sql"
 FROZEN_RELEASE = "43d98e3"

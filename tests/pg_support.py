@@ -38,7 +38,7 @@ import psycopg
 import pytest
 from psycopg import sql as pgsql
 
-from ivr.adapters.ports import free_port
+from ivr.devstack.ports import free_port
 
 SQL_BACKENDS: Final = ("sqlite", "postgresql")
 #: Run a test once per backend (its fixtures take ``database_url``).
@@ -199,8 +199,8 @@ class PostgresServer:
         (a copy of 8 MB of catalog) costs far more than the test that uses it."""
         if self._spare:
             return self._spare.pop()
-        from ivr.adapters import db as sql
-        from ivr.adapters import schema  # the schema under test
+        from ivr.adapters.sql import db as sql
+        from ivr.adapters.sql import schema  # the schema under test
 
         name = self.create_database()
         engine = sql.create_db_engine(self.url(name))
@@ -215,8 +215,8 @@ class PostgresServer:
         ended, every row deleted (but its revision in alembic_version), every id counting
         from 1 again. A database whose tables or revision are not exactly the schema's any
         more is dropped instead."""
-        from ivr.adapters import db as sql
-        from ivr.adapters import schema
+        from ivr.adapters.sql import db as sql
+        from ivr.adapters.sql import schema
 
         with self._admin(name) as conn:
             conn.execute(

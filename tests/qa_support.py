@@ -23,7 +23,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from ivr.adapters.db import Recording, RecordingStatus, Role, Transcript
+from ivr.adapters.sql.db import Recording, RecordingStatus, Role, Transcript
 
 QA_STAFF = (("qa1", Role.qa), ("qa2", Role.qa), ("sup1", Role.supervisor), ("admin1", Role.admin))
 RATE = 8000

@@ -14,8 +14,8 @@ from typing import Any
 
 import yaml
 
+from ivr.devstack.stack import Stack, asterisk_instance, isolated_settings
 from ivr.settings import Settings
-from ivr.stack import Stack, asterisk_instance, isolated_settings
 
 REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "test-artifacts"

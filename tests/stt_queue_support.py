@@ -27,12 +27,13 @@ import redis
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
-from ivr.adapters import stt_queue, tickets
-from ivr.adapters.db import Recording, SttJob, Ticket, TicketNote, Transcript, VoiceMessage
-from ivr.adapters.instance_dirs import messages_dir
-from ivr.adapters.ports import free_port
+from ivr.adapters.sql import tickets
+from ivr.adapters.sql.db import Recording, SttJob, Ticket, TicketNote, Transcript, VoiceMessage
+from ivr.adapters.stt import job_queue as stt_queue
+from ivr.adapters.telephony.instance_dirs import messages_dir
+from ivr.devstack.ports import free_port
+from ivr.devstack.stack import settings_env
 from ivr.settings import Settings
-from ivr.stack import settings_env
 from tests.stack_support import wait_for as wait_until
 from tests.stt_support import ko_model_path
 

@@ -45,13 +45,13 @@ from playwright.async_api import BrowserContext, Page, async_playwright
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from ivr.adapters import db as sql
-from ivr.adapters import schema
-from ivr.adapters.db import Role, User
-from ivr.adapters.ports import free_port
-from ivr.adapters.users import create_user
+from ivr.adapters.sql import db as sql
+from ivr.adapters.sql import schema
+from ivr.adapters.sql.db import Role, User
+from ivr.adapters.sql.users import create_user
+from ivr.devstack.ports import free_port
+from ivr.devstack.stack import settings_env
 from ivr.settings import Settings
-from ivr.stack import settings_env
 from tests.stack_support import wait_for
 
 REPO = Path(__file__).resolve().parent.parent

@@ -44,7 +44,7 @@ SETTLE_S: Final = 2.0  # a call that ended inside the call flow: time for its me
 # Epochs outside 2001..2286 are not times Asterisk wrote for a call.
 _EPOCH_MIN: Final = 1_000_000_000.0
 _EPOCH_MAX: Final = 9_999_999_999.0
-# Column widths of ivr.adapters.db.Recording.
+# Column widths of ivr.adapters.sql.db.Recording.
 LIMITS: Final = {
     "linkedid": 150, "uniqueid": 150, "did": 32, "caller": 32, "account": 32, "category": 40,
     "queue": 40, "ivr_queue": 40, "agent": 80, "agent_interface": 80, "reason": 40,

@@ -88,7 +88,7 @@ class EnvBlock:
     The adapter reads lines from its socket and feeds them here; :meth:`feed` says when the
     blank line that ends the block has come, and raises :class:`AgiHeaderError` when the
     peer closed first (an empty line: end of file) or sent more than ``limit`` bytes. The
-    timeout is the reader's (``ivr/adapters/fastagi_server.py``).
+    timeout is the reader's (``ivr/adapters/telephony/fastagi_server.py``).
 
     >>> block = EnvBlock(limit=4096)
     >>> block.feed(b"agi_uniqueid: 1.2\\n"), block.feed(b"\\n")

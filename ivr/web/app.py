@@ -10,9 +10,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
 
-from ivr.adapters import db, schema
 from ivr.adapters.disk import DiskWatch
-from ivr.adapters.metrics_read import MetricsReader
+from ivr.adapters.metrics.read import MetricsReader
+from ivr.adapters.sql import db, schema
 from ivr.errors import HotlineError
 from ivr.settings import Settings
 from ivr.web.auth import AuthError, LoginThrottle, PasswordChecks, auth_error_handler

@@ -16,7 +16,7 @@ pages (GET/HEAD); a missing role is 403 JSON.
 
 Session: the cookie holds a random token (HttpOnly, SameSite=Lax, Path=/, Max-Age = the
 session lifetime; Secure per ``auth.cookie_secure``, by default exactly when the request came
-over https). SQL keeps the token's digest and an absolute expiry (``ivr.adapters.users``), so
+over https). SQL keeps the token's digest and an absolute expiry (``ivr.adapters.sql.users``), so
 sign-out, disabling a user and changing a password take effect on the next request.
 
 CSRF: same-origin check. Every cookie-authenticated POST/PUT/PATCH/DELETE, and the sign-in
@@ -57,8 +57,8 @@ from fastapi.responses import RedirectResponse
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from ivr.adapters import users
-from ivr.adapters.db import Role, User, UserSession, audit
+from ivr.adapters.sql import users
+from ivr.adapters.sql.db import Role, User, UserSession, audit
 from ivr.errors import HotlineError
 from ivr.settings import AuthSettings, Settings
 from ivr.web.deps import SettingsDep

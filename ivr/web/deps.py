@@ -9,7 +9,7 @@ from typing import Annotated, Any, Final
 import redis.asyncio as aioredis
 from fastapi import Depends, Path, Request
 
-from ivr.adapters.metrics_read import MetricsReader
+from ivr.adapters.metrics.read import MetricsReader
 from ivr.errors import HotlineError
 from ivr.settings import Settings
 

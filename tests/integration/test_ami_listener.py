@@ -9,7 +9,7 @@ import signal
 import pytest
 
 from ivr import redis_keys
-from ivr.adapters.originate import place_call
+from ivr.adapters.telephony.originate import place_call
 
 pytestmark = pytest.mark.integration
 

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from ivr.adapters.ami_client import AmiClient
-from ivr.adapters.asterisk import FORBIDDEN_WRITE
+from ivr.adapters.telephony.ami_client import AmiClient
+from ivr.adapters.telephony.asterisk import FORBIDDEN_WRITE
+from ivr.devstack.stack import Stack, asterisk_instance
 from ivr.protocols.ami import AmiMessage
 from ivr.settings import Settings
-from ivr.stack import Stack, asterisk_instance
 
 pytestmark = pytest.mark.integration
 

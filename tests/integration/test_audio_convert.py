@@ -6,7 +6,7 @@ import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from ivr.adapters.audio_convert import cached_mp3, file_sha256, to_mp3
+from ivr.adapters.recordings.audio_convert import cached_mp3, file_sha256, to_mp3
 from tests.qa_support import call_wav
 
 

@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ivr.adapters.db import (
+from ivr.adapters.sql.db import (
     Recording,
     SttJob,
     SttJobStatus,
@@ -28,8 +28,8 @@ from ivr.adapters.db import (
     Transcript,
     settings_engine,
 )
-from ivr.adapters.originate import place_call
-from ivr.stack import Stack, asterisk_instance
+from ivr.adapters.telephony.originate import place_call
+from ivr.devstack.stack import Stack, asterisk_instance
 from tests.stack_support import private_stack
 from tests.stt_support import ko_model_path, korean_speech
 

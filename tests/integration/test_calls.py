@@ -11,9 +11,9 @@ import time
 import pytest
 
 from ivr import redis_keys
-from ivr.adapters.sipp import message_counts, run_caller
+from ivr.devstack.sipp import message_counts, run_caller
+from ivr.devstack.stack import asterisk_instance
 from ivr.logging_setup import mask_number
-from ivr.stack import asterisk_instance
 
 pytestmark = pytest.mark.integration
 

@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from ivr.adapters import db as sql
-from ivr.adapters import schema
 from ivr.adapters.disk import DiskWatch, measure
-from ivr.adapters.recorder import Recorder, heartbeat_status, write_heartbeat
+from ivr.adapters.recordings.recorder import Recorder, heartbeat_status, write_heartbeat
+from ivr.adapters.sql import db as sql
+from ivr.adapters.sql import schema
 from ivr.core.disk import DiskSpace
+from ivr.devstack.stack import Stack
 from ivr.settings import RecordingsSettings
-from ivr.stack import Stack
 from ivr.web.app import create_app
 
 pytestmark = pytest.mark.integration

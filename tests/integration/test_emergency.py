@@ -10,9 +10,9 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ivr.adapters.db import Recording, settings_engine
-from ivr.adapters.originate import place_call
-from ivr.stack import asterisk_instance, pid_alive
+from ivr.adapters.sql.db import Recording, settings_engine
+from ivr.adapters.telephony.originate import place_call
+from ivr.devstack.stack import asterisk_instance, pid_alive
 
 pytestmark = pytest.mark.integration
 

@@ -11,9 +11,9 @@ import time
 import pytest
 
 from ivr import redis_keys
-from ivr.adapters.originate import place_call
+from ivr.adapters.telephony.originate import place_call
+from ivr.devstack.stack import pid_alive
 from ivr.logging_setup import mask_number
-from ivr.stack import pid_alive
 
 pytestmark = pytest.mark.integration
 

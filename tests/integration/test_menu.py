@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from ivr.adapters.originate import place_call
+from ivr.adapters.telephony.originate import place_call
 from ivr.cli import main
 from ivr.core.call_report import CallReport
-from ivr.stack import asterisk_instance
+from ivr.devstack.stack import asterisk_instance
 
 pytestmark = pytest.mark.integration
 

@@ -24,7 +24,7 @@ agent_delay_s=)``: ``__SIM_ANSWER_DELAY``, inherited through the queue's dial), 
 set to ``ringinuse`` so that it takes any number of calls at once: every wait is the delay
 chosen, whatever else is queued. Calls entering the same queue are half a second apart.
 
-The oracle is queue_log (ivr.adapters.queue_log parses and classifies it with the same
+The oracle is queue_log (ivr.adapters.metrics.queue_log parses and classifies it with the same
 thresholds). After each scenario, for the calls placed in it: the Redis counters of the day
 bucket (MetricsStore.summary, what ``ivr metrics`` and the web show; deltas over the
 scenario) equal queue_log's, per class and per queue first entered; ``ivr_only`` equals the
@@ -56,13 +56,13 @@ import pytest
 import redis.asyncio as aioredis
 
 from ivr import redis_keys
-from ivr.adapters import queue_log
-from ivr.adapters.metrics_store import MetricsStore, reducer_config
-from ivr.adapters.originate import place_call
+from ivr.adapters.metrics import queue_log
+from ivr.adapters.metrics.store import MetricsStore, reducer_config
+from ivr.adapters.telephony.originate import place_call
 from ivr.core.call_report import CallReport
 from ivr.core.metrics import CallClass
+from ivr.devstack.stack import Stack, asterisk_instance, isolated_settings, pid_alive
 from ivr.settings import MetricsSettings, Settings
-from ivr.stack import Stack, asterisk_instance, isolated_settings, pid_alive
 from tests.stack_support import keep_logs, open_around_the_clock
 
 pytestmark = pytest.mark.integration

@@ -1,4 +1,4 @@
-"""The metrics store (ivr.adapters.metrics_store) and listener against a real redis-server.
+"""The metrics store (ivr.adapters.metrics.store) and listener against a real redis-server.
 
 Each test gets its own redis-server (AOF on, ``appendfsync everysec`` as in the stack) on a
 free loopback port with its data in tmp_path, so it can be stopped, killed and restarted on
@@ -28,10 +28,9 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from ivr import redis_acl, redis_keys
-from ivr.adapters.metrics_listener import RESYNC_EVENT, MetricsListener
-from ivr.adapters.metrics_store import LiveReset, MetricsStore, bucket_names
-from ivr.adapters.originate import place_call
-from ivr.adapters.ports import free_port
+from ivr.adapters.metrics.listener import RESYNC_EVENT, MetricsListener
+from ivr.adapters.metrics.store import LiveReset, MetricsStore, bucket_names
+from ivr.adapters.telephony.originate import place_call
 from ivr.cli import main
 from ivr.core.metrics import (
     AgentRemoved,
@@ -52,6 +51,7 @@ from ivr.core.metrics import (
     snapshot,
     summarize,
 )
+from ivr.devstack.ports import free_port
 from ivr.errors import AmiError
 from ivr.protocols.ami import AmiMessage
 

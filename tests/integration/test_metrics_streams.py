@@ -11,9 +11,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ivr.adapters.ports import free_port
+from ivr.devstack.ports import free_port
+from ivr.devstack.stack import Stack
 from ivr.settings import Settings, WebSettings
-from ivr.stack import Stack
 from tests.web_support import PASSWORD, web_role
 
 pytestmark = pytest.mark.integration

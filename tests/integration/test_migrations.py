@@ -22,10 +22,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, text
 
-from ivr.adapters import db as sql
-from ivr.adapters import schema
-from ivr.adapters.ports import free_port
-from ivr.adapters.schema import SchemaState
+from ivr.adapters.sql import db as sql
+from ivr.adapters.sql import schema
+from ivr.adapters.sql.schema import SchemaState
+from ivr.devstack.ports import free_port
 from tests.migration_support import (
     add_bulk_rows,
     create_frozen_schema,

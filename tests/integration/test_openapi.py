@@ -24,11 +24,11 @@ from hypothesis import settings as hypothesis_settings
 from openapi_spec_validator import validate
 from sqlalchemy.orm import Session
 
-from ivr.adapters import db as sql
-from ivr.adapters import schema
-from ivr.adapters.ports import free_port
+from ivr.adapters.sql import db as sql
+from ivr.adapters.sql import schema
+from ivr.devstack.ports import free_port
+from ivr.devstack.stack import Stack
 from ivr.settings import Settings, WebSettings
-from ivr.stack import Stack
 from tests.web_support import PASSWORD, add_user, web_role
 
 pytestmark = pytest.mark.integration

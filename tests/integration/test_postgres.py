@@ -23,14 +23,15 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, func, insert, inspect, select, text
 from sqlalchemy.orm import Session
 
-from ivr.adapters import db as sql
-from ivr.adapters import recordings_query as catalog
-from ivr.adapters import schema, tickets, voice_messages
-from ivr.adapters.db import AuditEntry, Recording, Role, Ticket, TicketState, VoiceMessage
-from ivr.adapters.ports import free_port
-from ivr.adapters.routing_files import load_routing
+from ivr.adapters.recordings import query as catalog
+from ivr.adapters.recordings import voice_messages
+from ivr.adapters.sql import db as sql
+from ivr.adapters.sql import schema, tickets
+from ivr.adapters.sql.db import AuditEntry, Recording, Role, Ticket, TicketState, VoiceMessage
+from ivr.adapters.telephony.routing_files import load_routing
 from ivr.core import callflow
 from ivr.core.recording_search import build_filter
+from ivr.devstack.ports import free_port
 from ivr.web.app import create_app
 from tests.pg_support import SQL_BACKENDS, PostgresServer, on_sql_backends
 from tests.qa_support import catalogue

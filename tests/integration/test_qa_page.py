@@ -26,10 +26,10 @@ from playwright.async_api import Page
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ivr.adapters import db as sql
-from ivr.adapters import schema, users
-from ivr.adapters.db import AuditEntry, RecordingStatus, Review
-from ivr.adapters.ports import free_port
+from ivr.adapters.sql import db as sql
+from ivr.adapters.sql import schema, users
+from ivr.adapters.sql.db import AuditEntry, RecordingStatus, Review
+from ivr.devstack.ports import free_port
 from ivr.settings import Settings
 from ivr.web.app import create_app
 from tests.qa_support import QA_STAFF, add_transcript, call_wav, catalogue

@@ -23,8 +23,10 @@ from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session
 
 from ivr import cli_recordings, redis_keys
-from ivr.adapters.audio_convert import to_mp3
-from ivr.adapters.db import (
+from ivr.adapters.processes import pid_alive
+from ivr.adapters.recordings.audio_convert import to_mp3
+from ivr.adapters.recordings.recorder import UNREADABLE, Recorder, apply_retention
+from ivr.adapters.sql.db import (
     Recording,
     RecordingStatus,
     SttJob,
@@ -32,16 +34,14 @@ from ivr.adapters.db import (
     VoiceMessage,
     settings_engine,
 )
-from ivr.adapters.originate import place_call
-from ivr.adapters.processes import pid_alive
-from ivr.adapters.recorder import UNREADABLE, Recorder, apply_retention
-from ivr.adapters.schema import upgrade
-from ivr.adapters.sipp import PCAP_DIR, run_caller
+from ivr.adapters.sql.schema import upgrade
+from ivr.adapters.telephony.originate import place_call
 from ivr.cli import build_parser
 from ivr.core.recording_meta import recording_stem
+from ivr.devstack.sipp import PCAP_DIR, run_caller
+from ivr.devstack.stack import asterisk_instance
 from ivr.logging_setup import mask_number
 from ivr.settings import RecordingsSettings, Settings
-from ivr.stack import asterisk_instance
 
 pytestmark = pytest.mark.integration
 

@@ -21,9 +21,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from ivr.adapters import db as sql
-from ivr.adapters import schema, users
-from ivr.adapters.db import AuditEntry, RecordingStatus, Review
+from ivr.adapters.sql import db as sql
+from ivr.adapters.sql import schema, users
+from ivr.adapters.sql.db import AuditEntry, RecordingStatus, Review
 from ivr.core.qa import ITEMS
 from ivr.settings import Settings
 from ivr.web.app import create_app

@@ -19,9 +19,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ivr import redis_acl, redis_keys
-from ivr.adapters.db import Recording, SttJob, settings_engine
+from ivr.adapters.sql.db import Recording, SttJob, settings_engine
+from ivr.devstack.stack import Stack, redis_port
 from ivr.settings import Settings
-from ivr.stack import Stack, redis_port
 
 pytestmark = pytest.mark.integration
 

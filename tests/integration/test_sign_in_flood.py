@@ -15,17 +15,17 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ivr.adapters.ports import free_port
 from ivr.adapters.processes import memory_mib
+from ivr.devstack.ports import free_port
+from ivr.devstack.stack import Stack
 from ivr.settings import AuthSettings, Settings, WebSettings
-from ivr.stack import Stack
 from tests.web_support import PASSWORD, web_role
 
 pytestmark = pytest.mark.integration
 
 FLOOD = 100
 CHECKS = 2  # password checks at once in the role under test
-ARGON2_MIB = 64  # what one check allocates (argon2-cffi's defaults, ivr.adapters.users)
+ARGON2_MIB = 64  # what one check allocates (argon2-cffi's defaults, ivr.adapters.sql.users)
 
 
 def _settings(stack: Stack, run_dir: Path) -> Settings:

@@ -14,11 +14,11 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from ivr.adapters import schema
-from ivr.adapters.db import settings_engine
+from ivr.adapters.sql import schema
+from ivr.adapters.sql.db import settings_engine
 from ivr.cli import main
+from ivr.devstack.stack import ROLE_ORDER, Stack, asterisk_instance, pid_alive, role_check
 from ivr.errors import StackError
-from ivr.stack import ROLE_ORDER, Stack, asterisk_instance, pid_alive, role_check
 from tests.stack_support import wait_for
 
 REPO = Path(__file__).resolve().parents[2]

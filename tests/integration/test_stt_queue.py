@@ -17,13 +17,14 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
-from ivr.adapters import db as sql
-from ivr.adapters import schema, stt_queue, users
-from ivr.adapters.db import AuditEntry, Recording, Role, SttJob, SttJobStatus
-from ivr.adapters.ports import free_port
-from ivr.adapters.stt_queue import RETRY_CONSUMER, JobQueue
+from ivr.adapters.sql import db as sql
+from ivr.adapters.sql import schema, users
+from ivr.adapters.sql.db import AuditEntry, Recording, Role, SttJob, SttJobStatus
+from ivr.adapters.stt import job_queue as stt_queue
+from ivr.adapters.stt.job_queue import RETRY_CONSUMER, JobQueue
 from ivr.cli import main
 from ivr.core.stt_jobs import RetryPolicy
+from ivr.devstack.ports import free_port
 from ivr.settings import Settings
 from ivr.web.app import create_app
 from tests.pg_support import on_sql_backends
@@ -341,7 +342,7 @@ def test_given_redis_down_when_admin_retries_then_requeued_unsent_for_the_sweep(
 def test_given_jobs_when_cli_lists_dead_ones_then_reasons_printed(
     engine, settings, tmp_path, monkeypatch, capsys
 ):
-    from ivr.stack import settings_env
+    from ivr.devstack.stack import settings_env
 
     ids = jobs_with(engine, 2, settings, tmp_path)
     _kill(engine, ids[0], "too long: call.wav is 7200 s long; the most is 3600 s")

@@ -25,12 +25,12 @@ from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
 from ivr import redis_keys
-from ivr.adapters import db as sql
-from ivr.adapters import schema, users
-from ivr.adapters.db import Recording, Role, SttJobStatus, TicketNote, Transcript
-from ivr.adapters.stt_queue import JobQueue
-from ivr.adapters.stt_worker import SttWorker, redis_client
-from ivr.adapters.tickets import NO_SPEECH
+from ivr.adapters.sql import db as sql
+from ivr.adapters.sql import schema, users
+from ivr.adapters.sql.db import Recording, Role, SttJobStatus, TicketNote, Transcript
+from ivr.adapters.sql.tickets import NO_SPEECH
+from ivr.adapters.stt.job_queue import JobQueue
+from ivr.adapters.stt.worker import SttWorker, redis_client
 from ivr.core.danger import find_danger_words
 from ivr.settings import Settings
 from ivr.web.app import create_app
@@ -218,7 +218,7 @@ async def test_given_a_danger_word_heard_then_ticket_raised_to_l1_and_flagged(
     """Danger words come from a real decode: espeak-ng's Korean is not what vosk hears, so
     the list is the words the engine makes of this audio (a second decode of the same file
     shares them) — the worker's own transcript must then raise and flag the ticket."""
-    from ivr.adapters.stt_engine import SttEngine
+    from ivr.adapters.stt.engine import SttEngine
 
     heard = SttEngine.load(ko_model_path(), "ko").transcribe(audio["call"], channel=0)
     assert heard.words, "the reference decode heard nothing"

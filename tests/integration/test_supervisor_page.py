@@ -28,11 +28,11 @@ from playwright.async_api import Page
 from prometheus_client.parser import text_string_to_metric_families
 
 from ivr import redis_keys
-from ivr.adapters.ami_client import AmiClient
-from ivr.adapters.db import settings_engine
-from ivr.adapters.originate import place_call
+from ivr.adapters.sql.db import settings_engine
+from ivr.adapters.telephony.ami_client import AmiClient
+from ivr.adapters.telephony.originate import place_call
+from ivr.devstack.stack import Stack, asterisk_instance, isolated_settings
 from ivr.protocols.ami import AmiMessage
-from ivr.stack import Stack, asterisk_instance, isolated_settings
 from tests.stack_support import open_around_the_clock
 from tests.web_support import (
     ARTIFACTS,

@@ -23,12 +23,12 @@ import redis
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from ivr.adapters import db as sql
-from ivr.adapters import tickets
-from ivr.adapters.db import Recording, Ticket, TicketTransition, Transcript
-from ivr.adapters.ports import free_port
+from ivr.adapters.sql import db as sql
+from ivr.adapters.sql import tickets
+from ivr.adapters.sql.db import Recording, Ticket, TicketTransition, Transcript
+from ivr.devstack.ports import free_port
+from ivr.devstack.stack import settings_env
 from ivr.settings import Settings
-from ivr.stack import settings_env
 from tests.stack_support import wait_for
 from tests.web_support import (
     ARTIFACTS,

@@ -9,9 +9,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from ivr.adapters.originate import place_call
-from ivr.adapters.sipp import message_counts, run_caller
-from ivr.stack import Stack, asterisk_instance
+from ivr.adapters.telephony.originate import place_call
+from ivr.devstack.sipp import message_counts, run_caller
+from ivr.devstack.stack import Stack, asterisk_instance
 from tests.stack_support import open_around_the_clock, private_stack
 
 pytestmark = pytest.mark.integration

@@ -20,11 +20,11 @@ from typing import Any
 
 import pytest
 
-from ivr.adapters.asterisk import root_group_id, root_user_id
+from ivr.adapters.telephony.asterisk import root_group_id, root_user_id
 from ivr.cli import ROLES, build_parser, main
+from ivr.devstack.stack import asterisk_instance, isolated_settings, redis_port, role_check
+from ivr.devstack.stack import wait_until_ready as role_ready
 from ivr.settings import Settings
-from ivr.stack import asterisk_instance, isolated_settings, redis_port, role_check
-from ivr.stack import wait_until_ready as role_ready
 from ivr.units import ASTERISK_UNIT, MIGRATE_UNIT, TARGET, role_unit
 from tests.stack_support import wait_for
 from tests.units_support import read_env_file, read_unit, run_to_end, start

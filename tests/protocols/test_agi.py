@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ivr.adapters.fastagi_server import read_env_block
+from ivr.adapters.telephony.fastagi_server import read_env_block
 from ivr.errors import AgiHeaderError
 from ivr.protocols.agi import AgiResult, EnvBlock, format_command, parse_env, parse_result
 

@@ -17,11 +17,11 @@ from typing import Any
 
 import pytest
 
-from ivr.adapters.fastagi_server import AgiSession, FastAgiServer
-from ivr.adapters.flow_runner import run_inbound
-from ivr.adapters.ports import free_port
-from ivr.adapters.routing_files import load_routing
+from ivr.adapters.telephony.fastagi_server import AgiSession, FastAgiServer
+from ivr.adapters.telephony.flow_runner import run_inbound
+from ivr.adapters.telephony.routing_files import load_routing
 from ivr.core.callflow import flow_config
+from ivr.devstack.ports import free_port
 from ivr.errors import AgiCommandError
 from ivr.protocols.agi import AgiResult
 from ivr.settings import FastAgiSettings

@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from ivr.adapters.ami_client import AmiClient
+from ivr.adapters.telephony.ami_client import AmiClient
 from ivr.errors import AmiError, AmiTimeout
 from ivr.protocols.ami import AmiFramer, AmiMessage
 from ivr.settings import AmiSettings
 
 BANNER = b"Asterisk Call Manager/9.0.0\r\n"
 SECRET = "t0p-s3cret-never-logged"
-LOGGER = "ivr.adapters.ami_client"
+LOGGER = "ivr.adapters.telephony.ami_client"
 QUEUE_STATUS = Path(__file__).resolve().parent.parent / "fixtures" / "ami" / "queue_status.ami"
 RECORDED_ACTION_ID = b"hotline-5f3a9c01-9"
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from ivr.adapters import db as sql
-from ivr.adapters import schema
-from ivr.adapters.stt_worker import WorkerPool
+from ivr.adapters.sql import db as sql
+from ivr.adapters.sql import schema
+from ivr.adapters.stt.worker import WorkerPool
 from ivr.cli import main
 from ivr.errors import InvalidInput
 from ivr.settings import Settings, load_settings

@@ -11,9 +11,9 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ivr.adapters import db as sql
-from ivr.adapters import schema, tickets
-from ivr.adapters.db import AuditEntry, Recording, TicketTransition
+from ivr.adapters.sql import db as sql
+from ivr.adapters.sql import schema, tickets
+from ivr.adapters.sql.db import AuditEntry, Recording, TicketTransition
 from ivr.cli import main
 from ivr.settings import Settings, load_settings
 

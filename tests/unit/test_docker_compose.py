@@ -163,7 +163,7 @@ def test_volumes_are_shared_where_the_code_looks_for_them(compose, monkeypatch):
         settings = service_settings(services[reader], monkeypatch)
         assert mounts(services[reader])[str(settings.recordings_dir)][0] == recordings_volume
 
-    from ivr.adapters.stt_worker import messages_dir
+    from ivr.adapters.stt.worker import messages_dir
 
     stt = service_settings(services["stt-worker"], monkeypatch)
     stt_mounts = mounts(services["stt-worker"])

@@ -1,11 +1,11 @@
-"""What the AMI event stream keeps of an event (ivr.adapters.event_sink.redacted): no caller's
-number, keyed digit or account number in clear; what the replay needs, as it was."""
+"""What the AMI event stream keeps of an event (ivr.adapters.metrics.event_sink.redacted): no
+caller's number, keyed digit or account number in clear; what the replay needs, as it was."""
 
 from __future__ import annotations
 
 import pytest
 
-from ivr.adapters.event_sink import redacted
+from ivr.adapters.metrics.event_sink import redacted
 from ivr.core.metrics import MetricsConfig, MetricsState, apply, snapshot
 
 CALLER = "13800138000"

@@ -41,12 +41,10 @@ IVR = Path(__file__).resolve().parents[2] / "ivr"
 CORE_MAY_IMPORT: tuple[str, ...] = ("ivr.core", "ivr.errors", "pydantic")
 
 #: Code used only by the dev stack and the tests: the launcher, the sipp runner, the free-port
-#: finder. (The Asterisk instance, ivr/adapters/asterisk.py, is production: systemd's
+#: finder. (The Asterisk instance, ivr/adapters/telephony/asterisk.py, is production: systemd's
 #: ``ivr asterisk prepare`` renders it.)
 DEV_ONLY: tuple[str, ...] = (
-    "ivr.stack",
-    "ivr.adapters.sipp",
-    "ivr.adapters.ports",
+    "ivr.devstack",  # the launcher, sipp, ports
 )
 #: The only production modules that may import dev-only code: the CLI modules with the dev
 #: commands (``ivr up``/``down``/``status`` in cli.py, ``ivr restart`` in cli_units.py).

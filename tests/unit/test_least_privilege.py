@@ -16,7 +16,8 @@ import pytest
 from pydantic import SecretStr
 
 from ivr import redis_acl
-from ivr.adapters.asterisk import (
+from ivr.adapters.private_files import create_private, write_private
+from ivr.adapters.telephony.asterisk import (
     ACTIONS,
     FORBIDDEN_WRITE,
     LISTENER,
@@ -25,10 +26,9 @@ from ivr.adapters.asterisk import (
     AsteriskInstance,
     ami_accounts,
 )
-from ivr.adapters.private_files import create_private, write_private
+from ivr.devstack.stack import APP_ROLES, asterisk_instance, settings_env
 from ivr.errors import StackError
 from ivr.settings import Settings
-from ivr.stack import APP_ROLES, asterisk_instance, settings_env
 
 LISTENER_SECRET = "listener-secret-0123456789"
 ACTIONS_SECRET = "actions-secret-0123456789"
@@ -52,7 +52,7 @@ def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
 def test_no_kind_of_account_may_write_system_command_or_config():
     for classes in (LISTENER, ACTIONS):
         assert not set(classes.write) & FORBIDDEN_WRITE, classes.purpose
-    # what each needs, as measured on Asterisk 22 (ivr/adapters/asterisk.py)
+    # what each needs, as measured on Asterisk 22 (ivr/adapters/telephony/asterisk.py)
     assert LISTENER.write == ("reporting",)  # CoreShowChannels; Ping, QueueStatus need none
     assert set(ACTIONS.write) == {"call", "agent", "originate"}
 
@@ -227,7 +227,7 @@ def test_an_acl_file_without_a_default_password_is_refused():
 
 
 def test_ivr_up_generates_each_missing_secret_once_with_mode_0600(settings):
-    from ivr.stack import Stack
+    from ivr.devstack.stack import Stack
 
     settings.ami.secret = settings.ami.actions_secret = settings.redis.password = None
     Stack(settings)._ensure_secrets()
@@ -242,7 +242,7 @@ def test_ivr_up_generates_each_missing_secret_once_with_mode_0600(settings):
 
 
 def test_ivr_up_refuses_a_redis_user_of_ones_own(settings):
-    from ivr.stack import Stack
+    from ivr.devstack.stack import Stack
 
     settings.redis.username = "hotline"
     with pytest.raises(StackError, match="a user per role"):

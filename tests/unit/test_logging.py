@@ -31,7 +31,7 @@ def test_given_number_when_masked_then_only_first_three_and_last_two_digits_show
 def record(
     msg: str, *args: object, level: int = logging.INFO, **extra: object
 ) -> logging.LogRecord:
-    logger = logging.getLogger("ivr.adapters.flow_runner")
+    logger = logging.getLogger("ivr.adapters.telephony.flow_runner")
     return logger.makeRecord(logger.name, level, __file__, 42, msg, args, None, extra=extra)
 
 
@@ -45,7 +45,7 @@ def test_given_record_with_extra_fields_when_formatted_then_one_json_object_line
     assert doc == {
         "ts": doc["ts"],
         "level": "INFO",
-        "logger": "ivr.adapters.flow_runner",
+        "logger": "ivr.adapters.telephony.flow_runner",
         "msg": "call flow started",
         "call_id": "c-1",
         "uniqueid": "1732329601.7",

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from ivr.adapters.prompts import PromptText, build, load_catalog
+from ivr.adapters.telephony.prompts import PromptText, build, load_catalog
 from ivr.errors import ConfigError
 
 REPO = Path(__file__).resolve().parent.parent.parent

@@ -1,4 +1,4 @@
-"""Asterisk's queue_log: the parser and the call classifier (ivr.adapters.queue_log).
+"""Asterisk's queue_log: the parser and the call classifier (ivr.adapters.metrics.queue_log).
 
 The lines below are what Asterisk 22's app_queue writes (``log_membername_as_agent = yes``,
 the dev stack's queues.conf): the first block was recorded from the dev stack (an ``ivr
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from ivr.adapters.queue_log import (
+from ivr.adapters.metrics.queue_log import (
     QueueLogRecord,
     classify,
     classify_calls,

@@ -16,10 +16,10 @@ import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from ivr.adapters import db as sql
-from ivr.adapters import recordings_query as catalog
-from ivr.adapters import schema
-from ivr.adapters.db import AuditEntry, RecordingStatus, Role, User
+from ivr.adapters.recordings import query as catalog
+from ivr.adapters.sql import db as sql
+from ivr.adapters.sql import schema
+from ivr.adapters.sql.db import AuditEntry, RecordingStatus, Role, User
 from ivr.core.recording_search import (
     InvalidSearch,
     SearchFilter,

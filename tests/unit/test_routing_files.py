@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from ivr import cli
-from ivr.adapters.prompts import load_catalog
-from ivr.adapters.routing_files import (
+from ivr.adapters.telephony.prompts import load_catalog
+from ivr.adapters.telephony.routing_files import (
     check_prompts,
     check_queues,
     load_routing,

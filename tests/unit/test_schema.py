@@ -1,4 +1,4 @@
-"""Schema migrations (``ivr.adapters.schema``, ``ivr db``) on SQLite and on the private
+"""Schema migrations (``ivr.adapters.sql.schema``, ``ivr db``) on SQLite and on the private
 PostgreSQL server: an empty database, one from the previous release (the frozen 43d98e3 DDL
 and rows), one at an older revision, one newer than the code, a revision that fails half-way,
 upgraders starting together, and the check that the models and the migrations agree.
@@ -19,9 +19,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Column, DateTime, Engine, Index, MetaData, inspect, text
 from sqlalchemy.orm import Session
 
-from ivr.adapters import db as sql
-from ivr.adapters import schema
-from ivr.adapters.schema import SchemaState
+from ivr.adapters.sql import db as sql
+from ivr.adapters.sql import schema
+from ivr.adapters.sql.schema import SchemaState
 from ivr.cli import main
 from ivr.web.app import create_app
 from tests.migration_support import (
@@ -471,7 +471,7 @@ def test_given_the_installed_package_then_the_alembic_environment_ships_with_it(
 
     pyproject = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
     patterns = pyproject["tool"]["setuptools"]["package-data"]["ivr"]
-    package = schema.MIGRATIONS.parents[1]  # ivr/
+    package = schema.MIGRATIONS.parents[2]  # ivr/
     needed = [
         path.relative_to(package)
         for path in schema.MIGRATIONS.rglob("*")

@@ -298,7 +298,7 @@ def test_given_event_stream_younger_than_the_replay_window_when_loaded_then_refu
 
 
 def test_given_asterisk_root_in_env_then_a_private_test_stack_uses_it(monkeypatch, tmp_path):
-    from ivr.stack import isolated_settings
+    from ivr.devstack.stack import isolated_settings
 
     monkeypatch.setenv("IVR_ASTERISK__ROOT", "/var/lib/hotline/other-root")
 

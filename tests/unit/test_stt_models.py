@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from ivr.adapters import stt_models
-from ivr.adapters.stt_models import (
+from ivr.adapters.stt import models as stt_models
+from ivr.adapters.stt.models import (
     AlreadyInstalled,
     ChecksumMismatch,
     ModelInstallError,

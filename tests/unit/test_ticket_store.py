@@ -1,4 +1,4 @@
-"""ivr.adapters.tickets against a real SQLite file and a real PostgreSQL server: opening
+"""ivr.adapters.sql.tickets against a real SQLite file and a real PostgreSQL server: opening
 tickets for calls, transcript notes (exactly one per source, also under a race of two
 threads), danger words, moves."""
 
@@ -16,9 +16,9 @@ import pytest
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
-from ivr.adapters import db as sql
-from ivr.adapters import schema, tickets
-from ivr.adapters.db import (
+from ivr.adapters.sql import db as sql
+from ivr.adapters.sql import schema, tickets
+from ivr.adapters.sql.db import (
     AuditEntry,
     Recording,
     Role,
@@ -30,7 +30,7 @@ from ivr.adapters.db import (
     User,
     VoiceMessage,
 )
-from ivr.adapters.users import create_user
+from ivr.adapters.sql.users import create_user
 from ivr.settings import Settings
 from tests.pg_support import SQL_BACKENDS
 
@@ -397,7 +397,7 @@ def test_given_the_other_worker_stores_it_after_our_check_then_the_savepoint_ret
     """Worker B checks (nothing yet) while A has inserted; B waits for the ticket's lock until
     A commits, then B's insert hits the unique constraint, only its SAVEPOINT rolls back, and
     B returns A's note; B's transaction goes on (its ticket update commits)."""
-    caplog.set_level("INFO", logger="ivr.adapters.tickets")
+    caplog.set_level("INFO", logger="ivr.adapters.sql.tickets")
     ticket_id, tr_id = _ticket_with_transcript(engine, settings, danger=["着火"])
     with Session(engine, expire_on_commit=False) as a:
         tr_a = a.get(Transcript, tr_id)

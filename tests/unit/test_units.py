@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from ivr.cli import ROLES
-from ivr.stack import APP_ROLES, Stack
+from ivr.devstack.stack import APP_ROLES, Stack
 from ivr.units import ASTERISK_UNIT, MIGRATE_UNIT, ROLE_UNITS, TARGET, render, role_unit
 from tests.units_support import EXAMPLE_INSTALL as INSTALL
 

@@ -17,9 +17,9 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from ivr import cli_users
-from ivr.adapters import db as sql
-from ivr.adapters import schema, users
-from ivr.adapters.db import AuditEntry, Role, User, UserSession
+from ivr.adapters.sql import db as sql
+from ivr.adapters.sql import schema, users
+from ivr.adapters.sql.db import AuditEntry, Role, User, UserSession
 from ivr.settings import Settings
 from tests.pg_support import on_sql_backends
 

@@ -18,9 +18,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
-from ivr.adapters import db as sql
-from ivr.adapters import users
-from ivr.adapters.db import AuditEntry, Role, UserSession
+from ivr.adapters.sql import db as sql
+from ivr.adapters.sql import users
+from ivr.adapters.sql.db import AuditEntry, Role, UserSession
 from ivr.settings import Settings
 from ivr.web.app import create_app
 from ivr.web.auth import CurrentUser, LoginThrottle, SupervisorUser, require_roles

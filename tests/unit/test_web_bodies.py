@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
-from ivr.adapters import users
+from ivr.adapters.sql import users
 from ivr.core.tickets import InvalidTicketInput
 from ivr.settings import Settings
 from ivr.web.app import create_app

@@ -20,9 +20,9 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine
 
-from ivr.adapters import users
-from ivr.adapters.metrics_read import MetricsReader, day_hours
-from ivr.adapters.metrics_store import MetricsUnavailable, bucket_names
+from ivr.adapters.metrics.read import MetricsReader, day_hours
+from ivr.adapters.metrics.store import MetricsUnavailable, bucket_names
+from ivr.adapters.sql import users
 from ivr.core.metrics import (
     Counters,
     LiveView,

@@ -11,8 +11,8 @@ import pytest
 from fastapi import APIRouter
 from fastapi.testclient import TestClient
 
-from ivr.adapters import users
-from ivr.adapters.db import User
+from ivr.adapters.sql import users
+from ivr.adapters.sql.db import User
 from ivr.web.app import create_app
 from ivr.web.static_pages import add_page
 from tests.web_support import PASSWORD, loopback_settings, sign_in, staff_engine

@@ -13,8 +13,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from ivr.adapters import tickets, users
-from ivr.adapters.db import AuditEntry, Recording, Transcript, VoiceMessage
+from ivr.adapters.sql import tickets, users
+from ivr.adapters.sql.db import AuditEntry, Recording, Transcript, VoiceMessage
 from ivr.settings import Settings
 from ivr.web.app import create_app
 from tests.web_support import ORIGIN, PASSWORD, loopback_settings, sign_in, staff_engine

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 
-from ivr.adapters import recordings_query as catalog
+from ivr.adapters.recordings import query as catalog
 from ivr.core.recording_search import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, page_count, time_bounds
 from ivr.web.auth import AdminUser, DbDep
 from ivr.web.deps import SettingsDep

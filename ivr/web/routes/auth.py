@@ -25,8 +25,8 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy.orm import Session
 
-from ivr.adapters.db import Role
-from ivr.adapters.users import InvalidCredentials
+from ivr.adapters.sql.db import Role
+from ivr.adapters.sql.users import InvalidCredentials
 from ivr.settings import Settings
 from ivr.web import api_docs
 from ivr.web.auth import (

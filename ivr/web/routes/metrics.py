@@ -10,7 +10,7 @@ Routes (every one needs the ``supervisor`` role; ``admin`` holds it)::
     GET /static/supervisor.js, /static/supervisor.css  its script and style (no data: public)
 
 The document (its fields: docs/answer-rate.md, "The summary document") is
-:meth:`ivr.adapters.metrics_read.MetricsReader.document`: the store's summary plus
+:meth:`ivr.adapters.metrics.read.MetricsReader.document`: the store's summary plus
 ``period``, ``bucket``, ``timezone``, ``at``, ``answer_rate_target`` and ``health``
 (anomalies, dropped, resync). Caller numbers are masked (``138******00``) in everything sent
 here, whatever the role. Redis unreachable: 503 ``metrics-unavailable``.
@@ -52,10 +52,10 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.types import Receive, Scope, Send
 
-from ivr.adapters import users
-from ivr.adapters.db import Role, User
-from ivr.adapters.metrics_read import ChangeFeed
-from ivr.adapters.metrics_store import MetricsUnavailable
+from ivr.adapters.metrics.read import ChangeFeed
+from ivr.adapters.metrics.store import MetricsUnavailable
+from ivr.adapters.sql import users
+from ivr.adapters.sql.db import Role, User
 from ivr.core.metrics import CallClass
 from ivr.errors import HotlineError
 from ivr.logging_setup import mask_number

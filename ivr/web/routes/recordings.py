@@ -29,10 +29,10 @@ whole day — or a date and time; local to ``metrics.timezone`` unless an offset
 
 Each row carries ``status`` (ok, empty, corrupt, incomplete, deleted), ``status_detail`` and
 ``playable``; the audio and download of a row with nothing to play answer 409/410 JSON (see
-:mod:`ivr.adapters.recording_files`). The file is found only through the row's file name;
+:mod:`ivr.adapters.recordings.files`). The file is found only through the row's file name;
 no request value is ever used as a path.
 
-Replay auditing (:mod:`ivr.adapters.recordings_query`): a request without ``Range`` or from
+Replay auditing (:mod:`ivr.adapters.recordings.query`): a request without ``Range`` or from
 byte 0 is a replay and writes one ``recording.replay`` row (a repeat within 5 s is the
 browser's second request for the same start); seeks within an hour of the user's last
 replay of that call write nothing more, seeks without one are audited as a replay. A range
@@ -48,10 +48,10 @@ from typing import Annotated, Any, Final, Literal
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from ivr.adapters import recordings_query as catalog
-from ivr.adapters.audio_convert import file_sha256, to_mp3
-from ivr.adapters.db import Recording, RecordingStatus, Review, Transcript, User
-from ivr.adapters.recording_files import FileInfo, locate, stat_file
+from ivr.adapters.recordings import query as catalog
+from ivr.adapters.recordings.audio_convert import file_sha256, to_mp3
+from ivr.adapters.recordings.files import FileInfo, locate, stat_file
+from ivr.adapters.sql.db import Recording, RecordingStatus, Review, Transcript, User
 from ivr.core import qa
 from ivr.core.http_range import (
     RangeNotSatisfiable,

@@ -27,8 +27,8 @@ from redis.exceptions import RedisError
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from ivr.adapters import stt_queue
-from ivr.adapters.db import SttJob, User, audit
+from ivr.adapters.sql.db import SttJob, User, audit
+from ivr.adapters.stt import job_queue as stt_queue
 from ivr.web.auth import AdminUser, DbDep, SupervisorUser, client_ip, get_engine
 from ivr.web.deps import RedisDep, SettingsDep
 from ivr.web.static_pages import NO_STORE

@@ -36,8 +36,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from sqlalchemy.orm import Session
 
-from ivr.adapters import tickets as store
-from ivr.adapters.db import Role, Ticket, TicketNote, User
+from ivr.adapters.sql import tickets as store
+from ivr.adapters.sql.db import Role, Ticket, TicketNote, User
 from ivr.core import tickets as rules
 from ivr.core.tickets import InvalidTicketInput
 from ivr.logging_setup import mask_number

@@ -1,7 +1,7 @@
 """The ami role's metrics wiring: AMI events -> the pure reducer -> the Redis store.
 
 ``on_event`` (the AmiClient's single consumer, in arrival order) keeps the events the service
-reasons about (:func:`ivr.adapters.event_sink.is_kept`), folds each into the reducer with
+reasons about (:func:`ivr.adapters.metrics.event_sink.is_kept`), folds each into the reducer with
 ``now`` = the time it was received, and hands the event and its effects to the store as one
 batch (the event lands in ``ivr:ami:events`` with ``_received_at``).
 
@@ -14,7 +14,7 @@ Resync, on every AMI (re)login (``on_login``):
 3. each ``CallUnknown`` is looked up in Asterisk's queue_log (when ``queue_log_path`` is
    readable), by the Uniqueids the reducer saw for its Linkedid (queue_log's callid is the
    caller channel's Uniqueid): a call queue_log saw to its end is classified from it instead
-   (whole seconds there; see :mod:`ivr.adapters.queue_log`); the rest stay ``unknown`` and
+   (whole seconds there; see :mod:`ivr.adapters.metrics.queue_log`); the rest stay ``unknown`` and
    count in the ``unknown_outcome`` anomaly;
 4. one batch carries the outcomes, an ``IvrResync`` entry for the stream naming the calls
    closed (so that a replay closes exactly those at the same point), the resync counters,
@@ -45,10 +45,16 @@ from typing import Any, Final
 from redis.exceptions import RedisError
 
 from ivr import redis_keys
-from ivr.adapters.ami_client import AmiClient
-from ivr.adapters.event_sink import is_kept, write_heartbeat
-from ivr.adapters.metrics_store import LiveReset, MetricsStore
-from ivr.adapters.queue_log import QueueLog, classify, classify_calls, read_since, records_of
+from ivr.adapters.metrics.event_sink import is_kept, write_heartbeat
+from ivr.adapters.metrics.queue_log import (
+    QueueLog,
+    classify,
+    classify_calls,
+    read_since,
+    records_of,
+)
+from ivr.adapters.metrics.store import LiveReset, MetricsStore
+from ivr.adapters.telephony.ami_client import AmiClient
 from ivr.core.metrics import (
     AgentStateChanged,
     AnomalyKind,

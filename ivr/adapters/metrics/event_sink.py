@@ -3,7 +3,7 @@
 Only the events the service reasons about are kept (``KEPT_EVENTS``, plus ``VarSet`` of the
 call-flow's ``IVR_*`` variables and of app_queue's ``QUEUESTATUS``); the others are counted
 and skipped. The kept events go, with their effects on the metrics, into the stream
-``ivr:ami:events`` (:class:`ivr.adapters.metrics_store.MetricsStore` writes both in one
+``ivr:ami:events`` (:class:`ivr.adapters.metrics.store.MetricsStore` writes both in one
 atomic step; the stream is capped in length and in age). ``write_heartbeat`` publishes the
 listener's state in ``ivr:ami:status``, a hash that expires when the listener stops
 refreshing it.

@@ -16,7 +16,7 @@ catalogues whatever piled up. For each call, in this order:
    one stereo 8 kHz 16-bit WAV, caller left, agent right, the shorter leg padded with
    silence, written atomically to ``<recordings_dir>/YYYY/MM/DD/<UTC time>-<hash>.wav``
    (:func:`ivr.core.recording_meta.recording_stem`: never named after caller input);
-2. one :class:`~ivr.adapters.db.Recording` row is inserted with the facts, the file's size,
+2. one :class:`~ivr.adapters.sql.db.Recording` row is inserted with the facts, the file's size,
    SHA-256 and length, and the voice message of the same channel linked; ``on_catalogued``
    runs in that same transaction (it may register SQLAlchemy ``after_commit`` listeners on
    the session for work that must follow the commit); then the commit;
@@ -54,9 +54,9 @@ from sqlalchemy import Engine, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ivr.adapters.db import Recording, RecordingStatus, VoiceMessage, utcnow
-from ivr.adapters.routing_files import load_routing
-from ivr.adapters.voice_messages import message_from_facts
+from ivr.adapters.recordings.voice_messages import message_from_facts
+from ivr.adapters.sql.db import Recording, RecordingStatus, VoiceMessage, utcnow
+from ivr.adapters.telephony.routing_files import load_routing
 from ivr.core.disk import DiskSpace
 from ivr.core.recording_meta import (
     MAX_FACTS_BYTES,

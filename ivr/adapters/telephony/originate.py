@@ -17,7 +17,7 @@ import re
 import uuid
 from collections.abc import Sequence
 
-from ivr.adapters.ami_client import AmiClient
+from ivr.adapters.telephony.ami_client import AmiClient
 from ivr.core.call_report import CallReport, summarize
 from ivr.errors import AmiError, AmiTimeout, InvalidInput
 from ivr.protocols.ami import AmiMessage

@@ -3,7 +3,7 @@
 :func:`to_mp3` makes ``<conversion_dir>/<sha256>-<bitrate>.mp3`` once per distinct file and
 returns it (a cached copy is returned as is). The original is only ever read.
 
-The conversion runs in a child Python process (``python -m ivr.adapters.audio_convert SRC
+The conversion runs in a child Python process (``python -m ivr.adapters.recordings.audio_convert SRC
 OUT BITRATE``) whose ``TMPDIR`` is a fresh work folder inside the conversion folder, for two
 reasons: pydub's ``export`` writes the whole wav and ffmpeg's output to two temporary files
 in the system temp folder and leaves both behind when encoding fails (``delete=False``, no

@@ -40,7 +40,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ivr.adapters.db import (
+from ivr.adapters.sql.db import (
     Recording,
     Ticket,
     TicketNote,

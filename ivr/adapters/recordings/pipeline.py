@@ -15,9 +15,10 @@ import redis.asyncio as aioredis
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from ivr.adapters import stt_queue, tickets
-from ivr.adapters.db import Recording, RecordingStatus, VoiceMessage
-from ivr.adapters.recorder import OnCatalogued
+from ivr.adapters.recordings.recorder import OnCatalogued
+from ivr.adapters.sql import tickets
+from ivr.adapters.sql.db import Recording, RecordingStatus, VoiceMessage
+from ivr.adapters.stt import job_queue as stt_queue
 from ivr.settings import Settings
 
 logger = logging.getLogger(__name__)

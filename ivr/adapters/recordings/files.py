@@ -25,7 +25,7 @@ from typing import Final
 
 import anyio.to_thread
 
-from ivr.adapters.db import Recording, RecordingStatus
+from ivr.adapters.sql.db import Recording, RecordingStatus
 from ivr.errors import HotlineError
 
 logger = logging.getLogger(__name__)

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
-from ivr.adapters.stt_engine import model_problems
+from ivr.adapters.stt.engine import model_problems
 from ivr.errors import HotlineError
 from ivr.settings import REPO_DIR
 

@@ -26,7 +26,7 @@ from typing import Any, Final
 from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.orm import Session
 
-from ivr.adapters.db import AuditEntry, Recording, Review, Transcript, User, audit, utcnow
+from ivr.adapters.sql.db import AuditEntry, Recording, Review, Transcript, User, audit, utcnow
 from ivr.core.qa import ReviewDraft
 from ivr.core.recording_search import SearchFilter, reversed_prefix_range
 from ivr.errors import HotlineError

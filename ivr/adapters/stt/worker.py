@@ -5,21 +5,21 @@
 pool waits for them (``stt.drain_s`` plus a margin, then SIGKILL). Each child is one
 :class:`SttWorker`:
 
-- loads the model once (:meth:`SttEngine.load <ivr.adapters.stt_engine.SttEngine.load>`).
+- loads the model once (:meth:`SttEngine.load <ivr.adapters.stt.engine.SttEngine.load>`).
   With no usable model it takes no job: the jobs wait in the stream, shown with the
   status ``no model`` (or ``model error``), and the model is looked for every
   ``stt.model_poll_s``; once it loads, they are shown ``queued`` again and taken;
-- every ``stt.sweep_s`` sends unsent jobs (:func:`~ivr.adapters.stt_queue.send_pending`),
-  re-sends jobs Redis lost (:func:`~ivr.adapters.stt_queue.resend_lost`: at start, after
+- every ``stt.sweep_s`` sends unsent jobs (:func:`~ivr.adapters.stt.job_queue.send_pending`),
+  re-sends jobs Redis lost (:func:`~ivr.adapters.stt.job_queue.resend_lost`: at start, after
   Redis comes back, when the stream holds fewer entries than unfinished jobs, and every
   minute) and refreshes its status hash ``ivr:stt:worker:<consumer>``;
 - takes one job at a time: a due pending entry first (a retry past its backoff, or a job
   whose worker went silent), else a new one; decodes in a thread (the event loop stays free
   for the heartbeat), heart-beating every ``stt.heartbeat_s``;
-- stores the result in ONE transaction: the :class:`~ivr.adapters.db.Transcript` (unique
+- stores the result in ONE transaction: the :class:`~ivr.adapters.sql.db.Transcript` (unique
   ``source_key``; a redo finds the one stored before), ``Recording.transcript_id``, the job's
   status (``done``, or ``silent`` when no word was heard) and the ticket note
-  (:func:`ivr.adapters.tickets.add_transcript_note`, once per ticket and source). Only then
+  (:func:`ivr.adapters.sql.tickets.add_transcript_note`, once per ticket and source). Only then
   is the entry acknowledged, so a worker killed at any point leaves the job to be redone,
   and the redo adds nothing twice;
 - failures follow :func:`ivr.core.stt_jobs.decide_failure`: permanent (not audio, too long,
@@ -62,8 +62,9 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from ivr import redis_keys
-from ivr.adapters import stt_queue, tickets
-from ivr.adapters.db import (
+from ivr.adapters.processes import memory_mib
+from ivr.adapters.sql import tickets
+from ivr.adapters.sql.db import (
     Recording,
     RecordingStatus,
     SttJob,
@@ -73,11 +74,11 @@ from ivr.adapters.db import (
     settings_engine,
     utcnow,
 )
-from ivr.adapters.instance_dirs import messages_dir
-from ivr.adapters.processes import memory_mib
-from ivr.adapters.schema import require_head
-from ivr.adapters.stt_engine import ModelCorrupt, ModelMissing, SttEngine, SttError, SttResult
-from ivr.adapters.stt_queue import FINAL_STATUSES, Delivery, JobQueue
+from ivr.adapters.sql.schema import require_head
+from ivr.adapters.stt import job_queue as stt_queue
+from ivr.adapters.stt.engine import ModelCorrupt, ModelMissing, SttEngine, SttError, SttResult
+from ivr.adapters.stt.job_queue import FINAL_STATUSES, Delivery, JobQueue
+from ivr.adapters.telephony.instance_dirs import messages_dir
 from ivr.core.danger import find_danger_words
 from ivr.core.stt_jobs import (
     Action,

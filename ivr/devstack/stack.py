@@ -39,20 +39,20 @@ import redis
 from pydantic import SecretStr
 
 from ivr import redis_acl, redis_keys
-from ivr.adapters import prompts
+from ivr.adapters.private_files import create_private, write_private
+from ivr.adapters.processes import pid_alive, spawn_detached
+from ivr.adapters.recordings.recorder import heartbeat_path, heartbeat_status
+from ivr.adapters.sql.db import settings_engine
+from ivr.adapters.sql.schema import Upgrade, upgrade
+from ivr.adapters.sql.users import ensure_dev_user
+from ivr.adapters.telephony import prompts
 
 # The instance builders live beside AsteriskInstance (systemd's `ivr asterisk` uses them too);
 # tests and benchmarks still import them from here.
-from ivr.adapters.asterisk import asterisk_instance as asterisk_instance
-from ivr.adapters.asterisk import configured_instance as configured_instance
-from ivr.adapters.config_check import load_checked
-from ivr.adapters.db import settings_engine
-from ivr.adapters.ports import free_port, is_free, port_owner
-from ivr.adapters.private_files import create_private, write_private
-from ivr.adapters.processes import pid_alive, spawn_detached
-from ivr.adapters.recorder import heartbeat_path, heartbeat_status
-from ivr.adapters.schema import Upgrade, upgrade
-from ivr.adapters.users import ensure_dev_user
+from ivr.adapters.telephony.asterisk import asterisk_instance as asterisk_instance
+from ivr.adapters.telephony.asterisk import configured_instance as configured_instance
+from ivr.adapters.telephony.config_check import load_checked
+from ivr.devstack.ports import free_port, is_free, port_owner
 from ivr.errors import ConfigError, StackError
 from ivr.settings import (
     AmiSettings,

@@ -2,8 +2,8 @@
 
 SQLite file by default (``<run_dir>/hotline.db``), PostgreSQL by URL (``IVR_DATABASE__URL``;
 the driver, e.g. ``psycopg``, is installed separately). The models here are the schema the
-code expects; the database gets it through Alembic migrations (:mod:`ivr.adapters.schema`,
-revisions in ``ivr/adapters/migrations/versions/``): ``ivr db upgrade`` creates, adopts or
+code expects; the database gets it through Alembic migrations (:mod:`ivr.adapters.sql.schema`,
+revisions in ``ivr/adapters/sql/migrations/versions/``): ``ivr db upgrade`` creates, adopts or
 upgrades it, and every role refuses to start on a database that is not at the newest
 revision. A change to a model therefore needs a new revision (``ivr db revision -m MSG
 --autogenerate``, then reviewed); ``ivr db check`` and the tests fail when the models and the
@@ -70,7 +70,7 @@ DB_FILE = "hotline.db"
 
 class DatabaseUnavailable(HotlineError):
     """The database cannot be reached, or its schema is not the one this code needs
-    (:mod:`ivr.adapters.schema` has the subclasses)."""
+    (:mod:`ivr.adapters.sql.schema` has the subclasses)."""
 
     slug = "database-unavailable"
     status = 503
@@ -489,6 +489,6 @@ def _postgres_parameters(
     return statement, _without_nul(parameters)
 
 
-#: pg_advisory_xact_lock key held by a schema upgrade (ivr.adapters.schema): upgraders
+#: pg_advisory_xact_lock key held by a schema upgrade (ivr.adapters.sql.schema): upgraders
 #: starting at once take turns ("hotline" in ASCII).
 SCHEMA_LOCK: Final = 0x686F746C696E65

@@ -2,7 +2,7 @@
 
 Each instance has its own folder ``/srv/hotline-<name>`` inside the root (``<name>`` is the
 setting ``asterisk.instance``), so several instances can share one root.
-``ivr/adapters/asterisk.py`` renders that layout (for ``ivr up``, and for systemd through
+``ivr/adapters/telephony/asterisk.py`` renders that layout (for ``ivr up``, and for systemd through
 ``ivr asterisk prepare``); the roles that only read what Asterisk leaves behind find the
 folders here, without the Asterisk instance's code:
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ivr.adapters.prompts import PromptText, load_catalog
-from ivr.adapters.routing_files import check_prompts, check_queues, load_routing
+from ivr.adapters.telephony.prompts import PromptText, load_catalog
+from ivr.adapters.telephony.routing_files import check_prompts, check_queues, load_routing
 from ivr.core.routing_models import Routing
 
 

@@ -31,7 +31,7 @@ from sqlalchemy import CursorResult, Engine, delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ivr.adapters.db import Role, User, UserSession, audit, utcnow
+from ivr.adapters.sql.db import Role, User, UserSession, audit, utcnow
 from ivr.errors import HotlineError
 
 logger = logging.getLogger(__name__)

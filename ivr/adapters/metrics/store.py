@@ -5,7 +5,7 @@ from it (:mod:`ivr.core.metrics`) into a *batch*: a small JSON plan of Redis ope
 a sequence number. The flusher (:meth:`run`, or :meth:`flush`) sends batches in order, each
 as ONE call of a Lua script, so a batch is applied whole or not at all: the event goes into
 the stream ``ivr:ami:events`` together with its effects. The event is stored redacted
-(:func:`ivr.adapters.event_sink.redacted`: no caller's number, keyed digit or account number
+(:func:`ivr.adapters.metrics.event_sink.redacted`: no caller's number, keyed digit or account number
 in clear), and the stream is bounded twice: about ``events_maxlen`` entries (``XADD MAXLEN
 ~``), and none older than ``events_max_age_s`` (``XTRIM MINID``, by Redis's clock, which
 also dates the entries).
@@ -73,7 +73,7 @@ from redis.exceptions import (
 )
 
 from ivr import redis_keys
-from ivr.adapters.event_sink import redacted
+from ivr.adapters.metrics.event_sink import redacted
 from ivr.core.metrics import (
     AgentRemoved,
     AgentState,

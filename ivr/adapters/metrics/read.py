@@ -1,7 +1,7 @@
 """The metrics as the web reads them: the summary document with the store's health, today's
 hourly series, and the change feed behind the SSE stream. Read only.
 
-Over :class:`ivr.adapters.metrics_store.MetricsStore`: :meth:`MetricsReader.document` is
+Over :class:`ivr.adapters.metrics.store.MetricsStore`: :meth:`MetricsReader.document` is
 ``MetricsStore.summary`` (the summary document of docs/answer-rate.md, one consistent Lua
 snapshot) plus a few keys the supervisor page needs::
 
@@ -34,7 +34,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from ivr import redis_keys
-from ivr.adapters.metrics_store import PERIODS, MetricsStore, MetricsUnavailable, bucket_names
+from ivr.adapters.metrics.store import PERIODS, MetricsStore, MetricsUnavailable, bucket_names
 from ivr.core.metrics import Counters
 from ivr.settings import Settings
 

@@ -14,7 +14,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ivr.adapters.db import VoiceMessage, utcnow
+from ivr.adapters.sql.db import VoiceMessage, utcnow
 from ivr.core import callflow
 from ivr.core.recording_meta import CallFacts
 from ivr.logging_setup import mask_number

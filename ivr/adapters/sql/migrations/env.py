@@ -1,9 +1,9 @@
-"""Alembic's env.py: run the migrations on the connection :mod:`ivr.adapters.schema` gives.
+"""Alembic's env.py: run the migrations on the connection :mod:`ivr.adapters.sql.schema` gives.
 
 This folder is Alembic's environment for the SQL store, shipped with the package as data
 (package-data, no ``__init__.py``: nothing imports it, Alembic runs it): this file, run for
 every command; ``script.py.mako``, the template of a new revision; ``versions/NNNN_<slug>.py``,
-one file per schema change, in order. There is no ``alembic.ini``: ivr.adapters.schema
+one file per schema change, in order. There is no ``alembic.ini``: ivr.adapters.sql.schema
 configures Alembic in code (``ivr db upgrade``, ``ivr db revision``).
 
 That connection is already inside the one transaction of the whole upgrade (and on
@@ -20,7 +20,7 @@ from alembic import context
 from alembic.autogenerate.api import AutogenContext
 from sqlalchemy.engine import Connection
 
-from ivr.adapters.db import Base, UtcDateTime
+from ivr.adapters.sql.db import Base, UtcDateTime
 
 
 def _render_item(kind: str, obj: Any, _autogen: AutogenContext) -> str | Literal[False]:
@@ -37,7 +37,7 @@ def run() -> None:
     connection = context.config.attributes.get("connection")
     if not isinstance(connection, Connection):
         raise RuntimeError(
-            "migrations run through `ivr db upgrade` (ivr.adapters.schema), not `alembic`"
+            "migrations run through `ivr db upgrade` (ivr.adapters.sql.schema), not `alembic`"
         )
     context.configure(
         connection=connection,

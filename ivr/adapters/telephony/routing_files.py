@@ -66,7 +66,7 @@ def check_prompts(
     """Refuse a routing that names a prompt the catalog lacks in any language.
 
     ``available``: ``(key, language)`` pairs, e.g. ``{(p.key, p.language) for p in catalog}``
-    from :func:`ivr.adapters.prompts.load_catalog`. The error names file:line of each use.
+    from :func:`ivr.adapters.telephony.prompts.load_catalog`. The error names file:line of each use.
     """
     problems = missing_prompts(routing, set(available))
     if problems:

@@ -30,10 +30,10 @@ from pathlib import Path, PurePosixPath
 import asterisk  # pyst2, copied into the root for process AGI
 
 import ivr
-from ivr.adapters import instance_dirs
 from ivr.adapters.private_files import write_private
 from ivr.adapters.processes import pid_alive, spawn_detached
-from ivr.adapters.routing_files import load_routing
+from ivr.adapters.telephony import instance_dirs
+from ivr.adapters.telephony.routing_files import load_routing
 from ivr.errors import StackError
 from ivr.settings import REPO_DIR, Settings
 

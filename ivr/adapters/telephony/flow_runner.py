@@ -10,7 +10,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from ivr.adapters.fastagi_server import AgiSession
+from ivr.adapters.telephony.fastagi_server import AgiSession
 from ivr.core import callflow
 from ivr.errors import AgiHangup
 from ivr.protocols.agi_flow import AgiPaths, drive

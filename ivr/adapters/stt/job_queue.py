@@ -1,7 +1,7 @@
 """The speech-to-text job queue: SQL rows are the record, a Redis stream carries them.
 
 Record and carrier
-    One :class:`~ivr.adapters.db.SttJob` row per recording or voice message (``source_key``
+    One :class:`~ivr.adapters.sql.db.SttJob` row per recording or voice message (``source_key``
     unique) is the system of record: status, attempts, the last error. The stream
     ``stt.stream`` carries job ids to the workers through the consumer group ``stt.group``;
     it holds only unfinished jobs (a finished entry is acknowledged and deleted at once).
@@ -48,7 +48,7 @@ from redis.exceptions import ResponseError
 from sqlalchemy import CursorResult, Engine, func, select, update
 from sqlalchemy.orm import Session
 
-from ivr.adapters.db import Recording, SttJob, SttJobStatus, VoiceMessage, utcnow
+from ivr.adapters.sql.db import Recording, SttJob, SttJobStatus, VoiceMessage, utcnow
 from ivr.core.stt_jobs import RetryPolicy, is_due, takeover_idle_s
 from ivr.errors import HotlineError
 from ivr.settings import SttSettings

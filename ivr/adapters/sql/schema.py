@@ -1,7 +1,7 @@
 """Schema migrations of the SQL store (Alembic): the revision a database is at, bringing it to
 head, and the check every role makes before it uses the store.
 
-The Alembic environment ships inside the package (``ivr/adapters/migrations/``: ``env.py``,
+The Alembic environment ships inside the package (``ivr/adapters/sql/migrations/``: ``env.py``,
 ``script.py.mako``, ``versions/NNNN_<slug>.py``) and is configured here in code, so an
 installed hotline needs no ``alembic.ini``. Revision 0001 is the schema exactly as the last
 release before migrations (commit 43d98e3) made it with ``create_all``; every later schema
@@ -27,7 +27,7 @@ One transaction per upgrade, on both backends, so a failing revision or a proces
 half-way leaves the database as it was, and ``ivr db upgrade`` run again completes:
 
 - PostgreSQL has transactional DDL. The transaction first takes an advisory lock
-  (:data:`ivr.adapters.db.SCHEMA_LOCK`), so upgraders starting at once (compose, several
+  (:data:`ivr.adapters.sql.db.SCHEMA_LOCK`), so upgraders starting at once (compose, several
   machines) take turns; the later ones read the new revision and have nothing left to do.
 - SQLite's Python driver commits before DDL and begins transactions only before DML. The
   upgrade therefore runs on an engine of its own where the driver's transaction handling
@@ -75,7 +75,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
-from ivr.adapters.db import SCHEMA_LOCK, Base, DatabaseUnavailable, database_error
+from ivr.adapters.sql.db import SCHEMA_LOCK, Base, DatabaseUnavailable, database_error
 from ivr.errors import HotlineError
 
 logger = logging.getLogger(__name__)
