@@ -20,13 +20,17 @@ from zoneinfo import ZoneInfo
 import pytest
 import redis
 import yaml
+from sqlalchemy import Engine
 
 from ivr import redis_keys
+from ivr.adapters.sql import db as sql
+from ivr.adapters.sql import schema, users
 from ivr.devstack.stack import Stack, isolated_settings
 from ivr.settings import Settings
 from tests.pg_support import PostgresServer
 from tests.stack_support import open_around_the_clock, private_stack
 from tests.stack_support import wait_for as stack_wait_for
+from tests.web_support import PASSWORD
 
 REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "test-artifacts"
@@ -168,3 +172,19 @@ def tiny_disk(tmp_path: Path) -> Iterator[Path]:
         yield mount_point
     finally:
         subprocess.run(["umount", str(mount_point)], check=True)
+
+
+# --- SQL: one way to make a test's database -------------------------------------------------
+@pytest.fixture(scope="session")
+def password_hash() -> str:
+    """PASSWORD hashed once for the whole session (argon2 is slow on purpose)."""
+    return users.hash_password(PASSWORD)
+
+
+@pytest.fixture
+def engine(settings: Settings) -> Iterator[Engine]:
+    """An engine on the test's database (its module's ``settings``), brought to head."""
+    engine = sql.settings_engine(settings)
+    schema.upgrade(engine)
+    yield engine
+    engine.dispose()

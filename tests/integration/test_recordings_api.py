@@ -22,22 +22,17 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from ivr.adapters.sql import db as sql
-from ivr.adapters.sql import schema, users
+from ivr.adapters.sql import schema
 from ivr.adapters.sql.db import AuditEntry, RecordingStatus, Review
 from ivr.core.qa import ITEMS
 from ivr.settings import Settings
 from ivr.web.app import create_app
 from tests.pg_support import on_sql_backends
 from tests.qa_support import QA_STAFF, add_transcript, call_wav, catalogue, sha256
-from tests.web_support import ORIGIN, PASSWORD, add_staff, loopback_settings, sign_in
+from tests.web_support import ORIGIN, add_staff, loopback_settings, sign_in
 
 SECONDS = 6.0
 T0 = datetime(2026, 5, 1, 2, 0, tzinfo=UTC)
-
-
-@pytest.fixture(scope="module")
-def password_hash() -> str:
-    return users.hash_password(PASSWORD)
 
 
 @pytest.fixture(scope="module")

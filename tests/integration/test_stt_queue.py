@@ -18,7 +18,7 @@ from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
 from ivr.adapters.sql import db as sql
-from ivr.adapters.sql import schema, users
+from ivr.adapters.sql import users
 from ivr.adapters.sql.db import AuditEntry, Recording, Role, SttJob, SttJobStatus
 from ivr.adapters.stt import job_queue as stt_queue
 from ivr.adapters.stt.job_queue import RETRY_CONSUMER, JobQueue
@@ -48,14 +48,6 @@ def settings(tmp_path: Path, redis_server: RedisServer, database_url: str) -> Se
     with redis_server.client() as client:
         client.flushall()
     return stt_settings(tmp_path, redis_server.url, database_url=database_url)
-
-
-@pytest.fixture
-def engine(settings: Settings) -> Iterator[Engine]:
-    engine = sql.settings_engine(settings)
-    schema.upgrade(engine)
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture

@@ -114,14 +114,6 @@ def settings(make: Callable[..., Settings]) -> Settings:
 
 
 @pytest.fixture
-def engine(settings: Settings) -> Iterator[Engine]:
-    engine = sql.settings_engine(settings)
-    schema.upgrade(engine)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
 def sredis(redis_server: RedisServer) -> Iterator[redis.Redis]:
     with redis_server.client() as client:
         yield client

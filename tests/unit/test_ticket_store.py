@@ -16,8 +16,7 @@ import pytest
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
-from ivr.adapters.sql import db as sql
-from ivr.adapters.sql import schema, tickets
+from ivr.adapters.sql import tickets
 from ivr.adapters.sql.db import (
     AuditEntry,
     Recording,
@@ -46,14 +45,6 @@ def sql_backend(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def settings(tmp_path: Path, database_url: str) -> Settings:
     return Settings(run_dir=tmp_path, database={"url": database_url})
-
-
-@pytest.fixture
-def engine(settings: Settings) -> Iterator[Engine]:
-    engine = sql.settings_engine(settings)
-    schema.upgrade(engine)
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture

@@ -40,14 +40,6 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
 
 
 @pytest.fixture
-def engine(settings: Settings) -> Iterator[Engine]:
-    engine = sql.settings_engine(settings)
-    schema.upgrade(engine)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
 def db(engine: Engine) -> Iterator[Session]:
     with Session(engine, expire_on_commit=False) as session:
         yield session

@@ -34,11 +34,6 @@ def settings(tmp_path: Path) -> Settings:
     return loopback_settings(tmp_path)
 
 
-@pytest.fixture(scope="module")
-def password_hash() -> str:
-    return users.hash_password(PASSWORD)  # argon2 is slow on purpose: hash once per module
-
-
 @pytest.fixture
 def engine(settings: Settings, password_hash: str) -> Iterator[Engine]:
     with staff_engine(settings, password_hash) as engine:

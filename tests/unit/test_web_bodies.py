@@ -10,14 +10,13 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
-from ivr.adapters.sql import users
 from ivr.core.tickets import InvalidTicketInput
 from ivr.settings import Settings
 from ivr.web.app import create_app
 from ivr.web.auth import InvalidAuthRequest
 from ivr.web.deps import MAX_JSON_DEPTH
 from ivr.web.routes.recordings import InvalidReviewRequest
-from tests.web_support import ORIGIN, PASSWORD, loopback_settings, sign_in, staff_engine
+from tests.web_support import ORIGIN, loopback_settings, sign_in, staff_engine
 
 BODIES = {
     # 7,000 nested arrays fit in the 16 KiB sign-in limit: the parser's recursion would end
@@ -33,11 +32,6 @@ ROUTES = [
     "/api/tickets/1/notes",
     "/api/recordings/1/reviews",
 ]
-
-
-@pytest.fixture(scope="module")
-def password_hash() -> str:
-    return users.hash_password(PASSWORD)
 
 
 @pytest.fixture

@@ -22,7 +22,6 @@ from sqlalchemy import Engine
 
 from ivr.adapters.metrics.read import MetricsReader, day_hours
 from ivr.adapters.metrics.store import MetricsUnavailable, bucket_names
-from ivr.adapters.sql import users
 from ivr.core.metrics import (
     Counters,
     LiveView,
@@ -44,7 +43,6 @@ from ivr.web.routes.metrics import (
     prometheus_text,
 )
 from tests.web_support import (
-    PASSWORD,
     SUMMARY_FIELDS,
     loopback_settings,
     sign_in,
@@ -151,11 +149,6 @@ class FakeReader(MetricsReader):
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return loopback_settings(tmp_path)
-
-
-@pytest.fixture(scope="module")
-def password_hash() -> str:
-    return users.hash_password(PASSWORD)
 
 
 @pytest.fixture

@@ -13,11 +13,11 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from ivr.adapters.sql import tickets, users
+from ivr.adapters.sql import tickets
 from ivr.adapters.sql.db import AuditEntry, Recording, Transcript, VoiceMessage
 from ivr.settings import Settings
 from ivr.web.app import create_app
-from tests.web_support import ORIGIN, PASSWORD, loopback_settings, sign_in, staff_engine
+from tests.web_support import ORIGIN, loopback_settings, sign_in, staff_engine
 
 NOW = datetime.now(UTC)
 CALLER = "13800138001"
@@ -27,11 +27,6 @@ MASKED = "138******01"
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return loopback_settings(tmp_path)
-
-
-@pytest.fixture(scope="module")
-def password_hash() -> str:
-    return users.hash_password(PASSWORD)
 
 
 @pytest.fixture
