@@ -40,7 +40,7 @@ pytestmark = pytest.mark.integration
 
 #: What `ivr db upgrade` runs, in a child process, with a migrations folder of the test's.
 UPGRADE_CHILD = (
-    "import sys; from pathlib import Path; from ivr.adapters import db, schema; "
+    "import sys; from pathlib import Path; from ivr.adapters.sql import db, schema; "
     "schema.upgrade(db.create_db_engine(sys.argv[1]), Path(sys.argv[2]))"
 )
 #: A revision that rewrites every recording (SQLite: the whole table rebuilt) and every audit
