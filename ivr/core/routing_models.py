@@ -4,6 +4,7 @@ Sections (each may sit in any routing/*.yaml file, but only in one):
 
 - ``hotline``: name, DIDs, emergency DIDs, menu keys, limits, time zone, prompt keys;
 - ``queues``: the queue names dialplan/queues.conf defines;
+- ``ringing``: per queue, how its members are rung: strategy, ring time, wrap-up (后处理) time;
 - ``desks``: one per service (key, queue, category, label, hours, holidays);
 - ``areas``: caller-number prefixes and account-number prefixes per area;
 - ``priority_callers``: numbers that get a higher queue priority, with the reason;
@@ -328,12 +329,36 @@ def _comparable(a: datetime, b: datetime) -> tuple[datetime, datetime]:
     return a, b
 
 
+class RingStrategy(StrEnum):
+    """How a queue rings its logged-in members (Asterisk's queue strategies).
+
+    With penalties (an agent's level per desk), every strategy first tries the members with
+    the lowest penalty: that is ringing "by skill"."""
+
+    RINGALL = "ringall"  # everyone at once: the emergency crews
+    LEASTRECENT = "leastrecent"  # the member whose last call ended longest ago
+    FEWESTCALLS = "fewestcalls"
+    RRMEMORY = "rrmemory"  # round robin, remembering where it stopped
+    LINEAR = "linear"  # in the order members logged in
+    RANDOM = "random"
+    WRANDOM = "wrandom"  # random, weighted by penalty
+
+
+class RingingIn(_Strict):
+    """How one queue rings its members. Unlisted queues ring all, 15 s, no wrap-up."""
+
+    strategy: RingStrategy = RingStrategy.RINGALL
+    ring_s: int = Field(default=15, ge=5, le=120)  # one member rings this long, then the next
+    wrapup_s: int = Field(default=0, ge=0, le=900)  # 后处理: quiet time after each call
+
+
 # --- files and the merged whole ---------------------------------------------------------------
 class RoutingFileIn(_Strict):
     """One routing file: any of the sections, each at most once across all files."""
 
     hotline: HotlineIn | None = None
     queues: list[QueueName] | None = None
+    ringing: dict[QueueName, RingingIn] | None = None
     desks: list[DeskIn] | None = None
     areas: list[AreaIn] | None = None
     priority_callers: list[PriorityCallerIn] | None = None
@@ -345,6 +370,7 @@ class RoutingSections(_Strict):
 
     hotline: HotlineIn
     queues: list[QueueName] = Field(min_length=1)
+    ringing: dict[QueueName, RingingIn] = Field(default_factory=dict)
     desks: list[DeskIn] = Field(min_length=1)
     areas: list[AreaIn] = Field(default_factory=list)
     priority_callers: list[PriorityCallerIn] = Field(default_factory=list)
@@ -383,6 +409,9 @@ class Routing(RoutingSections):
         return self
 
     # Lookups (evaluation rules live in ivr.core.routing).
+    def ringing_of(self, queue: str) -> RingingIn:
+        return self.ringing.get(queue, RingingIn())
+
     def desk_for_key(self, key: str) -> DeskIn | None:
         return self._desk_by_key.get(key)
 
@@ -442,6 +471,9 @@ def _duplicates(entries: Sequence[tuple[Location, str]]) -> Iterator[RoutingProb
 
 def _queue_problems(routing: RoutingSections) -> Iterator[RoutingProblem]:
     known = set(routing.queues)
+    for queue in routing.ringing:
+        if queue not in known:
+            yield RoutingProblem(("ringing", queue), f"{queue!r} is not in queues")
     for i, desk in enumerate(routing.desks):
         if desk.queue not in known:
             yield RoutingProblem(("desks", i, "queue"), f"{desk.queue!r} is not in queues")

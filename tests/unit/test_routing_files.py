@@ -18,6 +18,7 @@ from ivr.adapters.telephony.routing_files import (
     load_routing,
     queues_defined,
 )
+from ivr.core.queue_ringing import ringing_conf
 from ivr.core.routing_models import prompt_references
 from ivr.errors import ConfigError
 
@@ -438,3 +439,42 @@ def test_given_repository_routing_when_check_routing_then_exit_0(cli_env, capsys
     assert code == 0
     assert re.fullmatch(r"routing OK: \d+ DIDs, \d+ emergency DIDs, \d+ desks, \d+ prompts\n", out)
     assert err == ""
+
+
+# --- ringing (per queue: strategy, ring time, wrap-up) ---------------------------------------
+def test_given_the_repository_routing_then_emergency_rings_all_and_desks_least_recent():
+    routing = load_routing(REPO / "routing")
+
+    assert routing.ringing_of("emergency").strategy == "ringall"
+    assert routing.ringing_of("repair").strategy == "leastrecent"
+    assert ringing_conf(routing.ringing).count("(+)") == len(routing.ringing)
+
+
+def test_given_no_ringing_entry_then_the_queue_rings_all_without_wrapup(tmp_path):
+    write_valid(tmp_path)
+
+    ringing = load_routing(tmp_path).ringing_of("repair")
+
+    assert (ringing.strategy, ringing.ring_s, ringing.wrapup_s) == ("ringall", 15, 0)
+
+
+def test_given_ringing_for_an_unknown_queue_then_its_file_and_line(tmp_path):
+    write_valid(tmp_path)
+    ringing = write(tmp_path, "ringing.yaml", "ringing:\n  repair: {wrapup_s: 10}\n  nosuch: {}\n")
+
+    assert error_of(tmp_path) == f"{ringing}:3: ringing.nosuch: 'nosuch' is not in queues"
+
+
+@pytest.mark.parametrize(
+    "entry, field",
+    [
+        ("{strategy: roundabout}", "strategy"),
+        ("{wrapup_s: -1}", "wrapup_s"),
+        ("{ring_s: 1}", "ring_s"),
+    ],
+)
+def test_given_a_bad_ringing_value_then_the_field_is_named(tmp_path, entry, field):
+    write_valid(tmp_path)
+    write(tmp_path, "ringing.yaml", f"ringing:\n  repair: {entry}\n")
+
+    assert f"ringing.repair.{field}" in error_of(tmp_path)

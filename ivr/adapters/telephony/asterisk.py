@@ -24,7 +24,8 @@ import shutil
 import signal
 import subprocess
 import time
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 
 import asterisk  # pyst2, copied into the root for process AGI
@@ -34,6 +35,8 @@ from ivr.adapters.private_files import write_private
 from ivr.adapters.processes import pid_alive, spawn_detached
 from ivr.adapters.telephony import instance_dirs
 from ivr.adapters.telephony.routing_files import load_routing
+from ivr.core.queue_ringing import ringing_conf
+from ivr.core.routing_models import RingingIn
 from ivr.errors import StackError
 from ivr.settings import REPO_DIR, Settings
 
@@ -120,6 +123,8 @@ class AsteriskInstance:
     trunk_max_calls: int = 300  # calls from the trunk at once ...
     trunk_emergency_reserve: int = 20  # ... of which these are kept for the emergency numbers
     ami_accounts: tuple[AmiAccount, ...] = ()  # rendered into manager_generated.conf
+    # Each listed queue's strategy, ring time and wrap-up (routing/, section ringing).
+    ringing: Mapping[str, RingingIn] = field(default_factory=dict)
 
     # --- paths -----------------------------------------------------------------------
     @property
@@ -202,6 +207,7 @@ class AsteriskInstance:
         self._install_app()
         (etc / "extensions_generated.conf").write_text(self._emergency_dids_conf())
         (etc / "queues_generated.conf").write_text(self._queues_conf())
+        (etc / "queues_ringing_generated.conf").write_text(ringing_conf(self.ringing))
         (etc / "pjsip_generated.conf").write_text(self._pjsip_conf())
         write_private(etc / "manager_generated.conf", self._manager_conf())
         prompts = self.host_path(self.prompts_inner)
@@ -440,10 +446,11 @@ def ami_accounts(settings: Settings) -> tuple[AmiAccount, ...]:
 def configured_instance(settings: Settings) -> AsteriskInstance:
     """The instance as ``render()`` must write it: with the emergency numbers of routing/
     and the AMI accounts."""
-    dids = load_routing(settings.routing_dir).hotline.emergency_dids
+    routing = load_routing(settings.routing_dir)
     return replace(
         asterisk_instance(settings),
-        emergency_dids=tuple(dids),
+        emergency_dids=tuple(routing.hotline.emergency_dids),
+        ringing=dict(routing.ringing),
         routing_dir=settings.routing_dir,
         ami_accounts=ami_accounts(settings),
     )

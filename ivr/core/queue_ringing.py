@@ -1,0 +1,35 @@
+"""Each queue's ringing, from the routing's ``ringing`` section, as Asterisk queue config. Pure.
+
+dialplan/queues.conf defines the queues from the ``[desk]`` template (ring all, 15 s, no
+wrap-up) and includes this text last: ``[name](+)`` appends to the queue's own section, and
+the later value of an option wins, so a queue the routing does not list keeps the template.
+
+>>> from ivr.core.routing_models import RingingIn, RingStrategy
+>>> print(ringing_conf({"repair": RingingIn(strategy=RingStrategy.LEASTRECENT, wrapup_s=20)}))
+; from routing/ (section ringing): one block per listed queue
+[repair](+)
+strategy = leastrecent
+timeout = 15
+wrapuptime = 20
+<BLANKLINE>
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from ivr.core.routing_models import RingingIn
+
+
+def ringing_conf(ringing: Mapping[str, RingingIn]) -> str:
+    lines = ["; from routing/ (section ringing): one block per listed queue"]
+    for queue in sorted(ringing):
+        r = ringing[queue]
+        lines += [
+            f"[{queue}](+)",
+            f"strategy = {r.strategy.value}",
+            f"timeout = {r.ring_s}",
+            f"wrapuptime = {r.wrapup_s}",
+            "",
+        ]
+    return "\n".join(lines).rstrip("\n") + "\n"
