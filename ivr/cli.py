@@ -38,7 +38,7 @@ async def run_agi(settings: Settings) -> None:
     from ivr.adapters.sql.schema import require_head
     from ivr.adapters.telephony.config_check import load_checked
     from ivr.adapters.telephony.fastagi_server import AgiSession, FastAgiServer
-    from ivr.adapters.telephony.flow_runner import run_inbound
+    from ivr.adapters.telephony.flow_runner import run_agent_intro, run_inbound
     from ivr.core.callflow import flow_config
 
     routing, _ = load_checked(settings.routing_dir, settings.prompts_dir, settings.dialplan_dir)
@@ -54,6 +54,7 @@ async def run_agi(settings: Settings) -> None:
             await asyncio.to_thread(voice_messages.save, engine, message)
 
     server.add_route("inbound", inbound)
+    server.add_route("agent-intro", run_agent_intro)
     await server.start()
     try:
         await supervise(server.serve())

@@ -543,10 +543,10 @@ async def test_given_usage_error_when_command_sent_then_refused_and_next_reply_i
         return [info.value.details["code"], await session.get_variable("CHANNEL(language)")]
 
     outcomes, received = await run_probe(
-        server, probe, {"STREAM FILE": usage, "GET FULL VARIABLE": b"200 result=1 (zh)\n"}
+        server, probe, {"STREAM FILE": usage, "GET VARIABLE": b"200 result=1 (zh)\n"}
     )
 
-    assert received == ["STREAM FILE", "GET FULL VARIABLE CHANNEL(language)"]
+    assert received == ["STREAM FILE", "GET VARIABLE CHANNEL(language)"]
     assert outcomes == [[520, "zh"]]
 
 
@@ -571,9 +571,9 @@ async def test_given_unset_variable_when_read_then_none(make_server):
     async def probe(session: AgiSession) -> str | None:
         return await session.get_variable("IVR_NOPE")
 
-    outcomes, received = await run_probe(server, probe, {"GET FULL VARIABLE": b"200 result=0\n"})
+    outcomes, received = await run_probe(server, probe, {"GET VARIABLE": b"200 result=0\n"})
 
-    assert received == ["GET FULL VARIABLE IVR_NOPE"]
+    assert received == ["GET VARIABLE IVR_NOPE"]
     assert outcomes == [None]
 
 

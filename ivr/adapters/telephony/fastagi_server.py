@@ -116,7 +116,10 @@ class AgiSession:
         await self.command("SET VARIABLE", name, value)
 
     async def get_variable(self, name: str) -> str | None:
-        result = await self.command("GET FULL VARIABLE", name)
+        """A channel variable, a global, or a function such as ``CHANNEL(language)``; None
+        when unset. (``GET FULL VARIABLE`` would substitute an expression instead: given a
+        bare name it answers the name itself.)"""
+        result = await self.command("GET VARIABLE", name)
         return result.data if result.result == "1" else None
 
 
