@@ -238,6 +238,12 @@ for source in $(printf '%s' "$trunk_match" | tr ',' ' '); do
     echo "match = $source" >> "$etc/pjsip_generated.conf"
 done
 
+# Agents' phones are not set up in the container yet (no SIP directory schema, no TCP or
+# WebSocket transport): the HTTP server stays on the container's loopback and the realtime
+# file is named only so that res_config_sqlite3 loads (docker/README.md, known limits).
+printf 'bindaddr = 127.0.0.1\nbindport = 8088\n' > "$etc/http_generated.conf"
+printf 'dbfile = /var/lib/asterisk/sip-directory.sqlite3\n' > "$etc/res_config_sqlite3_generated.conf"
+
 # The AMI accounts, with the classes render() gives them (ivr/adapters/telephony/asterisk.py LISTENER
 # and ACTIONS): none may write system, command or config. Created with mode 0600 (umask 077)
 # under a temporary name, then renamed: never readable by others, never half-written.
@@ -254,7 +260,7 @@ bindaddr = $ami_bind
 secret = $secret
 deny = 0.0.0.0/0.0.0.0
 permit = 127.0.0.1/255.255.255.255
-${permit_extra}read = system,call,agent,dialplan,agi,dtmf,reporting
+${permit_extra}read = system,call,agent,dialplan,agi,dtmf,reporting,security
 write = reporting
 EOF
         if [ -n "$actions_secret" ]; then

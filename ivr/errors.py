@@ -22,6 +22,7 @@ Hierarchy (class, slug, module)::
     ├── AmiError                  ami-error
     │   ├── AmiAuthError          ami-auth-failed
     │   └── AmiTimeout            ami-timeout
+    ├── SipDirectoryError         sip-directory-unavailable
     ├── StackError                stack-error
     │   └── StackAlreadyUp        stack-already-up             ivr.devstack.stack
     ├── InvalidInput              invalid-input
@@ -169,6 +170,15 @@ class AmiTimeout(AmiError):
 
     slug = "ami-timeout"
     status = 504
+
+
+class SipDirectoryError(HotlineError):
+    """The agents' SIP directory (the SQLite file Asterisk reads the agents' endpoints and
+    contacts from) is missing, unreadable or stayed locked past the busy timeout."""
+
+    slug = "sip-directory-unavailable"
+    status = 503
+    public_message = "the SIP directory is unavailable"
 
 
 class StackError(HotlineError):

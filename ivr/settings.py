@@ -15,7 +15,7 @@ import ipaddress
 import os
 from collections.abc import Mapping
 from datetime import date
-from ipaddress import IPv4Network, IPv6Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Network
 from pathlib import Path
 from typing import Any, Literal, Self
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -164,6 +164,19 @@ class AsteriskSettings(BaseModel):
     # emergency numbers (a flood of ordinary calls cannot take the leak line's lines).
     trunk_max_calls: int = Field(default=300, ge=1)
     trunk_emergency_reserve: int = Field(default=20, ge=0)
+    # Agents' phones: the address the SIP transports (UDP and TCP on sip_port) and Asterisk's
+    # HTTP server (the browsers' WebSocket transport, ws://<sip_bind>:<http_port>/ws) bind to.
+    sip_bind: IPv4Address = IPv4Address("127.0.0.1")
+    http_port: int = Field(default=8088, ge=1, le=65535)
+    # The digest realm of the agents' accounts: every stored HA1 is made with it (changing it
+    # means setting every agent's password again).
+    sip_realm: str = Field(default="hotline", pattern=r"^[A-Za-z0-9.-]{1,64}$")
+    # Failed SIP authentications (Asterisk's security events) from one address: after
+    # sip_max_failures within sip_failure_window_s the address is refused for sip_block_s.
+    # Addresses of the trunk are counted but never blocked (the emergency line comes in there).
+    sip_max_failures: int = Field(default=10, ge=1)
+    sip_failure_window_s: float = Field(default=300.0, gt=0)
+    sip_block_s: float = Field(default=900.0, gt=0)
 
     @field_serializer("trunk_addresses", when_used="json")
     def _trunk_as_json(self, value: list[IPv4Network | IPv6Network]) -> str:

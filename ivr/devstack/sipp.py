@@ -170,6 +170,58 @@ def run_caller(
     return _result(workdir, returncode)
 
 
+def register(
+    root: Path,
+    workdir_inner: PurePosixPath,
+    *,
+    target: str,
+    username: str,
+    password: str,
+    transport: str = "udp",
+    local_ip: str = LOCAL_IP,
+    user_agent: str = "sipp-agent-phone",
+    expires_s: int = 600,
+    timeout_s: float = 10.0,
+) -> SippResult:
+    """Register ``username`` at ``target`` with digest authentication, once (``register.xml``).
+
+    ``transport`` is ``udp`` or ``tcp``. The run always ends as a "successful call"; what
+    Asterisk answered is in :func:`message_counts`: ``200_Recv`` registered, ``401_Recv``
+    (2 when the digest was refused) and ``403_Recv`` refused."""
+    if not _USER_PART.fullmatch(username) or not password.isalnum():
+        raise ValueError("username: 1-64 of 0-9 A-Z a-z + . _ -; password: letters and digits")
+    if not _TARGET.fullmatch(target):
+        raise ValueError(f"target must be host:port: {target!r}")
+    if transport not in ("udp", "tcp"):
+        raise ValueError(f"transport must be udp or tcp: {transport!r}")
+    if not _USER_PART.fullmatch(user_agent.replace(" ", "-")) or expires_s < 0:
+        raise ValueError("user_agent: 1-64 of 0-9 A-Z a-z + . _ - and spaces; expires_s >= 0")
+    if not ipaddress.ip_address(local_ip).is_loopback:
+        raise ValueError(f"local_ip must be a loopback address (127.x.y.z): {local_ip!r}")
+    workdir = _prepare(root, workdir_inner)
+    _render(
+        "register.xml", workdir, password=password, expires=str(expires_s), user_agent=user_agent
+    )
+    args = [
+        target,
+        "-sf", "register.xml",
+        "-s", username,
+        "-t", "u1" if transport == "udp" else "t1",
+        "-p", str(_free_udp_port()),  # sipp's default (5060) may be anyone's
+        "-m", "1",
+        "-timeout", f"{math.ceil(timeout_s * 1000)}ms",
+        "-timeout_error",
+        *_common_args(local_ip),
+    ]  # fmt: skip
+    command = _chroot_command(root, workdir_inner, args)
+    with (workdir / "sipp.stderr").open("wb") as err:
+        proc = subprocess.run(
+            command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+            timeout=timeout_s + 15.0, check=False,
+        )  # fmt: skip
+    return _result(workdir, proc.returncode)
+
+
 def start_agent(
     root: Path,
     workdir_inner: PurePosixPath,

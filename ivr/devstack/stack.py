@@ -180,7 +180,11 @@ def isolated_settings(run_dir: Path, instance: str, **extra: Any) -> Settings:
         | extra.pop("ami", {})
     )
     # A dict, not a model: pydantic-settings merges the environment's asterisk.* keys into it.
-    asterisk = {"instance": instance, "sip_port": free_port("udp")} | extra.pop("asterisk", {})
+    asterisk = {
+        "instance": instance,
+        "sip_port": free_port("udp"),
+        "http_port": free_port(),
+    } | extra.pop("asterisk", {})
     sections: dict[str, Any] = {"asterisk": asterisk}
     return Settings(
         run_dir=run_dir,

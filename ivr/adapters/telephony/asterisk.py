@@ -17,6 +17,7 @@ account receives.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import re
@@ -33,7 +34,7 @@ import asterisk  # pyst2, copied into the root for process AGI
 import ivr
 from ivr.adapters.private_files import write_private
 from ivr.adapters.processes import pid_alive, spawn_detached
-from ivr.adapters.telephony import instance_dirs
+from ivr.adapters.telephony import instance_dirs, sip_directory
 from ivr.adapters.telephony.routing_files import load_routing
 from ivr.core.queue_ringing import ringing_conf
 from ivr.core.routing_models import RingingIn
@@ -62,11 +63,12 @@ class AmiAccountClasses:
     write: tuple[str, ...]
 
 
-# The ami role: every event the metrics use (FullyBooted is `system`), and for its resync
-# CoreShowChannels (`reporting`); Ping and QueueStatus need no class.
+# The ami role: every event the metrics use (FullyBooted is `system`), the failed SIP
+# authentications (`security`: the SIP guard), and for its resync CoreShowChannels
+# (`reporting`); Ping and QueueStatus need no class.
 LISTENER = AmiAccountClasses(
     "the AMI listener (ami role): events; Ping, CoreShowChannels, QueueStatus",
-    read=("system", "call", "agent", "dialplan", "agi", "dtmf", "reporting"),
+    read=("system", "call", "agent", "dialplan", "agi", "dtmf", "reporting", "security"),
     write=("reporting",),
 )
 # `ivr call` and what places calls or manages queue members: Originate (`originate`),
@@ -125,6 +127,8 @@ class AsteriskInstance:
     ami_accounts: tuple[AmiAccount, ...] = ()  # rendered into manager_generated.conf
     # Each listed queue's strategy, ring time and wrap-up (routing/, section ringing).
     ringing: Mapping[str, RingingIn] = field(default_factory=dict)
+    sip_bind: str = "127.0.0.1"  # the agents' transports (UDP, TCP on sip_port; WS on http_port)
+    http_port: int = 8088  # Asterisk's HTTP server: only the browsers' WebSocket transport
 
     # --- paths -----------------------------------------------------------------------
     @property
@@ -178,6 +182,11 @@ class AsteriskInstance:
         return self.host_path(self.messages_inner)
 
     @property
+    def sip_directory(self) -> Path:
+        """The agents' SIP directory (sorcery realtime), on the host."""
+        return self.host_path(sip_directory.directory_inner(self.name))
+
+    @property
     def pid_file(self) -> Path:
         return self.host_path(self.base / "run" / "asterisk.pid")
 
@@ -209,6 +218,13 @@ class AsteriskInstance:
         (etc / "queues_generated.conf").write_text(self._queues_conf())
         (etc / "queues_ringing_generated.conf").write_text(ringing_conf(self.ringing))
         (etc / "pjsip_generated.conf").write_text(self._pjsip_conf())
+        (etc / "http_generated.conf").write_text(
+            f"bindaddr = {self._bind_address()}\nbindport = {self.http_port}\n"
+        )
+        (etc / "res_config_sqlite3_generated.conf").write_text(
+            f"dbfile = {sip_directory.directory_inner(self.name)}\n"
+        )
+        sip_directory.create(self.sip_directory)  # kept across renders: phones keep working
         write_private(etc / "manager_generated.conf", self._manager_conf())
         prompts = self.host_path(self.prompts_inner)
         if prompts.exists():
@@ -253,12 +269,25 @@ class AsteriskInstance:
         )
         wrapper.chmod(0o755)
 
+    def _bind_address(self) -> str:
+        try:
+            return str(ipaddress.IPv4Address(self.sip_bind))
+        except ValueError:
+            raise StackError(f"sip_bind {self.sip_bind!r} is not an IPv4 address") from None
+
     def _pjsip_conf(self) -> str:
-        """The transport (loopback) and the trunk's allow-list: a request from any other
-        source matches no endpoint and is refused."""
+        """The transports (loopback unless sip_bind says otherwise: UDP and TCP on sip_port,
+        WebSocket through the HTTP server) and the trunk's allow-list: a request from any
+        other source matches no trunk endpoint."""
+        bind = self._bind_address()
         lines = [
             "[transport-udp]", "type = transport", "protocol = udp",
-            f"bind = 127.0.0.1:{self.sip_port}", "",
+            f"bind = {bind}:{self.sip_port}", "",
+            "[transport-tcp]", "type = transport", "protocol = tcp",
+            f"bind = {bind}:{self.sip_port}", "",
+            "; browsers: ws://<http bindaddr>:<http bindport>/ws (http_generated.conf)",
+            "[transport-ws]", "type = transport", "protocol = ws",
+            f"bind = {bind}", "",
             "; the carrier trunk [pstn] is identified by these source addresses only",
             "[pstn-identify]", "type = identify", "endpoint = pstn",
         ]  # fmt: skip
@@ -305,7 +334,7 @@ class AsteriskInstance:
             f"astetcdir => {b}/etc\n"
             f"astmoddir => {self.modules_dir}\n"
             f"astvarlibdir => {b}/lib\n"
-            f"astdbdir => {b}/lib\n"
+            f"astdbdir => {b}/{sip_directory.SIP_SUBDIR}\n"  # the contacts, read by the service
             "astkeydir => /usr/share/asterisk\n"
             "astdatadir => /usr/share/asterisk\n"
             "astagidir => /usr/share/asterisk/agi-bin\n"
@@ -343,7 +372,8 @@ class AsteriskInstance:
             top = self.host_path(self.base / sub)
             for path in (top, *top.rglob("*")):
                 os.chown(path, uid, gid, follow_symlinks=False)
-        for sub, mode in (("spool/monitor", 0o2770), ("spool/voicemessages", 0o2750)):
+        sip = (sip_directory.SIP_SUBDIR, sip_directory.DIR_MODE)  # Asterisk writes contacts
+        for sub, mode in (("spool/monitor", 0o2770), ("spool/voicemessages", 0o2750), sip):
             spool = self.host_path(self.base / sub)
             for path in (spool, *spool.rglob("*")):
                 os.chown(path, uid, share_gid, follow_symlinks=False)
@@ -429,6 +459,8 @@ def asterisk_instance(settings: Settings) -> AsteriskInstance:
         trunk_addresses=tuple(str(net) for net in settings.asterisk.trunk_addresses),
         trunk_max_calls=settings.asterisk.trunk_max_calls,
         trunk_emergency_reserve=settings.asterisk.trunk_emergency_reserve,
+        sip_bind=str(settings.asterisk.sip_bind),
+        http_port=settings.asterisk.http_port,
     )
 
 
