@@ -222,6 +222,48 @@ def register(
     return _result(workdir, proc.returncode)
 
 
+def dial_as_agent(
+    root: Path,
+    workdir_inner: PurePosixPath,
+    *,
+    target: str,
+    username: str,
+    password: str,
+    number: str,
+    local_ip: str = LOCAL_IP,
+    timeout_s: float = 15.0,
+) -> SippResult:
+    """Call ``number`` from agent ``username``'s phone, with digest authentication, once
+    (``agent_dial.xml``). Asterisk's answer is in :func:`message_counts`: ``200_Recv``
+    (answered, hung up at once), ``403_Recv``, ``404_Recv`` …"""
+    for name, value in (("username", username), ("number", number)):
+        if not _USER_PART.fullmatch(value):
+            raise ValueError(f"{name} must be 1-64 of 0-9 A-Z a-z + . _ -: {value!r}")
+    if not password.isalnum() or not _TARGET.fullmatch(target):
+        raise ValueError("password: letters and digits; target: host:port")
+    if not ipaddress.ip_address(local_ip).is_loopback:
+        raise ValueError(f"local_ip must be a loopback address (127.x.y.z): {local_ip!r}")
+    workdir = _prepare(root, workdir_inner)
+    _render("agent_dial.xml", workdir, password=password, username=username)
+    args = [
+        target,
+        "-sf", "agent_dial.xml",
+        "-s", number,
+        "-p", str(_free_udp_port()),
+        "-m", "1",
+        "-timeout", f"{math.ceil(timeout_s * 1000)}ms",
+        "-timeout_error",
+        *_common_args(local_ip),
+    ]  # fmt: skip
+    command = _chroot_command(root, workdir_inner, args)
+    with (workdir / "sipp.stderr").open("wb") as err:
+        proc = subprocess.run(
+            command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+            timeout=timeout_s + 15.0, check=False,
+        )  # fmt: skip
+    return _result(workdir, proc.returncode)
+
+
 def start_agent(
     root: Path,
     workdir_inner: PurePosixPath,

@@ -20,7 +20,7 @@ from ivr.adapters.telephony import sip_directory
 from ivr.adapters.telephony.ami_client import AmiClient
 from ivr.adapters.telephony.sip_guard import SipGuard
 from ivr.core.sip_accounts import SipAccount, digest_ha1
-from ivr.devstack.sipp import message_counts, register
+from ivr.devstack.sipp import dial_as_agent, message_counts, register
 from ivr.devstack.stack import Stack, asterisk_instance
 from ivr.settings import Settings
 from tests.stack_support import private_stack, wait_for
@@ -125,6 +125,9 @@ def test_given_an_account_disabled_then_refused_within_2_s_and_its_contacts_gone
     result = sip_directory.sync_accounts(s, [agent("1003", enabled=False)])
     assert result.removed == ("1003",) and result.contacts_dropped == 1
     assert contacts(s, "1003") == []
+    inst = asterisk_instance(s)
+    for kind in ("endpoint", "aor"):  # nothing left to call: Dial(PJSIP/1003) finds nothing
+        assert "Unable to find object 1003" in inst.rx(f"pjsip show {kind} 1003")
     assert attempt(s, "1003", PASSWORD, "127.0.0.6") == {"200": 0, "401": 2, "403": 0}
     assert time.monotonic() - started < 2.0
     sip_directory.sync_accounts(s, [agent("1003")])  # enabled again: at once
@@ -197,3 +200,27 @@ def test_the_directory_is_for_asterisk_and_the_service_only(sip_stack: Stack) ->
     for made in (path.parent, path, sip_directory.astdb_file(sip_stack.settings)):
         assert made.stat().st_mode & 0o007 == 0, made
     assert Path(path.parent).stat().st_mode & 0o2000  # set-group-ID: files keep the group
+
+
+@pytest.mark.parametrize("number", ["95158", "96777", "13800138000", "1001"])
+def test_an_agents_phone_reaches_nothing_yet(sip_stack: Stack, number: str) -> None:
+    """[from-agents] has neither the trunk nor the hotline flow: every number is refused."""
+    s = sip_stack.settings
+    sip_directory.sync_accounts(s, [agent("1005")])
+    inst = asterisk_instance(s)
+    result = dial_as_agent(
+        s.asterisk.root,
+        inst.base / "sipp" / f"dial-{os.getpid()}",
+        target=f"127.0.0.1:{s.asterisk.sip_port}",
+        username="1005",
+        password=PASSWORD,
+        number=number,
+        local_ip="127.0.0.15",
+    )
+    counts = message_counts(result)
+    assert result.returncode == 0, result.stderr_tail
+    assert counts.get("401_Recv") == 1 and counts.get("200_Recv", 0) == 0, counts
+    refused = sum(counts.get(f"{code}_Recv", 0) for code in (403, 404, 480, 503, 603))
+    assert refused == 1, counts
+    log = inst.messages_log.read_text(errors="replace")
+    assert f"Executing [{number}@from-agents:1] Hangup" in log

@@ -312,8 +312,10 @@ def registrations(settings: Settings, now: datetime | None = None) -> list[Regis
 
 
 def drop_registrations(settings: Settings, username: str) -> int:
-    """Forget every contact of ``username``: Asterisk no longer reaches that phone until it
-    registers again (and refuses that while the account is disabled). Returns how many."""
+    """Forget every contact of ``username`` (returns how many). Asterisk reads astdb inside a
+    transaction it commits only after its own next write (a registration or refresh of any
+    phone), so it may go on seeing the contacts until then; for a disabled account that does
+    not matter: its endpoint and AOR are gone at once, so nothing can call the phone."""
     prefix = f"{_CONTACT_KEY}{username};@"
     with _transaction(settings, astdb_file(settings)) as db:
         cursor = db.execute("DELETE FROM astdb WHERE substr(key, 1, ?) = ?", (len(prefix), prefix))
