@@ -202,6 +202,15 @@ def _check_spools_shared(settings: Settings, user: str) -> None:
     (inst.messages_dir / "probe-r.wav").unlink()
     assert _can(user, "-r", str(inst.queue_log)) or not inst.queue_log.exists()
     assert _can(user, "-x", str(inst.log_dir))
+    # the SIP directory: the roles' user writes the accounts, reads Asterisk's contacts
+    directory = inst.sip_directory
+    for sql, path in (
+        ("INSERT INTO sip_failures VALUES ('192.0.2.1', 1, 0)", directory),
+        ("DELETE FROM sip_failures", directory),
+        ("SELECT count(*) FROM astdb", directory.with_name("astdb.sqlite3")),
+    ):
+        done = subprocess.run(["sqlite3", str(path), sql], capture_output=True, **_as(user))
+        assert done.returncode == 0, (sql, done.stderr, _modes(path))
 
 
 def _modes(path: Path) -> list[str]:
@@ -244,6 +253,7 @@ def test_given_generated_units_when_each_command_line_runs_then_every_role_gets_
         f"IVR_REDIS__URL={settings.redis.url}",
         f"IVR_ASTERISK__INSTANCE={instance}",
         f"IVR_ASTERISK__SIP_PORT={settings.asterisk.sip_port}",
+        f"IVR_ASTERISK__HTTP_PORT={settings.asterisk.http_port}",
     ]
     with (logs / "redis.log").open("wb") as redis_log:
         redis_server = subprocess.Popen(
