@@ -182,7 +182,7 @@ def isolated_settings(run_dir: Path, instance: str, **extra: Any) -> Settings:
     # A dict, not a model: pydantic-settings merges the environment's asterisk.* keys into it.
     asterisk = {
         "instance": instance,
-        "sip_port": free_port("udp"),
+        "sip_port": _free_sip_port(),
         "http_port": free_port(),
     } | extra.pop("asterisk", {})
     sections: dict[str, Any] = {"asterisk": asterisk}
@@ -195,6 +195,15 @@ def isolated_settings(run_dir: Path, instance: str, **extra: Any) -> Settings:
         **sections,
         **extra,
     )
+
+
+def _free_sip_port() -> int:
+    """A port free for both UDP and TCP (the SIP transports share the number)."""
+    for _ in range(50):
+        port = free_port("udp")
+        if is_free(port, "tcp"):
+            return port
+    raise StackError("no port free for both UDP and TCP for SIP after 50 tries")
 
 
 class Stack:
@@ -257,6 +266,8 @@ class Stack:
         wanted = [
             ("redis.url", redis_port(s), "tcp"),
             ("asterisk.sip_port", s.asterisk.sip_port, "udp"),
+            ("asterisk.sip_port", s.asterisk.sip_port, "tcp"),  # agents' desk phones over TCP
+            ("asterisk.http_port", s.asterisk.http_port, "tcp"),  # browsers' WebSocket
             ("ami.port", s.ami.port, "tcp"),
             ("fastagi.port", s.fastagi.port, "tcp"),
             ("web.port", s.web.port, "tcp"),
