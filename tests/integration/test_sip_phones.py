@@ -78,6 +78,18 @@ def test_given_a_synced_account_then_it_registers_with_digest_and_is_listed(
     (reg,) = [r for r in sip_directory.registrations(s) if "127.0.0.3" in r.contact]
     assert reg.user_agent == "sipp-agent-phone"
     assert reg.since is not None and reg.expires is not None and reg.since < reg.expires
+    shown = asterisk_instance(s).rx("pjsip show endpoint 1001")
+    settings_of = {
+        parts[0]: parts[1]
+        for line in shown.splitlines()
+        if len(parts := [p.strip() for p in line.split(" : ", 1)]) == 2
+    }
+    # webrtc=yes, as Asterisk applied it: DTLS-SRTP with its own certificate, ICE, AVPF
+    assert settings_of["context"] == "from-agents"
+    assert settings_of["media_encryption"] == "dtls"
+    assert settings_of["dtls_auto_generate_cert"] == "Yes"
+    assert settings_of["ice_support"] == "true" and settings_of["use_avpf"] == "true"
+    assert settings_of["allow"] == "(alaw|ulaw)"
 
 
 def test_given_a_wrong_password_then_401_and_no_registration(sip_stack: Stack) -> None:
