@@ -17,6 +17,7 @@ read by the web role and ``ivr metrics``). Buckets are local time in the configu
     ivr:live:waiting                             zset  Linkedid -> waiting since (app clock)
     ivr:live:calls                               hash  Linkedid -> JSON of the waiting call
     ivr:live:agents                              hash  JSON [queue, interface] -> JSON state
+    ivr:live:agent_states                        hash  工号 -> JSON agent state (caller masked)
     ivr:metrics:changed                          pub/sub channel: one message per change
 """
 
@@ -34,6 +35,8 @@ METRICS_CHANGED = "ivr:metrics:changed"  # pub/sub channel (not a key): a change
 LIVE_WAITING = "ivr:live:waiting"  # zset: Linkedid -> since
 LIVE_CALLS = "ivr:live:calls"  # hash: Linkedid -> {"queue", "since", "caller", "threshold_s"}
 LIVE_AGENTS = "ivr:live:agents"  # hash: [queue, interface] -> {"state", "name", ...}
+# hash: 工号 -> AgentView JSON (ivr.core.agent_states: state, since, masked caller, counts)
+LIVE_AGENT_STATES = "ivr:live:agent_states"
 
 
 def metrics_counts(period: str, bucket: str, queue: str | None = None) -> str:

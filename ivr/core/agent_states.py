@@ -246,6 +246,7 @@ def agent_document(
         "label": LABELS[view.activity],
         "reason": view.reason,
         "since": round(view.since, 3),
+        "until": view.wrapup_until,  # a timed wrap-up's end: idle from then on
         "caller_masked": mask(view.caller) if view.caller else "",
         "calls_today": calls,
         "mean_handle_s": round(handle / calls, 1) if calls else None,

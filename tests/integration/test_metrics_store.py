@@ -266,7 +266,8 @@ async def test_given_whole_effect_stream_applied_when_summarized_then_reducers_d
     assert await store.flush()
 
     doc = await store.summary("today", NOW)
-    assert doc == metrics_document(summarize(outcomes(batches)), snapshot(state, NOW), CONFIG)
+    expected = metrics_document(summarize(outcomes(batches)), snapshot(state, NOW), CONFIG)
+    assert doc == expected | {"agents": []}  # the scenario's members are not agents (no 工号)
     assert (doc["offered"], doc["answered"], doc["answered_late"]) == (5, 1, 2)
     assert (doc["abandoned"], doc["timed_out"], doc["ivr_only"]) == (1, 1, 2)
     assert doc["answer_rate"] == pytest.approx(0.2)
@@ -812,3 +813,78 @@ def test_given_answered_call_when_ivr_metrics_json_then_counted_once_in_consulta
     assert main(["metrics", "--period", "today"]) == 0
     table = capsys.readouterr().out
     assert "consultation" in table and "13800138020" not in table
+
+
+# --- agent states (ivr.core.agent_states) through the listener and the store ---------------
+async def test_given_agent_events_then_agent_states_in_redis_masked_resynced_and_replayed(
+    client, redis_server
+):
+    store = make_store(client)
+    clock = FakeClock(BASE)
+    listener = MetricsListener(store, CONFIG, None, clock=clock)
+    member = {"Queue": "repair", "Interface": "PJSIP/1001", "MemberName": "1001 张三"}
+    call = {**member, "DestUniqueid": "c.1-agent", "DestLinkedid": "c.1", "Privilege": "agent,all"}
+    events = [
+        {"Event": "QueueMemberAdded", **member, "Status": "1", "Paused": "0", "Wrapuptime": "5",
+         "Timestamp": f"{BASE:.6f}"},
+        *answered("c.1", 1, 3, "repair")[:4],
+        ev("AgentCalled", 4.5, "c.1", **call),
+    ]  # fmt: skip
+    await feed(listener, clock, events)
+    assert await store.flush()
+    stored = json.loads(await client.hget(redis_keys.LIVE_AGENT_STATES, "1001"))
+    assert (stored["state"], stored["caller"]) == ("ringing", "139******78")
+    await feed(listener, clock, [ev("AgentConnect", 5, "c.1", **call, HoldTime="4")])
+    # the phone's own state (not kept in the stream) reaches the agents only
+    clock.now = BASE + 6
+    await listener.on_event(message(Event="DeviceStateChange", Device="PJSIP/1001", State="INUSE"))
+    clock.now = BASE + 25
+    await listener.on_event(
+        message(Event="DeviceStateChange", Device="PJSIP/1001", State="NOT_INUSE")
+    )
+    await feed(listener, clock, [ev("AgentComplete", 25, "c.1", **call, TalkTime="20")])
+    assert await store.flush()
+    doc = await store.summary("today", BASE + 27)
+    assert doc["agents"] == [
+        {"work_number": "1001", "name": "张三", "state": "wrapup", "label": "后处理",
+         "reason": "", "since": round(BASE + 25 + DELAY, 3), "until": BASE + 30 + DELAY,
+         "caller_masked": "", "calls_today": 1, "mean_handle_s": 25.0, "queues": ["repair"]},
+    ]  # fmt: skip
+    later = (await store.summary("today", BASE + 40))["agents"][0]
+    assert (later["state"], later["since"]) == ("idle", round(BASE + 30 + DELAY, 3))
+    assert b"13912345678" not in b"".join(
+        (await client.hgetall(redis_keys.LIVE_AGENT_STATES)).values()
+    )
+    assert not any(
+        f[b"Event"] == b"DeviceStateChange" for _, f in await client.xrange(redis_keys.AMI_EVENTS)
+    )
+
+    # the web role reads them, and cannot write them
+    passwords = {"default": "unused", "ami": "ami-pass", "web": "web-pass"}
+    for line in redis_acl.acl_file(passwords, "ivr:stt:jobs").splitlines()[1:]:
+        await client.execute_command("ACL", "SETUSER", *line.split()[1:])
+    web = aioredis.Redis.from_url(redis_server.url, username="web", password="web-pass")
+    try:
+        assert (await make_store(web).summary("today", BASE + 40))["agents"][0]["calls_today"] == 1
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            await web.hset(redis_keys.LIVE_AGENT_STATES, "1001", "{}")
+    finally:
+        await web.aclose()
+
+    # a resync: QueueStatus wins (paused 小休), a member it does not list is gone (离线)
+    other = {"Event": "QueueMemberAdded", "Queue": "billing", "Interface": "PJSIP/1002",
+             "MemberName": "1002 李四", "Status": "1", "Timestamp": f"{BASE + 41:.6f}"}  # fmt: skip
+    await feed(listener, clock, [other])
+    clock.now = BASE + 50
+    listed = [{"Queue": "repair", "Name": "1001 张三", "Location": "PJSIP/1001",
+               "Status": "1", "Paused": "1", "PausedReason": "小休", "InCall": "0"}]  # fmt: skip
+    await listener.on_login(FakeAmi([], listed))
+    assert await store.flush()
+    agents = {a["work_number"]: a for a in (await store.summary("today", BASE + 51))["agents"]}
+    assert (agents["1001"]["state"], agents["1001"]["reason"]) == ("paused", "小休")
+    assert (agents["1002"]["state"], agents["1002"]["queues"]) == ("offline", [])
+
+    # the ami role restarts: today's calls come back from the stream's replay
+    restarted = MetricsListener(make_store(client), CONFIG, None, clock=clock)
+    await restarted.replay(window_s=10 * 365 * 86400)
+    assert restarted.agents.agents["1001"].calls == 1

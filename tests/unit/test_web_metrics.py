@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import re
 from collections.abc import Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -434,6 +435,37 @@ def test_given_nothing_offered_and_odd_queue_names_then_nan_and_escaped_labels()
     assert found[("hotline_queue_waiting_calls", (("queue", 'odd "q"\\name'),))] == 0
     for line in text.splitlines():
         assert PROM_LINE.match(line), line
+
+
+def test_given_agents_then_per_agent_state_since_reason_calls_and_handle_time():
+    agents = [
+        {"work_number": "1001", "name": "张三", "state": "talking", "label": "通话", "reason": "",
+         "since": NOW - 30, "until": None, "caller_masked": "139******78", "calls_today": 4,
+         "mean_handle_s": 95.5, "queues": ["repair"]},
+        {"work_number": "1002", "name": "李四", "state": "paused", "label": "小休",
+         "reason": "培训", "since": NOW - 600, "until": None, "caller_masked": "",
+         "calls_today": 0, "mean_handle_s": None, "queues": ["billing", "repair"]},
+    ]  # fmt: skip
+    doc = sample_document(NOW) | {"health": {}, "agents": agents}
+
+    text = prometheus_text(doc)
+
+    for line in text.splitlines():
+        assert PROM_LINE.match(line), line
+    found = samples(text)
+    state = "hotline_agent_state"
+    assert found[(state, (("name", "张三"), ("state", "talking"), ("work_number", "1001")))] == 1
+    assert found[(state, (("name", "张三"), ("state", "idle"), ("work_number", "1001")))] == 0
+    assert sum(v for (name, _), v in found.items() if name == state) == 2  # one state each
+    assert found[("hotline_agent_state_since_seconds", (("work_number", "1002"),))] == NOW - 600
+    assert found[("hotline_agent_paused", (("reason", "培训"), ("work_number", "1002")))] == 1
+    assert ("hotline_agent_paused", (("reason", ""), ("work_number", "1001"))) not in found
+    assert found[("hotline_agent_calls_today_total", (("work_number", "1001"),))] == 4
+    assert found[("hotline_agent_mean_handle_seconds", (("work_number", "1001"),))] == 95.5
+    assert math.isnan(found[("hotline_agent_mean_handle_seconds", (("work_number", "1002"),))])
+    assert found[("hotline_agents_by_state", (("state", "paused"),))] == 1
+    assert found[("hotline_agents_by_state", (("state", "offline"),))] == 0
+    assert "139******78" not in text  # no caller on /metrics, not even masked
 
 
 # --- the page -------------------------------------------------------------------------------

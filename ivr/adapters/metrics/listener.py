@@ -19,18 +19,24 @@ Resync, on every AMI (re)login (``on_login``):
 4. one batch carries the outcomes, an ``IvrResync`` entry for the stream naming the calls
    closed (so that a replay closes exactly those at the same point), the resync counters,
    and the reducer's whole live state, which replaces what Redis holds;
-5. ``QueueStatus``: its members replace the reducer's (members not listed are removed) and
-   the live state is replaced again. Right after Asterisk starts, app_queue may not be
-   loaded yet: QueueStatus is retried for ``members_wait_s``, then left to the next login
-   (the link is not recycled for it).
+5. ``QueueStatus``: its members replace the reducer's (members not listed are removed), the
+   agent states are reconciled with them (:func:`ivr.core.agent_states.reconcile`: what
+   QueueStatus says wins) and the live state is replaced again. Right after Asterisk
+   starts, app_queue may not be loaded yet: QueueStatus is retried for ``members_wait_s``,
+   then left to the next login (the link is not recycled for it).
 
 The same queue_log lookup applies to a ``CallUnknown`` closed by a ``Hangup`` (a call whose
 start the listener did not see). Nothing is dropped silently: each call ends counted once,
 in a class or as ``unknown``.
 
-Restart: ``replay`` rebuilds the reducer's state from the stream's last ``window_s`` seconds
-before the AMI link starts (the effects of stored events are already in Redis: they are
-discarded), so calls in progress across a restart of the ami role keep their history.
+Agent states (:mod:`ivr.core.agent_states`, one per 工号) are fed the same kept events, and
+also each ``DeviceStateChange`` and ``ContactStatus`` (a phone's state: not kept in the
+stream); the views that changed ride in the event's batch into ``ivr:live:agent_states``.
+
+Restart: ``replay`` rebuilds the reducer's state and the agent states from the stream's last
+``window_s`` seconds before the AMI link starts (the effects of stored events are already in
+Redis: they are discarded), so calls in progress across a restart of the ami role keep their
+history, and agents their calls of the day within that window.
 """
 
 from __future__ import annotations
@@ -55,6 +61,8 @@ from ivr.adapters.metrics.queue_log import (
 )
 from ivr.adapters.metrics.store import LiveReset, MetricsStore
 from ivr.adapters.telephony.ami_client import AmiClient
+from ivr.core import agent_states
+from ivr.core.agent_states import AgentsConfig, AgentStates
 from ivr.core.metrics import (
     AgentStateChanged,
     AnomalyKind,
@@ -95,6 +103,7 @@ class MetricsListener:
         self.store = store
         self.config = config
         self.state = MetricsState(config)
+        self.agents = AgentStates(AgentsConfig(store.tz))  # one state per 工号
         self.queue_log_path = queue_log_path
         self._lookback_s = queue_log_lookback_s
         self._list_timeout_s = list_timeout_s
@@ -122,6 +131,11 @@ class MetricsListener:
             self._outage_began = self._last_event_at
         if not is_kept(message):
             self.counters["skipped"] += 1
+            if message.event in agent_states.EVENTS:  # a phone's state: agents only, not kept
+                async with self._lock:
+                    _, views = agent_states.apply(self.agents, message.to_dict(), received_at)
+                    if views:
+                        self.store.submit([], agent_states=views, at=received_at)
             return
         fields = message.to_dict()
         fields["_received_at"] = f"{received_at:.6f}"
@@ -129,9 +143,10 @@ class MetricsListener:
         async with self._lock:
             channels = self._channels_before(fields)
             _, effects = apply(self.state, fields, received_at)
+            _, views = agent_states.apply(self.agents, fields, received_at)
             if any(isinstance(effect, CallUnknown) for effect in effects):
                 effects, _ = await self._resolve_unknowns(effects, channels)
-            self.store.submit(effects, event=fields, at=received_at)
+            self.store.submit(effects, event=fields, at=received_at, agent_states=views)
         self.counters["kept"] += 1
         _log_outcomes(effects)
 
@@ -156,10 +171,17 @@ class MetricsListener:
         if members is None:
             return
         async with self._lock:
-            effects = self._reconcile_members(members, self._clock())
+            now = self._clock()
+            effects = self._reconcile_members(members, now)
+            listed = [m.to_dict() for m in members if m.event == "QueueMember"]
+            agent_states.reconcile(self.agents, listed, now)
             anomalies = [e for e in effects if isinstance(e, AnomalySeen)]
             self.store.submit(anomalies, live=self.live_reset())
-        logger.info("AMI resync: %d queue members", len(self.state.members))
+        logger.info(
+            "AMI resync: %d queue members, %d agents",
+            len(self.state.members),
+            len(self.agents.agents),
+        )
 
     async def _resync_calls(self, listed: Sequence[AmiMessage], requested_at: float) -> None:
         linkedids = {m.get("Linkedid") or "" for m in listed}
@@ -354,7 +376,7 @@ class MetricsListener:
             AgentStateChanged(queue, interface, member.state(), member.name)
             for (queue, interface), member in self.state.members.items()
         )
-        return LiveReset(waiting, agents)
+        return LiveReset(waiting, agents, tuple(self.agents.views()))
 
     def replace_live(self) -> None:
         """Queue a live reset (the store calls this once Redis is back after an outage)."""
@@ -409,6 +431,7 @@ class MetricsListener:
             close_missing(self.state, self.state.open_linkedids() - closed, at)
         else:
             apply(self.state, fields, at)
+            agent_states.apply(self.agents, fields, at)
 
     # --- heartbeat ---------------------------------------------------------------------
     def status(self, ami: AmiClient) -> dict[str, Any]:

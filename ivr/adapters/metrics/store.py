@@ -74,6 +74,7 @@ from redis.exceptions import (
 
 from ivr import redis_keys
 from ivr.adapters.metrics.event_sink import redacted
+from ivr.core.agent_states import AgentView, agent_document
 from ivr.core.metrics import (
     AgentRemoved,
     AgentState,
@@ -93,6 +94,7 @@ from ivr.core.metrics import (
     metrics_document,
 )
 from ivr.errors import HotlineError
+from ivr.logging_setup import mask_number
 from ivr.settings import MetricsSettings
 
 logger = logging.getLogger(__name__)
@@ -111,7 +113,7 @@ _UNREACHABLE = (RedisConnectionError, RedisTimeoutError, BusyLoadingError, OSErr
 
 _APPLY_BATCH: Final = """
 -- KEYS: 1 writer seq, 2 events stream, 3 counted, 4 live waiting, 5 live calls,
---       6 live agents, 7 anomalies, 8 dropped, 9 resync
+--       6 live agents, 7 anomalies, 8 dropped, 9 resync, 10 live agent states
 -- ARGV: 1 seq, 2 seq of the batch before, 3 plan (JSON), 4 stream maxlen,
 --       5 writer ttl (s), 6 change channel, 7 stream max age (ms)
 local seq = tonumber(ARGV[1])
@@ -153,12 +155,14 @@ for _, op in ipairs(plan.ops) do
     redis.call('HSET', KEYS[6], op.f, op.info)
   elseif k == 'unagent' then
     redis.call('HDEL', KEYS[6], op.f)
+  elseif k == 'astate' then
+    redis.call('HSET', KEYS[10], op.f, op.info)
   elseif k == 'anomaly' then
     redis.call('HINCRBY', KEYS[7], op.kind, 1)
     redis.call('HINCRBY', op.day[1], op.kind, 1)
     redis.call('EXPIRE', op.day[1], op.day[2])
   elseif k == 'reset' then
-    redis.call('DEL', KEYS[4], KEYS[5], KEYS[6])
+    redis.call('DEL', KEYS[4], KEYS[5], KEYS[6], KEYS[10])
   elseif k == 'incr' then
     redis.call('HINCRBY', hashes[op.h], op.f, op.n)
   end
@@ -170,7 +174,7 @@ return {1, seq}
 """
 
 _READ_SUMMARY: Final = """
--- KEYS: 1 total hash, 2 queue index set, 3 live calls, 4 live agents
+-- KEYS: 1 total hash, 2 queue index set, 3 live calls, 4 live agents, 5 live agent states
 -- ARGV: 1 queue hash prefix. Reads only: run as EVALSHA_RO.
 local per_queue = {}
 for _, q in ipairs(redis.call('SMEMBERS', KEYS[2])) do
@@ -178,7 +182,8 @@ for _, q in ipairs(redis.call('SMEMBERS', KEYS[2])) do
   per_queue[#per_queue + 1] = redis.call('HGETALL', ARGV[1] .. q)
 end
 return {redis.call('HGETALL', KEYS[1]), per_queue,
-        redis.call('HGETALL', KEYS[3]), redis.call('HGETALL', KEYS[4])}
+        redis.call('HGETALL', KEYS[3]), redis.call('HGETALL', KEYS[4]),
+        redis.call('HGETALL', KEYS[5])}
 """
 
 
@@ -207,6 +212,7 @@ class LiveReset:
 
     waiting: tuple[WaitingStarted, ...] = ()
     agents: tuple[AgentStateChanged, ...] = ()
+    agent_states: tuple[AgentView, ...] = ()  # one per 工号 (ivr.core.agent_states)
 
 
 @dataclass(slots=True)
@@ -362,9 +368,11 @@ class MetricsStore:
         live: LiveReset | None = None,
         resync: Mapping[str, int] | None = None,
         at: float | None = None,
+        agent_states: Sequence[AgentView] = (),
     ) -> bool:
-        """Queue one batch: ``event`` for the stream, its ``effects``, and optionally the
-        whole live state (``live``, applied after the effects) and resync counters.
+        """Queue one batch: ``event`` for the stream, its ``effects``, the agents whose state
+        changed (``agent_states``), and optionally the whole live state (``live``, applied
+        after the effects) and resync counters.
 
         Never blocks and never raises for Redis: returns False when the buffer is full and
         the batch was dropped (counted). ``at``: the batch's time (default: the event's
@@ -383,11 +391,13 @@ class MetricsStore:
             calls += op["k"] == "count"
             anomalies += op["k"] == "anomaly"
             ops.append(op)
+        ops += [_agent_state_op(view) for view in agent_states]
         control = live is not None
         if live is not None:
             ops.append({"k": "reset"})
             ops += [self._wait_op(w) for w in live.waiting]
             ops += [self._agent_op(a) for a in live.agents]
+            ops += [_agent_state_op(view) for view in live.agent_states]
         for name, count in (resync or {}).items():
             if count:
                 ops.append({"k": "incr", "h": "resync", "f": name, "n": count})
@@ -484,6 +494,7 @@ class MetricsStore:
             redis_keys.METRICS_ANOMALIES,
             redis_keys.METRICS_DROPPED,
             redis_keys.METRICS_RESYNC,
+            redis_keys.LIVE_AGENT_STATES,
         ]
         if not self._apply_loaded:
             await self.redis.script_load(_APPLY_BATCH)
@@ -693,12 +704,13 @@ class MetricsStore:
             redis_keys.metrics_queues(kind, bucket),
             redis_keys.LIVE_CALLS,
             redis_keys.LIVE_AGENTS,
+            redis_keys.LIVE_AGENT_STATES,
         ]
         try:
             reply = await self._read_only(keys, [redis_keys.metrics_queue_prefix(kind, bucket)])
         except (RedisError, OSError) as exc:
             raise MetricsUnavailable(f"metrics not readable from Redis: {exc}") from exc
-        total, per_queue, calls, agents = reply
+        total, per_queue, calls, agents, agent_states = reply
         queues: dict[str, Counters] = {}
         for name, counts in _pairs(per_queue):
             counters = Counters.from_mapping(dict(_pairs(counts)))
@@ -706,7 +718,16 @@ class MetricsStore:
                 queues[_text(name)] = counters
         summary = Summary(Counters.from_mapping(dict(_pairs(total))), queues)
         live = self.live_view(_pairs(calls), _pairs(agents), now)
-        return metrics_document(summary, live, self.config)
+        document = metrics_document(summary, live, self.config)
+        document["agents"] = self.agent_documents((raw for _, raw in _pairs(agent_states)), now)
+        return document
+
+    def agent_documents(self, raws: Iterable[Any], now: float) -> list[dict[str, Any]]:
+        """The summary's ``agents``, by 工号: each stored agent state as it stands at ``now``
+        (a wrap-up run out is idle; counts of another day are 0). Damaged values are left out."""
+        views = (AgentView.from_json(_json(raw)) for raw in raws)
+        found = sorted((v for v in views if v is not None), key=lambda v: v.work_number)
+        return [agent_document(view, now, self.tz, mask_number) for view in found]
 
     def live_view(
         self, calls: Iterable[tuple[Any, Any]], agents: Iterable[tuple[Any, Any]], now: float
@@ -765,6 +786,13 @@ class MetricsStore:
 
 
 # --- small helpers ------------------------------------------------------------------------
+def _agent_state_op(view: AgentView) -> dict[str, Any]:
+    """One agent's state into ``ivr:live:agent_states``, its caller masked: Redis keeps no
+    agent's caller in clear."""
+    info = view.to_json() | {"caller": mask_number(view.caller) if view.caller else ""}
+    return {"k": "astate", "f": view.work_number, "info": json.dumps(info, ensure_ascii=False)}
+
+
 def _text(value: Any) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 

@@ -56,6 +56,7 @@ from ivr.adapters.metrics.read import ChangeFeed
 from ivr.adapters.metrics.store import MetricsUnavailable
 from ivr.adapters.sql import users
 from ivr.adapters.sql.db import Role, User
+from ivr.core.agent_states import Activity
 from ivr.core.metrics import CallClass
 from ivr.errors import HotlineError
 from ivr.logging_setup import mask_number
@@ -81,6 +82,7 @@ Period = Literal["hour", "today", "month"]
 PROMETHEUS_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 CLASSES: Final = tuple(klass.value for klass in CallClass)
 AGENT_STATES: Final = ("free", "busy", "paused")
+AGENT_ACTIVITIES: Final = tuple(activity.value for activity in Activity)
 DAY_PATTERN: Final = r"^(today|\d{4}-\d{2}-\d{2})$"
 
 
@@ -300,6 +302,7 @@ def prometheus_text(doc: Mapping[str, Any]) -> str:
             for s in AGENT_STATES
         ],
     )
+    _agent_families(out, doc.get("agents", []))
     for key, name, help_text, label in (
         (
             "anomalies",
@@ -318,6 +321,57 @@ def prometheus_text(doc: Mapping[str, Any]) -> str:
         counts = health.get(key, {})
         out.family(name, "counter", help_text, [({label: k}, v) for k, v in counts.items()])
     return out.text()
+
+
+def _agent_families(out: Exposition, agents: Iterable[Mapping[str, Any]]) -> None:
+    """Per agent (工号): its state as a set of 0/1 samples (one per state), since when, the
+    pause reason, today's calls and mean handle time; and how many agents are in each state."""
+    agents = list(agents)
+    out.family(
+        "hotline_agent_state",
+        "gauge",
+        "1 for the state each agent (work_number) is in now, 0 for the others.",
+        [
+            ({"work_number": a["work_number"], "name": a["name"], "state": s}, a["state"] == s)
+            for a in agents
+            for s in AGENT_ACTIVITIES
+        ],
+    )
+    out.family(
+        "hotline_agent_state_since_seconds",
+        "gauge",
+        "When each agent entered its current state (seconds since the epoch).",
+        [({"work_number": a["work_number"]}, a["since"]) for a in agents],
+    )
+    out.family(
+        "hotline_agent_paused",
+        "gauge",
+        "1 for each paused agent, labelled with the reason (小休, 培训, 会议 ...).",
+        [
+            ({"work_number": a["work_number"], "reason": a["reason"]}, 1)
+            for a in agents
+            if a["state"] == "paused"
+        ],
+    )
+    out.family(
+        "hotline_agent_calls_today_total",
+        "counter",
+        "Queue calls each agent completed today (local day; resets at midnight).",
+        [({"work_number": a["work_number"]}, a["calls_today"]) for a in agents],
+    )
+    out.family(
+        "hotline_agent_mean_handle_seconds",
+        "gauge",
+        "Mean handle time (talk + wrap-up) of each agent's calls today (NaN when none).",
+        [({"work_number": a["work_number"]}, a["mean_handle_s"]) for a in agents],
+    )
+    states = Counter(a["state"] for a in agents)
+    out.family(
+        "hotline_agents_by_state",
+        "gauge",
+        "Agents (by work number, once each) in each state now.",
+        [({"state": s}, states.get(s, 0)) for s in AGENT_ACTIVITIES],
+    )
 
 
 # --- server-sent events ---------------------------------------------------------------------

@@ -69,6 +69,7 @@
     setValue("agents-paused", doc.agents_paused);
     setValue("ivr-only", doc.ivr_only);
     renderRedList();
+    renderAgents();
     renderQueues();
     renderHealth(doc.health || {});
     const at = new Date(doc.at * 1000).toLocaleTimeString("zh-CN", { timeZone: doc.timezone, hourCycle: "h23" });
@@ -97,6 +98,68 @@
     });
     body.replaceChildren(...rows);
     $("red-empty").hidden = rows.length > 0;
+  }
+
+  // --- agents: one row per 工号; a timed wrap-up turns idle locally when it runs out -------
+  const STATES = {
+    idle: ["空闲", "idle"],
+    ringing: ["振铃", "ringing"],
+    talking: ["通话", "talking"],
+    wrapup: ["后处理", "wrap-up"],
+    paused: ["小休", "paused"],
+    offline: ["离线", "offline"],
+  };
+  const nowOnServer = () => (doc ? doc.at + sinceDocument() : 0);
+
+  function agentNow(agent) {
+    if (agent.state === "wrapup" && agent.until !== null && nowOnServer() >= agent.until) {
+      return { state: "idle", since: agent.until, reason: "" };
+    }
+    return agent;
+  }
+
+  function stateCell(td, agent) {
+    const shown = agentNow(agent);
+    const [zh, en] = STATES[shown.state] || [shown.state, ""];
+    td.replaceChildren(zh + " ");
+    const small = document.createElement("small");
+    small.textContent = en;
+    td.appendChild(small);
+    if (shown.reason && shown.reason !== zh) {
+      const reason = document.createElement("span");
+      reason.className = "reason";
+      reason.textContent = shown.reason;
+      td.appendChild(reason);
+    }
+    td.className = `state ${shown.state}`;
+    td.parentElement.dataset.state = shown.state;
+    return shown;
+  }
+
+  function renderAgents() {
+    const agents = doc.agents || [];
+    const rows = agents.map((agent) => {
+      const row = document.createElement("tr");
+      row.dataset.workNumber = agent.work_number;
+      row.agent = agent;
+      cell(row, agent.work_number, "work-number");
+      cell(row, agent.name || "—");
+      stateCell(cell(row, ""), agent);
+      cell(row, "", "num for");
+      cell(row, agent.caller_masked || "—", "caller");
+      cell(row, String(agent.calls_today), "num calls");
+      cell(row, agent.mean_handle_s === null ? "—" : duration(agent.mean_handle_s), "num handle");
+      return row;
+    });
+    $("agent-states").tBodies[0].replaceChildren(...rows);
+    $("agent-states-empty").hidden = rows.length > 0;
+  }
+
+  function tickAgents() {
+    for (const row of $("agent-states").tBodies[0].rows) {
+      const shown = stateCell(row.querySelector("td.state"), row.agent);
+      row.querySelector("td.for").textContent = duration(nowOnServer() - shown.since);
+    }
   }
 
   function renderQueues() {
@@ -162,6 +225,7 @@
     for (const el of document.querySelectorAll("#queues td.longest")) {
       if (el.dataset.waiting !== "0") el.textContent = duration(Number(el.dataset.base) + extra);
     }
+    tickAgents();
   }
 
   // --- the hourly chart -----------------------------------------------------------------
