@@ -38,7 +38,8 @@ The state of an agent, from the first rule that holds (an agent in several queue
    ``<工号>``), unless it is on a call;
 2. 通话 ``talking``: connected to a caller (``AgentConnect`` until its ``AgentComplete``), or a
    member of it ``InCall`` as ``QueueStatus`` says (the caller unknown then), or its device
-   in use, busy or on hold (a call outside the queues);
+   in use, busy or on hold (answered: Asterisk reports the device in use just before
+   ``AgentConnect``; or a call outside the queues);
 3. 振铃 ``ringing``: rung by a queue (``AgentCalled``) and not yet answered; the ring ends
    with ``AgentConnect`` (its own, or another agent's for the same caller),
    ``AgentRingNoAnswer``, ``AgentDump``, ``AgentComplete``, or the caller leaving the queue
@@ -50,7 +51,7 @@ The state of an agent, from the first rule that holds (an agent in several queue
    view idle at that instant);
 6. 空闲 ``idle``.
 
-``since`` is when the state (with its reason and caller) last changed, on the app's clock
+``since`` is when the state (with its reason) last changed, on the app's clock
 (``now`` of the event). Today's calls and handle time count each ``AgentComplete`` once
 (duplicates ignored), in the local day (``AgentsConfig.tz``) it arrived: handle time is
 ``TalkTime`` plus the wrap-up that followed. A new local day starts from zero.
@@ -523,12 +524,8 @@ def _derive(agent: _Agent, now: float, tz: ZoneInfo) -> AgentView:
     if not agent.day:
         agent.day = local_day(now, tz)
     before = agent.view
-    if before is not None and (before.activity, before.reason, before.caller) == (
-        activity,
-        reason,
-        caller,
-    ):
-        since = before.since
+    if before is not None and (before.activity, before.reason) == (activity, reason):
+        since = before.since  # the caller may come later (a device in use, then AgentConnect)
     elif (
         before is not None
         and before.activity is Activity.WRAPUP
@@ -560,10 +557,12 @@ def _activity(agent: _Agent) -> tuple[Activity, str, str]:
         return Activity.OFFLINE, "", ""
     if agent.call is not None:
         return Activity.TALKING, "", agent.call[1]
+    if any(m.in_call for m in agent.members.values()) or agent.device in _TALKING_DEVICE:
+        # answered (its phone in use comes just before AgentConnect), or a call of its own
+        caller = next(reversed(agent.ringing.values())) if agent.ringing else ""
+        return Activity.TALKING, "", caller
     if agent.ringing:
         return Activity.RINGING, "", next(reversed(agent.ringing.values()))
-    if any(m.in_call for m in agent.members.values()) or agent.device in _TALKING_DEVICE:
-        return Activity.TALKING, "", ""
     if agent.device in _OFFLINE_DEVICE or agent.registered is False:
         return Activity.OFFLINE, "", ""
     if all(m.paused for m in agent.members.values()):

@@ -285,3 +285,52 @@ def test_given_a_talking_agent_then_the_document_masks_the_caller():
     )
     assert AgentView.from_json(view(state).to_json()) == view(state)
     assert AgentView.from_json({"state": "dancing"}) is None
+
+
+def test_given_the_sequence_asterisk_22_sends_for_a_local_member_then_states_follow():
+    """As recorded from this repo's Asterisk 22 (a Local/1001@sim-agents/n member in two
+    queues, Wrapuptime 3 in consultation): the device is in use before AgentConnect, and
+    still in use at AgentComplete until the QueueMemberStatus right after it."""
+    local = {"Interface": "Local/1001@sim-agents/n", "MemberName": "1001 测试"}
+    consult, billing = {"Queue": "consultation", **local}, {"Queue": "billing", **local}
+    uid = "ivrcall-7ff0-2"
+
+    def status(member: Mapping[str, str], value: str) -> dict[str, str]:
+        return {"Event": "QueueMemberStatus", **member, "Status": value, "InCall": "0"}
+
+    state = run(
+        [
+            (0.0, added(consult, StateInterface="Local/1001@sim-agents/n", Wrapuptime="3")),
+            (0.0, added(billing, StateInterface="Local/1001@sim-agents/n", Wrapuptime="0")),
+            (11.68, agent_event("AgentCalled", consult, uid=uid)),
+        ]
+    )
+    assert (view(state).activity, view(state).caller) == (Activity.RINGING, CALLER)
+    run(
+        [
+            (12.681, status(billing, "2")),
+            (12.682, {"Event": "QueueCallerLeave", "Queue": "consultation", "Uniqueid": uid}),
+            (12.683, status(consult, "2")),
+            (12.685, agent_event("AgentConnect", consult, uid=uid, HoldTime="1", RingTime="1")),
+        ],
+        state,
+    )
+    assert (view(state).activity, view(state).caller, view(state).since) == (
+        Activity.TALKING,
+        CALLER,
+        T0 + 12.681,
+    )
+    run(
+        [
+            (15.10, agent_event("AgentComplete", consult, uid=uid, TalkTime="2", Reason="agent")),
+            (15.101, status(billing, "1")),
+            (15.102, status(consult, "1")),
+        ],
+        state,
+    )
+    assert (view(state).activity, view(state).calls, view(state).handle_total_s) == (
+        Activity.WRAPUP,
+        1,
+        5.0,
+    )
+    assert current(view(state), T0 + 18.2).activity is Activity.IDLE
