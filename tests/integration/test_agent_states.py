@@ -33,7 +33,7 @@ from ivr.adapters.sql.db import settings_engine
 from ivr.adapters.telephony.ami_client import AmiClient
 from ivr.adapters.telephony.originate import place_call
 from ivr.devstack.stack import Stack, asterisk_instance
-from tests.web_support import PASSWORD, add_user, login
+from tests.web_support import ARTIFACTS, PASSWORD, add_user, chromium, login, sign_in_on_page
 
 pytestmark = pytest.mark.integration
 
@@ -69,17 +69,26 @@ async def actions(stack: Stack) -> AsyncIterator[AmiClient]:
 
 
 @pytest.fixture
-async def http(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
-    settings = stack.settings
+def supervisor(stack: Stack) -> str:
+    """A user with the supervisor role in the stack's SQL database (password PASSWORD)."""
     username = f"sup-{secrets.token_hex(3)}"
-    engine = settings_engine(settings)
+    engine = settings_engine(stack.settings)
     try:
         add_user(engine, username, PASSWORD, "supervisor")
     finally:
         engine.dispose()
-    base = f"http://{settings.web.host}:{settings.web.port}"
-    async with httpx.AsyncClient(base_url=base, timeout=10) as client:
-        assert (await login(client, username, PASSWORD, origin=base)).status_code == 200
+    return username
+
+
+@pytest.fixture
+def base_url(stack: Stack) -> str:
+    return f"http://{stack.settings.web.host}:{stack.settings.web.port}"
+
+
+@pytest.fixture
+async def http(base_url: str, supervisor: str) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=base_url, timeout=10) as client:
+        assert (await login(client, supervisor, PASSWORD, origin=base_url)).status_code == 200
         yield client
 
 
@@ -195,6 +204,87 @@ async def test_given_an_agent_and_a_call_then_ringing_talking_wrapup_idle_and_pa
         assert (gone["queues"], gone["calls"]) == ([], calls)
     finally:
         for queue, member in ((QUEUE, AGENT), ("billing", AGENT), ("billing", UNREGISTERED)):
+            await actions.send_action(
+                "QueueRemove", {"Queue": queue, "Interface": member["Interface"]}, timeout=5
+            )
+        if SIM_MEMBER not in inst.rx(f"queue show {QUEUE}"):
+            inst.rx(f"queue add member {SIM_MEMBER} to {QUEUE}")
+        if call is not None and not call.done():
+            await asyncio.wait_for(asyncio.gather(call, return_exceptions=True), 60)
+
+
+# --- the supervisor page in Chromium --------------------------------------------------------
+async def test_given_the_live_page_then_the_agents_table_follows_each_agent(
+    stack, actions, supervisor, base_url, tmp_path
+):
+    """Four agents: one rung by a real call, then talking, one paused for 培训, one idle, one
+    离线; the table shows them by 工号 with the state in Chinese and English, the reason, the
+    caller masked, and its duration ticking. Screenshot: test-artifacts/supervisor-agents.png."""
+    inst = asterisk_instance(stack.settings)
+    inst.rx(f"queue remove member {SIM_MEMBER} from {QUEUE}")
+    members = [
+        (QUEUE, AGENT | {"Wrapuptime": "2"}),
+        ("billing", {"Interface": "Local/1002@sim-agents/n", "MemberName": "1002 李四"}),
+        ("billing", {"Interface": "Local/1003@sim-agents/n", "MemberName": "1003 王五"}),
+        ("billing", UNREGISTERED),
+    ]
+    call: asyncio.Task[Any] | None = None
+    ARTIFACTS.mkdir(exist_ok=True)
+    try:
+        for queue, member in members:
+            await action(actions, "QueueAdd", Queue=queue, **member)
+        await action(actions, "QueuePause", Interface="Local/1002@sim-agents/n", Paused="true",
+                     Reason="培训")  # fmt: skip
+        async with chromium(
+            tmp_path, viewport=(1360, 1100), timezone_id=stack.settings.metrics.timezone
+        ) as browser:
+            page = await browser.new_page()
+            await sign_in_on_page(page, base_url, "/supervisor", supervisor)
+            row = "#agent-states tr[data-work-number='{}']"
+            await page.wait_for_selector(row.format("1002") + "[data-state=paused]", timeout=5000)
+            assert await page.text_content(row.format("1002") + " td.state") == "小休 paused培训"
+            await page.wait_for_selector(row.format("1009") + "[data-state=offline]", timeout=5000)
+            await page.wait_for_selector(row.format("1003") + "[data-state=idle]", timeout=5000)
+            assert await page.is_hidden("#agent-states-empty")
+            rows = await page.eval_on_selector_all(
+                "#agent-states tbody tr", "trs => trs.map(t => t.dataset.workNumber)"
+            )
+            assert rows == sorted(rows) and "1001" in rows  # by 工号; no sim agent rows
+            before = int(await page.text_content(row.format("1001") + " td.calls") or "0")
+
+            call = asyncio.create_task(
+                place_call(
+                    stack.settings,
+                    did="95158",
+                    caller=CALLER,
+                    keys=["4"],
+                    hold_s=40,
+                    agent_delay_s=6,
+                )
+            )
+            ringing = row.format("1001") + "[data-state=ringing]"
+            await page.wait_for_selector(ringing, timeout=40_000)
+            cells = await page.eval_on_selector_all(
+                f"{ringing} td", "tds => tds.map(t => t.textContent)"
+            )
+            assert cells[:3] == ["1001", "测试", "振铃 ringing"]
+            assert cells[4] == MASKED
+            await page.wait_for_timeout(1300)
+            assert await page.text_content(f"{ringing} td.for") != cells[3]  # it ticks
+            assert CALLER not in await page.content()
+            await page.screenshot(path=str(ARTIFACTS / "supervisor-agents.png"), full_page=True)
+
+            talking = row.format("1001") + "[data-state=talking]"
+            await page.wait_for_selector(talking, timeout=15_000)
+            await page.wait_for_selector(row.format("1001") + "[data-state=wrapup]", timeout=20_000)
+            # the wrap-up runs out on the page itself (no event comes): idle, one more call
+            idle = row.format("1001") + "[data-state=idle]"
+            await page.wait_for_selector(idle, timeout=5000)
+            assert await page.text_content(f"{idle} td.calls") == str(before + 1)
+        report = await asyncio.wait_for(call, 60)
+        assert report.queue == QUEUE
+    finally:
+        for queue, member in members:
             await actions.send_action(
                 "QueueRemove", {"Queue": queue, "Interface": member["Interface"]}, timeout=5
             )
