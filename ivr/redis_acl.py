@@ -3,10 +3,11 @@
 =============  ===========================================================================
 user           may use
 =============  ===========================================================================
-``ami``        ``ivr:ami:*``, ``ivr:metrics:*``, ``ivr:live:*`` (writes the metrics and the
-               event stream), publishes on ``ivr:metrics:changed``
-``web``        reads ``ivr:metrics:*``, ``ivr:live:*``, ``ivr:ami:status``; sends STT jobs
-               (the job stream); subscribes to ``ivr:metrics:changed``
+``ami``        ``ivr:ami:*``, ``ivr:metrics:*``, ``ivr:live:*`` (writes the metrics, the
+               agent states and the event stream), publishes on ``ivr:metrics:changed``
+``web``        reads ``ivr:metrics:*``, ``ivr:live:*`` (the agent states too),
+               ``ivr:ami:status``; sends STT jobs (the job stream); subscribes to
+               ``ivr:metrics:changed``
 ``recorder``   sends STT jobs (the job stream)
 ``stt-worker`` the job stream and its consumer group, ``ivr:stt:worker:*``
 ``default``    everything: operator commands (``ivr metrics``, ``ivr status``) and the tests

@@ -39,8 +39,14 @@ Read side: :meth:`summary` reads one bucket and the live keys in one Lua call (a
 snapshot) and returns exactly :func:`ivr.core.metrics.metrics_document`'s JSON. Every applied
 batch that changed something publishes on ``ivr:metrics:changed`` (for the web's SSE).
 
+Agent states (:mod:`ivr.core.agent_states`): each batch may carry the views of the agents
+that changed, written to ``ivr:live:agent_states`` (工号 -> JSON) with their caller masked;
+a live reset replaces them all. :meth:`summary` adds them as ``agents``, each as it stands at
+``now`` (:func:`ivr.core.agent_states.agent_document`).
+
 Caller numbers are stored unmasked in the live keys while a call waits (supervisors need
-them; the web masks by role), masked in the event stream, and never logged.
+them; the web masks by role), masked in the event stream and the agent states, and never
+logged.
 """
 
 from __future__ import annotations

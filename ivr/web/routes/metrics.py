@@ -12,8 +12,10 @@ Routes (every one needs the ``supervisor`` role; ``admin`` holds it)::
 The document (its fields: docs/answer-rate.md, "The summary document") is
 :meth:`ivr.adapters.metrics.read.MetricsReader.document`: the store's summary plus
 ``period``, ``bucket``, ``timezone``, ``at``, ``answer_rate_target`` and ``health``
-(anomalies, dropped, resync). Caller numbers are masked (``138******00``) in everything sent
-here, whatever the role. Redis unreachable: 503 ``metrics-unavailable``.
+(anomalies, dropped, resync); the summary holds ``agents``, one entry per agent by 工号
+(state, since, the caller masked, today's calls and mean handle time: docs/answer-rate.md,
+"Agent states"). Caller numbers are masked (``138******00``) in everything sent here,
+whatever the role. Redis unreachable: 503 ``metrics-unavailable``.
 
 Stream: ``retry: 2000``, then one ``data:`` event with the whole document on connect, and
 again after every ``ivr:metrics:changed`` message (bursts coalesced: at most one event per
