@@ -104,13 +104,13 @@ _AGENT_EVENTS: Final = frozenset(
     {"AgentCalled", "AgentConnect", "AgentComplete", "AgentRingNoAnswer", "AgentDump"}
 )
 _CALLER_EVENTS: Final = frozenset({"QueueCallerLeave", "QueueCallerAbandon", "Hangup"})
+_PHONE_EVENTS: Final = frozenset({"DeviceStateChange", "ContactStatus"})
 #: Every event name :func:`apply` reads.
-EVENTS: Final = (
-    _MEMBER_EVENTS | _AGENT_EVENTS | _CALLER_EVENTS | {"DeviceStateChange", "ContactStatus"}
-)
+EVENTS: Final = _MEMBER_EVENTS | _AGENT_EVENTS | _CALLER_EVENTS | _PHONE_EVENTS
 
 _OFFLINE_DEVICE: Final = frozenset({4, 5})  # AST_DEVICE_INVALID, AST_DEVICE_UNAVAILABLE
 _TALKING_DEVICE: Final = frozenset({2, 3, 7, 8})  # in use, busy, ring in use, on hold
+_RINGING_DEVICE: Final = frozenset({6, 7})  # ringing, ring in use
 #: DeviceStateChange's ``State`` -> the number QueueMember's ``Status`` uses (AST_DEVICE_*).
 DEVICE_STATES: Final = {
     "UNKNOWN": 0,
@@ -306,12 +306,15 @@ def apply(
     name = event.get("Event")
     if name not in EVENTS:
         return state, []
-    key = hash(frozenset((str(k), str(v)) for k, v in event.items() if not str(k).startswith("_")))
-    if key in state.keys:
-        return state, []
-    state.keys[key] = None
-    if len(state.keys) > _RECENT_KEYS:
-        del state.keys[next(iter(state.keys))]
+    if name not in _PHONE_EVENTS:  # a phone's state set twice is the same state: no key kept
+        key = hash(
+            frozenset((str(k), str(v)) for k, v in event.items() if not str(k).startswith("_"))
+        )
+        if key in state.keys:
+            return state, []
+        state.keys[key] = None
+        if len(state.keys) > _RECENT_KEYS:
+            del state.keys[next(iter(state.keys))]
     touched: dict[str, _Agent] = {}
     if name in _MEMBER_EVENTS:
         _on_member(state, name, event, now, touched)
@@ -344,8 +347,8 @@ def reconcile(
 ) -> tuple[AgentStates, list[AgentView]]:
     """Make ``QueueStatus``'s ``QueueMember`` entries (``Queue``, ``Name``, ``Location``,
     ``StateInterface``, ``Status``, ``Paused``, ``PausedReason``, ``InCall``, ``Wrapuptime``)
-    the truth: members not listed are removed, and what is listed wins (a member not in a
-    call is not talking nor ringing)."""
+    the truth: members not listed are removed, and what is listed wins (an agent in a call
+    in none of its queues is not talking, nor ringing unless its phone rings)."""
     touched: dict[str, _Agent] = {}
     listed: set[tuple[str, str]] = set()
     for entry in members:
@@ -368,7 +371,8 @@ def reconcile(
         if agent is not None and fields.get("InCall") == "0":
             if not any(m.in_call for m in agent.members.values()):
                 agent.call = None
-                agent.ringing.clear()
+                if agent.device not in _RINGING_DEVICE:  # a phone ringing is not InCall yet
+                    agent.ringing.clear()
     for member_key in [k for k in state.by_member if k not in listed]:
         _remove(state, member_key, touched)
     return state, _refresh(state, touched.values(), now)

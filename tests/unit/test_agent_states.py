@@ -334,3 +334,18 @@ def test_given_the_sequence_asterisk_22_sends_for_a_local_member_then_states_fol
         5.0,
     )
     assert current(view(state), T0 + 18.2).activity is Activity.IDLE
+
+
+def test_given_a_resync_while_the_phone_rings_then_still_ringing_and_phone_events_repeatable():
+    state = run([(0, added(REPAIR)), (1, agent_event("AgentCalled", REPAIR))])
+    listed = {"Queue": "repair", "Name": "1001 张三", "Location": "PJSIP/1001", "Paused": "0",
+              "InCall": "0"}  # fmt: skip
+    reconcile(state, [listed | {"Status": "6"}], T0 + 2)  # ringing: InCall is 0 until answered
+    assert (view(state).activity, view(state).caller) == (Activity.RINGING, CALLER)
+    reconcile(state, [listed | {"Status": "1"}], T0 + 3)  # the ring ended while we were away
+    assert view(state).activity is Activity.IDLE
+    # the same phone state twice, apart: each time it is the phone's state now
+    unavailable = {"Event": "DeviceStateChange", "Device": "PJSIP/1001", "State": "UNAVAILABLE"}
+    back = {"Event": "DeviceStateChange", "Device": "PJSIP/1001", "State": "NOT_INUSE"}
+    run([(4, unavailable), (5, back), (6, dict(unavailable))], state)
+    assert (view(state).activity, view(state).since) == (Activity.OFFLINE, T0 + 6)
