@@ -66,7 +66,6 @@ starting with ``_``) changes nothing.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -292,9 +291,6 @@ class AgentStates:
 
     def views(self) -> list[AgentView]:
         return [agent.view for agent in self.agents.values() if agent.view is not None]
-
-    def clone(self) -> AgentStates:
-        return copy.deepcopy(self)
 
 
 # --- the reducer --------------------------------------------------------------------------

@@ -883,6 +883,7 @@ async def test_given_agent_events_then_agent_states_in_redis_masked_resynced_and
     agents = {a["work_number"]: a for a in (await store.summary("today", BASE + 51))["agents"]}
     assert (agents["1001"]["state"], agents["1001"]["reason"]) == ("paused", "小休")
     assert (agents["1002"]["state"], agents["1002"]["queues"]) == ("offline", [])
+    assert listener.status(FakeAmi([], []))["agents"] == 2
 
     # the ami role restarts: today's calls come back from the stream's replay
     restarted = MetricsListener(make_store(client), CONFIG, None, clock=clock)

@@ -441,6 +441,8 @@ class MetricsListener:
             **self.counters,
             **self.store.stats(),
             "open_calls": len(self.state.calls),
+            "agents": len(self.agents.agents),  # agents (工号) seen since the role started
+            "agent_events_ignored": self.agents.ignored,  # without Queue or Interface
         }
 
     async def heartbeat(self, ami: AmiClient, interval_s: float = 1.0) -> None:
