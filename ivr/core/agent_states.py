@@ -123,7 +123,7 @@ DEVICE_STATES: Final = {
     "ONHOLD": 8,
 }
 _UNREGISTERED: Final = frozenset({"Removed", "Unreachable"})
-_REGISTERED: Final = frozenset({"Created", "Reachable", "Updated"})
+_REGISTERED: Final = frozenset({"Created", "Reachable", "Updated", "NonQualified", "Unqualified"})
 _NO_CALLER: Final = frozenset({"", "<unknown>", "unknown"})
 _RECENT_KEYS: Final = 4096
 _PJSIP: Final = "PJSIP/"
