@@ -34,8 +34,8 @@ The state of an agent, from the first rule that holds (an agent in several queue
 
 1. 离线 ``offline``: no queue membership (logged out, or removed by a resync), or its device
    is invalid or unavailable (``Status`` 4/5 of a member, ``DeviceStateChange`` of
-   ``PJSIP/<工号>``; a ``ContactStatus`` of ``Removed``/``Unreachable`` for endpoint
-   ``<工号>``), unless it is on a call;
+   ``PJSIP/<工号>`` when Asterisk sends those; a ``ContactStatus`` of
+   ``Removed``/``Unreachable`` for endpoint ``<工号>``), unless it is on a call;
 2. 通话 ``talking``: connected to a caller (``AgentConnect`` until its ``AgentComplete``), or a
    member of it ``InCall`` as ``QueueStatus`` says (the caller unknown then), or its device
    in use, busy or on hold (answered: Asterisk reports the device in use just before
