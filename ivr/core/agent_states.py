@@ -320,8 +320,17 @@ def apply(
         uid = _text(event, "Uniqueid")
         if uid:
             for rung in state.agents.values():
-                if rung.ringing.pop(uid, None) is not None:
-                    touched[rung.work_number] = rung
+                caller = rung.ringing.pop(uid, None)
+                if caller is None:
+                    continue
+                touched[rung.work_number] = rung
+                answered = any(m.in_call for m in rung.members.values()) or (
+                    rung.device in _TALKING_DEVICE
+                )
+                if name == "QueueCallerLeave" and answered and rung.call is None:
+                    # the caller left the queue for this agent's phone: connected, though
+                    # AgentConnect comes only after what plays first (the 工号 announcement)
+                    rung.call = (uid, caller)
     elif name == "DeviceStateChange":
         device = _text(event, "Device") or ""
         phone = state.agents.get(device.removeprefix(_PJSIP)) if device.startswith(_PJSIP) else None

@@ -349,3 +349,23 @@ def test_given_a_resync_while_the_phone_rings_then_still_ringing_and_phone_event
     back = {"Event": "DeviceStateChange", "Device": "PJSIP/1001", "State": "NOT_INUSE"}
     run([(4, unavailable), (5, back), (6, dict(unavailable))], state)
     assert (view(state).activity, view(state).since) == (Activity.OFFLINE, T0 + 6)
+
+
+def test_given_an_announcement_before_agent_connect_then_talking_with_the_caller_meanwhile():
+    # The 工号 announcement plays on the caller's channel after the agent answered and before
+    # AgentConnect: the phone is in use and the caller has left the queue in between.
+    state = run(
+        [
+            (0, added(REPAIR)),
+            (1, agent_event("AgentCalled", REPAIR)),
+            (3, {"Event": "QueueMemberStatus", **REPAIR, "Status": "2", "InCall": "1"}),
+            (3, {"Event": "QueueCallerLeave", "Queue": "repair", "Uniqueid": "1.7"}),
+        ]
+    )
+    assert (view(state).activity, view(state).caller) == (Activity.TALKING, CALLER)
+    run([(6, agent_event("AgentConnect", REPAIR))], state)
+    assert (view(state).activity, view(state).caller, view(state).since) == (
+        Activity.TALKING,
+        CALLER,
+        T0 + 3,
+    )
