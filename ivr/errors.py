@@ -72,6 +72,11 @@ Hierarchy (class, slug, module)::
     ├── PartialNumberSearch       partial-number-search        ivr.core.recording_search
     ├── IllegalTransition         illegal-transition           ivr.core.tickets
     ├── InvalidTicketInput        invalid-ticket-request       ivr.core.tickets
+    ├── InvalidAgentInput         invalid-agent-input          ivr.core.agents
+    │   ├── UnknownDesk           unknown-desk                 ivr.core.agents
+    │   └── AgentWithoutDesk      agent-without-desk           ivr.core.agents
+    ├── AgentExists               agent-exists                 ivr.core.agents
+    ├── AgentStateUnchanged       agent-state-unchanged        ivr.core.agents
     ├── AuthError                 auth-error                   ivr.web.auth
     │   ├── NotAuthenticated      not-authenticated            ivr.web.auth
     │   ├── Forbidden             forbidden                    ivr.web.auth

@@ -155,6 +155,9 @@ class AsteriskSettings(BaseModel):
     instance: str = Field(default="hotline", pattern=r"^[a-z][a-z0-9-]{0,30}$")
     sip_port: int = Field(default=5060, ge=1, le=65535)
     boot_timeout_s: float = Field(default=30.0, gt=0)
+    # The digest realm of the agents' SIP accounts: only HA1 = MD5(工号:realm:password) is
+    # stored, so changing it needs every password reset (`ivr agents set N --reset-password`).
+    sip_realm: str = Field(default="hotline", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
     # The carrier trunk: the only source addresses (or networks) whose SIP calls are taken
     # as the carrier's; anything else gets no endpoint (JSON list in the environment).
     trunk_addresses: list[IPv4Network | IPv6Network] = Field(

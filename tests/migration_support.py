@@ -8,6 +8,9 @@
                                     aware datetimes), by table
     add_bulk_rows(engine, n)        n more recordings and audit rows, so an upgrade takes time
     dump_rows(engine)               every row of every table, ordered by id, as reflected
+    without_new_empty_tables(after, before)
+                                    ``after`` (a dump) without the tables later revisions
+                                    added, which must still be empty
     structure(engine)               the schema as SQLAlchemy's inspector sees it: columns,
                                     keys, constraints and indexes with their names (and on
                                     SQLite the CREATE statements, whitespace folded)
@@ -140,6 +143,15 @@ def dump_rows(engine: Engine) -> dict[str, list[dict[str, Any]]]:
                 dict(row._mapping) for row in conn.execute(select(table).order_by(table.c.id))
             ]
     return found
+
+
+def without_new_empty_tables(
+    after: dict[str, list[dict[str, Any]]], before: dict[str, list[dict[str, Any]]]
+) -> dict[str, list[dict[str, Any]]]:
+    """``after`` without the tables that later revisions added, which must be empty."""
+    added = {name: rows for name, rows in after.items() if name not in before}
+    assert all(rows == [] for rows in added.values()), added
+    return {name: rows for name, rows in after.items() if name in before}
 
 
 def structure(engine: Engine) -> dict[str, Any]:

@@ -22,6 +22,11 @@ Tables::
     tickets     工单: one per call that reached a person or left a voice message
     ticket_transitions  who moved a ticket from which state to which, when
     ticket_notes        notes on a ticket; a transcript note is unique per (ticket, source)
+    agents      the people who answer: 工号 (unique; the SIP username), name, active flag, the
+                web account (role agent) they sign in with, the SIP password's HA1 (never the
+                password) and the realm it was made with
+    agent_desks the desks an agent answers, with a queue penalty each (at least one)
+    agent_changes   every change to an agent: who, when, which action, each field old -> new
 
 All times are stored in UTC and read back as timezone-aware datetimes on every backend.
 
@@ -35,6 +40,7 @@ from __future__ import annotations
 
 import enum
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -55,7 +61,7 @@ from sqlalchemy import (
     event,
 )
 from sqlalchemy.engine import Dialect, make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -99,6 +105,9 @@ class Role(enum.StrEnum):
     qa = "qa"  # finds, replays and scores calls
     supervisor = "supervisor"  # watches the live hotline and the answer rate
     admin = "admin"  # everything, including user management
+    # answers calls (an agent of ivr.adapters.sql.agents links to it): may sign in, and sees
+    # nothing else yet; no route above names it, so none opens to it by accident
+    agent = "agent"
 
 
 def utcnow() -> datetime:
@@ -399,6 +408,57 @@ class TicketNote(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class Agent(Base):
+    """坐席: one person who answers calls. Never deleted, only disabled (the changes and the
+    recordings name them). See :mod:`ivr.adapters.sql.agents`."""
+
+    __tablename__ = "agents"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    work_number: Mapped[str] = mapped_column(String(12), unique=True)  # 工号: the SIP username
+    name: Mapped[str] = mapped_column(String(64))
+    active: Mapped[bool] = mapped_column(default=True)
+    # the web account (role agent); one agent per account
+    user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), default=None, unique=True
+    )
+    sip_ha1: Mapped[str] = mapped_column(String(32))  # MD5(工号:realm:password), never it
+    sip_realm: Mapped[str] = mapped_column(String(64))  # the realm sip_ha1 was made with
+    password_set_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AgentDesk(Base):
+    """A desk (``routing/desks.yaml``) an agent answers; penalty 0 is asked first."""
+
+    __tablename__ = "agent_desks"
+    __table_args__ = (UniqueConstraint("agent_id", "desk"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"), index=True)
+    desk: Mapped[str] = mapped_column(String(40), index=True)
+    penalty: Mapped[int] = mapped_column(default=0)
+
+
+class AgentChange(Base):
+    """One change to an agent (the audit log has a row for it too, ``agent.<action>``)."""
+
+    __tablename__ = "agent_changes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"), index=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), default=None
+    )
+    actor: Mapped[str] = mapped_column(String(128))  # username, or "cli:<login>"
+    action: Mapped[str] = mapped_column(String(32))  # add, set, disable, enable, reset-password
+    # {field: {"old": ..., "new": ...}} (ivr.core.agents.changes); never a password
+    changes: Mapped[dict[str, Any]] = mapped_column(JSON)
+    ip: Mapped[str | None] = mapped_column(String(64), default=None)
+
+
 def audit(
     session: Session,
     user: User | None,
@@ -422,6 +482,33 @@ def audit(
     )
     session.add(entry)
     return entry
+
+
+def _begin_sqlite(session: Session) -> None:
+    """Make sure SQLite really is in a transaction before a SAVEPOINT.
+
+    pysqlite opens a transaction only before INSERT/UPDATE/DELETE, never before a SAVEPOINT;
+    a SAVEPOINT outside a transaction starts one of its own, and releasing it COMMITS, so
+    the caller's later rollback would not undo the row. PostgreSQL needs nothing.
+    """
+    connection = session.connection()
+    if connection.dialect.name != "sqlite":
+        return
+    driver: Any = connection.connection.driver_connection
+    if not driver.in_transaction:
+        connection.exec_driver_sql("BEGIN")
+
+
+def in_savepoint(session: Session, insert: Callable[[], None]) -> IntegrityError | None:
+    """Run ``insert`` (add + flush) in a SAVEPOINT; the error if a constraint refused it
+    (the SAVEPOINT is rolled back, the rest of the transaction stays)."""
+    _begin_sqlite(session)
+    try:
+        with session.begin_nested():
+            insert()
+    except IntegrityError as exc:
+        return exc
+    return None
 
 
 def database_url(settings: Settings) -> str:

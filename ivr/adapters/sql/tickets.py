@@ -19,7 +19,7 @@ a SAVEPOINT, which is rolled back alone, and the row the first writer stored is 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
@@ -37,7 +37,6 @@ from sqlalchemy import (
     true,
     update,
 )
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ivr.adapters.sql.db import (
@@ -50,6 +49,7 @@ from ivr.adapters.sql.db import (
     User,
     VoiceMessage,
     audit,
+    in_savepoint,
     utcnow,
 )
 from ivr.core import tickets as rules
@@ -99,33 +99,6 @@ def get(session: Session, ticket_id: int) -> Ticket:
     if ticket is None:
         raise TicketNotFound(f"no ticket {ticket_id}", ticket_id=ticket_id)
     return ticket
-
-
-def _begin_sqlite(session: Session) -> None:
-    """Make sure SQLite really is in a transaction before a SAVEPOINT.
-
-    pysqlite opens a transaction only before INSERT/UPDATE/DELETE, never before a SAVEPOINT;
-    a SAVEPOINT outside a transaction starts one of its own, and releasing it COMMITS, so
-    the caller's later rollback would not undo the row. PostgreSQL needs nothing.
-    """
-    connection = session.connection()
-    if connection.dialect.name != "sqlite":
-        return
-    driver: Any = connection.connection.driver_connection
-    if not driver.in_transaction:
-        connection.exec_driver_sql("BEGIN")
-
-
-def _in_savepoint(session: Session, insert: Callable[[], None]) -> IntegrityError | None:
-    """Run ``insert`` (add + flush) in a SAVEPOINT; the error if a constraint refused it
-    (the SAVEPOINT is rolled back, the rest of the transaction stays)."""
-    _begin_sqlite(session)
-    try:
-        with session.begin_nested():
-            insert()
-    except IntegrityError as exc:
-        return exc
-    return None
 
 
 # --- finding tickets --------------------------------------------------------------------------
@@ -280,7 +253,7 @@ def open_for_call(
         session.add(ticket)
         session.flush()
 
-    refused = _in_savepoint(session, insert)
+    refused = in_savepoint(session, insert)
     if refused is not None:  # another process opened it meanwhile
         found = _find_for_call(session, linkedid, recording, voice_message)
         if found is None:  # refused for another reason: not ours to hide
@@ -452,7 +425,7 @@ def _insert_note(session: Session, ticket: Ticket, transcript: Transcript) -> Ti
         session.add(fresh)
         session.flush()
 
-    refused = _in_savepoint(session, insert)
+    refused = in_savepoint(session, insert)
     if refused is None:
         logger.info(
             "transcript note added",
