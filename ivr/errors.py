@@ -77,6 +77,8 @@ Hierarchy (class, slug, module)::
     │   └── AgentWithoutDesk      agent-without-desk           ivr.core.agents
     ├── AgentExists               agent-exists                 ivr.core.agents
     ├── AgentStateUnchanged       agent-state-unchanged        ivr.core.agents
+    ├── AgentNotFound             agent-not-found              ivr.adapters.sql.agents
+    ├── UserTaken                 agent-user-taken             ivr.adapters.sql.agents
     ├── AuthError                 auth-error                   ivr.web.auth
     │   ├── NotAuthenticated      not-authenticated            ivr.web.auth
     │   ├── Forbidden             forbidden                    ivr.web.auth
