@@ -13,7 +13,16 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from ivr import cli_db, cli_recordings, cli_stt, cli_stt_worker, cli_tickets, cli_units, cli_users
+from ivr import (
+    cli_agents,
+    cli_db,
+    cli_recordings,
+    cli_stt,
+    cli_stt_worker,
+    cli_tickets,
+    cli_units,
+    cli_users,
+)
 from ivr.errors import ConfigError, HotlineError, InvalidInput
 from ivr.logging_setup import setup_logging
 from ivr.settings import Settings, load_settings
@@ -347,6 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
     messages.add_argument("--show-numbers", action="store_true", help="unmasked callers")
     cli_db.register(sub)
     cli_users.register(sub)
+    cli_agents.register(sub)
     cli_recordings.register(sub)
     cli_tickets.register(sub)
     cli_stt_worker.register(sub)
@@ -397,6 +407,8 @@ def _dispatch(settings: Settings, args: argparse.Namespace) -> int:
             return cli_db.run(settings, args)
         case "users":
             return cli_users.run(settings, args)
+        case "agents":
+            return cli_agents.run(settings, args)
         case "recorder":
             asyncio.run(cli_recordings.run_role(settings))
             return 0
