@@ -165,16 +165,6 @@ def _set(
     return agent
 
 
-def phone_settings(agent: AgentInfo, settings: Settings) -> dict[str, Any]:
-    """What a phone (or a softphone) is configured with, beside the password."""
-    return {
-        "username": agent.work_number,
-        "auth_id": agent.work_number,
-        "realm": settings.asterisk.sip_realm,
-        "sip_port": settings.asterisk.sip_port,
-    }
-
-
 def _show(
     agent: AgentInfo, settings: Settings, password: str | None, done: str, *, as_json: bool
 ) -> None:
@@ -182,7 +172,7 @@ def _show(
     if as_json:
         doc: dict[str, Any] = {"agent": rules.document(agent, realm, None)}
         if password is not None:
-            doc |= {"sip_password": password, "phone": phone_settings(agent, settings)}
+            doc |= {"sip_password": password, "phone": store.phone_settings(agent, settings)}
         _out(json.dumps(doc, ensure_ascii=False))
         return
     desks = ", ".join(f"{d.desk} (penalty {d.penalty})" for d in agent.desks)
@@ -190,7 +180,7 @@ def _show(
     _out(f"agent {agent.work_number} ({agent.name}) {done}: desks {desks}{user}")
     if password is None:
         return
-    phone = phone_settings(agent, settings)
+    phone = store.phone_settings(agent, settings)
     _out("SIP password (shown this once; only its digest is kept, a lost one is reset):")
     _out(f"  {password}")
     _out(

@@ -2,7 +2,7 @@
 
 ::
 
-    ivr users add NAME --role qa|supervisor|admin [--password-stdin]
+    ivr users add NAME --role qa|supervisor|admin|agent [--password-stdin]
     ivr users list [--json]
     ivr users set-password NAME [--password-stdin]
     ivr users set-role NAME ROLE

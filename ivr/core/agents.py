@@ -178,7 +178,6 @@ def check_desks(
             raise UnknownDesk(
                 f"unknown desk {item.desk[:40]!r}; the desks are: {', '.join(sorted(known))}",
                 field="desks",
-                desk=item.desk[:40],
                 known=sorted(known),
             )
         if item.desk in seen:

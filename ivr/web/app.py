@@ -18,7 +18,17 @@ from ivr.settings import Settings
 from ivr.web.auth import AuthError, LoginThrottle, PasswordChecks, auth_error_handler
 from ivr.web.errors import error_response
 from ivr.web.limits import WindowLimit
-from ivr.web.routes import audit, auth, health, metrics, pages, recordings, stt, tickets
+from ivr.web.routes import (
+    agents,
+    audit,
+    auth,
+    health,
+    metrics,
+    pages,
+    recordings,
+    stt,
+    tickets,
+)
 from ivr.web.routes.metrics import OpenStreams
 
 
@@ -60,6 +70,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(audit.router)
     app.include_router(tickets.router)
     app.include_router(stt.router)
+    app.include_router(agents.router)
     app.add_exception_handler(AuthError, auth_error_handler)
 
     @app.exception_handler(HotlineError)

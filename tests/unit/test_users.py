@@ -131,6 +131,10 @@ def test_given_existing_username_when_added_again_then_refused(db):
         (Role.admin, (Role.supervisor,), True),
         (Role.admin, (Role.admin,), True),
         (Role.supervisor, (Role.admin,), False),
+        (Role.agent, (Role.qa, Role.supervisor), False),  # the least access: none of theirs
+        (Role.agent, (Role.admin,), False),
+        (Role.agent, (Role.agent,), True),
+        (Role.admin, (Role.agent,), True),
     ],
 )
 def test_given_role_when_checked_then_admin_implies_every_role(role, required, expected):

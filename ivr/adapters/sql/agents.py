@@ -15,6 +15,7 @@ except :func:`sip_accounts`, which only reads)::
     history(session, work_number)           -> [AgentChange], oldest first
     sip_accounts(engine)                    -> [SipAccount], enabled and disabled
     known_desks(settings)                   -> the desk ids of routing/
+    phone_settings(agent, settings)         -> what a phone is configured with, but the password
 
 The SIP password is generated here, returned once and never stored: the row keeps its
 HA1 (``MD5(工号:realm:password)``) and the realm it was made with, so an agent whose HA1 was
@@ -34,7 +35,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
@@ -49,7 +50,7 @@ from ivr.adapters.sql.db import (
     in_savepoint,
     utcnow,
 )
-from ivr.adapters.sql.users import get_user
+from ivr.adapters.sql.users import InvalidUserInput, get_user, normalize_username
 from ivr.adapters.telephony.routing_files import load_routing
 from ivr.core import agents as rules
 from ivr.core.agents import AgentExists, AgentInfo, DeskAssignment, InvalidAgentInput
@@ -99,6 +100,16 @@ def known_desks(settings: Settings) -> frozenset[str]:
     return frozenset(desk.id for desk in load_routing(settings.routing_dir).desks)
 
 
+def phone_settings(agent: AgentInfo, settings: Settings) -> dict[str, Any]:
+    """What a phone (or a softphone) is configured with, beside the password."""
+    return {
+        "username": agent.work_number,
+        "auth_id": agent.work_number,
+        "realm": settings.asterisk.sip_realm,
+        "sip_port": settings.asterisk.sip_port,
+    }
+
+
 # --- reading ----------------------------------------------------------------------------------
 def _row(session: Session, work_number: str) -> Agent:
     number = work_number.strip()
@@ -108,7 +119,7 @@ def _row(session: Session, work_number: str) -> Agent:
         else None
     )
     if agent is None:
-        raise AgentNotFound(f"no agent with 工号 {number[:40]!r}", work_number=number[:40])
+        raise AgentNotFound(f"no agent with 工号 {number[:40]!r}")
     return agent
 
 
@@ -221,11 +232,14 @@ def _record(
 
 
 def _linkable_user(session: Session, username: str, agent_id: int | None) -> User:
-    user = get_user(session, username)
+    try:
+        name = normalize_username(username)
+    except InvalidUserInput as exc:
+        raise InvalidAgentInput(f"user: {exc.message}", field="user") from None
+    user = get_user(session, name)
     if user is None:
         raise InvalidAgentInput(
-            f"user: no web account {username.strip().lower()[:64]!r} "
-            "(add one with `ivr users add NAME --role agent`)",
+            f"user: no web account {name!r} (add one with `ivr users add NAME --role agent`)",
             field="user",
         )
     if user.role is not Role.agent:
