@@ -24,8 +24,9 @@ from hypothesis import settings as hypothesis_settings
 from openapi_spec_validator import validate
 from sqlalchemy.orm import Session
 
+from ivr.adapters.sql import agents, schema
 from ivr.adapters.sql import db as sql
-from ivr.adapters.sql import schema
+from ivr.core.agents import DeskAssignment
 from ivr.devstack.ports import free_port
 from ivr.devstack.stack import Stack
 from ivr.settings import Settings, WebSettings
@@ -33,7 +34,7 @@ from tests.web_support import PASSWORD, add_user, web_role
 
 pytestmark = pytest.mark.integration
 
-ROLES = ("qa", "supervisor", "admin")
+ROLES = ("qa", "supervisor", "admin", "agent")
 EXAMPLES = 25  # per operation and role: a fixed seed, so a failure comes back every run
 SIGN_OUT = ("POST", "/api/auth/logout")
 SIGN_IN = ("POST", "/api/auth/login")
@@ -54,6 +55,8 @@ def test_openapi_document_of_the_running_web_role_is_valid_openapi_3(stack: Stac
         ("POST", "/api/tickets/{ticket_id}/transitions"),
         ("POST", "/api/tickets/{ticket_id}/notes"),
         ("POST", "/api/recordings/{recording_id}/reviews"),
+        ("POST", "/api/admin/agents"),
+        ("PATCH", "/api/admin/agents/{work_number}"),
     ):
         assert (method, path) in operations
         assert "requestBody" in document["paths"][path][method.lower()], path
@@ -100,8 +103,8 @@ def fuzz_web(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator
 
 
 def _seed(engine: Any) -> None:
-    """A recording, its ticket and an STT job with small ids, so that generated ids find rows
-    as well as missing ones."""
+    """A recording, its ticket, an STT job and agents with small ids (工号 0 and 1), so that
+    generated ids find rows as well as missing ones."""
     from datetime import UTC, datetime
 
     now = datetime.now(UTC)
@@ -115,6 +118,10 @@ def _seed(engine: Any) -> None:
         db.flush()
         db.add(sql.Ticket(linkedid="fuzz.1", recording_id=recording.id, caller="13800138000"))
         db.add(sql.SttJob(source_key=f"recording:{recording.id}", recording_id=recording.id))
+        db.commit()
+        for number in ("0", "1"):
+            agents.add(db, number, "坐席", [DeskAssignment("repair", 0)],
+                       agents.known_desks(Settings()), "hotline", agents.Actor("fuzz"))  # fmt: skip
         db.commit()
 
 
