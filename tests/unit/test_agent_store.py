@@ -297,3 +297,64 @@ def test_given_two_adding_the_same_work_number_at_once_then_one_agent_and_one_cl
 
 def test_known_desks_are_the_routing_desks(settings):
     assert store.known_desks(settings) == KNOWN
+
+
+def _at_once(*calls: Any) -> list[str]:
+    """Run each call in its own thread, starting together; what each ended with."""
+    barrier = threading.Barrier(len(calls))
+    outcomes: list[str] = []
+
+    def run(call: Any) -> None:
+        barrier.wait()
+        try:
+            call()
+            outcomes.append("ok")
+        except Exception as exc:  # collected: the assertions name them
+            outcomes.append(type(exc).__name__)
+
+    threads = [threading.Thread(target=run, args=(call,)) for call in calls]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    return sorted(outcomes)
+
+
+def test_given_two_changing_one_agents_desks_at_once_then_they_take_turns_and_chain(engine):
+    with Session(engine) as session:
+        add(session)
+
+    def change(desk: str) -> Any:
+        def call() -> None:
+            with Session(engine) as session:
+                store.update(session, "1001", KNOWN, ADMIN, desks=[DeskAssignment(desk, 0)])
+                session.commit()
+
+        return call
+
+    assert _at_once(change("emergency"), change("consultation")) == ["ok", "ok"]
+
+    with Session(engine) as session:
+        first, second = [c.changes["desks"] for c in store.history(session, "1001")[1:]]
+        assert second["old"] == first["new"]  # the second saw what the first left
+        assert [d.desk for d in store.get(session, "1001").desks] == [second["new"][0]["desk"]]
+        assert session.scalar(select(func.count()).select_from(AgentDesk)) == 1
+
+
+def test_given_two_agents_taking_one_web_account_at_once_then_one_gets_it(engine):
+    with Session(engine) as session:
+        web_user(session, "alice")
+        add(session)
+        add(session, "1002", name="李四")
+
+    def link(number: str) -> Any:
+        def call() -> None:
+            with Session(engine) as session:
+                store.update(session, number, KNOWN, ADMIN, user="alice")
+                session.commit()
+
+        return call
+
+    assert _at_once(link("1001"), link("1002")) == ["UserTaken", "ok"]
+    with Session(engine) as session:
+        assert sorted(a.user or "-" for a in store.list_agents(session)) == ["-", "alice"]

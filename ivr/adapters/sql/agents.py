@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from sqlalchemy import Engine, select
+from sqlalchemy import update as sql_update
 from sqlalchemy.orm import Session
 
 from ivr.adapters.sql.db import (
@@ -120,6 +121,21 @@ def _row(session: Session, work_number: str) -> Agent:
     )
     if agent is None:
         raise AgentNotFound(f"no agent with 工号 {number[:40]!r}")
+    return agent
+
+
+def _locked(session: Session, work_number: str) -> Agent:
+    """The agent's row, held until the caller's transaction ends (an UPDATE that changes
+    nothing: a row lock on PostgreSQL, the write lock on SQLite) and read again once held: two
+    changes to one agent take turns, and the second one's "old" is what the first one left."""
+    agent = _row(session, work_number)
+    session.execute(
+        sql_update(Agent)
+        .where(Agent.id == agent.id)
+        .values(updated_at=Agent.updated_at)
+        .execution_options(synchronize_session=False)
+    )
+    session.refresh(agent)
     return agent
 
 
@@ -328,7 +344,7 @@ def update(
 ) -> AgentInfo:
     """Change the name, the desks (all of them: the new list replaces the old) or the web
     account (None unlinks it). A change that changes nothing writes nothing."""
-    agent = _row(session, work_number)
+    agent = _locked(session, work_number)
     before = _info_of(session, agent)
     after = before
     if name is not None:
@@ -347,17 +363,26 @@ def update(
     agent.name = after.name
     if "desks" in changed:
         _set_desks(session, agent, after.desks)
-    if "user" in changed:
-        agent.user_id = linked.id if linked is not None else None
     agent.updated_at = utcnow()
-    session.flush()
+    if "user" in changed:
+        linked_id = linked.id if linked is not None else None
+
+        def link() -> None:  # in a SAVEPOINT: the unique web account may be taken meanwhile
+            agent.user_id = linked_id
+            session.flush()
+
+        refused = in_savepoint(session, link)
+        if refused is not None:
+            if linked is not None:
+                _linkable_user(session, linked.username, agent.id)  # says by whom
+            raise refused
     _record(session, agent, "set", changed, actor)
     return _info_of(session, agent)
 
 
 def set_active(session: Session, work_number: str, active: bool, actor: Actor) -> AgentInfo:
     """Disable (Asterisk must then drop the agent's endpoint) or enable an agent."""
-    agent = _row(session, work_number)
+    agent = _locked(session, work_number)
     rules.check_active_change(agent.work_number, agent.active, active)
     agent.active = active
     agent.updated_at = utcnow()
@@ -371,7 +396,7 @@ def reset_password(
     session: Session, work_number: str, realm: str, actor: Actor
 ) -> tuple[AgentInfo, str]:
     """A new SIP password (the old one stops working once Asterisk has the new HA1)."""
-    agent = _row(session, work_number)
+    agent = _locked(session, work_number)
     password = generate_password()
     changed: dict[str, object] = {"password": "set"}
     if agent.sip_realm != realm:
