@@ -201,3 +201,19 @@ def test_set_without_a_change_is_a_usage_error_and_an_unknown_agent_is_named(set
     for argv in (["set", "1009", "--name", "x"], ["disable", "1009"], ["history", "1009"]):
         assert main(["agents", *argv]) == 1
         assert "no agent with 工号 '1009'" in capsys.readouterr().err
+
+
+def test_after_the_realm_changed_the_list_says_which_passwords_to_reset(
+    settings, capsys, monkeypatch
+):
+    assert main(["agents", "add", "1001", "--name", "张三", "--desk", "repair"]) == 0
+    monkeypatch.setenv("IVR_ASTERISK__SIP_REALM", "hotline-2")
+    capsys.readouterr()
+
+    assert main(["agents", "list"]) == 0
+    assert "active (reset password: realm changed)" in capsys.readouterr().out
+    assert agents_json(capsys)[0]["password_reset_needed"] is True
+    assert main(["agents", "set", "1001", "--reset-password"]) == 0
+    password = capsys.readouterr().out.splitlines()[2].strip()
+    assert rows(settings, Agent)[0].sip_ha1 == digest_ha1("1001", "hotline-2", password)
+    assert agents_json(capsys)[0]["password_reset_needed"] is False

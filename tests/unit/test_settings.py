@@ -323,3 +323,18 @@ def test_given_settings_and_secrets_files_in_ivr_env_file_then_both_read_later_w
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          check=True).stdout  # fmt: skip
     assert out.split() == ["8181", SECRET]
+
+
+@pytest.mark.parametrize("realm", ["", "hot line", 'hot"line', "hot:line", "x" * 65])
+def test_given_a_sip_realm_a_digest_header_cannot_carry_then_refused_naming_the_key(
+    monkeypatch, realm
+):
+    monkeypatch.setenv("IVR_ASTERISK__SIP_REALM", realm)
+
+    assert "asterisk.sip_realm (IVR_ASTERISK__SIP_REALM)" in config_error()
+
+
+def test_the_sip_realm_defaults_to_hotline_and_takes_a_domain(clean_env, monkeypatch):
+    assert load_settings().asterisk.sip_realm == "hotline"
+    monkeypatch.setenv("IVR_ASTERISK__SIP_REALM", "pbx.gas-utility.example")
+    assert load_settings().asterisk.sip_realm == "pbx.gas-utility.example"
