@@ -171,9 +171,6 @@ class AsteriskSettings(BaseModel):
     # HTTP server (the browsers' WebSocket transport, ws://<sip_bind>:<http_port>/ws) bind to.
     sip_bind: IPv4Address = IPv4Address("127.0.0.1")
     http_port: int = Field(default=8088, ge=1, le=65535)
-    # The digest realm of the agents' accounts: every stored HA1 is made with it (changing it
-    # means setting every agent's password again).
-    sip_realm: str = Field(default="hotline", pattern=r"^[A-Za-z0-9.-]{1,64}$")
     # Failed SIP authentications (Asterisk's security events) from one address: after
     # sip_max_failures within sip_failure_window_s the address is refused for sip_block_s.
     # Addresses of the trunk are counted but never blocked (the emergency line comes in there).
