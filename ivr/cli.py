@@ -8,9 +8,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from typing import Any
 
 from ivr import (
@@ -23,7 +24,8 @@ from ivr import (
     cli_units,
     cli_users,
 )
-from ivr.errors import ConfigError, HotlineError, InvalidInput
+from ivr.core.sip_accounts import Registration
+from ivr.errors import ConfigError, HotlineError, InvalidInput, SipDirectoryError
 from ivr.logging_setup import setup_logging
 from ivr.settings import Settings, load_settings
 from ivr.supervision import supervise
@@ -82,7 +84,13 @@ async def run_ami(settings: Settings) -> None:
 
     from ivr.adapters.metrics.listener import MetricsListener
     from ivr.adapters.metrics.store import MetricsStore
+    from ivr.adapters.sql.db import settings_engine
+    from ivr.adapters.sql.schema import require_head
     from ivr.adapters.telephony.ami_client import AmiClient
+    from ivr.adapters.telephony.sip_guard import SipGuard
+    from ivr.adapters.telephony.sip_sync import AccountSync
+    from ivr.errors import SipDirectoryError
+    from ivr.protocols.ami import AmiMessage
 
     metrics = settings.metrics
     # One immediate retry (a pooled connection that Redis closed), then the store buffers.
@@ -99,17 +107,51 @@ async def run_ami(settings: Settings) -> None:
         metrics.queue_log_path,
         queue_log_lookback_s=metrics.queue_log_lookback_s,
     )
+    engine = settings_engine(settings)
+    require_head(engine)  # the agents' SIP accounts come from SQL
+    jobs: list[Coroutine[Any, Any, None]] = []
+    guard: SipGuard | None = None
+    try:
+        guard = SipGuard(settings)
+    except SipDirectoryError as exc:  # no Asterisk instance beside this role (compose)
+        logging.getLogger("ivr.ami").warning(
+            "no SIP directory here: agents' accounts not synced, failed logins not counted (%s)",
+            exc.message,
+        )
+    else:
+        jobs += [guard.sweep_forever(), AccountSync(settings, engine).run()]
+
+    async def on_event(message: AmiMessage) -> None:
+        await listener.on_event(message)
+        if guard is not None:
+            await guard.on_event(message)
+
     ami = AmiClient(  # the listener's account: events, and the actions of its resync
-        settings.ami, settings.ami_secret(), on_event=listener.on_event, on_login=listener.on_login
+        settings.ami, settings.ami_secret(), on_event=on_event, on_login=listener.on_login
     )
     try:
         await listener.replay(metrics.replay_window_s)
-        await supervise(ami.run(), store.run(), listener.heartbeat(ami))
+        await supervise(ami.run(), store.run(), listener.heartbeat(ami), *jobs)
     finally:
+        engine.dispose()
         deadline = time.monotonic() + 5.0  # flush what is buffered, but do not hang on exit
         while store.pending and time.monotonic() < deadline and not await store.flush():
             await asyncio.sleep(0.2)
         await client_redis.aclose()
+
+
+def _registrations(settings: Settings) -> dict[str, list[Registration]] | None:
+    """The contacts Asterisk holds, by 工号; None where no SIP directory is beside us."""
+    from ivr.adapters.telephony import sip_directory
+
+    try:
+        found = sip_directory.registrations(settings)
+    except SipDirectoryError:
+        return None
+    by_agent: dict[str, list[Registration]] = {}
+    for registration in found:
+        by_agent.setdefault(registration.username, []).append(registration)
+    return by_agent
 
 
 def run_web(settings: Settings) -> None:
@@ -408,7 +450,7 @@ def _dispatch(settings: Settings, args: argparse.Namespace) -> int:
         case "users":
             return cli_users.run(settings, args)
         case "agents":
-            return cli_agents.run(settings, args)
+            return cli_agents.run(settings, args, _registrations(settings))
         case "recorder":
             asyncio.run(cli_recordings.run_role(settings))
             return 0

@@ -20,7 +20,8 @@ the audit log) as ``cli:<login>``.
 
 ``list`` shows each agent's registrations when it is given them (:func:`run`'s
 ``registrations``: the contacts Asterisk holds, by 工号); without them the ``registered``
-column says ``?`` (``null`` in ``--json``).
+column says ``?`` (``null`` in ``--json``). Below the agents it lists the addresses with
+failed SIP logins, and until when each blocked one is refused (``--json``: the agents only).
 
 ``cli.py`` wires this in: :func:`register` adds the subcommand, :func:`run` executes it.
 """
@@ -38,11 +39,12 @@ from sqlalchemy.orm import Session
 from ivr.adapters.sql import agents as store
 from ivr.adapters.sql import db as sql
 from ivr.adapters.sql.schema import require_head
+from ivr.adapters.telephony import sip_directory
 from ivr.cli_users import cli_actor
 from ivr.core import agents as rules
 from ivr.core.agents import AgentInfo
 from ivr.core.sip_accounts import Registration
-from ivr.errors import InvalidInput
+from ivr.errors import InvalidInput, SipDirectoryError
 from ivr.settings import Settings
 
 Registrations = Mapping[str, Sequence[Registration]]
@@ -109,6 +111,8 @@ def _run(
     realm = settings.asterisk.sip_realm
     if command == "list":
         _list(store.list_agents(db), realm, registrations, as_json=args.json)
+        if not args.json:
+            _addresses(settings)
         return 0
     if command == "history":
         _history(db, args.work_number, as_json=args.json)
@@ -222,6 +226,24 @@ def _list(
             f"{doc['work_number']:<12} {doc['name']:<12} {state:<9} {doc['user'] or '-':<14} "
             f"{desks:<30} {_registered(doc)}"
         )
+
+
+def _addresses(settings: Settings) -> None:
+    try:
+        states = sip_directory.address_states(settings)
+    except SipDirectoryError:
+        return  # no Asterisk instance beside this host
+    if not states:
+        return
+    _out("\nfailed SIP logins by address (counted from Asterisk's security events):")
+    for state in states:
+        last = state.last_failure.isoformat(timespec="seconds") if state.last_failure else "-"
+        blocked = (
+            f"BLOCKED until {state.blocked_until.isoformat(timespec='seconds')}"
+            if state.blocked_until
+            else "not blocked"
+        )
+        _out(f"  {state.address:<40} {state.failures:>4} failures, last {last}  {blocked}")
 
 
 def _history(db: Session, work_number: str, *, as_json: bool) -> None:

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import os
 import socket
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,11 +19,9 @@ from pathlib import Path
 import pytest
 
 from ivr.adapters.telephony import sip_directory
-from ivr.adapters.telephony.ami_client import AmiClient
-from ivr.adapters.telephony.sip_guard import SipGuard
 from ivr.core.sip_accounts import SipAccount, digest_ha1
 from ivr.devstack.sipp import dial_as_agent, message_counts, register
-from ivr.devstack.stack import Stack, asterisk_instance
+from ivr.devstack.stack import Stack, asterisk_instance, ivr_command, settings_env
 from ivr.settings import Settings
 from tests.stack_support import private_stack, wait_for
 
@@ -29,12 +29,13 @@ pytestmark = pytest.mark.integration
 
 PASSWORD = "Right2026pass"
 MAX_FAILURES = 3
+BLOCK_S = 8  # the ami role's guard lifts a block after this
 
 
 @pytest.fixture(scope="module")
 def sip_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     base = tmp_path_factory.mktemp("sip-stack")
-    guard = {"sip_max_failures": MAX_FAILURES, "sip_failure_window_s": 60, "sip_block_s": 30}
+    guard = {"sip_max_failures": MAX_FAILURES, "sip_failure_window_s": 60, "sip_block_s": BLOCK_S}
     with private_stack(base, "tsip", "sip-stack-logs", sim_agents=False, asterisk=guard) as stack:
         yield stack
 
@@ -167,44 +168,39 @@ def test_the_websocket_transport_answers_an_upgrade_on_loopback_only(sip_stack: 
         _upgrade("127.0.0.2", port)  # bound to 127.0.0.1, not to every address
 
 
-async def test_given_repeated_failures_from_an_address_then_it_is_blocked(
+async def test_given_repeated_failures_from_an_address_then_the_ami_role_blocks_it(
     sip_stack: Stack,
 ) -> None:
     s = sip_stack.settings
     sip_directory.sync_accounts(s, [agent("1004")])
-    offset = [0.0]  # the guard's clock, moved on to end the block
-    guard = SipGuard(s, clock=lambda: time.time() + offset[0])
-    ami = AmiClient(s.ami, s.ami_secret(), on_event=guard.on_event)
-    runner = asyncio.create_task(ami.run())
-    try:
-        await ami.wait_connected(10)
-        for n in range(MAX_FAILURES):
-            counts = await asyncio.to_thread(attempt, s, "1004", f"Wrong{n}pass", "127.0.0.9")
-            assert counts["200"] == 0
-            await asyncio.sleep(0.3)  # the security events reach the guard
-        await asyncio.sleep(0.5)
-        blocked = [x for x in sip_directory.address_states(s) if x.address == "127.0.0.9"]
-        assert blocked and blocked[0].failures == MAX_FAILURES
-        assert blocked[0].blocked_until is not None
-        # the right password from the blocked address: refused outright, no challenge
-        right = await asyncio.to_thread(attempt, s, "1004", PASSWORD, "127.0.0.9")
-        assert right == {"200": 0, "401": 0, "403": 1}
-        other = await asyncio.to_thread(attempt, s, "1004", PASSWORD, "127.0.0.10")
-        assert other["200"] == 1  # another address is not affected
-        # an unknown account counts as well, once per attempt
-        await asyncio.to_thread(attempt, s, "9999", "Nobody12", "127.0.0.14")
-        await asyncio.sleep(0.5)
-        unknown = [x for x in sip_directory.address_states(s) if x.address == "127.0.0.14"]
-        assert unknown and unknown[0].failures == 1 and unknown[0].blocked_until is None
-        # the block ends: lifted by the sweep once its time (30 s here) is up
-        assert await guard.sweep() == []
-        offset[0] = 31.0
-        assert await guard.sweep() == ["127.0.0.9"]
-        again = await asyncio.to_thread(attempt, s, "1004", PASSWORD, "127.0.0.9")
-        assert again["200"] == 1
-    finally:
-        runner.cancel()
-        await asyncio.gather(runner, return_exceptions=True)
+    for n in range(MAX_FAILURES):
+        counts = await asyncio.to_thread(attempt, s, "1004", f"Wrong{n}pass", "127.0.0.9")
+        assert counts["200"] == 0
+
+    def blocked() -> sip_directory.AddressState | None:
+        found = [x for x in sip_directory.address_states(s) if x.address == "127.0.0.9"]
+        return found[0] if found and found[0].blocked_until is not None else None
+
+    state = wait_for(blocked, 3, "the ami role's guard blocking 127.0.0.9")
+    assert state.failures == MAX_FAILURES  # once per attempt, though each sends several events
+    # the right password from the blocked address: refused outright, no challenge
+    right = await asyncio.to_thread(attempt, s, "1004", PASSWORD, "127.0.0.9")
+    assert right == {"200": 0, "401": 0, "403": 1}
+    other = await asyncio.to_thread(attempt, s, "1004", PASSWORD, "127.0.0.10")
+    assert other["200"] == 1  # another address is not affected
+    # an unknown account counts as well, once per attempt
+    await asyncio.to_thread(attempt, s, "9999", "Nobody12", "127.0.0.14")
+
+    def unknown_counted() -> sip_directory.AddressState | None:
+        found = [x for x in sip_directory.address_states(s) if x.address == "127.0.0.14"]
+        return found[0] if found else None
+
+    unknown = wait_for(unknown_counted, 3, "the unknown account's failure counted")
+    assert unknown.failures == 1 and unknown.blocked_until is None
+    # the block ends: the role's sweep lifts it once its time is up
+    wait_for(lambda: blocked() is None, BLOCK_S + 3, "the block lifted")
+    again = await asyncio.to_thread(attempt, s, "1004", PASSWORD, "127.0.0.9")
+    assert again["200"] == 1
 
 
 def test_the_directory_is_for_asterisk_and_the_service_only(sip_stack: Stack) -> None:
@@ -236,3 +232,41 @@ def test_an_agents_phone_reaches_nothing_yet(sip_stack: Stack, number: str) -> N
     assert refused == 1, counts
     log = inst.messages_log.read_text(errors="replace")
     assert f"Executing [{number}@from-agents:1] Hangup" in log
+
+
+def _ivr(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, **settings_env(settings)}
+    return subprocess.run(
+        [ivr_command(), *args], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def test_given_an_agent_added_and_disabled_by_the_cli_then_the_ami_role_applies_it(
+    sip_stack: Stack,
+) -> None:
+    """The whole path: SQL (ivr agents) -> the ami role's sync -> Asterisk, within 2 s."""
+    s = sip_stack.settings
+    added = _ivr(s, "agents", "add", "2001", "--name", "李四", "--desk", "repair:0", "--json")
+    assert added.returncode == 0, added.stderr
+    password = json.loads(added.stdout)["sip_password"]
+    started = time.monotonic()
+    inst = asterisk_instance(s)
+    wait_for(lambda: "Unable to find" not in inst.rx("pjsip show endpoint 2001"), 2, "the endpoint")
+    assert time.monotonic() - started < 2.0
+    assert attempt(s, "2001", password, "127.0.0.21")["200"] == 1
+    listed = _ivr(s, "agents", "list")
+    assert listed.returncode == 0, listed.stderr
+    (row,) = [line for line in listed.stdout.splitlines() if line.startswith("2001")]
+    assert "127.0.0.21" in row and "sipp-agent-phone" in row
+    # a wrong password from another address is counted and shown under the agents
+    attempt(s, "2001", "WrongPass1", "127.0.0.22")
+    shown = wait_for(
+        lambda: "127.0.0.22" in (out := _ivr(s, "agents", "list").stdout) and out, 3, "counted"
+    )
+    assert "failed SIP logins" in shown
+    disabled = _ivr(s, "agents", "disable", "2001")
+    assert disabled.returncode == 0, disabled.stderr
+    started = time.monotonic()
+    wait_for(lambda: contacts(s, "2001") == [], 2, "the registration dropped")
+    assert attempt(s, "2001", password, "127.0.0.21")["200"] == 0
+    assert time.monotonic() - started < 2.5
