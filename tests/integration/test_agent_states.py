@@ -130,9 +130,10 @@ async def test_given_an_agent_and_a_call_then_ringing_talking_wrapup_idle_and_pa
         await action(actions, "QueueAdd", Queue="billing", **AGENT)
         await action(actions, "QueueAdd", Queue="billing", **UNREGISTERED)
 
-        def idle() -> dict[str, Any] | None:
+        def idle() -> dict[str, Any] | None:  # in both queues: both QueueAdds processed
             found = stored(redis_client, "1001")
-            return found if found and found["state"] == "idle" else None
+            in_both = found and found["state"] == "idle" and len(found["queues"]) == 2
+            return found if in_both else None
 
         first = await until(idle, 5, "agent 1001 idle in Redis")
         assert (first["name"], first["queues"]) == ("测试", ["billing", QUEUE])
