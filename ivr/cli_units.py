@@ -29,6 +29,7 @@ from typing import Any
 
 from ivr import redis_acl, units
 from ivr.adapters.private_files import create_private, write_private
+from ivr.adapters.service_user import ASTERISK_USER, SERVICE_USER, ensure_user
 from ivr.errors import ConfigError, StackError
 from ivr.settings import REPO_DIR, Settings, load_settings
 
@@ -65,10 +66,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     install.add_argument("--run-dir", type=Path, default=None,
                          help="IVR_RUN_DIR of the roles (default: the env file's, else "
                               f"{DEFAULT_RUN_DIR})")  # fmt: skip
-    install.add_argument("--user", default="hotline",
+    install.add_argument("--user", default=SERVICE_USER,
                          help="system user the roles run as; created when missing")  # fmt: skip
     install.add_argument("--group", default=None, help="their group (default: as --user)")
-    install.add_argument("--asterisk-user", default="asterisk",
+    install.add_argument("--asterisk-user", default=ASTERISK_USER,
                          help="user of Asterisk's root that Asterisk drops to")  # fmt: skip
     install.add_argument("--asterisk-group", default=None,
                          help="its group in the root (default: as --asterisk-user)")  # fmt: skip
@@ -162,7 +163,7 @@ def install_units(args: argparse.Namespace) -> int:
         )
     group = args.group or args.user
     asterisk_group = args.asterisk_group or args.asterisk_user
-    for line in _ensure_user(args.user, group):
+    for line in ensure_user(args.user, group):
         _out(line)
     env_file: Path = args.env_file.absolute()
     secrets_dir: Path = (args.secrets_dir or env_file.parent / "secrets").absolute()
@@ -245,29 +246,6 @@ def install_units(args: argparse.Namespace) -> int:
     _out(f"  systemctl enable --now {units.TARGET}")
     _out("  systemctl status 'hotline*'      logs: journalctl -u 'hotline*' -f")
     return 0
-
-
-def _ensure_user(user: str, group: str) -> list[str]:
-    """The system user and group of the roles, created when missing."""
-    done = []
-    try:
-        grp.getgrnam(group)
-    except KeyError:
-        _run(["groupadd", "--system", group])
-        done.append(f"created system group {group}")
-    try:
-        pwd.getpwnam(user)
-    except KeyError:
-        _run(["useradd", "--system", "--gid", group, "--no-create-home",
-              "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin", user])  # fmt: skip
-        done.append(f"created system user {user} (group {group})")
-    return done
-
-
-def _run(cmd: list[str]) -> None:
-    result = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        raise StackError(f"{' '.join(cmd)} failed: {result.stderr.strip()}")
 
 
 def _ensure_env_file(path: Path, group: str, *, redis_local: bool) -> str:
