@@ -17,6 +17,10 @@ and writes what :func:`render` returns:
 ``hotline.target``
     wants all of the above: ``systemctl enable --now hotline.target``.
 
+Every service runs with ``UMask=0027`` (:data:`ivr.adapters.service_user.SERVICE_UMASK`, as
+under ``ivr up``): recordings, the SQLite file, logs and Asterisk's spools keep no bit for
+others.
+
 Every unit is restarted on failure, without a limit on attempts (a hotline keeps trying; each
 failure is in the journal), and is part of the target (stopping it stops them all). The
 settings come from one environment file (``EnvironmentFile=``), which systemd reads as root;
@@ -37,6 +41,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+
+from ivr.adapters.service_user import SERVICE_UMASK
 
 TARGET = "hotline.target"
 MIGRATE_UNIT = "hotline-migrate.service"
@@ -158,7 +164,12 @@ def _environment(install: Install, extra: dict[str, str], secrets: str | None = 
 
 
 def _service_user(install: Install) -> list[str]:
-    return [f"User={install.user}", f"Group={install.group}"]
+    return [f"User={install.user}", f"Group={install.group}", _umask()]
+
+
+def _umask() -> str:
+    """What the units' processes create keeps no bit for others (as under ``ivr up``)."""
+    return f"UMask={SERVICE_UMASK:04o}"
 
 
 def _restart(stop_s: int) -> list[str]:
@@ -210,6 +221,7 @@ def _asterisk(install: Install) -> str:
         "[Service]",
         "Type=exec",
         # root until Asterisk drops to its own user: chroot, and the rendering into the root
+        _umask(),
         *_environment(install, {}, secrets="asterisk"),
         f"ExecStartPre={install.ivr} asterisk prepare --user {install.asterisk_user} "
         f"--group {install.asterisk_group} --share-group {install.group}",

@@ -7,18 +7,35 @@ reaped when they exit instead of lingering as zombies.
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
+
+from ivr.adapters.service_user import Account
 
 _children: dict[int, subprocess.Popen[bytes]] = {}
 
 
-def spawn_detached(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> int:
+def spawn_detached(
+    cmd: list[str],
+    log: Path,
+    env: dict[str, str] | None = None,
+    *,
+    as_user: Account | None = None,
+    umask: int = -1,
+) -> int:
+    """Start ``cmd`` in its own session, output appended to ``log`` (created 0640). With
+    ``as_user``: as that user and its group only (no supplementary groups); ``umask``: the
+    child's (-1: this process's)."""
     log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("ab") as out:
+    fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+    with os.fdopen(fd, "ab") as out:
         proc = subprocess.Popen(
             cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            env=env, start_new_session=True,
+            env=env, start_new_session=True, umask=umask,
+            user=None if as_user is None else as_user.uid,
+            group=None if as_user is None else as_user.gid,
+            extra_groups=None if as_user is None else [],
         )  # fmt: skip
     _children[proc.pid] = proc
     return proc.pid

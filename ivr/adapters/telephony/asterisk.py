@@ -2,8 +2,9 @@
 
 Several instances can share one root: each has its own directory ``/srv/hotline-<name>``
 inside the root with ``etc`` (the project's ``dialplan/`` plus a few generated files),
-``run``, ``log``, ``spool``, ``lib`` and ``prompts``. Asterisk runs as root under
-``chroot`` in its own session, bound to 127.0.0.1 only.
+``run``, ``log``, ``spool``, ``lib`` and ``prompts``. Asterisk starts as root only for
+``chroot``, then drops to its root's own user (``-U``/``-G``, :meth:`AsteriskInstance.hand_over`
+gives it the instance first), in its own session, bound to 127.0.0.1 only.
 
 AMI accounts (``manager_generated.conf``, written with mode 0600 from the start): one per
 purpose, :data:`LISTENER` and :data:`ACTIONS`. None has the write classes ``system``,
@@ -34,6 +35,7 @@ import asterisk  # pyst2, copied into the root for process AGI
 import ivr
 from ivr.adapters.private_files import write_private
 from ivr.adapters.processes import pid_alive, spawn_detached
+from ivr.adapters.service_user import SERVICE_UMASK
 from ivr.adapters.telephony import instance_dirs, sip_directory
 from ivr.adapters.telephony.routing_files import load_routing
 from ivr.core.queue_ringing import ringing_conf
@@ -49,6 +51,14 @@ SAFETY_ADVICE_PARTS = (1, 2, 3, 4)  # prompts safety-<n>: the emergency queue's 
 # Write classes no account may have: `system` lets Originate start System/AGI/Exec (a shell
 # as Asterisk's user), `command` runs any CLI command, `config` rewrites the configuration.
 FORBIDDEN_WRITE = frozenset({"system", "command", "config"})
+# What Asterisk's user shares with the roles' group (set-group-ID): the recorder catalogues
+# and removes the legs (write), the stt-worker reads voice messages, the ami role queue_log.
+SHARED_DIRS = (
+    (instance_dirs.MONITOR_SUBDIR, 0o2770),
+    (instance_dirs.VOICE_MESSAGES_SUBDIR, 0o2750),
+    ("log", 0o2750),
+    (sip_directory.SIP_SUBDIR, sip_directory.DIR_MODE),  # Asterisk writes contacts there
+)
 # What may stand in an account's name or secret: both go into manager.conf as they are.
 _ACCOUNT_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _SECRET = re.compile(r"[A-Za-z0-9._~+/=@%:,-]{8,256}")
@@ -201,6 +211,8 @@ class AsteriskInstance:
         if etc.exists():
             shutil.rmtree(etc)
         etc.mkdir(parents=True)
+        # Only folders in it: Asterisk's user and the roles' pass through, each closed itself.
+        self.host_path(self.base).chmod(0o755)
         for sub in ("run", "log", "spool/monitor", "spool/voicemessages", "lib", "cache"):
             self.host_path(self.base / sub).mkdir(parents=True, exist_ok=True)
         for src in sorted(self.dialplan_dir.glob("*.conf")):
@@ -233,6 +245,7 @@ class AsteriskInstance:
             shutil.copytree(self.prompts_dir, prompts)
         else:
             prompts.mkdir(parents=True)
+        _readable_by_all(prompts)
 
     def _manager_conf(self) -> str:
         if not self.ami_accounts:
@@ -268,6 +281,7 @@ class AsteriskInstance:
             f'exec /usr/bin/python3 {self.app_inner}/agi_scripts/inbound.py "$@"\n'
         )
         wrapper.chmod(0o755)
+        _readable_by_all(app)
 
     def _bind_address(self) -> str:
         try:
@@ -363,25 +377,34 @@ class AsteriskInstance:
     def hand_over(self, user: str, group: str, share_gid: int) -> None:
         """Make the rendered instance usable by Asterisk running as ``user``/``group`` of the
         root: its directories and configuration become theirs. The monitor and voice-message
-        spools also get the group ``share_gid`` (a group of the host, set-group-ID so the
-        files inherit it): the recorder, running as that group, catalogues and removes the
-        legs; the stt-worker reads the messages."""
+        spools and the log directory also get the group ``share_gid`` (a group of the host,
+        set-group-ID so the files inherit it): the recorder, running as that group,
+        catalogues and removes the legs; the stt-worker reads the messages; the ami role
+        reads ``queue_log``. Nothing in them keeps a permission bit for others; ``spool``
+        itself is the way in (0750, that group)."""
         uid = root_user_id(self.root, user)
         gid = root_group_id(self.root, group)
         for sub in ("etc", "run", "log", "spool", "lib", "cache"):
             top = self.host_path(self.base / sub)
             for path in (top, *top.rglob("*")):
                 os.chown(path, uid, gid, follow_symlinks=False)
-        sip = (sip_directory.SIP_SUBDIR, sip_directory.DIR_MODE)  # Asterisk writes contacts
-        for sub, mode in (("spool/monitor", 0o2770), ("spool/voicemessages", 0o2750), sip):
-            spool = self.host_path(self.base / sub)
-            for path in (spool, *spool.rglob("*")):
+        for sub, mode in SHARED_DIRS:
+            shared = self.host_path(self.base / sub)
+            for path in shared.rglob("*"):
                 os.chown(path, uid, share_gid, follow_symlinks=False)
-            spool.chmod(mode)
+                if not path.is_symlink():
+                    path.chmod(path.stat().st_mode & 0o7770)
+            os.chown(shared, uid, share_gid)
+            shared.chmod(mode)
+        spool = self.host_path(self.base / "spool")  # the roles' way to the shared spools
+        os.chown(spool, uid, share_gid)
+        spool.chmod(0o750)
 
-    def start(self, console_log: Path) -> int:
-        """Start Asterisk in the root, detached in its own session; returns its PID."""
-        pid = spawn_detached(self.run_command(), console_log)
+    def start(self, console_log: Path, user: str | None = None, group: str | None = None) -> int:
+        """Start Asterisk in the root, detached in its own session, with the service umask
+        (what it writes keeps no bit for others); with ``user``/``group`` of the root it drops
+        to them once started (:meth:`hand_over` first). Returns its PID."""
+        pid = spawn_detached(self.run_command(user, group), console_log, umask=SERVICE_UMASK)
         logger.info("asterisk started", extra={"instance": self.name, "pid": pid})
         return pid
 
@@ -508,6 +531,15 @@ def _root_id(table: Path, name: str, what: str) -> int:
         if len(fields) > 2 and fields[0] == name:
             return int(fields[2])
     raise StackError(f"no {what} {name!r} in {table} (the Asterisk root's own {what}s)")
+
+
+def _readable_by_all(top: Path) -> None:
+    """Prompts and the process-AGI code (nothing secret) readable by Asterisk's user, whatever
+    the umask of the process that rendered them or of the folders they were copied from."""
+    for path in (top, *top.rglob("*")):
+        if not path.is_symlink():
+            executable = path.is_dir() or path.stat().st_mode & 0o100
+            path.chmod(0o755 if executable else 0o644)
 
 
 def _wait_gone(pid: int, timeout: float) -> bool:
