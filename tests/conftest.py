@@ -10,7 +10,10 @@ SQLite unless the test (``on_sql_backends``) or its module (a ``sql_backend`` fi
 
 from __future__ import annotations
 
+import fcntl
+import os
 import subprocess
+import tempfile
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -34,6 +37,40 @@ from tests.web_support import PASSWORD
 
 REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "test-artifacts"
+_TEMP_SLOT_LOCK: list[int] = []  # held open for the session: the slot stays ours
+
+
+def _temp_root_of_our_own() -> None:
+    """pytest's temporary folders in a slot no other session uses at the same time.
+
+    The stacks' roles run as the service user, which `ivr up` lets pass through pytest's
+    0700 folders by an ACL entry (README: No root at run time). Every pytest session strips
+    the group and other bits of its ``pytest-of-<user>`` folder at start, which also masks
+    that ACL entry: a session starting beside ours would cut our running roles off their run
+    dir. So each session takes a free slot (an flock) under ``<tmp>/hotline-tests`` as its
+    temporary root; pytest keeps its usual retention within the slot."""
+    if "PYTEST_DEBUG_TEMPROOT" in os.environ:
+        return
+    top = Path(tempfile.gettempdir()) / "hotline-tests"
+    top.mkdir(exist_ok=True)
+    top.chmod(0o755)
+    for number in range(64):
+        slot = top / f"slot-{number}"
+        slot.mkdir(exist_ok=True)
+        slot.chmod(0o755)
+        lock = os.open(slot / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(lock)
+            continue
+        _TEMP_SLOT_LOCK.append(lock)
+        os.environ["PYTEST_DEBUG_TEMPROOT"] = str(slot)
+        return
+    raise RuntimeError(f"64 test sessions hold every slot of {top}")
+
+
+_temp_root_of_our_own()
 
 
 @pytest.fixture

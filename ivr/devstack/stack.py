@@ -8,6 +8,15 @@ before the next. PIDs go in ``<run_dir>/stack.json`` and logs in ``<run_dir>/log
 ``down`` stops exactly those PIDs (after checking each PID is still the process it started),
 in reverse order.
 
+No root at run time: ``up`` runs as root only to create the service user
+(:mod:`ivr.adapters.service_user`, the systemd units' own), hand it the run dir, let it reach
+the checkout (:mod:`ivr.devstack.access`), migrate, and start Asterisk in its root, which then
+drops to the root's ``asterisk`` user. Redis and every role run as the service user with
+umask 027; what they and Asterisk write (recordings, the SQLite file, Redis's data, logs)
+has no permission bits for others. The SQLite file is created as the service user's (0640)
+before the migration, so the ``-wal``/``-shm`` files a root process opens later are given
+the same owner and mode by SQLite itself.
+
 Secrets: unless configured, ``up`` generates the AMI listener's (``ami.secret``), the AMI
 actions account's (``ami-actions.secret``) and Redis's (``redis.secret``) into the run dir,
 each created with mode 0600. Redis runs with an ACL file (``<run_dir>/redis/users.acl``,
@@ -27,6 +36,7 @@ import signal
 import socket
 import subprocess
 import sys
+import sysconfig
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -37,12 +47,22 @@ from urllib.parse import urlsplit
 import httpx
 import redis
 from pydantic import SecretStr
+from sqlalchemy.engine import make_url
 
+import ivr
 from ivr import redis_acl, redis_keys
 from ivr.adapters.private_files import create_private, write_private
 from ivr.adapters.processes import pid_alive, spawn_detached
 from ivr.adapters.recordings.recorder import heartbeat_path, heartbeat_status
-from ivr.adapters.sql.db import settings_engine
+from ivr.adapters.service_user import (
+    ASTERISK_USER,
+    SERVICE_UMASK,
+    SERVICE_USER,
+    Account,
+    account,
+    ensure_user,
+)
+from ivr.adapters.sql.db import database_url, settings_engine
 from ivr.adapters.sql.schema import Upgrade, upgrade
 from ivr.adapters.sql.users import ensure_dev_user
 from ivr.adapters.telephony import prompts
@@ -52,6 +72,7 @@ from ivr.adapters.telephony import prompts
 from ivr.adapters.telephony.asterisk import asterisk_instance as asterisk_instance
 from ivr.adapters.telephony.asterisk import configured_instance as configured_instance
 from ivr.adapters.telephony.config_check import load_checked
+from ivr.devstack.access import check_reach, hand_over_run_dir, open_the_way
 from ivr.devstack.ports import free_port, is_free, port_owner
 from ivr.errors import ConfigError, StackError
 from ivr.settings import (
@@ -215,6 +236,7 @@ class Stack:
         self.logs = self.run_dir / "logs"
         self.dev_password: str | None = None
         self.database: Upgrade | None = None
+        self.access_notes: list[str] = []  # the service user created, directories opened
 
     # --- state file ------------------------------------------------------------------
     def _records(self) -> dict[str, RoleRecord]:
@@ -241,11 +263,15 @@ class Stack:
                 "or `ivr down` first"
             )
         if os.geteuid() != 0:
-            raise StackError("ivr up must run as root: Asterisk runs in a chroot (sudo ivr up)")
+            raise StackError(
+                "ivr up must run as root: it creates the service user, starts Asterisk in a "
+                "chroot, and drops to unprivileged users for everything that runs (sudo ivr up)"
+            )
         self.state_file.unlink(missing_ok=True)
         s = self.settings  # refuse to start on a bad routing file, prompt or queue name
         routing, catalog = load_checked(s.routing_dir, s.prompts_dir, s.dialplan_dir)
         self._check_ports()
+        self._prepare_service_user()
         self.database = self._upgrade_database()  # the roles refuse any other revision
         self._ensure_secrets()
         prompts.build(catalog, s.prompts_dir, s.prompts_build_dir)
@@ -279,6 +305,39 @@ class Stack:
         ]
         if busy:
             raise StackError("cannot start: " + "; ".join(busy))
+
+    def _service_account(self) -> Account:
+        return account(SERVICE_USER)
+
+    def _prepare_service_user(self) -> None:
+        """The service user (created when missing) owns the run dir and the SQLite file and
+        can reach everything the roles read; what was done goes into the summary."""
+        self.access_notes = ensure_user(SERVICE_USER, SERVICE_USER)
+        user = self._service_account()
+        s = self.settings
+        secrets_files = (s.ami_secret_file, s.ami_actions_secret_file, s.redis_secret_file)
+        hand_over_run_dir(self.run_dir, user, secrets_files)
+        sqlite_file = _sqlite_file(database_url(s))
+        if sqlite_file is not None:
+            _create_owned(sqlite_file, user)
+        python = Path(sys.executable)
+        package = Path(ivr.__file__).parent
+        needed = [python, Path(os.path.realpath(python)), package,
+                  Path(sysconfig.get_paths()["purelib"]), s.routing_dir, s.prompts_dir,
+                  s.stt.models_dir, s.stt.model_path, self.run_dir, s.recordings_dir,
+                  s.conversion_dir, *([sqlite_file.parent] if sqlite_file else [])]  # fmt: skip
+        opened = open_the_way(user, needed)
+        if opened:
+            self.access_notes.append(
+                f"let the user {user.user} pass through (ACL u:{user.user}:x): "
+                + ", ".join(map(str, opened))
+            )
+        check_reach(user, [
+            ("-x", Path(os.path.realpath(python)), "the virtualenv's Python"),
+            ("-r", package / "__init__.py", "the ivr package"),
+            ("-r", s.routing_dir / "hotline.yaml", "routing/"),
+            ("-w", self.run_dir, "the run dir"),
+        ])  # fmt: skip
 
     def _upgrade_database(self) -> Upgrade:
         """``ivr db upgrade`` on the dev database, before any role checks it."""
@@ -324,22 +383,27 @@ class Stack:
             )
         path = self.run_dir / "redis" / "users.acl"
         write_private(path, redis_acl.acl_file(redis_acl.stack_passwords(password), s.stt.stream))
+        self._service_account().own(path)  # redis-server runs as the service user
         return path
 
     def _start(self, role: str) -> RoleRecord:
-        self.logs.mkdir(parents=True, exist_ok=True)
-        log = self.logs / f"{role}.log"
         s = self.settings
+        user = self._service_account()
+        _own_folder(self.logs, user)
+        log = self.logs / f"{role}.log"
         if role == "asterisk":
             inst = configured_instance(s)
             inst.render()
-            pid = inst.start(log)
+            # Asterisk's spools and logs shared with the roles' group; it drops to its own user
+            inst.hand_over(ASTERISK_USER, ASTERISK_USER, user.gid)
+            open_the_way(user, [inst.monitor_dir, inst.messages_dir, inst.log_dir])
+            pid = inst.start(log, ASTERISK_USER, ASTERISK_USER)
             return RoleRecord(
                 role, pid, "asterisk", str(log), f"sip:127.0.0.1:{s.asterisk.sip_port}"
             )
         if role == "redis":
             data = self.run_dir / "redis"
-            data.mkdir(parents=True, exist_ok=True)
+            _own_folder(data, user)
             # Users and passwords from the ACL file (hashes): none on the command line.
             cmd = [
                 "redis-server", "--bind", "127.0.0.1", "--port", str(redis_port(s)),
@@ -348,7 +412,8 @@ class Stack:
                 "--aclfile", str(self._redis_acl()),
             ]  # fmt: skip
             endpoint = f"redis://127.0.0.1:{redis_port(s)}"
-            return RoleRecord(role, spawn_detached(cmd, log), "redis-server", str(log), endpoint)
+            pid = spawn_detached(cmd, log, as_user=user, umask=SERVICE_UMASK)
+            return RoleRecord(role, pid, "redis-server", str(log), endpoint)
         cmd = [sys.executable, "-m", "ivr", role]
         # The caller's IVR_* secrets are not passed on: each role gets only its own.
         inherited = {k: v for k, v in os.environ.items() if k not in _SECRET_VARIABLES}
@@ -365,7 +430,8 @@ class Stack:
             "recorder": f"{monitor} -> {s.recordings_dir}",
             "stt-worker": f"{s.stt.stream} on {s.redis.url} x{s.stt.concurrency}",
         }
-        return RoleRecord(role, spawn_detached(cmd, log, env), "ivr", str(log), endpoints[role])
+        pid = spawn_detached(cmd, log, env, as_user=user, umask=SERVICE_UMASK)
+        return RoleRecord(role, pid, "ivr", str(log), endpoints[role])
 
     def _wait_ready(self, role: str, rec: RoleRecord) -> None:
         wait_until_ready(self.settings, role, rec.pid, Path(rec.log))
@@ -380,6 +446,9 @@ class Stack:
         lines = ["hotline stack is up (all on 127.0.0.1):"]
         for rec in self._records().values():
             lines.append(f"  {rec.name:<10} pid {rec.pid:<7} {rec.endpoint}  log {rec.log}")
+        lines.append(f"  running as: the user {SERVICE_USER} (redis and the roles, umask 027), "
+                     f"Asterisk as its root's {ASTERISK_USER}")  # fmt: skip
+        lines += [f"  {note}" for note in self.access_notes]
         lines += [
             "",
             f"  web: http://{s.web.host}:{s.web.port}/  (live answer rate /supervisor, "
@@ -481,6 +550,33 @@ class StackAlreadyUp(StackError):
 
 
 # --- helpers ------------------------------------------------------------------------------
+def _sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite URL (None: another database, or one in memory)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database)
+
+
+def _own_folder(folder: Path, user: Account) -> None:
+    """``folder`` (created when missing) is ``user``'s, 0750."""
+    folder.mkdir(mode=0o750, parents=True, exist_ok=True)
+    user.own(folder)
+    folder.chmod(0o750)
+
+
+def _create_owned(path: Path, user: Account) -> None:
+    """``path`` made ``user``'s with no bits for others; created (empty: SQLite takes an
+    empty file for a new database) when missing."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o640)
+    try:
+        os.fchown(fd, user.uid, user.gid)
+        os.fchmod(fd, os.fstat(fd).st_mode & 0o7770)
+    finally:
+        os.close(fd)
+
+
 def _is_ours(rec: RoleRecord) -> bool:
     """The PID is alive and still the program we started (PIDs get reused)."""
     try:
