@@ -267,7 +267,7 @@ def test_given_generated_units_when_each_command_line_runs_then_every_role_gets_
         dest = install(base, env_lines, service_user, "--redis-unit", "")
         user_uid = pwd.getpwnam(service_user).pw_uid
         # The roles run as the unit's User= when that user can run this virtualenv's Python.
-        # Where it cannot (a Python under /root, as on the CI machines), install-units says so
+        # Where it cannot (a virtualenv built on a Python under /root), install-units says so
         # and the roles run as root here: their command lines and settings are still the units'.
         python = os.path.realpath(sys.executable)
         as_user = _can(service_user, "-x", python)
