@@ -35,6 +35,12 @@ def test_role_units_run_ivr_role_as_the_service_user_after_the_migrations():
     assert "redis-server.service" not in units[role_unit("agi")]  # no Redis there
 
 
+def test_every_service_creates_files_with_no_bits_for_others():
+    units = render(INSTALL)
+    services = [name for name in units if name != TARGET]
+    assert all("\nUMask=0027\n" in units[name] for name in services), services
+
+
 def test_each_unit_reads_only_its_own_secrets_file_after_the_settings():
     units = render(INSTALL)
     for role in ROLES:
