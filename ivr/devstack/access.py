@@ -39,10 +39,16 @@ def open_the_way(account: Account, paths: Iterable[Path]) -> list[Path]:
         for folder in on_the_way:
             if folder in opened or not folder.exists() or _can_search(account, folder):
                 continue
-            done = subprocess.run(
-                ["setfacl", "-m", f"u:{account.user}:x", str(folder)],
-                capture_output=True, text=True, check=False,
-            )  # fmt: skip
+            try:
+                done = subprocess.run(
+                    ["setfacl", "-m", f"u:{account.user}:x", str(folder)],
+                    capture_output=True, text=True, check=False,
+                )  # fmt: skip
+            except FileNotFoundError:
+                raise StackError(
+                    f"the service user {account.user} cannot pass through {folder}, and "
+                    "setfacl is missing: install the Debian package acl (scripts/provision)"
+                ) from None
             if done.returncode != 0:
                 raise StackError(
                     f"the service user {account.user} cannot pass through {folder}, and "
