@@ -261,7 +261,7 @@ secret = $secret
 deny = 0.0.0.0/0.0.0.0
 permit = 127.0.0.1/255.255.255.255
 ${permit_extra}read = system,call,agent,dialplan,agi,dtmf,reporting,security
-write = reporting
+write = reporting,agent
 EOF
         if [ -n "$actions_secret" ]; then
             cat <<EOF

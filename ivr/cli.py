@@ -49,7 +49,11 @@ async def run_agi(settings: Settings) -> None:
     from ivr.adapters.sql.schema import require_head
     from ivr.adapters.telephony.config_check import load_checked
     from ivr.adapters.telephony.fastagi_server import AgiSession, FastAgiServer
-    from ivr.adapters.telephony.flow_runner import run_agent_intro, run_inbound
+    from ivr.adapters.telephony.flow_runner import (
+        run_agent_feature,
+        run_agent_intro,
+        run_inbound,
+    )
     from ivr.core.callflow import flow_config
 
     routing, _ = load_checked(settings.routing_dir, settings.prompts_dir, settings.dialplan_dir)
@@ -66,6 +70,11 @@ async def run_agi(settings: Settings) -> None:
 
     server.add_route("inbound", inbound)
     server.add_route("agent-intro", run_agent_intro)
+
+    async def agent_feature(session: AgiSession) -> None:
+        await run_agent_feature(session, engine)
+
+    server.add_route("agent-feature", agent_feature)
     await server.start()
     try:
         await supervise(server.serve())
@@ -87,6 +96,8 @@ async def run_ami(settings: Settings) -> None:
     from ivr.adapters.sql.db import settings_engine
     from ivr.adapters.sql.schema import require_head
     from ivr.adapters.telephony.ami_client import AmiClient
+    from ivr.adapters.telephony.membership import MembershipKeeper
+    from ivr.adapters.telephony.routing_files import load_routing
     from ivr.adapters.telephony.sip_guard import SipGuard
     from ivr.adapters.telephony.sip_sync import AccountSync
     from ivr.errors import SipDirectoryError
@@ -126,12 +137,17 @@ async def run_ami(settings: Settings) -> None:
         if guard is not None:
             await guard.on_event(message)
 
-    ami = AmiClient(  # the listener's account: events, and the actions of its resync
-        settings.ami, settings.ami_secret(), on_event=on_event, on_login=listener.on_login
+    async def on_login(client: AmiClient) -> None:
+        await listener.on_login(client)  # the metrics' resync
+        await keeper.on_login(client)  # the agents' membership, back as SQL says
+
+    ami = AmiClient(  # the listener's account: events, its resync and the agents' membership
+        settings.ami, settings.ami_secret(), on_event=on_event, on_login=on_login
     )
+    keeper = MembershipKeeper(engine, load_routing(settings.routing_dir), ami)
     try:
         await listener.replay(metrics.replay_window_s)
-        await supervise(ami.run(), store.run(), listener.heartbeat(ami), *jobs)
+        await supervise(ami.run(), store.run(), listener.heartbeat(ami), keeper.run(), *jobs)
     finally:
         engine.dispose()
         deadline = time.monotonic() + 5.0  # flush what is buffered, but do not hang on exit

@@ -9,6 +9,7 @@
     ivr agents disable 工号          # Asterisk drops the agent's endpoint
     ivr agents enable 工号
     ivr agents history 工号 [--json]   # every change: who, when, old -> new
+    ivr agents login|logout|resume 工号; ivr agents pause 工号 --reason 小休|培训|会议|后处理
 
 ``add`` and ``set --reset-password`` print the generated SIP password once, with what a phone
 needs (username = 工号, the realm, the server's SIP port); only its HA1 is stored, so it
@@ -42,6 +43,7 @@ from ivr.adapters.sql.schema import require_head
 from ivr.adapters.telephony import sip_directory
 from ivr.cli_users import cli_actor
 from ivr.core import agents as rules
+from ivr.core.agent_presence import ACTIONS, PAUSE_REASONS, describe
 from ivr.core.agents import AgentInfo
 from ivr.core.sip_accounts import Registration
 from ivr.errors import InvalidInput, SipDirectoryError
@@ -84,6 +86,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     for command, what in (("disable", "Asterisk drops the agent's phone"), ("enable", "again")):
         one = sub.add_parser(command, help=f"{command} an agent ({what})")
         one.add_argument("work_number", metavar="工号")
+
+    for command, what in (
+        ("login", "log in to its desks (the ami role adds it to their queues)"),
+        ("logout", "log out of every desk"),
+        ("pause", "pause with a reason: no call rings it"),
+        ("resume", "end the pause"),
+    ):
+        one = sub.add_parser(command, help=what)
+        one.add_argument("work_number", metavar="工号")
+        if command == "pause":
+            one.add_argument("--reason", required=True, choices=PAUSE_REASONS)
 
     changes = sub.add_parser("history", help="every change to an agent, oldest first")
     changes.add_argument("work_number", metavar="工号")
@@ -128,6 +141,12 @@ def _run(
         _show(agent, settings, password, "added", as_json=args.json)
     elif command == "set":
         agent = _set(db, settings, args, actor)
+    elif command in ACTIONS:
+        presence = store.change_presence(
+            db, args.work_number, command, getattr(args, "reason", ""), actor
+        )
+        db.commit()
+        _out(f"agent {args.work_number}: {describe(presence)} (Asterisk follows within 2 s)")
     elif command in ("disable", "enable"):
         agent = store.set_active(db, args.work_number, command == "enable", actor)
         db.commit()

@@ -79,6 +79,8 @@ Hierarchy (class, slug, module)::
     ├── AgentStateUnchanged       agent-state-unchanged        ivr.core.agents
     ├── AgentNotFound             agent-not-found              ivr.adapters.sql.agents
     ├── UserTaken                 agent-user-taken             ivr.adapters.sql.agents
+    ├── NoAgentForUser            no-agent-for-user            ivr.adapters.sql.agents
+    ├── PresenceRefused           presence-refused             ivr.core.agent_presence
     ├── AuthError                 auth-error                   ivr.web.auth
     │   ├── NotAuthenticated      not-authenticated            ivr.web.auth
     │   ├── Forbidden             forbidden                    ivr.web.auth
@@ -89,6 +91,7 @@ Hierarchy (class, slug, module)::
     ├── InvalidDay                invalid-day                  ivr.web.routes.metrics
     ├── MetricsNotAuthenticated   metrics-not-authenticated    ivr.web.routes.metrics
     ├── TooManyStreams            too-many-streams             ivr.web.routes.metrics
+    ├── InvalidPresenceInput      invalid-presence-input       ivr.web.routes.presence
     ├── ReviewImmutable           review-immutable             ivr.web.routes.recordings
     ├── PartialSearchLimit        partial-search-limit         ivr.web.routes.recordings
     └── InvalidReviewRequest      invalid-review-request       ivr.web.routes.recordings

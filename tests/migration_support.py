@@ -154,6 +154,31 @@ def without_new_empty_tables(
     return {name: rows for name, rows in after.items() if name in before}
 
 
+def sqlite_ddl(sql: str) -> tuple[str, tuple[str, ...]]:
+    """A CREATE statement from sqlite_master, as what it defines: its head (the name
+    unquoted) and its column and constraint clauses in any order. SQLite's ALTER TABLE ADD
+    COLUMN appends a column after the constraints, and a table it renames gets its name
+    quoted: the same table either way.
+
+    >>> sqlite_ddl('CREATE TABLE "t" (a INT, PRIMARY KEY (a), b INT DEFAULT (0))')
+    ('CREATE TABLE t', ('PRIMARY KEY (a)', 'a INT', 'b INT DEFAULT (0)'))
+    """
+    flat = " ".join(sql.split())
+    head, paren, body = flat.partition("(")
+    if not paren:
+        return flat, ()
+    body = body.rstrip()
+    body = body[:-1] if body.endswith(")") else body
+    clauses, depth, start = [], 0, 0
+    for i, char in enumerate(body):
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            clauses.append(body[start:i].strip())
+            start = i + 1
+    clauses.append(body[start:].strip())
+    return head.replace('"', "").strip(), tuple(sorted(clauses))
+
+
 def structure(engine: Engine) -> dict[str, Any]:
     """Tables (but alembic_version), as the inspector sees them, with every name."""
     found: dict[str, Any] = {}
@@ -192,7 +217,7 @@ def structure(engine: Engine) -> dict[str, Any]:
             }
         if conn.dialect.name == "sqlite":
             found["_sqlite_master"] = {
-                name: " ".join(sql.split())
+                name: sqlite_ddl(sql)
                 for name, sql in conn.execute(
                     text(
                         "SELECT name, sql FROM sqlite_master"

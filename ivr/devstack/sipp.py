@@ -58,6 +58,7 @@ DIGIT_PCAPS: dict[str, str] = {d: f"dtmf_2833_{d}.pcap" for d in "0123456789"} |
 }
 
 _USER_PART = re.compile(r"[0-9A-Za-z+._-]{1,64}")
+_DIALLED = re.compile(r"[0-9A-Za-z+._*-]{1,64}")  # a number an agent dials: feature codes *21
 _TARGET = re.compile(r"[0-9A-Za-z.-]+:[0-9]{1,5}")
 _OUTPUT_GLOBS = ("stats.csv", "errors.log", "screen.log", "sipp.stderr", "*_counts.csv")
 _STDERR_TAIL = 2000
@@ -236,9 +237,10 @@ def dial_as_agent(
     """Call ``number`` from agent ``username``'s phone, with digest authentication, once
     (``agent_dial.xml``). Asterisk's answer is in :func:`message_counts`: ``200_Recv``
     (answered, hung up at once), ``403_Recv``, ``404_Recv`` …"""
-    for name, value in (("username", username), ("number", number)):
-        if not _USER_PART.fullmatch(value):
-            raise ValueError(f"{name} must be 1-64 of 0-9 A-Z a-z + . _ -: {value!r}")
+    if not _USER_PART.fullmatch(username):
+        raise ValueError(f"username must be 1-64 of 0-9 A-Z a-z + . _ -: {username!r}")
+    if not _DIALLED.fullmatch(number):
+        raise ValueError(f"number must be 1-64 of 0-9 A-Z a-z + . _ - *: {number!r}")
     if not password.isalnum() or not _TARGET.fullmatch(target):
         raise ValueError("password: letters and digits; target: host:port")
     if not ipaddress.ip_address(local_ip).is_loopback:

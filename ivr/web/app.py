@@ -25,6 +25,7 @@ from ivr.web.routes import (
     health,
     metrics,
     pages,
+    presence,
     recordings,
     stt,
     tickets,
@@ -71,6 +72,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(tickets.router)
     app.include_router(stt.router)
     app.include_router(agents.router)
+    app.include_router(presence.router)
     app.add_exception_handler(AuthError, auth_error_handler)
 
     @app.exception_handler(HotlineError)

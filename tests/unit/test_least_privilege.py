@@ -53,7 +53,8 @@ def test_no_kind_of_account_may_write_system_command_or_config():
     for classes in (LISTENER, ACTIONS):
         assert not set(classes.write) & FORBIDDEN_WRITE, classes.purpose
     # what each needs, as measured on Asterisk 22 (ivr/adapters/telephony/asterisk.py)
-    assert LISTENER.write == ("reporting",)  # CoreShowChannels; Ping, QueueStatus need none
+    # CoreShowChannels (reporting); the agents' membership (agent); Ping, QueueStatus need none
+    assert LISTENER.write == ("reporting", "agent")
     assert set(ACTIONS.write) == {"call", "agent", "originate"}
 
 
@@ -67,7 +68,7 @@ def test_given_both_secrets_then_two_accounts_rendered_each_with_its_classes(set
     assert "[hotline-listener]\nsecret = listener-secret-0123456789\n" in conf
     assert "[hotline-actions]\nsecret = actions-secret-0123456789\n" in conf
     writes = [line for line in conf.splitlines() if line.startswith("write = ")]
-    assert writes == ["write = reporting", "write = call,agent,originate"]
+    assert writes == ["write = reporting,agent", "write = call,agent,originate"]
     assert conf.count("permit = 127.0.0.1/255.255.255.255") == 2
 
 

@@ -54,6 +54,7 @@ from ivr.adapters.sql.db import (
 from ivr.adapters.sql.users import InvalidUserInput, get_user, normalize_username
 from ivr.adapters.telephony.routing_files import load_routing
 from ivr.core import agents as rules
+from ivr.core.agent_presence import Presence, PresenceRefused, Seat, transition
 from ivr.core.agents import AgentExists, AgentInfo, DeskAssignment, InvalidAgentInput
 from ivr.core.sip_accounts import SipAccount, digest_ha1, generate_password
 from ivr.errors import HotlineError
@@ -386,8 +387,12 @@ def set_active(session: Session, work_number: str, active: bool, actor: Actor) -
     rules.check_active_change(agent.work_number, agent.active, active)
     agent.active = active
     agent.updated_at = utcnow()
+    changed: dict[str, object] = {"active": {"old": not active, "new": active}}
+    if not active and agent.logged_in:  # out of its queues (a call it is on goes on)
+        changed["logged_in"] = {"old": True, "new": False}
+        agent.logged_in, agent.paused, agent.pause_reason = False, False, None
+        agent.presence_at = agent.updated_at
     session.flush()
-    changed = {"active": {"old": not active, "new": active}}
     _record(session, agent, "enable" if active else "disable", changed, actor)
     return _info_of(session, agent)
 
@@ -409,3 +414,77 @@ def reset_password(
     session.flush()
     _record(session, agent, "reset-password", changed, actor)
     return _info_of(session, agent), password
+
+
+# --- presence (logged in, paused) -------------------------------------------------------------
+class NoAgentForUser(HotlineError):
+    """The signed-in web account is linked to no agent (HTTP 403): an admin links it with
+    ``ivr agents set 工号 --user NAME``."""
+
+    slug = "no-agent-for-user"
+    status = 403
+    public_message = "this account is not linked to an agent"
+
+
+def presence_of(agent: Agent) -> Presence:
+    return Presence(agent.logged_in, agent.paused, agent.pause_reason or "")
+
+
+def agent_of_user(session: Session, user: User) -> str:
+    """The 工号 of the agent the web account ``user`` is linked to."""
+    found = session.scalar(select(Agent.work_number).where(Agent.user_id == user.id))
+    if found is None:
+        raise NoAgentForUser(f"the account {user.username!r} is linked to no agent")
+    return found
+
+
+def get_presence(session: Session, work_number: str) -> Presence:
+    return presence_of(_row(session, work_number))
+
+
+def change_presence(
+    session: Session, work_number: str, action: str, reason: str, actor: Actor
+) -> Presence:
+    """Log in, log out, pause (with a reason) or resume; recorded like every change. A
+    disabled agent cannot log in; logging in or out twice changes nothing and records nothing."""
+    agent = _locked(session, work_number)
+    if action == "login" and not agent.active:
+        raise PresenceRefused(f"agent {agent.work_number} is disabled")
+    before = presence_of(agent)
+    after = transition(before, action, reason)
+    if after == before:
+        return before
+    agent.logged_in, agent.paused = after.logged_in, after.paused
+    agent.pause_reason = after.reason or None
+    agent.presence_at = utcnow()
+    session.flush()
+    changed = {
+        field: {"old": getattr(before, field), "new": getattr(after, field)}
+        for field in ("logged_in", "paused", "reason")
+        if getattr(before, field) != getattr(after, field)
+    }
+    _record(session, agent, action, changed, actor)
+    return after
+
+
+def seats(engine: Engine, queue_of_desk: Mapping[str, str]) -> list[Seat]:
+    """Every active agent with its desks' queues (desks routing/ no longer has are left out)
+    and its presence: what the ami role makes Asterisk's queues hold."""
+    with Session(engine) as session:
+        agents = session.scalars(
+            select(Agent).where(Agent.active.is_(True)).order_by(Agent.work_number)
+        ).all()
+        desks = _desks_of(session, [a.id for a in agents])
+        return [
+            Seat(
+                a.work_number,
+                a.name,
+                tuple(
+                    (queue_of_desk[d.desk], d.penalty)
+                    for d in desks.get(a.id, [])
+                    if d.desk in queue_of_desk
+                ),
+                presence_of(a),
+            )
+            for a in agents
+        ]

@@ -59,6 +59,7 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    false,
 )
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -427,6 +428,11 @@ class Agent(Base):
     password_set_at: Mapped[datetime] = mapped_column(default=utcnow)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Presence (ivr.core.agent_presence): the ami role keeps Asterisk's queues in step with it.
+    logged_in: Mapped[bool] = mapped_column(default=False, server_default=false())
+    paused: Mapped[bool] = mapped_column(default=False, server_default=false())
+    pause_reason: Mapped[str | None] = mapped_column(String(16), default=None)
+    presence_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class AgentDesk(Base):

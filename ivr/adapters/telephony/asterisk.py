@@ -77,9 +77,11 @@ class AmiAccountClasses:
 # authentications (`security`: the SIP guard), and for its resync CoreShowChannels
 # (`reporting`); Ping and QueueStatus need no class.
 LISTENER = AmiAccountClasses(
-    "the AMI listener (ami role): events; Ping, CoreShowChannels, QueueStatus",
+    "the AMI listener (ami role): events; Ping, CoreShowChannels, QueueStatus; the agents' "
+    "queue membership it keeps in step with SQL and restores on every login (QueueAdd, "
+    "QueueRemove, QueuePause, QueuePenalty)",
     read=("system", "call", "agent", "dialplan", "agi", "dtmf", "reporting", "security"),
-    write=("reporting",),
+    write=("reporting", "agent"),
 )
 # `ivr call` and what places calls or manages queue members: Originate (`originate`),
 # PlayDTMF (`call`), QueueAdd/QueuePause/QueueRemove (`agent`); it follows its own calls'

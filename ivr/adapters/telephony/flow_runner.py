@@ -1,5 +1,6 @@
-"""The FastAGI routes: ``inbound`` (the call flow driven over one FastAGI session) and
-``agent-intro`` (the agent's 工号 announced to the caller).
+"""The FastAGI routes: ``inbound`` (the call flow driven over one FastAGI session),
+``agent-intro`` (the agent's 工号 announced to the caller) and ``agent-feature`` (a feature
+code from an agent's phone: log in, log out, pause, resume).
 
 The translation and the loop are sans-I/O in :mod:`ivr.protocols.agi_flow`, shared with
 the process-AGI script in ``agi_scripts/``; this module only does the socket I/O.
@@ -7,15 +8,22 @@ the process-AGI script in ``agi_scripts/``; this module only does the socket I/O
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
 
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from ivr.adapters.sql import agents
 from ivr.adapters.telephony.fastagi_server import AgiSession
 from ivr.core import callflow
 from ivr.core.agent_intro import intro_prompts, work_number_of
+from ivr.core.agent_presence import FEATURE_CODES
 from ivr.core.routing_models import LANGUAGES
-from ivr.errors import AgiHangup
+from ivr.errors import AgiHangup, HotlineError
 from ivr.protocols.agi_flow import AgiPaths, drive
 
 logger = logging.getLogger(__name__)
@@ -65,3 +73,50 @@ async def run_agent_intro(session: AgiSession) -> None:
     lang = language if language in LANGUAGES else LANGUAGES[0]
     for key in intro_prompts(work_number):
         await session.stream_file(f"{prompts}/{lang}/{key}")
+
+
+async def run_agent_feature(session: AgiSession, engine: Engine) -> None:
+    """The ``agent-feature`` route: a feature code dialled from an agent's phone
+    (``[from-agents]``: *21 log in, *22 log out, *23N pause with reason N, *24 resume). The
+    agent is the channel's authenticated endpoint (its 工号: Asterisk names the channel
+    ``PJSIP/<endpoint>-<n>``), never a number the phone sends, and is known from the AGI
+    environment, so a phone that hangs up at once has still logged in.
+    Sets ``IVR_FEATURE_RESULT`` to the action done (login, logout, pause, resume) or
+    ``failed``; the dialplan plays the matching prompt. The ami role applies the change to
+    Asterisk's queues within about a second."""
+    args = session.env.args
+    code = args[0] if args else ""
+    endpoint = endpoint_of_channel(session.env.get("agi_channel") or "")
+    feature = FEATURE_CODES.get(code)
+    log = {"uniqueid": session.env.uniqueid, "code": code, "endpoint": endpoint}
+    result = "failed"
+    if feature is None:
+        logger.warning("unknown agent feature code", extra=log)
+    else:
+        action, reason = feature
+        try:
+            await asyncio.to_thread(_change_presence, engine, endpoint, action, reason)
+        except (HotlineError, SQLAlchemyError) as exc:
+            logger.warning("agent feature refused: %s", exc, extra=log)
+        else:
+            result = action
+            logger.info("agent feature", extra={**log, "action": action, "reason": reason})
+    await session.set_variable("IVR_FEATURE_RESULT", result)
+
+
+def _change_presence(engine: Engine, work_number: str, action: str, reason: str) -> None:
+    with Session(engine) as db:
+        agents.change_presence(
+            db, work_number, action, reason, agents.Actor(f"phone:{work_number}")
+        )
+        db.commit()
+
+
+def endpoint_of_channel(channel: str) -> str:
+    """``PJSIP/1001-00000003`` -> ``1001``; "" for any other kind of channel.
+
+    >>> endpoint_of_channel("PJSIP/1001-00000003"), endpoint_of_channel("Local/x@y-0001;2")
+    ('1001', '')
+    """
+    kind, _, rest = channel.partition("/")
+    return rest.rpartition("-")[0] if kind == "PJSIP" else ""

@@ -1,0 +1,232 @@
+"""An agent's presence (logged in, paused and why) and the queue membership it means. Pure.
+
+The service keeps each agent's presence in SQL; Asterisk's queues only mirror it. Logged in,
+an agent is a member of the queue of each of its desks: ``Interface`` ``PJSIP/<工号>`` (its
+real endpoint, so ringing and busy are the phone's), ``MemberName`` ``<工号> <name>``, the
+desk's penalty, and the queue's wrap-up (``routing/desks.yaml``, section ``ringing``). Paused,
+it stays a member, paused with its reason in every queue. :func:`plan` compares that with
+what Asterisk holds (``QueueStatus``) and gives the actions that make Asterisk agree; members
+that are not agents (no ``PJSIP/<digits>`` interface: the dev stack's simulated agents) are
+never touched.
+
+>>> p = transition(Presence(), "login")
+>>> p
+Presence(logged_in=True, paused=False, reason='')
+>>> transition(p, "pause", "培训")
+Presence(logged_in=True, paused=True, reason='培训')
+>>> transition(Presence(), "pause", "小休")
+Traceback (most recent call last):
+...
+ivr.core.agent_presence.PresenceRefused: log in before pausing
+>>> transition(p, "pause", "午饭")
+Traceback (most recent call last):
+...
+ivr.core.agent_presence.PresenceRefused: pause reason '午饭' is not one of 小休, 培训, 会议, 后处理
+>>> FEATURE_CODES["*232"], reason_of_digit("3")
+(('pause', '培训'), '会议')
+>>> seat = Seat("1001", "张三", (("repair", 0), ("billing", 2)), transition(p, "pause", "会议"))
+>>> [m.queue for m in members(seat, {"repair": 15})]
+['billing', 'repair']
+>>> m = members(seat, {})[1]
+>>> m.interface, m.name, m.penalty, m.paused, m.reason, m.wrapup_s
+('PJSIP/1001', '1001 张三', 0, True, '会议', 0)
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Final
+
+from ivr.errors import HotlineError
+
+PAUSE_REASONS: Final = ("小休", "培训", "会议", "后处理")  # break, training, meeting, wrap-up
+ACTIONS: Final = ("login", "logout", "pause", "resume")
+# The phone's feature codes (dialplan/extensions-agents.conf): *21 log in, *22 log out,
+# *23N pause with reason N (1 小休, 2 培训, 3 会议, 4 后处理), *24 resume.
+FEATURE_CODES: Final[Mapping[str, tuple[str, str]]] = {
+    "*21": ("login", ""),
+    "*22": ("logout", ""),
+    **{f"*23{n}": ("pause", reason) for n, reason in enumerate(PAUSE_REASONS, start=1)},
+    "*24": ("resume", ""),
+}
+_AGENT_INTERFACE: Final = re.compile(r"PJSIP/([0-9]{1,12})")
+
+
+class PresenceRefused(HotlineError):
+    """A login, logout, pause or resume that the agent's present state does not allow, or an
+    unknown pause reason (HTTP 409; the message says why)."""
+
+    slug = "presence-refused"
+    status = 409
+
+
+@dataclass(frozen=True, slots=True)
+class Presence:
+    logged_in: bool = False
+    paused: bool = False
+    reason: str = ""  # the pause reason, "" when not paused
+
+
+def describe(p: Presence) -> str:
+    """One line for people: 已登录 logged in, 小休 paused (break), 未登录 logged out."""
+    if not p.logged_in:
+        return "未登录 logged out"
+    if p.paused:
+        return f"{p.reason} paused"
+    return "已登录 logged in"
+
+
+def reason_of_digit(digit: str) -> str:
+    """The pause reason a phone's *23N means (N from 1)."""
+    index = int(digit) - 1 if digit.isdigit() else -1
+    if not 0 <= index < len(PAUSE_REASONS):
+        raise PresenceRefused(f"no pause reason {digit!r}: 1 to {len(PAUSE_REASONS)}")
+    return PAUSE_REASONS[index]
+
+
+def transition(now: Presence, action: str, reason: str = "") -> Presence:
+    """The presence after ``action``. Logging in twice, or resuming while not paused, is
+    allowed and changes nothing; logging out also ends a pause."""
+    if action == "login":
+        return now if now.logged_in else Presence(logged_in=True)
+    if action == "logout":
+        return Presence()
+    if action == "pause":
+        if not now.logged_in:
+            raise PresenceRefused("log in before pausing")
+        if reason not in PAUSE_REASONS:
+            raise PresenceRefused(
+                f"pause reason {reason!r} is not one of {', '.join(PAUSE_REASONS)}"
+            )
+        return Presence(logged_in=True, paused=True, reason=reason)
+    if action == "resume":
+        if not now.logged_in:
+            raise PresenceRefused("not logged in: log in instead")
+        return Presence(logged_in=True)
+    raise PresenceRefused(f"unknown action {action!r}: one of {', '.join(ACTIONS)}")
+
+
+@dataclass(frozen=True, slots=True)
+class Seat:
+    """One active agent with its desks' queues and penalties, and its presence."""
+
+    work_number: str
+    name: str
+    queues: tuple[tuple[str, int], ...]  # (queue, penalty) of each desk
+    presence: Presence
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """A queue membership as Asterisk holds it (``QueueStatus``'s ``QueueMember``)."""
+
+    queue: str
+    interface: str
+    name: str
+    penalty: int
+    paused: bool
+    reason: str
+    wrapup_s: int = 0
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.queue, self.interface)
+
+
+def interface_of(work_number: str) -> str:
+    return f"PJSIP/{work_number}"
+
+
+def members(seat: Seat, wrapup_s: Mapping[str, int]) -> list[Member]:
+    """The memberships ``seat`` should have (none while logged out), by queue."""
+    p = seat.presence
+    if not p.logged_in:
+        return []
+    by_queue: dict[str, int] = {}
+    for queue, penalty in seat.queues:  # two desks on one queue: the lower penalty
+        if queue not in by_queue or penalty < by_queue[queue]:
+            by_queue[queue] = penalty
+    return [
+        Member(
+            queue,
+            interface_of(seat.work_number),
+            f"{seat.work_number} {seat.name}",
+            penalty,
+            p.paused,
+            p.reason,
+            wrapup_s.get(queue, 0),
+        )
+        for queue, penalty in sorted(by_queue.items())
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class Add:
+    member: Member
+
+
+@dataclass(frozen=True, slots=True)
+class Remove:
+    queue: str
+    interface: str
+
+
+@dataclass(frozen=True, slots=True)
+class Pause:
+    queue: str
+    interface: str
+    paused: bool
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Penalty:
+    queue: str
+    interface: str
+    penalty: int
+
+
+QueueAction = Add | Remove | Pause | Penalty
+
+
+def is_agent_interface(interface: str) -> bool:
+    return _AGENT_INTERFACE.fullmatch(interface) is not None
+
+
+def plan(wanted: Iterable[Member], held: Iterable[Member]) -> list[QueueAction]:
+    """What to do so that Asterisk's agent memberships are exactly ``wanted``.
+
+    >>> m = Member("repair", "PJSIP/1001", "1001 张三", 0, False, "")
+    >>> plan([m], []) == [Add(m)]
+    True
+    >>> sim = Member("repair", "Local/agent@sim-agents/n", "", 0, False, "")
+    >>> plan([], [m, sim])
+    [Remove(queue='repair', interface='PJSIP/1001')]
+    >>> for action in plan([Member("repair", "PJSIP/1001", "1001 张三", 1, True, "小休")], [m]):
+    ...     print(action)
+    Pause(queue='repair', interface='PJSIP/1001', paused=True, reason='小休')
+    Penalty(queue='repair', interface='PJSIP/1001', penalty=1)
+    """
+    want = {m.key: m for m in wanted}
+    have = {m.key: m for m in held if is_agent_interface(m.interface)}
+    actions: list[QueueAction] = []
+    for key in sorted(have.keys() - want.keys()):
+        actions.append(Remove(*key))
+    for key in sorted(want):
+        w, h = want[key], have.get(key)
+        if h is None or h.name != w.name:  # a renamed agent: its member name is set on add
+            if h is not None:
+                actions.append(Remove(*key))
+            actions.append(Add(w))
+            continue
+        if (h.paused, h.reason if h.paused else "") != (w.paused, w.reason):
+            actions.append(Pause(w.queue, w.interface, w.paused, w.reason))
+        if h.penalty != w.penalty:
+            actions.append(Penalty(w.queue, w.interface, w.penalty))
+    return actions
+
+
+def wanted_members(seats: Sequence[Seat], wrapup_s: Mapping[str, int]) -> list[Member]:
+    return [m for seat in seats for m in members(seat, wrapup_s)]
