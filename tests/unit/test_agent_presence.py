@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from ivr.core.agent_presence import (
@@ -27,11 +29,8 @@ IN = Presence(logged_in=True)
 
 
 def member(queue: str = "repair", **fields: object) -> Member:
-    base: dict[str, object] = {
-        "queue": queue, "interface": "PJSIP/1001", "name": "1001 张三", "penalty": 0,
-        "paused": False, "reason": "",
-    }  # fmt: skip
-    return Member(**(base | fields))  # type: ignore[arg-type]
+    base = Member("repair", "PJSIP/1001", "1001 张三", 0, False, "")
+    return dataclasses.replace(base, queue=queue, **fields)
 
 
 def test_transitions_from_every_state():
