@@ -182,3 +182,36 @@ def test_without_a_secret_config_fails_naming_it(tmp_path, missing):
     result = compose_config(tmp_path, {k: v for k, v in SECRETS.items() if k != missing})
     assert result.returncode != 0
     assert missing in result.stderr
+
+
+def ignore_patterns(path: Path) -> set[str]:
+    lines = (line.strip() for line in path.read_text().splitlines())
+    return {line for line in lines if line and not line.startswith("#")}
+
+
+def test_the_context_root_dockerignore_keeps_out_what_each_dockerfiles_own_does():
+    # docker-compose 1.29 (no BuildKit) reads only <context>/.dockerignore: without it the
+    # context would carry .venv, .git and docker/.env (every secret) to the engine.
+    root = ignore_patterns(REPO / ".dockerignore")
+    for own in sorted((REPO / "docker").glob("*.Dockerfile.dockerignore")):
+        assert ignore_patterns(own) == root, own.name
+    assert {".git", ".venv", "docker/.env", "docker/ivr.env"} <= root
+
+
+def test_published_ports_are_on_loopback_and_follow_docker_env(tmp_path):
+    ports = {"HOTLINE_SIP_PORT": "25060", "HOTLINE_WEB_PORT": "28080",
+             "HOTLINE_RTP_START": "31000", "HOTLINE_RTP_END": "31019"}  # fmt: skip
+    result = compose_config(tmp_path, SECRETS | ports)
+    assert result.returncode == 0, result.stderr
+    services = yaml.safe_load(result.stdout)["services"]
+    published = {name: service.get("ports", []) for name, service in services.items()}
+    rtp = [f"127.0.0.1:{port}:{port}/udp" for port in range(31000, 31020)]  # 1.29 expands it
+    assert {name: ports for name, ports in published.items() if ports} == {
+        "asterisk": ["127.0.0.1:25060:5060/udp", *rtp],
+        "web": ["127.0.0.1:28080:8080/tcp"],
+    }
+    environment = services["asterisk"]["environment"]
+    assert (environment["ASTERISK_RTP_START"], environment["ASTERISK_RTP_END"]) == (
+        "31000",
+        "31019",
+    )
