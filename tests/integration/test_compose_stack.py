@@ -251,6 +251,13 @@ def test_given_compose_up_then_the_web_health_answers_on_the_loopback_port(compo
 def test_given_compose_up_when_a_call_is_placed_then_the_flow_runs_and_an_agent_answers(
     compose_stack,
 ):
+    def asterisk_finds_agi() -> bool:
+        lookup = compose_stack.compose("exec", "-T", "asterisk", "getent", "hosts", "agi")
+        return lookup.returncode == 0
+
+    # The dialplan's FastAGI URL names the agi container, found through podman's aardvark-dns
+    # (1.4 here, which can drop queries while it reloads: docker/README.md).
+    wait_for(asterisk_finds_agi, 60, "the asterisk container resolving agi", every=2)
     added = compose_stack.exec(
         "asterisk", "asterisk", "-rx", "queue add member Local/agent@sim-agents/n to repair"
     )
