@@ -23,18 +23,21 @@ import threading
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pytest
 
 from ivr.cli import ROLES
 from ivr.devstack.ports import free_port, is_free
+from ivr.devstack.sipp import run_caller
 from tests.stack_support import ARTIFACTS, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 PODMAN = REPO / "scripts" / "podman"
 ONE_SHOT = ("migrate", "prompts")  # exit 0 once done; every other service stays up, healthy
 SERVICES = ("redis", "postgres", "asterisk", *ROLES)
+# sipp runs in the sid root, as in the other SIP tests.
+SID_ROOT = Path(os.environ.get("IVR_ASTERISK__ROOT", "/var/lib/hotline/sid-root"))
 RTP_PORTS = 20  # the published (and used) RTP range: 10 calls at once, plenty here
 PROJECT_LABEL = "com.docker.compose.project"
 LOGS = ARTIFACTS / "compose-stack"  # what the run printed, every service's log, Asterisk's
@@ -62,6 +65,7 @@ class ComposeStack:
     env: dict[str, str]  # the environment docker-compose runs with (DOCKER_HOST)
     secrets: dict[str, str]  # docker/.env
     web_port: int
+    sip_port: int
 
     def compose(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -172,6 +176,7 @@ def compose_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComposeS
     project = f"hltest{secrets.token_hex(4)}"
     rtp_start = free_udp_range(RTP_PORTS)
     web_port = free_port()
+    sip_port = free_port("udp")
     values = {
         "HOTLINE_DB_PASSWORD": secrets.token_hex(24),
         "HOTLINE_REDIS_PASSWORD": secrets.token_hex(24),
@@ -181,7 +186,7 @@ def compose_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComposeS
     settings = {
         "COMPOSE_PROJECT_NAME": project,
         "HOTLINE_SUBNET": free_subnet(),
-        "HOTLINE_SIP_PORT": str(free_port("udp")),
+        "HOTLINE_SIP_PORT": str(sip_port),
         "HOTLINE_WEB_PORT": str(web_port),
         "HOTLINE_RTP_START": str(rtp_start),
         "HOTLINE_RTP_END": str(rtp_start + RTP_PORTS - 1),
@@ -200,7 +205,9 @@ def compose_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComposeS
     stop = threading.Event()
     checker = threading.Thread(target=run_healthchecks, args=(project, stop), daemon=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DOCKER_", "COMPOSE_"))}
-    stack = ComposeStack(src, project, env | {"DOCKER_HOST": f"unix://{socket}"}, values, web_port)
+    stack = ComposeStack(
+        src, project, env | {"DOCKER_HOST": f"unix://{socket}"}, values, web_port, sip_port
+    )
     try:
         wait_for(socket.exists, 30, "podman's API socket")
         checker.start()
@@ -294,3 +301,29 @@ def test_given_compose_up_when_a_call_is_placed_then_the_flow_runs_and_an_agent_
     row = wait_for(catalogued, 60, "the call's recording catalogued by the recorder", every=2)
     assert (row["status"], row["queue"]) == ("ok", "repair"), row
     assert row["agent"] == "Local/agent@sim-agents/n", row
+
+
+def test_given_compose_up_when_a_sip_call_arrives_on_the_published_port_then_the_flow_answers(
+    compose_stack,
+):
+    # From the host, through 127.0.0.1's published SIP port: the source Asterisk sees is the
+    # compose network's gateway, which the pstn trunk admits (ASTERISK_PERMIT_SUBNET). The
+    # call's audio does not flow (docker/README.md: a caller on 127.0.0.1 and the container's
+    # address in the SDP cannot reach each other), so no key is pressed: the flow answers,
+    # plays its greeting and menu, and the caller hangs up.
+    result = run_caller(
+        SID_ROOT, PurePosixPath(f"/tmp/{compose_stack.project}-sipp"),
+        target=f"127.0.0.1:{compose_stack.sip_port}", did="95158", hold_s=14, timeout_s=60,
+    )  # fmt: skip
+    assert (result.total, result.successful) == (1, 1), result
+
+    def sip_call_catalogued() -> dict[str, object] | None:
+        rows = json.loads(compose_stack.exec("recorder", "ivr", "recordings", "list", "--json"))
+        return next((r for r in rows if not str(r["linkedid"]).startswith("ivrcall-")), None)
+
+    row = wait_for(sip_call_catalogued, 60, "the SIP call catalogued by the recorder", every=2)
+    assert (row["status"], row["did"], row["queue"]) == ("ok", "95158", None), row
+    messages = compose_stack.exec("asterisk", "cat", "/var/log/asterisk/messages.log")
+    assert 'AGI("PJSIP/pstn-' in messages  # the trunk's channel ran the FastAGI flow
+    assert "/var/lib/hotline/prompts/zh/menu" in messages
+    shutil.rmtree(result.workdir)  # kept in the sid root when the test fails
