@@ -241,6 +241,9 @@ def compose_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComposeS
         assert down.returncode == 0, down.stderr
         left = podman("ps", "-a", "-q", "--filter", f"label={PROJECT_LABEL}={project}")
         assert not left.split(), f"containers of {project} left after down: {left}"
+        # Images no tag leads to any more (the build cache of older work trees): the store
+        # would otherwise grow by every change. The current images' cache is kept.
+        podman("image", "prune", "--force", timeout=300)
 
 
 def test_given_compose_up_then_every_service_is_healthy_and_the_migrations_ran(compose_stack):
