@@ -221,6 +221,12 @@ periodic-announce-frequency = 1
 relative-periodic-announce = yes
 EOF
 
+# Each queue's strategy, ring time and wrap-up (routing/, section ringing): rendered by the
+# prompts one-shot (`ivr ringing-conf`) into the prompts volume, as `ivr up` renders it.
+[ -f "$prompts/queues_ringing_generated.conf" ] ||
+    die "$prompts/queues_ringing_generated.conf is missing: did the prompts service run?"
+cp "$prompts/queues_ringing_generated.conf" "$etc/queues_ringing_generated.conf"
+
 cat > "$etc/pjsip_generated.conf" <<EOF
 [transport-udp]
 type = transport

@@ -368,6 +368,16 @@ def cmd_check_routing(settings: Settings, _: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ringing_conf(settings: Settings, _: argparse.Namespace) -> int:
+    """Print queues_ringing_generated.conf from routing/ (what `ivr up` renders itself; the
+    compose stack's prompts one-shot writes it for the Asterisk container)."""
+    from ivr.adapters.telephony.routing_files import load_routing
+    from ivr.core.queue_ringing import ringing_conf
+
+    sys.stdout.write(ringing_conf(load_routing(settings.routing_dir).ringing))
+    return 0
+
+
 def cmd_prompts_build(settings: Settings, args: argparse.Namespace) -> int:
     from ivr.adapters.telephony import prompts
     from ivr.adapters.telephony.config_check import load_checked
@@ -408,6 +418,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("ami", help="role: the AMI listener (events into Redis)")
     sub.add_parser("web", help="role: the web app")
     sub.add_parser("check-routing", help="validate routing/ and the prompt catalog")
+    sub.add_parser(
+        "ringing-conf", help="print each queue's ringing (routing/) as Asterisk queue config"
+    )
     messages = sub.add_parser("messages", help="list the voice messages left after hours")
     messages.add_argument("--limit", type=int, default=50)
     messages.add_argument("--json", action="store_true")
@@ -487,6 +500,7 @@ def _dispatch(settings: Settings, args: argparse.Namespace) -> int:
         "health": cmd_status,
         "call": cmd_call,
         "check-routing": cmd_check_routing,
+        "ringing-conf": cmd_ringing_conf,
         "messages": cmd_messages,
         "metrics": cmd_metrics,
     }
