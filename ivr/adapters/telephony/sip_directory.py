@@ -32,6 +32,7 @@ Rows per agent ``<username>`` (the 工号): endpoint, auth and AOR share the id;
 takes calls into the ``from-agents`` context (nothing but what the agents' features add; no
 trunk), PCMA/PCMU, and ``webrtc=yes`` (DTLS-SRTP with a certificate Asterisk generates at
 start, ICE, AVPF, rtcp-mux) for the browser; desk phones use UDP or TCP on the same account.
+Asterisk qualifies every contact each :data:`QUALIFY_S` seconds (OPTIONS).
 An AOR holds :data:`MAX_CONTACTS` contacts (a desk phone and a browser at once); a further
 device replaces the oldest contact (``remove_existing``).
 """
@@ -63,6 +64,11 @@ SCHEMA_VERSION: Final = 1  # PRAGMA user_version; another one is rebuilt (a proj
 _CONTACT_KEY: Final = "/registrar/contact/"
 AGENTS_CONTEXT: Final = "from-agents"
 MAX_CONTACTS: Final = 2  # a desk phone and the browser
+# Asterisk sends each contact OPTIONS this often, the first at some moment within it. Not
+# only a health check: a realtime endpoint that appeared after Asterisk started stays
+# Unavailable to app_queue (never rung) until one of its contacts turns Avail, which only a
+# qualify does (measured on 22.10: with 0, a registered agent was never rung).
+QUALIFY_S: Final = 10
 BUSY_TIMEOUT_S: Final = 5.0
 DIR_MODE: Final = 0o2770
 FILE_MODE: Final = 0o660
@@ -225,7 +231,7 @@ def _rows(account: SipAccount, realm: str) -> dict[str, dict[str, str | int]]:
         },
         "ps_aors": {
             "id": name, "max_contacts": MAX_CONTACTS, "remove_existing": "yes",
-            "qualify_frequency": 0, "default_expiration": 600, "maximum_expiration": 3600,
+            "qualify_frequency": QUALIFY_S, "default_expiration": 600, "maximum_expiration": 3600,
             "minimum_expiration": 60,
         },
     }  # fmt: skip
