@@ -41,6 +41,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from ivr.errors import StackError
 
@@ -266,6 +267,99 @@ def dial_as_agent(
     return _result(workdir, proc.returncode)
 
 
+def phone_command(
+    root: Path,
+    workdir_inner: PurePosixPath,
+    *,
+    target: str,
+    username: str,
+    password: str,
+    ring_s: float = 2.0,
+    speak_after_s: float = 7.0,
+    talk_s: float = 60.0,
+    expires_s: int = 120,
+    local_ip: str = LOCAL_IP,
+    user_agent: str = "sipp-agent-phone",
+) -> list[str]:
+    """The command of an agent's registered phone (``agent-phone.xml``), rendered and ready.
+
+    The phone registers ``username`` at ``target`` with digest authentication and registers
+    again every ``expires_s / 2`` seconds, for as long as it runs; each call it gets rings
+    ``ring_s`` seconds, is answered with PCMA, and the agent speaks ``speak_after_s`` after
+    the answer (once the whisper and the caller's announcement are over: ``g711a.pcap``,
+    7.05 s, once), then stays on until the PBX hangs up, or hangs up ``talk_s`` later. The
+    calls (and Asterisk's qualify OPTIONS) go to ``agent-phone-call.xml``, sipp's out-of-call
+    scenario on the same socket. A refused registration (403, or 401 to the digest: a wrong
+    password) stops sipp at once; :func:`phone_result` then says why.
+    Start it with :func:`start_phone` or as a detached process (the dev stack's roles)."""
+    if not _USER_PART.fullmatch(username) or not password.isalnum():
+        raise ValueError("username: 1-64 of 0-9 A-Z a-z + . _ -; password: letters and digits")
+    if not _TARGET.fullmatch(target):
+        raise ValueError(f"target must be host:port: {target!r}")
+    if min(ring_s, speak_after_s, talk_s) < 0 or expires_s < 60:
+        raise ValueError("ring_s, speak_after_s, talk_s must not be negative; expires_s >= 60")
+    if not _USER_PART.fullmatch(user_agent.replace(" ", "-")):
+        raise ValueError("user_agent: 1-64 of 0-9 A-Z a-z + . _ - and spaces")
+    if not ipaddress.ip_address(local_ip).is_loopback:
+        raise ValueError(f"local_ip must be a loopback address (127.x.y.z): {local_ip!r}")
+    workdir = _prepare(root, workdir_inner)
+    _render(
+        "agent-phone.xml",
+        workdir,
+        password=password,
+        expires=str(expires_s),
+        refresh_ms=str(expires_s * 1000 // 2),
+        user_agent=user_agent,
+    )
+    _render(
+        "agent-phone-call.xml",
+        workdir,
+        ring_ms=str(max(1, round(ring_s * 1000))),
+        speak_after_ms=str(max(1, round(speak_after_s * 1000))),
+        talk_ms=str(max(1, round(talk_s * 1000))),
+    )
+    args = [
+        target,
+        "-sf", "agent-phone.xml",
+        "-oocsf", "agent-phone-call.xml",
+        "-s", username,
+        "-p", str(_free_udp_port()),
+        "-m", "1",
+        *_common_args(local_ip),
+    ]  # fmt: skip
+    return _chroot_command(root, workdir_inner, args)
+
+
+def start_phone(
+    root: Path, workdir_inner: PurePosixPath, **options: Any
+) -> subprocess.Popen[bytes]:
+    """Start an agent's registered phone (:func:`phone_command`'s ``options``); it runs
+    until :func:`stop_agent`, which then counts its calls."""
+    command = phone_command(root, workdir_inner, **options)
+    workdir = root / workdir_inner.relative_to("/")
+    with (workdir / "sipp.stderr").open("wb") as err:
+        proc = AgentProcess(
+            command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+            start_new_session=True,
+        )  # fmt: skip
+    proc.workdir = workdir
+    return proc
+
+
+def phone_result(workdir: Path) -> str:
+    """What a phone's counts say about its registration, in words (for ``ivr up``)."""
+    counts = _counts(workdir)
+    if counts.get("403_Recv"):
+        return "Asterisk refused it (403: the address is blocked)"
+    if counts.get("401_Recv", 0) >= 2 and not counts.get("200_Recv"):
+        return "Asterisk refused its password (401 to the digest): wrong password or realm"
+    if counts.get("200_Recv"):
+        return "it registered, then stopped"
+    if counts.get("REGISTER_Sent") or counts.get("REGISTER_Timeout"):
+        return "Asterisk did not answer its REGISTER"
+    return "sipp did not start"
+
+
 def start_agent(
     root: Path,
     workdir_inner: PurePosixPath,
@@ -355,7 +449,11 @@ def message_counts(result: SippResult) -> dict[str, int]:
     from the other side), ``BYE_Sent``, ``CANCEL_Recv``, ``487_Sent``, ``BYE_Timeout``
     (timed waits that ran out). Empty if sipp wrote no counts file.
     """
-    files = sorted(result.workdir.glob("*_counts.csv"))
+    return _counts(result.workdir)
+
+
+def _counts(workdir: Path) -> dict[str, int]:
+    files = sorted(workdir.glob("*_counts.csv"))
     if not files:
         return {}
     rows = list(csv.reader(files[-1].read_text().splitlines(), delimiter=";"))
