@@ -200,7 +200,10 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
     from ivr.devstack.stack import Stack, StackAlreadyUp
 
     try:
-        lines = Stack(settings, sim_agents=not args.no_sim_agents).up()
+        stack = Stack(
+            settings, sim_agents=not args.no_sim_agents, demo_agents=not args.no_demo_agents
+        )
+        lines = stack.up()
     except StackAlreadyUp as exc:
         _out(exc.message)
         return 0
@@ -393,6 +396,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="start the whole stack on 127.0.0.1")
     up.add_argument("--no-sim-agents", action="store_true", help="no simulated agents")
+    up.add_argument(
+        "--no-demo-agents", action="store_true",
+        help="no demo agents 1001 and 1002, and no sipp phones for them",
+    )  # fmt: skip
     sub.add_parser("down", help="stop what `ivr up` started")
     for name in ("status", "health"):
         st = sub.add_parser(name, help="health of each role (exit 1 if any is down)")

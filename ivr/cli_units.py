@@ -49,6 +49,7 @@ def _out(line: str = "") -> None:
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from ivr.devstack.demo_agents import DEMO_AGENTS, role_name
     from ivr.devstack.stack import ROLE_ORDER
 
     install = subparsers.add_parser(
@@ -95,7 +96,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     restart = subparsers.add_parser(
         "restart", help="dev stack (ivr up): stop one role and start it again, until ready"
     )
-    restart.add_argument("role", choices=ROLE_ORDER)
+    restart.add_argument("role", choices=[*ROLE_ORDER, *map(role_name, DEMO_AGENTS)])
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:

@@ -75,13 +75,19 @@ def keep_logs(settings: Settings, folder: str) -> Path:
 
 @contextmanager
 def private_stack(
-    base: Path, name: str, logs: str, *, sim_agents: bool = True, **fields: Any
+    base: Path,
+    name: str,
+    logs: str,
+    *,
+    sim_agents: bool = True,
+    demo_agents: bool = False,
+    **fields: Any,
 ) -> Iterator[Stack]:
     """A whole stack of its own (``ivr up`` on free ports, Asterisk instance
-    ``<name><pid>``, settings ``fields``), taken down afterwards with its logs kept in
-    ``test-artifacts/<logs>/``."""
+    ``<name><pid>``, settings ``fields``; the demo agents' phones only when asked), taken
+    down afterwards with its logs kept in ``test-artifacts/<logs>/``."""
     settings = isolated_settings(base / "run", f"{name}{os.getpid()}", **fields)
-    stack = Stack(settings, sim_agents=sim_agents)
+    stack = Stack(settings, sim_agents=sim_agents, demo_agents=demo_agents)
     stack.up()
     try:
         yield stack

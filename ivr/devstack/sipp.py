@@ -279,6 +279,7 @@ def phone_command(
     talk_s: float = 60.0,
     expires_s: int = 120,
     local_ip: str = LOCAL_IP,
+    local_port: int = 0,
     user_agent: str = "sipp-agent-phone",
 ) -> list[str]:
     """The command of an agent's registered phone (``agent-phone.xml``), rendered and ready.
@@ -290,7 +291,8 @@ def phone_command(
     7.05 s, once), then stays on until the PBX hangs up, or hangs up ``talk_s`` later. The
     calls (and Asterisk's qualify OPTIONS) go to ``agent-phone-call.xml``, sipp's out-of-call
     scenario on the same socket. A refused registration (403, or 401 to the digest: a wrong
-    password) stops sipp at once; :func:`phone_result` then says why.
+    password) stops sipp at once; :func:`phone_result` then says why. ``local_port``: the
+    phone's SIP port on ``local_ip`` (0: a free one), so its contact is known in advance.
     Start it with :func:`start_phone` or as a detached process (the dev stack's roles)."""
     if not _USER_PART.fullmatch(username) or not password.isalnum():
         raise ValueError("username: 1-64 of 0-9 A-Z a-z + . _ -; password: letters and digits")
@@ -323,7 +325,7 @@ def phone_command(
         "-sf", "agent-phone.xml",
         "-oocsf", "agent-phone-call.xml",
         "-s", username,
-        "-p", str(_free_udp_port()),
+        "-p", str(local_port or _free_udp_port()),
         "-m", "1",
         *_common_args(local_ip),
     ]  # fmt: skip

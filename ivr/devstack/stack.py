@@ -40,7 +40,7 @@ import sysconfig
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -73,8 +73,11 @@ from ivr.adapters.telephony.asterisk import asterisk_instance as asterisk_instan
 from ivr.adapters.telephony.asterisk import configured_instance as configured_instance
 from ivr.adapters.telephony.config_check import load_checked
 from ivr.devstack.access import check_reach, hand_over_run_dir, open_the_way
+from ivr.adapters.telephony.sip_directory import registrations
+from ivr.devstack import demo_agents as demos
+from ivr.devstack import sipp
 from ivr.devstack.ports import free_port, is_free, port_owner
-from ivr.errors import ConfigError, StackError
+from ivr.errors import ConfigError, SipDirectoryError, StackError
 from ivr.settings import (
     AmiSettings,
     FastAgiSettings,
@@ -228,9 +231,13 @@ def _free_sip_port() -> int:
 
 
 class Stack:
-    def __init__(self, settings: Settings, *, sim_agents: bool = True) -> None:
+    def __init__(
+        self, settings: Settings, *, sim_agents: bool = True, demo_agents: bool = False
+    ) -> None:
         self.settings = settings
         self.sim_agents = sim_agents
+        self.demo_agents = demo_agents
+        self.demo: demos.Prepared | None = None
         self.run_dir = settings.run_dir
         self.state_file = self.run_dir / "stack.json"
         self.logs = self.run_dir / "logs"
@@ -276,9 +283,11 @@ class Stack:
         self._ensure_secrets()
         prompts.build(catalog, s.prompts_dir, s.prompts_build_dir)
         self.dev_password = self._ensure_dev_user()
+        if self.demo_agents:
+            self.demo = demos.ensure(s)
         records: dict[str, RoleRecord] = {}
         try:
-            for role in ROLE_ORDER:
+            for role in self._order(records):
                 records[role] = self._start(role)
                 self._save(records)
                 self._wait_ready(role, records[role])
@@ -386,11 +395,24 @@ class Stack:
         self._service_account().own(path)  # redis-server runs as the service user
         return path
 
+    def _order(self, records: dict[str, RoleRecord]) -> tuple[str, ...]:
+        """The roles in start order: the fixed ones, then the demo agents' phones (those
+        ``up`` starts now, and those the state file lists)."""
+        phones = [demos.role_name(a) for a in (self.demo.phones if self.demo else ())]
+        phones += [r for r in records if r.startswith(demos.ROLE_PREFIX)]
+        return (*ROLE_ORDER, *dict.fromkeys(phones))
+
     def _start(self, role: str) -> RoleRecord:
         s = self.settings
         user = self._service_account()
         _own_folder(self.logs, user)
         log = self.logs / f"{role}.log"
+        if role.startswith(demos.ROLE_PREFIX):
+            agent = demos.by_role(role)
+            port = free_port("udp")
+            cmd = demos.phone_command(s, agent, _phone_workdir(s, role), port)
+            endpoint = f"sip:{agent.work_number}@{agent.address}:{port}"
+            return RoleRecord(role, spawn_detached(cmd, log), demos.MARKER, str(log), endpoint)
         if role == "asterisk":
             inst = configured_instance(s)
             inst.render()
@@ -434,6 +456,9 @@ class Stack:
         return RoleRecord(role, pid, "ivr", str(log), endpoints[role])
 
     def _wait_ready(self, role: str, rec: RoleRecord) -> None:
+        if role.startswith(demos.ROLE_PREFIX):
+            _wait_registered(self.settings, rec)
+            return
         wait_until_ready(self.settings, role, rec.pid, Path(rec.log))
         if role == "asterisk" and self.sim_agents:
             inst = asterisk_instance(self.settings)
@@ -468,6 +493,8 @@ class Stack:
             lines.append(f"  database: {done.before.where} at revision {done.head} ({how})")
         if self.sim_agents:
             lines.append("  each desk queue has a simulated agent (answers after 1 s)")
+        if self.demo is not None:
+            lines += self._demo_summary(did)
         if self.dev_password:
             lines.append(
                 f"  web sign-in: supervisor / {self.dev_password}  (admin; shown only now — "
@@ -482,13 +509,32 @@ class Stack:
         lines.append(f"  stop everything: {ivr} down    health: {ivr} status")
         return lines
 
+    def _demo_summary(self, did: str) -> list[str]:
+        assert self.demo is not None
+        lines = [f"  {note}" for note in self.demo.notes]
+        for agent in self.demo.phones:
+            lines.append(
+                f"  demo agent {agent.work_number} {agent.name} ({', '.join(agent.desks)}): "
+                f"phone registered from {agent.address} (sipp, answers after "
+                f"{demos.RING_S:g} s); SIP password in "
+                f"{demos.password_file(self.settings, agent)}"
+            )
+        if self.demo.phones:
+            first = self.demo.phones[0]
+            lines.append(
+                f"  the demo agents are not logged in to their desks yet; once {first.work_number}"
+                f" is in {first.desks[0]}, {ivr_command()} call --did {did} --from 13800138000 "
+                "--digits 1 reaches it and the report shows the 工号 announcement"
+            )
+        return lines
+
     # --- status ----------------------------------------------------------------------
     def status(self) -> list[RoleStatus]:
         """Each role's health; a role that is down says which command brings it back."""
         records = self._records()
         ivr = ivr_command()
         out = []
-        for role in ROLE_ORDER:
+        for role in self._order(records):
             rec = records.get(role)
             restart = f"{ivr} restart {role}"
             if not records:
@@ -507,9 +553,9 @@ class Stack:
 
     def restart_role(self, role: str) -> RoleRecord:
         """Stop one role (if it runs) and start it again, waiting until it is ready."""
-        if role not in ROLE_ORDER:
-            raise StackError(f"unknown role {role!r}; roles: {', '.join(ROLE_ORDER)}")
         records = self._records()
+        if role not in self._order(records):
+            raise StackError(f"unknown role {role!r}; roles: {', '.join(self._order(records))}")
         if not records:
             raise StackError("the stack is not up; run `ivr up`")
         old = records.get(role)
@@ -530,7 +576,7 @@ class Stack:
     def down(self) -> list[str]:
         records = self._records()
         lines = []
-        for role in reversed(ROLE_ORDER):
+        for role in reversed(self._order(records)):
             rec = records.get(role)
             if rec is None:
                 continue
@@ -616,6 +662,8 @@ def role_check(settings: Settings, role: str, pid: int) -> tuple[bool, str]:
     if role == "recorder":  # this process swept lately (its heartbeat file)
         fresh = max(10.0, 5 * settings.recordings.scan_interval_s)
         return heartbeat_status(heartbeat_path(settings), pid, fresh)
+    if role.startswith(demos.ROLE_PREFIX):
+        return _phone_registered(settings, demos.by_role(role))
     if role == "asterisk":
         try:
             out = asterisk_instance(settings).rx("core show uptime", timeout=5)
@@ -651,6 +699,53 @@ def wait_until_ready(
         time.sleep(0.1)
     raise StackError(
         f"{role} not ready after {timeout:.0f} s ({last}); last lines of {log}:\n" + _tail(log)
+    )
+
+
+def _phone_workdir(settings: Settings, role: str) -> PurePosixPath:
+    return asterisk_instance(settings).base / "sipp" / role
+
+
+def _phone_registered(
+    settings: Settings, agent: demos.DemoAgent, contact: str | None = None
+) -> tuple[bool, str]:
+    """Is ``agent`` registered from its phone's address (``contact``: exactly that URI, not
+    a registration left from an earlier run)?"""
+    try:
+        found = [r for r in registrations(settings) if r.username == agent.work_number]
+    except SipDirectoryError as exc:
+        return False, str(exc)
+    mine = [
+        r for r in found if (r.contact == contact if contact else f"@{agent.address}:" in r.contact)
+    ]
+    if not mine:
+        return False, f"{agent.work_number} not registered from {contact or agent.address}"
+    return True, f"{agent.work_number} {agent.name} registered: {mine[0].contact}"
+
+
+def _wait_registered(settings: Settings, rec: RoleRecord, timeout: float = 10.0) -> None:
+    """Wait until a demo agent's phone has registered, else StackError saying why not."""
+    agent = demos.by_role(rec.name)
+    workdir = settings.asterisk.root / _phone_workdir(settings, rec.name).relative_to("/")
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        if not pid_alive(rec.pid):
+            raise StackError(
+                f"the phone of demo agent {agent.work_number} did not register: "
+                f"{sipp.phone_result(workdir)}. Its password is in "
+                f"{demos.password_file(settings, agent)} (delete it and `ivr up` sets a "
+                f"new one); sipp's output: {rec.log}, {workdir}/errors.log",
+                work_number=agent.work_number,
+            )
+        ok, last = _phone_registered(settings, agent, rec.endpoint)
+        if ok:
+            return
+        time.sleep(0.2)
+    raise StackError(
+        f"the phone of demo agent {agent.work_number} not registered after {timeout:.0f} s "
+        f"({last}); see {rec.log} and {workdir}/errors.log",
+        work_number=agent.work_number,
     )
 
 

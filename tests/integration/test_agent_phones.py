@@ -26,6 +26,7 @@ from ivr.adapters.telephony.ami_client import AmiClient
 from ivr.adapters.telephony.originate import place_call
 from ivr.devstack.sipp import PCAP_DIR, message_counts, phone_result, start_phone, stop_agent
 from ivr.devstack.stack import Stack, asterisk_instance, ivr_command, settings_env
+from ivr.errors import StackError
 from ivr.settings import Settings
 from tests.conftest import routing_for_tests
 from tests.stack_support import private_stack, wait_for
@@ -195,3 +196,46 @@ def test_given_a_wrong_password_then_the_phone_never_registers_and_says_why(
         result = stop_agent(phone, timeout_s=1.0)
     assert "refused its password" in phone_result(result.workdir)
     assert not _registered(s, "1002")
+
+
+def test_the_dev_stack_brings_up_two_demo_agents_with_registered_phones(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    base = tmp_path_factory.mktemp("demo")
+    routing = routing_for_tests(base / "routing")
+    with private_stack(
+        base, "demo", "demo-logs", sim_agents=False, demo_agents=True, routing_dir=routing
+    ) as stack:
+        s = stack.settings
+        summary = "\n".join(stack._summary("95158"))
+        assert "demo agent 1001 张三 (repair, consultation)" in summary
+        assert "demo agent 1002 李四 (billing, complaints, consultation)" in summary
+        roles = json.loads(stack.state_file.read_text())["roles"]
+        assert {"phone-1001", "phone-1002"} <= roles.keys()
+        assert _registered(s, "1001") and _registered(s, "1002")
+        for work_number in ("1001", "1002"):
+            path = s.run_dir / "demo-agents" / f"{work_number}.password"
+            assert path.stat().st_mode & 0o777 == 0o600
+        statuses = {st.name: st for st in stack.status()}
+        assert statuses["phone-1001"].ok and "registered" in statuses["phone-1001"].detail
+        listed = _ivr(s, "agents", "list", "--json")
+        assert listed.returncode == 0, listed.stderr
+        names = {a["work_number"]: a["name"] for a in json.loads(listed.stdout)}
+        assert names == {"1001": "张三", "1002": "李四"}
+        history = _ivr(s, "agents", "history", "1001", "--json")
+        assert '"ivr up"' in history.stdout, history.stdout  # audited as the dev stack
+        # restartable, and the same password still registers
+        old = roles["phone-1001"]["pid"]
+        new = stack.restart_role("phone-1001")
+        assert new.pid != old and _registered(s, "1001")
+
+        # a wrong password: `ivr up` stops, saying which phone and why
+        stack.down()
+        (s.run_dir / "demo-agents" / "1002.password").write_text("Wrong2026pass\n")
+        again = Stack(s, sim_agents=False, demo_agents=True)
+        with pytest.raises(StackError) as refused:
+            again.up()
+        message = refused.value.message
+        assert "demo agent 1002 did not register" in message
+        assert "refused its password" in message and "1002.password" in message
+        assert again.running() == {}  # everything it started is stopped again
