@@ -200,9 +200,9 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
     from ivr.devstack.stack import Stack, StackAlreadyUp
 
     try:
-        stack = Stack(
-            settings, sim_agents=not args.no_sim_agents, demo_agents=not args.no_demo_agents
-        )
+        demo = not args.no_demo_agents  # the simulated agents stand in when there are none
+        sim = args.sim_agents or (not demo and not args.no_sim_agents)
+        stack = Stack(settings, sim_agents=sim, demo_agents=demo)
         lines = stack.up()
     except StackAlreadyUp as exc:
         _out(exc.message)
@@ -395,7 +395,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ivr", description="hotline IVR service")
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="start the whole stack on 127.0.0.1")
-    up.add_argument("--no-sim-agents", action="store_true", help="no simulated agents")
+    up.add_argument(
+        "--sim-agents", action="store_true",
+        help="also a simulated agent in each queue (the default with --no-demo-agents)",
+    )  # fmt: skip
+    up.add_argument(
+        "--no-sim-agents", action="store_true",
+        help="with --no-demo-agents: nobody in the queues",
+    )  # fmt: skip
     up.add_argument(
         "--no-demo-agents", action="store_true",
         help="no demo agents 1001 and 1002, and no sipp phones for them",

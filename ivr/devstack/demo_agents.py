@@ -1,6 +1,7 @@
 """The dev stack's two demo agents and their phones (``ivr up``; ``--no-demo-agents`` skips).
 
-1001 张三 (repair, consultation) and 1002 李四 (billing, complaints, consultation) are added
+1001 张三 (repair, consultation) and 1002 李四 (billing, complaints, consultation and the
+emergency desk, so the emergency line is answered too) are added
 through the agents store (:mod:`ivr.adapters.sql.agents`, audited as ``ivr up``) when they
 do not exist. Their SIP passwords, shown once by the store, are kept in the run dir
 (``demo-agents/<工号>.password``, mode 0600); a demo agent whose file is missing, or whose
@@ -9,8 +10,8 @@ password was made for another realm, gets a new one (a password reset, audited t
 Each demo agent's phone is a sipp process (:func:`ivr.devstack.sipp.phone_command`) on its own
 loopback address, a stack role ``phone-<工号>``: it registers with digest authentication,
 again before expiry, and answers every call after :data:`RING_S` seconds. A disabled demo
-agent gets no phone. Logging the agents in to their desks (queue membership) is not done
-here.
+agent gets no phone. Once the phones have registered, :func:`log_in` logs the agents in to
+their desks (their presence, audited as ``ivr up``); the ami role puts them in the queues.
 """
 
 from __future__ import annotations
@@ -44,7 +45,9 @@ class DemoAgent:
 
 DEMO_AGENTS = (
     DemoAgent("1001", "张三", ("repair", "consultation"), "127.0.0.101"),
-    DemoAgent("1002", "李四", ("billing", "complaints", "consultation"), "127.0.0.102"),
+    DemoAgent(
+        "1002", "李四", ("billing", "complaints", "consultation", "emergency"), "127.0.0.102"
+    ),
 )
 
 
@@ -116,7 +119,11 @@ def ensure(settings: Settings) -> Prepared:
 
 
 def phone_command(
-    settings: Settings, agent: DemoAgent, workdir_inner: PurePosixPath, port: int
+    settings: Settings,
+    agent: DemoAgent,
+    workdir_inner: PurePosixPath,
+    port: int,
+    run_as: tuple[int, int] | None = None,
 ) -> list[str]:
     """The sipp command of ``agent``'s phone on ``agent.address:port``, with the password
     kept in the run dir."""
@@ -136,4 +143,17 @@ def phone_command(
         ring_s=RING_S,
         local_ip=agent.address,
         local_port=port,
+        run_as=run_as,
     )
+
+
+def log_in(settings: Settings, phones: tuple[DemoAgent, ...]) -> None:
+    """Log the demo agents with a phone in to their desks (no change if they already are)."""
+    engine = settings_engine(settings)
+    try:
+        with Session(engine) as session:
+            for demo in phones:
+                agents.change_presence(session, demo.work_number, "login", "", ACTOR)
+            session.commit()
+    finally:
+        engine.dispose()

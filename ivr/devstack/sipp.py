@@ -32,6 +32,7 @@ import csv
 import ipaddress
 import logging
 import math
+import os
 import re
 import shlex
 import signal
@@ -281,6 +282,7 @@ def phone_command(
     local_ip: str = LOCAL_IP,
     local_port: int = 0,
     user_agent: str = "sipp-agent-phone",
+    run_as: tuple[int, int] | None = None,
 ) -> list[str]:
     """The command of an agent's registered phone (``agent-phone.xml``), rendered and ready.
 
@@ -293,6 +295,7 @@ def phone_command(
     scenario on the same socket. A refused registration (403, or 401 to the digest: a wrong
     password) stops sipp at once; :func:`phone_result` then says why. ``local_port``: the
     phone's SIP port on ``local_ip`` (0: a free one), so its contact is known in advance.
+    ``run_as`` (uid, gid): sipp runs as them, not as root (the dev stack's phones).
     Start it with :func:`start_phone` or as a detached process (the dev stack's roles)."""
     if not _USER_PART.fullmatch(username) or not password.isalnum():
         raise ValueError("username: 1-64 of 0-9 A-Z a-z + . _ -; password: letters and digits")
@@ -329,7 +332,10 @@ def phone_command(
         "-m", "1",
         *_common_args(local_ip),
     ]  # fmt: skip
-    return _chroot_command(root, workdir_inner, args)
+    if run_as is not None:  # sipp writes its counts and logs there as that user
+        for path in (workdir, *workdir.iterdir()):
+            os.chown(path, *run_as, follow_symlinks=False)
+    return _chroot_command(root, workdir_inner, args, run_as)
 
 
 def start_phone(
@@ -488,10 +494,17 @@ def _common_args(local_ip: str = LOCAL_IP) -> list[str]:
     ]  # fmt: skip
 
 
-def _chroot_command(root: Path, workdir_inner: PurePosixPath, args: list[str]) -> list[str]:
+def _chroot_command(
+    root: Path,
+    workdir_inner: PurePosixPath,
+    args: list[str],
+    run_as: tuple[int, int] | None = None,
+) -> list[str]:
+    """sipp in the root; ``run_as`` (uid, gid): ``chroot`` drops to them before sipp starts."""
     script = f"cd {shlex.quote(str(workdir_inner))} && exec {SIPP_BIN} {shlex.join(args)}"
     logger.info("sipp", extra={"root": str(root), "command": script})
-    return ["chroot", str(root), "sh", "-c", script]
+    userspec = [f"--userspec={run_as[0]}:{run_as[1]}", "--groups="] if run_as else []
+    return ["chroot", *userspec, str(root), "sh", "-c", script]
 
 
 def _prepare(root: Path, workdir_inner: PurePosixPath) -> Path:

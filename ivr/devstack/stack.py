@@ -72,10 +72,10 @@ from ivr.adapters.telephony import prompts
 from ivr.adapters.telephony.asterisk import asterisk_instance as asterisk_instance
 from ivr.adapters.telephony.asterisk import configured_instance as configured_instance
 from ivr.adapters.telephony.config_check import load_checked
-from ivr.devstack.access import check_reach, hand_over_run_dir, open_the_way
 from ivr.adapters.telephony.sip_directory import registrations
 from ivr.devstack import demo_agents as demos
 from ivr.devstack import sipp
+from ivr.devstack.access import check_reach, hand_over_run_dir, open_the_way
 from ivr.devstack.ports import free_port, is_free, port_owner
 from ivr.errors import ConfigError, SipDirectoryError, StackError
 from ivr.settings import (
@@ -291,6 +291,8 @@ class Stack:
                 records[role] = self._start(role)
                 self._save(records)
                 self._wait_ready(role, records[role])
+            if self.demo is not None:  # every phone has registered: the agents log in
+                demos.log_in(s, self.demo.phones)
         except BaseException:
             self.down()
             raise
@@ -410,7 +412,9 @@ class Stack:
         if role.startswith(demos.ROLE_PREFIX):
             agent = demos.by_role(role)
             port = free_port("udp")
-            cmd = demos.phone_command(s, agent, _phone_workdir(s, role), port)
+            cmd = demos.phone_command(
+                s, agent, _phone_workdir(s, role), port, run_as=(user.uid, user.gid)
+            )
             endpoint = f"sip:{agent.work_number}@{agent.address}:{port}"
             return RoleRecord(role, spawn_detached(cmd, log), demos.MARKER, str(log), endpoint)
         if role == "asterisk":
@@ -522,9 +526,10 @@ class Stack:
         if self.demo.phones:
             first = self.demo.phones[0]
             lines.append(
-                f"  the demo agents are not logged in to their desks yet; once {first.work_number}"
-                f" is in {first.desks[0]}, {ivr_command()} call --did {did} --from 13800138000 "
-                "--digits 1 reaches it and the report shows the 工号 announcement"
+                f"  the demo agents are logged in to their desks: {ivr_command()} call --did "
+                f"{did} --from 13800138000 --digits 1 reaches {first.work_number} "
+                f"{first.name} and the report shows the 工号 announcement; pause one with "
+                f"{ivr_command()} agents pause {first.work_number} --reason 小休"
             )
         return lines
 

@@ -22,7 +22,6 @@ from sqlalchemy.orm import Session
 
 from ivr.adapters.sql.db import Recording, RecordingStatus, settings_engine
 from ivr.adapters.telephony import sip_directory
-from ivr.adapters.telephony.ami_client import AmiClient
 from ivr.adapters.telephony.originate import place_call
 from ivr.devstack.sipp import PCAP_DIR, message_counts, phone_result, start_phone, stop_agent
 from ivr.devstack.stack import Stack, asterisk_instance, ivr_command, settings_env
@@ -51,26 +50,6 @@ def _ivr(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [ivr_command(), *args], env=env, capture_output=True, text=True, timeout=60, check=False
     )
-
-
-async def _log_in(settings: Settings, queue: str, work_number: str, name: str) -> None:
-    """What the service's login will do: the agent's phone a member of ``queue``."""
-    client = AmiClient(
-        settings.ami, settings.ami_actions_secret(), username=settings.ami.actions_username,
-        events="off",
-    )  # fmt: skip
-    runner = asyncio.create_task(client.run())
-    try:
-        await client.wait_connected(10)
-        fields = {
-            "Queue": queue, "Interface": f"PJSIP/{work_number}",
-            "MemberName": f"{work_number} {name}",
-        }  # fmt: skip
-        reply = await client.send_action("QueueAdd", fields, timeout=5)
-        assert reply.response == "Success", reply.to_dict()
-    finally:
-        runner.cancel()
-        await asyncio.gather(runner, return_exceptions=True)
 
 
 def _registered(settings: Settings, username: str) -> bool:
@@ -127,23 +106,35 @@ def test_given_agent_1001_logged_in_with_a_real_phone_then_a_hotline_call_reache
     )  # fmt: skip
     try:
         wait_for(lambda: _registered(s, "1001"), 5, "1001's phone registered")
-        asyncio.run(_log_in(s, "repair", "1001", "张三"))
+        logged_in = _ivr(s, "agents", "login", "1001")  # the ami role adds it to repair
+        assert logged_in.returncode == 0, logged_in.stderr
         # Asterisk's first qualify (OPTIONS) makes the realtime endpoint available to the queue
         wait = sip_directory.QUALIFY_S + 3
         wait_for(lambda: "(Not in use)" in inst.rx("queue show repair"), wait, "1001 available")
         report = asyncio.run(
             place_call(s, did="95158", caller="13800138701", keys=["1"], hold_s=35)
         )
+        # Paused (小休): a caller waits, the phone is not rung; resumed, it is.
+        paused = _ivr(s, "agents", "pause", "1001", "--reason", "小休")
+        assert paused.returncode == 0, paused.stderr
+        wait_for(lambda: "paused:小休" in inst.rx("queue show repair"), 3, "1001 paused")
+        unanswered = asyncio.run(
+            place_call(s, did="95158", caller="13800138702", keys=["1"], hold_s=22)
+        )
+        assert unanswered.queue == "repair"
+        assert not unanswered.event_counts.get("AgentCalled"), unanswered.event_counts
+        assert not unanswered.event_counts.get("AgentConnect")
     finally:
         counts = message_counts(stop_agent(phone, timeout_s=1.0))  # it registers for ever
-    assert counts.get("401_Recv") == 1 and counts.get("200_Recv") == 1, counts  # registered
+    assert counts.get("401_Recv", 0) >= 1 and counts.get("200_Recv", 0) >= 1, counts  # registered
 
     # The caller's channel streamed the announcement once the agent answered.
     assert report.queue == "repair"
+    assert report.event_counts.get("AgentCalled", 0) >= 1  # what the paused call must lack
     streamed = [c.split("/zh/", 1)[1].split(" ")[0] for c in report.agi_commands if "/zh/" in c]
     assert streamed[streamed.index("agent-intro") :] == INTRO_1001
     # queue_log names the member (log_membername_as_agent): "1001 张三"
-    (connect,) = _queue_log_connects(s)  # this stack's only call
+    (connect,) = _queue_log_connects(s)  # this stack's only answered call
     assert connect[2] == "repair" and connect[3].split(" ")[0] == "1001", connect
 
     engine = settings_engine(s)
@@ -209,10 +200,17 @@ def test_the_dev_stack_brings_up_two_demo_agents_with_registered_phones(
         s = stack.settings
         summary = "\n".join(stack._summary("95158"))
         assert "demo agent 1001 张三 (repair, consultation)" in summary
-        assert "demo agent 1002 李四 (billing, complaints, consultation)" in summary
+        assert "demo agent 1002 李四 (billing, complaints, consultation, emergency)" in summary
+        assert "logged in to their desks" in summary
         roles = json.loads(stack.state_file.read_text())["roles"]
         assert {"phone-1001", "phone-1002"} <= roles.keys()
         assert _registered(s, "1001") and _registered(s, "1002")
+        for role in ("phone-1001", "phone-1002"):  # sipp too runs as the service user
+            uids = Path(f"/proc/{roles[role]['pid']}/status").read_text().split("Uid:")[1]
+            assert "0" not in uids.splitlines()[0].split(), (role, uids)
+        inst = asterisk_instance(s)  # logged in by `up`: the ami role puts them in the queues
+        wait_for(lambda: "1001 张三" in inst.rx("queue show repair"), 3, "1001 in repair")
+        wait_for(lambda: "1002 李四" in inst.rx("queue show emergency"), 3, "1002 in emergency")
         for work_number in ("1001", "1002"):
             path = s.run_dir / "demo-agents" / f"{work_number}.password"
             assert path.stat().st_mode & 0o777 == 0o600

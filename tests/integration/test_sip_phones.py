@@ -79,18 +79,26 @@ def test_given_a_synced_account_then_it_registers_with_digest_and_is_listed(
     (reg,) = [r for r in sip_directory.registrations(s) if "127.0.0.3" in r.contact]
     assert reg.user_agent == "sipp-agent-phone"
     assert reg.since is not None and reg.expires is not None and reg.since < reg.expires
-    shown = asterisk_instance(s).rx("pjsip show endpoint 1001")
-    settings_of = {
+    desk, browser = (endpoint_settings(s, name) for name in ("1001", "1001-webrtc"))
+    # the desk phones' endpoint: plain RTP; the browser's: webrtc=yes as Asterisk applied it
+    # (DTLS-SRTP with its own certificate, ICE, AVPF); both on the account's one auth
+    assert desk["context"] == browser["context"] == "from-agents"
+    assert desk["auth"] == browser["auth"] == "1001"
+    assert desk["media_encryption"] == "no" and desk["ice_support"] == "false"
+    assert browser["media_encryption"] == "dtls"
+    assert browser["dtls_auto_generate_cert"] == "Yes"
+    assert browser["ice_support"] == "true" and browser["use_avpf"] == "true"
+    assert desk["allow"] == browser["allow"] == "(alaw|ulaw)"
+
+
+def endpoint_settings(settings: Settings, name: str) -> dict[str, str]:
+    """``pjsip show endpoint NAME`` as Asterisk applied it: option -> value."""
+    shown = asterisk_instance(settings).rx(f"pjsip show endpoint {name}")
+    return {
         parts[0]: parts[1]
         for line in shown.splitlines()
         if len(parts := [p.strip() for p in line.split(" : ", 1)]) == 2
     }
-    # webrtc=yes, as Asterisk applied it: DTLS-SRTP with its own certificate, ICE, AVPF
-    assert settings_of["context"] == "from-agents"
-    assert settings_of["media_encryption"] == "dtls"
-    assert settings_of["dtls_auto_generate_cert"] == "Yes"
-    assert settings_of["ice_support"] == "true" and settings_of["use_avpf"] == "true"
-    assert settings_of["allow"] == "(alaw|ulaw)"
 
 
 def test_given_a_wrong_password_then_401_and_no_registration(sip_stack: Stack) -> None:

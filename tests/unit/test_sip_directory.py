@@ -66,23 +66,29 @@ def test_files_are_for_asterisk_and_the_service_only(settings: Settings) -> None
 def test_create_again_keeps_the_accounts(settings: Settings) -> None:
     sip_directory.sync_accounts(settings, [account("1001")])
     sip_directory.create(sip_directory.directory_file(settings))
-    assert rows(settings, "SELECT id FROM ps_endpoints") == [("1001",)]
+    assert rows(settings, "SELECT id FROM ps_endpoints") == [("1001",), ("1001-webrtc",)]
 
 
 def test_sync_writes_endpoint_auth_and_aor_with_the_ha1_only(settings: Settings) -> None:
     result = sip_directory.sync_accounts(settings, [account("1001", "Secret-1"), account("1002")])
     assert result.added == ("1001", "1002") and not result.changed and not result.removed
-    endpoint = rows(
-        settings, "SELECT context, auth, aors, webrtc, allow FROM ps_endpoints WHERE id='1001'"
+    # one account, two endpoints on its one auth: desk phones (plain RTP) and the browser
+    endpoints = rows(
+        settings,
+        "SELECT id, context, auth, aors, webrtc, allow FROM ps_endpoints WHERE auth='1001'"
+        " ORDER BY id",
     )
-    assert endpoint == [("from-agents", "1001", "1001", "yes", "!all,alaw,ulaw")]
+    assert endpoints == [
+        ("1001", "from-agents", "1001", "1001", "no", "!all,alaw,ulaw"),
+        ("1001-webrtc", "from-agents", "1001", "1001-webrtc", "yes", "!all,alaw,ulaw"),
+    ]
     auth = rows(
         settings,
         "SELECT auth_type, username, realm, md5_cred, password FROM ps_auths WHERE id='1001'",
     )
     assert auth == [("md5", "1001", "hotline", digest_ha1("1001", "hotline", "Secret-1"), None)]
-    aor = rows(settings, "SELECT max_contacts, remove_existing FROM ps_aors WHERE id='1001'")
-    assert aor == [(2, "yes")]
+    aor = rows(settings, "SELECT id, max_contacts, remove_existing FROM ps_aors ORDER BY id")
+    assert aor[:2] == [("1001", 2, "yes"), ("1001-webrtc", 2, "yes")]
 
 
 def test_sync_is_idempotent_and_reports_changes(settings: Settings) -> None:
@@ -100,11 +106,13 @@ def test_a_disabled_or_absent_account_is_removed_with_its_contacts(settings: Set
     later = datetime(2030, 1, 1, tzinfo=UTC)
     asterisk_registers(settings, "1001", "sip:1001@192.0.2.1:5060", later)
     asterisk_registers(settings, "1002", "sip:1002@192.0.2.2:5060", later)
+    asterisk_registers(settings, "1002-webrtc", "sip:1002-webrtc@192.0.2.3:5060", later)
     result = sip_directory.sync_accounts(
         settings, [account("1001"), account("1002", enabled=False)]
     )
-    assert result.removed == ("1002", "1003") and result.contacts_dropped == 1
-    assert rows(settings, "SELECT id FROM ps_endpoints") == [("1001",)]
+    assert result.removed == ("1002", "1003") and result.contacts_dropped == 2
+    assert rows(settings, "SELECT id FROM ps_endpoints") == [("1001",), ("1001-webrtc",)]
+    assert rows(settings, "SELECT id FROM ps_aors") == [("1001",), ("1001-webrtc",)]
     assert rows(settings, "SELECT id FROM ps_auths") == [("1001",)]
     assert [r.username for r in sip_directory.registrations(settings, NOW)] == ["1001"]
 
@@ -191,3 +199,13 @@ def test_transports_bind_where_told(tmp_path: Path) -> None:
             root=tmp_path, name="t", sip_port=5070, ami_port=5038, agi_url="",
             dialplan_dir=tmp_path, sip_bind="0.0.0.0\n[evil]",
         )._pjsip_conf()  # fmt: skip
+
+
+def test_a_browser_registration_is_listed_under_its_agent(settings: Settings) -> None:
+    sip_directory.sync_accounts(settings, [account("1001")])
+    later = datetime(2030, 1, 1, tzinfo=UTC)
+    asterisk_registers(settings, "1001-webrtc", "sip:abc@df7jal23ls0d.invalid;transport=ws", later)
+    (found,) = sip_directory.registrations(settings, NOW)
+    assert (found.username, found.contact) == ("1001", "sip:abc@df7jal23ls0d.invalid;transport=ws")
+    assert sip_directory.drop_registrations(settings, "1001") == 1
+    assert sip_directory.registrations(settings, NOW) == []

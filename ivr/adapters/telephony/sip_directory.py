@@ -214,27 +214,61 @@ def _transaction(settings: Settings, path: Path | None = None) -> Iterator[sqlit
 
 
 # --- accounts ---------------------------------------------------------------------------
-def _rows(account: SipAccount, realm: str) -> dict[str, dict[str, str | int]]:
+BROWSER_SUFFIX: Final = "-webrtc"  # the browser's endpoint and AOR: <工号>-webrtc
+
+
+def browser_endpoint(username: str) -> str:
+    return f"{username}{BROWSER_SUFFIX}"
+
+
+def account_of(endpoint: str) -> str:
+    """The account (工号) an endpoint or AOR belongs to: ``1001-webrtc`` -> ``1001``."""
+    return endpoint.removesuffix(BROWSER_SUFFIX)
+
+
+def _rows(account: SipAccount, realm: str) -> list[tuple[str, dict[str, str | int]]]:
+    """One account, two endpoints on the same credentials (one auth): ``<工号>`` for desk
+    phones (plain RTP over UDP or TCP) and ``<工号>-webrtc`` for the browser (DTLS-SRTP, ICE,
+    AVPF over WebSocket). Asterisk cannot serve both from one endpoint: with ``webrtc=yes``
+    it sends a desk phone's plain RTP/AVP offer no audio at all (measured). Each has its own
+    AOR; the browser registers with the URI user ``<工号>-webrtc`` and the auth user ``<工号>``."""
     name = account.username
     caller = account.display_name.replace('"', "").replace("<", "").replace(">", "")
-    return {
-        "ps_endpoints": {
-            "id": name, "aors": name, "auth": name, "context": AGENTS_CONTEXT,
-            "allow": "!all,alaw,ulaw", "callerid": f'"{caller}" <{name}>',
-            "dtmf_mode": "rfc4733", "direct_media": "no", "rtp_symmetric": "yes",
-            "force_rport": "yes", "rewrite_contact": "yes", "webrtc": "yes",
-            "dtls_auto_generate_cert": "yes",
-        },
-        "ps_auths": {
-            "id": name, "auth_type": "md5", "username": name, "realm": realm,
-            "md5_cred": account.ha1,
-        },
-        "ps_aors": {
-            "id": name, "max_contacts": MAX_CONTACTS, "remove_existing": "yes",
-            "qualify_frequency": QUALIFY_S, "default_expiration": 600, "maximum_expiration": 3600,
-            "minimum_expiration": 60,
-        },
+    common: dict[str, str | int] = {
+        "auth": name, "context": AGENTS_CONTEXT, "allow": "!all,alaw,ulaw",
+        "callerid": f'"{caller}" <{name}>', "dtmf_mode": "rfc4733", "direct_media": "no",
+        "rtp_symmetric": "yes", "force_rport": "yes", "rewrite_contact": "yes",
     }  # fmt: skip
+    aor: dict[str, str | int] = {
+        "max_contacts": MAX_CONTACTS, "remove_existing": "yes", "qualify_frequency": QUALIFY_S,
+        "default_expiration": 600, "maximum_expiration": 3600, "minimum_expiration": 60,
+    }  # fmt: skip
+    web = browser_endpoint(name)
+    return [
+        ("ps_endpoints", {"id": name, "aors": name, **common, "webrtc": "no"}),
+        (
+            "ps_endpoints",
+            {
+                "id": web,
+                "aors": web,
+                **common,
+                "webrtc": "yes",
+                "dtls_auto_generate_cert": "yes",
+            },
+        ),  # fmt: skip
+        (
+            "ps_auths",
+            {
+                "id": name,
+                "auth_type": "md5",
+                "username": name,
+                "realm": realm,
+                "md5_cred": account.ha1,
+            },
+        ),  # fmt: skip
+        ("ps_aors", {"id": name, **aor}),
+        ("ps_aors", {"id": web, **aor}),
+    ]
 
 
 def sync_accounts(settings: Settings, accounts: Iterable[SipAccount]) -> SyncResult:
@@ -246,14 +280,19 @@ def sync_accounts(settings: Settings, accounts: Iterable[SipAccount]) -> SyncRes
     added: list[str] = []
     changed: list[str] = []
     with _transaction(settings) as db:
-        present = {row[0] for row in db.execute("SELECT id FROM ps_endpoints")}
+        present = {account_of(row[0]) for row in db.execute("SELECT id FROM ps_endpoints")}
         removed = sorted(present - wanted.keys())
         for name in removed:
-            for table in ("ps_endpoints", "ps_auths", "ps_aors"):
-                db.execute(f"DELETE FROM {table} WHERE id = ?", (name,))  # noqa: S608
-        for name, tables in sorted(wanted.items()):
+            for table, ids in (
+                ("ps_endpoints", (name, browser_endpoint(name))),
+                ("ps_auths", (name,)),
+                ("ps_aors", (name, browser_endpoint(name))),
+            ):
+                for row_id in ids:
+                    db.execute(f"DELETE FROM {table} WHERE id = ?", (row_id,))  # noqa: S608
+        for name, rows in sorted(wanted.items()):
             differs = False
-            for table, row in tables.items():
+            for table, row in rows:
                 differs |= _upsert(db, table, row)
             if name not in present:
                 added.append(name)
@@ -307,7 +346,7 @@ def registrations(settings: Settings, now: datetime | None = None) -> list[Regis
         aor = key[len(_CONTACT_KEY) :].split(";@", 1)[0]
         found.append(
             Registration(
-                username=str(contact.get("endpoint") or aor),
+                username=account_of(str(contact.get("endpoint") or aor)),
                 contact=str(contact.get("uri", "")),
                 user_agent=str(contact.get("user_agent", "")),
                 since=_time(since),
@@ -322,11 +361,16 @@ def drop_registrations(settings: Settings, username: str) -> int:
     transaction it commits only after its own next write (a registration or refresh of any
     phone), so it may go on seeing the contacts until then; for a disabled account that does
     not matter: its endpoint and AOR are gone at once, so nothing can call the phone."""
-    prefix = f"{_CONTACT_KEY}{username};@"
+    dropped = 0
     with _transaction(settings, astdb_file(settings)) as db:
-        cursor = db.execute("DELETE FROM astdb WHERE substr(key, 1, ?) = ?", (len(prefix), prefix))
+        for aor in (username, browser_endpoint(username)):  # the desk phones and the browser
+            prefix = f"{_CONTACT_KEY}{aor};@"
+            cursor = db.execute(
+                "DELETE FROM astdb WHERE substr(key, 1, ?) = ?", (len(prefix), prefix)
+            )
+            dropped += cursor.rowcount
         db.execute(_FORGET_GONE)
-        return cursor.rowcount
+    return dropped
 
 
 # --- blocked addresses ------------------------------------------------------------------
