@@ -273,6 +273,9 @@ class _Agent:
     registered: bool | None = None  # ContactStatus of endpoint <工号>; None: not seen
     ringing: dict[str, str] = field(default_factory=dict)  # caller Uniqueid -> caller number
     call: tuple[str, str] | None = None  # (caller Uniqueid, caller number) while connected
+    # the caller that last left the queue while ringing this agent: its call if the phone
+    # turns out to be in use before AgentConnect (which the 工号 announcement delays)
+    left: tuple[str, str] | None = None
     done: dict[str, None] = field(default_factory=dict)  # caller Uniqueids ended, recent first
     wrapup_until: float | None = None
     day: str = ""
@@ -327,10 +330,14 @@ def apply(
                 answered = any(m.in_call for m in rung.members.values()) or (
                     rung.device in _TALKING_DEVICE
                 )
-                if name == "QueueCallerLeave" and answered and rung.call is None:
-                    # the caller left the queue for this agent's phone: connected, though
-                    # AgentConnect comes only after what plays first (the 工号 announcement)
-                    rung.call = (uid, caller)
+                if name == "QueueCallerLeave" and rung.call is None:
+                    # the caller left the queue, maybe for this agent's phone: connected, though
+                    # AgentConnect comes only after what plays first (the 工号 announcement);
+                    # the phone's in-use state may come just before or just after this event
+                    if answered:
+                        rung.call = (uid, caller)
+                    else:
+                        rung.left = (uid, caller)
     elif name == "DeviceStateChange":
         device = _text(event, "Device") or ""
         phone = state.agents.get(device.removeprefix(_PJSIP)) if device.startswith(_PJSIP) else None
@@ -482,6 +489,7 @@ def _on_agent_event(
         return
     agent, member = found
     touched[agent.work_number] = agent
+    agent.left = None  # whatever comes now says more about the agent's call
     if name == "AgentCalled":
         if uid and uid not in agent.done and (agent.call is None or agent.call[0] != uid):
             agent.ringing[uid] = caller
@@ -567,8 +575,11 @@ def _activity(agent: _Agent) -> tuple[Activity, str, str]:
     if agent.call is not None:
         return Activity.TALKING, "", agent.call[1]
     if any(m.in_call for m in agent.members.values()) or agent.device in _TALKING_DEVICE:
-        # answered (its phone in use comes just before AgentConnect), or a call of its own
-        caller = next(reversed(agent.ringing.values())) if agent.ringing else ""
+        # answered (its phone in use comes around AgentConnect), or a call of its own
+        if agent.ringing:
+            caller = next(reversed(agent.ringing.values()))
+        else:
+            caller = agent.left[1] if agent.left is not None else ""
         return Activity.TALKING, "", caller
     if agent.ringing:
         return Activity.RINGING, "", next(reversed(agent.ringing.values()))

@@ -10,6 +10,8 @@ from pathlib import Path
 def is_free(port: int, proto: str = "tcp", host: str = "127.0.0.1") -> bool:
     kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
     with socket.socket(socket.AF_INET, kind) as sock:
+        if proto == "tcp":  # as the servers bind: connections of a stopped server in
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT are no owner
         try:
             sock.bind((host, port))
         except OSError:

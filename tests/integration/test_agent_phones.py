@@ -29,6 +29,7 @@ from ivr.errors import StackError
 from ivr.settings import Settings
 from tests.conftest import routing_for_tests
 from tests.stack_support import private_stack, wait_for
+from tests.web_support import ARTIFACTS, PASSWORD, add_user, chromium, sign_in_on_page
 
 pytestmark = pytest.mark.integration
 
@@ -189,6 +190,29 @@ def test_given_a_wrong_password_then_the_phone_never_registers_and_says_why(
     assert not _registered(s, "1002")
 
 
+async def _pause_seen_on_the_page(stack: Stack, profile: Path) -> None:
+    s = stack.settings
+    engine = settings_engine(s)
+    try:
+        add_user(engine, "sup-demo", PASSWORD, "supervisor")
+    finally:
+        engine.dispose()
+    base_url = f"http://{s.web.host}:{s.web.port}"
+    row = "#agent-states tr[data-work-number='{}']"
+    async with chromium(profile, viewport=(1360, 1000), timezone_id=s.metrics.timezone) as browser:
+        page = await browser.new_page()
+        await sign_in_on_page(page, base_url, "/supervisor", "sup-demo")
+        await page.wait_for_selector(row.format("1002") + "[data-state=idle]", timeout=15_000)
+        paused = await asyncio.to_thread(_ivr, s, "agents", "pause", "1002", "--reason", "培训")
+        assert paused.returncode == 0, paused.stderr
+        await page.wait_for_selector(row.format("1002") + "[data-state=paused]", timeout=5000)
+        assert await page.text_content(row.format("1002") + " td.state") == "小休 paused培训"
+        ARTIFACTS.mkdir(exist_ok=True)
+        await page.screenshot(path=str(ARTIFACTS / "supervisor-demo-agents.png"), full_page=True)
+    resumed = await asyncio.to_thread(_ivr, s, "agents", "resume", "1002")
+    assert resumed.returncode == 0, resumed.stderr
+
+
 def test_the_dev_stack_brings_up_two_demo_agents_with_registered_phones(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
@@ -211,6 +235,8 @@ def test_the_dev_stack_brings_up_two_demo_agents_with_registered_phones(
         inst = asterisk_instance(s)  # logged in by `up`: the ami role puts them in the queues
         wait_for(lambda: "1001 张三" in inst.rx("queue show repair"), 3, "1001 in repair")
         wait_for(lambda: "1002 李四" in inst.rx("queue show emergency"), 3, "1002 in emergency")
+        # a pause by the service reaches Asterisk, then the supervisor page (AMI events)
+        asyncio.run(_pause_seen_on_the_page(stack, tmp_path_factory.mktemp("chromium")))
         for work_number in ("1001", "1002"):
             path = s.run_dir / "demo-agents" / f"{work_number}.password"
             assert path.stat().st_mode & 0o777 == 0o600

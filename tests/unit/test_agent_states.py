@@ -369,3 +369,16 @@ def test_given_an_announcement_before_agent_connect_then_talking_with_the_caller
         CALLER,
         T0 + 3,
     )
+
+
+def test_given_the_caller_leaving_before_the_phone_is_in_use_then_talking_with_the_caller():
+    # the other order of the same moment: QueueCallerLeave, then the phone in use
+    state = run(
+        [
+            (0, added(REPAIR)),
+            (1, agent_event("AgentCalled", REPAIR)),
+            (3, {"Event": "QueueCallerLeave", "Queue": "repair", "Uniqueid": "1.7"}),
+            (3, {"Event": "QueueMemberStatus", **REPAIR, "Status": "2", "InCall": "1"}),
+        ]
+    )
+    assert (view(state).activity, view(state).caller) == (Activity.TALKING, CALLER)
