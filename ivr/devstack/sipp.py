@@ -500,11 +500,24 @@ def _chroot_command(
     args: list[str],
     run_as: tuple[int, int] | None = None,
 ) -> list[str]:
-    """sipp in the root; ``run_as`` (uid, gid): ``chroot`` drops to them before sipp starts."""
+    """sipp in the root; ``run_as`` (uid, gid): the root's ``setpriv`` drops to them, with no
+    supplementary group, before sipp starts, keeping CAP_NET_RAW alone (sipp plays an agent's
+    voice from a pcap through a raw socket, which nothing else may open)."""
     script = f"cd {shlex.quote(str(workdir_inner))} && exec {SIPP_BIN} {shlex.join(args)}"
     logger.info("sipp", extra={"root": str(root), "command": script})
-    userspec = [f"--userspec={run_as[0]}:{run_as[1]}", "--groups="] if run_as else []
-    return ["chroot", *userspec, str(root), "sh", "-c", script]
+    drop = (
+        [
+            "setpriv",
+            f"--reuid={run_as[0]}",
+            f"--regid={run_as[1]}",
+            "--clear-groups",
+            "--inh-caps=+net_raw",
+            "--ambient-caps=+net_raw",
+        ]  # fmt: skip
+        if run_as
+        else []
+    )
+    return ["chroot", str(root), *drop, "sh", "-c", script]
 
 
 def _prepare(root: Path, workdir_inner: PurePosixPath) -> Path:

@@ -237,6 +237,14 @@ def test_the_dev_stack_brings_up_two_demo_agents_with_registered_phones(
         wait_for(lambda: "1002 李四" in inst.rx("queue show emergency"), 3, "1002 in emergency")
         # a pause by the service reaches Asterisk, then the supervisor page (AMI events)
         asyncio.run(_pause_seen_on_the_page(stack, tmp_path_factory.mktemp("chromium")))
+        # a call reaches 1001's phone, which runs unprivileged and keeps running after it
+        wait = sip_directory.QUALIFY_S + 3
+        wait_for(lambda: "(Not in use)" in inst.rx("queue show repair"), wait, "1001 available")
+        report = asyncio.run(
+            place_call(s, did="95158", caller="13800138703", keys=["1"], hold_s=30)
+        )
+        assert report.event_counts.get("AgentConnect") == 1, report.event_counts
+        assert {st.name: st.ok for st in stack.status()}["phone-1001"]
         for work_number in ("1001", "1002"):
             path = s.run_dir / "demo-agents" / f"{work_number}.password"
             assert path.stat().st_mode & 0o777 == 0o600
