@@ -1,20 +1,30 @@
 """Helpers for tests that run processes of their own: polling until something holds,
-routing that does not depend on the hour, a private stack, and keeping its logs."""
+routing that does not depend on the hour, a private stack, keeping its logs, its CLI and an
+AMI session on it."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
+import subprocess
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from ivr.devstack.stack import Stack, asterisk_instance, isolated_settings
+from ivr.adapters.telephony.ami_client import AmiClient
+from ivr.devstack.stack import (
+    Stack,
+    asterisk_instance,
+    isolated_settings,
+    ivr_command,
+    settings_env,
+)
 from ivr.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -95,3 +105,30 @@ def private_stack(
         stack.down()
         keep_logs(settings, logs)
         asterisk_instance(settings).remove()
+
+
+def ivr_cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    """``ivr ARGS`` as a person would run it beside the stack of ``settings``."""
+    env = {**os.environ, **settings_env(settings)}
+    return subprocess.run(
+        [ivr_command(), *args], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+@asynccontextmanager
+async def ami_session(settings: Settings, account: str = "listener") -> AsyncIterator[AmiClient]:
+    """A logged-in AMI client of the stack (``listener`` or ``actions``), events off."""
+    if account == "listener":
+        client = AmiClient(settings.ami, settings.ami_secret(), events="off")
+    else:
+        client = AmiClient(
+            settings.ami, settings.ami_actions_secret(), username=settings.ami.actions_username,
+            events="off",
+        )  # fmt: skip
+    runner = asyncio.create_task(client.run())
+    try:
+        await client.wait_connected(10)
+        yield client
+    finally:
+        runner.cancel()
+        await asyncio.gather(runner, return_exceptions=True)

@@ -9,12 +9,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from ivr.adapters.telephony.ami_client import AmiClient
 from ivr.adapters.telephony.originate import place_call
 from ivr.core.call_report import CallReport
 from ivr.devstack.stack import Stack
 from tests.conftest import routing_for_tests
-from tests.stack_support import private_stack
+from tests.stack_support import ami_session, private_stack
 
 pytestmark = pytest.mark.integration
 
@@ -24,18 +23,11 @@ INTRO_1001 = ["agent-intro", "digit-1", "digit-0", "digit-0", "digit-1", "agent-
 
 async def _add_members(stack: Stack, members: dict[str, str | None]) -> None:
     """``queue -> MemberName`` (None: no name) for the simulated agent, via the actions account."""
-    s = stack.settings
-    client = AmiClient(s.ami, s.ami_actions_secret(), username=s.ami.actions_username, events="off")
-    runner = asyncio.create_task(client.run())
-    try:
-        await client.wait_connected(10)
+    async with ami_session(stack.settings, "actions") as client:
         for queue, name in members.items():
             fields = {"Queue": queue, "Interface": AGENT} | ({"MemberName": name} if name else {})
             reply = await client.send_action("QueueAdd", fields, timeout=5)
             assert reply.response == "Success", reply.to_dict()
-    finally:
-        runner.cancel()
-        await asyncio.gather(runner, return_exceptions=True)
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,7 @@ from __future__ import annotations
 import asyncio
 import audioop
 import json
-import os
 import struct
-import subprocess
 import wave
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,11 +22,11 @@ from ivr.adapters.sql.db import Recording, RecordingStatus, settings_engine
 from ivr.adapters.telephony import sip_directory
 from ivr.adapters.telephony.originate import place_call
 from ivr.devstack.sipp import PCAP_DIR, message_counts, phone_result, start_phone, stop_agent
-from ivr.devstack.stack import Stack, asterisk_instance, ivr_command, settings_env
+from ivr.devstack.stack import Stack, asterisk_instance
 from ivr.errors import StackError
 from ivr.settings import Settings
 from tests.conftest import routing_for_tests
-from tests.stack_support import private_stack, wait_for
+from tests.stack_support import ivr_cli, private_stack, wait_for
 from tests.web_support import ARTIFACTS, PASSWORD, add_user, chromium, sign_in_on_page
 
 pytestmark = pytest.mark.integration
@@ -44,13 +42,6 @@ def phones_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     routing = routing_for_tests(base / "routing")
     with private_stack(base, "phones", "phones-logs", sim_agents=False, routing_dir=routing) as st:
         yield st
-
-
-def _ivr(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, **settings_env(settings)}
-    return subprocess.run(
-        [ivr_command(), *args], env=env, capture_output=True, text=True, timeout=60, check=False
-    )
 
 
 def _registered(settings: Settings, username: str) -> bool:
@@ -95,7 +86,7 @@ def test_given_agent_1001_logged_in_with_a_real_phone_then_a_hotline_call_reache
     phones_stack: Stack,
 ) -> None:
     s = phones_stack.settings
-    added = _ivr(s, "agents", "add", "1001", "--name", "张三", "--desk", "repair:0", "--json")
+    added = ivr_cli(s, "agents", "add", "1001", "--name", "张三", "--desk", "repair:0", "--json")
     assert added.returncode == 0, added.stderr
     password = json.loads(added.stdout)["sip_password"]
     inst = asterisk_instance(s)
@@ -107,7 +98,7 @@ def test_given_agent_1001_logged_in_with_a_real_phone_then_a_hotline_call_reache
     )  # fmt: skip
     try:
         wait_for(lambda: _registered(s, "1001"), 5, "1001's phone registered")
-        logged_in = _ivr(s, "agents", "login", "1001")  # the ami role adds it to repair
+        logged_in = ivr_cli(s, "agents", "login", "1001")  # the ami role adds it to repair
         assert logged_in.returncode == 0, logged_in.stderr
         # Asterisk's first qualify (OPTIONS) makes the realtime endpoint available to the queue
         wait = sip_directory.QUALIFY_S + 3
@@ -116,7 +107,7 @@ def test_given_agent_1001_logged_in_with_a_real_phone_then_a_hotline_call_reache
             place_call(s, did="95158", caller="13800138701", keys=["1"], hold_s=35)
         )
         # Paused (小休): a caller waits, the phone is not rung; resumed, it is.
-        paused = _ivr(s, "agents", "pause", "1001", "--reason", "小休")
+        paused = ivr_cli(s, "agents", "pause", "1001", "--reason", "小休")
         assert paused.returncode == 0, paused.stderr
         wait_for(lambda: "paused:小休" in inst.rx("queue show repair"), 3, "1001 paused")
         unanswered = asyncio.run(
@@ -173,7 +164,7 @@ def test_given_a_wrong_password_then_the_phone_never_registers_and_says_why(
     phones_stack: Stack,
 ) -> None:
     s = phones_stack.settings
-    added = _ivr(s, "agents", "add", "1002", "--name", "李四", "--desk", "billing:0")
+    added = ivr_cli(s, "agents", "add", "1002", "--name", "李四", "--desk", "billing:0")
     assert added.returncode == 0, added.stderr
     inst = asterisk_instance(s)
     wait_for(lambda: "Unable to find" not in inst.rx("pjsip show endpoint 1002"), 3, "the endpoint")
@@ -203,13 +194,13 @@ async def _pause_seen_on_the_page(stack: Stack, profile: Path) -> None:
         page = await browser.new_page()
         await sign_in_on_page(page, base_url, "/supervisor", "sup-demo")
         await page.wait_for_selector(row.format("1002") + "[data-state=idle]", timeout=15_000)
-        paused = await asyncio.to_thread(_ivr, s, "agents", "pause", "1002", "--reason", "培训")
+        paused = await asyncio.to_thread(ivr_cli, s, "agents", "pause", "1002", "--reason", "培训")
         assert paused.returncode == 0, paused.stderr
         await page.wait_for_selector(row.format("1002") + "[data-state=paused]", timeout=5000)
         assert await page.text_content(row.format("1002") + " td.state") == "小休 paused培训"
         ARTIFACTS.mkdir(exist_ok=True)
         await page.screenshot(path=str(ARTIFACTS / "supervisor-demo-agents.png"), full_page=True)
-    resumed = await asyncio.to_thread(_ivr, s, "agents", "resume", "1002")
+    resumed = await asyncio.to_thread(ivr_cli, s, "agents", "resume", "1002")
     assert resumed.returncode == 0, resumed.stderr
 
 
@@ -250,11 +241,11 @@ def test_the_dev_stack_brings_up_two_demo_agents_with_registered_phones(
             assert path.stat().st_mode & 0o777 == 0o600
         statuses = {st.name: st for st in stack.status()}
         assert statuses["phone-1001"].ok and "registered" in statuses["phone-1001"].detail
-        listed = _ivr(s, "agents", "list", "--json")
+        listed = ivr_cli(s, "agents", "list", "--json")
         assert listed.returncode == 0, listed.stderr
         names = {a["work_number"]: a["name"] for a in json.loads(listed.stdout)}
         assert names == {"1001": "张三", "1002": "李四"}
-        history = _ivr(s, "agents", "history", "1001", "--json")
+        history = ivr_cli(s, "agents", "history", "1001", "--json")
         assert '"ivr up"' in history.stdout, history.stdout  # audited as the dev stack
         # restartable, and the same password still registers
         old = roles["phone-1001"]["pid"]

@@ -7,17 +7,15 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from ivr.adapters.telephony.ami_client import AmiClient
 from ivr.devstack.sipp import dial_as_agent, message_counts
-from ivr.devstack.stack import Stack, asterisk_instance, ivr_command, settings_env
+from ivr.devstack.stack import Stack, asterisk_instance
 from ivr.settings import Settings
-from tests.stack_support import private_stack, wait_for
+from tests.stack_support import ami_session, ivr_cli, private_stack, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -29,22 +27,9 @@ def presence_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield stack
 
 
-def _ivr(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, **settings_env(settings)}
-    return subprocess.run(
-        [ivr_command(), *args], env=env, capture_output=True, text=True, timeout=60, check=False
-    )
-
-
 async def _members(settings: Settings) -> dict[tuple[str, str], dict[str, str]]:
-    client = AmiClient(settings.ami, settings.ami_secret(), events="off")
-    runner = asyncio.create_task(client.run())
-    try:
-        await client.wait_connected(10)
+    async with ami_session(settings) as client:
         entries = await client.send_list_action("QueueStatus", timeout=10)
-    finally:
-        runner.cancel()
-        await asyncio.gather(runner, return_exceptions=True)
     return {
         (e.get("Queue") or "", e.get("Location") or ""): e.to_dict()
         for e in entries
@@ -60,7 +45,7 @@ def members_of(settings: Settings, work_number: str) -> dict[str, dict[str, str]
 
 def _add(settings: Settings, work_number: str, *desks: str) -> str:
     args = [f"--desk={d}" for d in desks]
-    done = _ivr(settings, "agents", "add", work_number, "--name", "王五", *args, "--json")
+    done = ivr_cli(settings, "agents", "add", work_number, "--name", "王五", *args, "--json")
     assert done.returncode == 0, done.stderr
     return str(json.loads(done.stdout)["sip_password"])
 
@@ -78,21 +63,21 @@ def test_login_pause_resume_logout_from_the_cli_reach_the_queues(presence_stack:
     s = presence_stack.settings
     _add(s, "3001", "repair:0", "billing:2")
     assert members_of(s, "3001") == {}  # added, not logged in
-    assert _ivr(s, "agents", "login", "3001").returncode == 0
+    assert ivr_cli(s, "agents", "login", "3001").returncode == 0
     held = _until(s, "3001", lambda m: len(m) == 2, "3001 in its desks' queues")
     assert {q: (m["Name"], m["Penalty"], m["Paused"]) for q, m in held.items()} == {
         "repair": ("3001 王五", "0", "0"),
         "billing": ("3001 王五", "2", "0"),
     }
-    paused = _ivr(s, "agents", "pause", "3001", "--reason", "培训")
+    paused = ivr_cli(s, "agents", "pause", "3001", "--reason", "培训")
     assert paused.returncode == 0 and "培训" in paused.stdout, paused.stderr
     held = _until(s, "3001", lambda m: all(x["Paused"] == "1" for x in m.values()), "paused")
     assert {m["PausedReason"] for m in held.values()} == {"培训"}
-    assert _ivr(s, "agents", "resume", "3001").returncode == 0
+    assert ivr_cli(s, "agents", "resume", "3001").returncode == 0
     _until(s, "3001", lambda m: m and all(x["Paused"] == "0" for x in m.values()), "resumed")
-    assert _ivr(s, "agents", "logout", "3001").returncode == 0
+    assert ivr_cli(s, "agents", "logout", "3001").returncode == 0
     wait_for(lambda: members_of(s, "3001") == {}, 3, "3001 out of every queue")
-    history = json.loads(_ivr(s, "agents", "history", "3001", "--json").stdout)
+    history = json.loads(ivr_cli(s, "agents", "history", "3001", "--json").stdout)
     assert [h["action"] for h in history] == ["add", "login", "pause", "resume", "logout"]
 
 
@@ -101,9 +86,9 @@ def test_given_bad_presence_requests_then_clear_answers_and_nothing_changes(
 ) -> None:
     s = presence_stack.settings
     _add(s, "3002", "repair:0")
-    refused = _ivr(s, "agents", "pause", "3002", "--reason", "小休")
+    refused = ivr_cli(s, "agents", "pause", "3002", "--reason", "小休")
     assert refused.returncode == 1 and "log in before pausing" in refused.stderr
-    unknown = _ivr(s, "agents", "login", "9999")
+    unknown = ivr_cli(s, "agents", "login", "9999")
     assert unknown.returncode == 1 and "9999" in unknown.stderr
     assert members_of(s, "3002") == {}
 
@@ -113,8 +98,8 @@ def test_given_asterisk_or_the_ami_role_restarted_then_the_same_membership_and_p
 ) -> None:
     s = presence_stack.settings
     _add(s, "3003", "consultation:1")
-    assert _ivr(s, "agents", "login", "3003").returncode == 0
-    assert _ivr(s, "agents", "pause", "3003", "--reason", "会议").returncode == 0
+    assert ivr_cli(s, "agents", "login", "3003").returncode == 0
+    assert ivr_cli(s, "agents", "pause", "3003", "--reason", "会议").returncode == 0
     before = _until(s, "3003", lambda m: m and m["consultation"]["Paused"] == "1", "paused")
     presence_stack.restart_role("asterisk")  # its queues start empty
     after = _until(s, "3003", lambda m: "consultation" in m, "3003 back after the restart")
@@ -164,23 +149,14 @@ def test_feature_codes_from_an_agents_phone_log_it_in_and_pause_it(
     _until(s, "3004", lambda m: m.get("repair", {}).get("Paused") == "0", "*24 resumed")
     dial("*22")
     wait_for(lambda: members_of(s, "3004") == {}, 3, "*22 logged out")
-    history = json.loads(_ivr(s, "agents", "history", "3004", "--json").stdout)
+    history = json.loads(ivr_cli(s, "agents", "history", "3004", "--json").stdout)
     assert [h["actor"] for h in history[1:]] == ["phone:3004"] * 4
 
 
 async def _originate(settings: Settings, channel: str) -> str:
-    client = AmiClient(
-        settings.ami, settings.ami_actions_secret(), username=settings.ami.actions_username,
-        events="off",
-    )  # fmt: skip
-    runner = asyncio.create_task(client.run())
-    try:
-        await client.wait_connected(10)
-        fields = {"Channel": channel, "Application": "Wait", "Data": "1", "Timeout": "5000"}
+    fields = {"Channel": channel, "Application": "Wait", "Data": "1", "Timeout": "5000"}
+    async with ami_session(settings, "actions") as client:
         reply = await client.send_action("Originate", fields, timeout=15)
-    finally:
-        runner.cancel()
-        await asyncio.gather(runner, return_exceptions=True)
     return f"{reply.response}: {reply.get('Message')}"
 
 
@@ -190,5 +166,5 @@ def test_given_a_feature_code_from_the_trunk_then_no_such_number(presence_stack:
     answer = asyncio.run(_originate(s, "Local/*21@from-pstn"))
     assert answer.startswith("Error"), answer  # [from-pstn] takes digits only
     assert members_of(s, "3005") == {}
-    history = json.loads(_ivr(s, "agents", "history", "3005", "--json").stdout)
+    history = json.loads(ivr_cli(s, "agents", "history", "3005", "--json").stdout)
     assert [h["action"] for h in history] == ["add"]

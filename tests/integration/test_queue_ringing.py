@@ -10,11 +10,10 @@ import redis
 import yaml
 
 from ivr import redis_keys
-from ivr.adapters.telephony.ami_client import AmiClient
 from ivr.adapters.telephony.originate import place_call
 from ivr.devstack.stack import Stack
 from tests.conftest import routing_for_tests
-from tests.stack_support import private_stack, wait_for
+from tests.stack_support import ami_session, private_stack, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -32,16 +31,9 @@ def wrapup_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield stack
 
 
-async def _queue_params(stack: Stack) -> dict[str, dict[str, str]]:
-    s = stack.settings
-    client = AmiClient(s.ami, s.ami_secret(), username=s.ami.username, events="off")
-    runner = asyncio.create_task(client.run())
-    try:
-        await client.wait_connected(10)
+async def _queue_params(stack: Stack) -> dict[str | None, dict[str, str]]:
+    async with ami_session(stack.settings) as client:
         entries = await client.send_list_action("QueueStatus", timeout=10)
-    finally:
-        runner.cancel()
-        await asyncio.gather(runner, return_exceptions=True)
     return {e.get("Queue"): e.to_dict() for e in entries if e.event == "QueueParams"}
 
 

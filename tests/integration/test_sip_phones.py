@@ -11,7 +11,6 @@ import base64
 import json
 import os
 import socket
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,9 +20,9 @@ import pytest
 from ivr.adapters.telephony import sip_directory
 from ivr.core.sip_accounts import SipAccount, digest_ha1
 from ivr.devstack.sipp import dial_as_agent, message_counts, register
-from ivr.devstack.stack import Stack, asterisk_instance, ivr_command, settings_env
+from ivr.devstack.stack import Stack, asterisk_instance
 from ivr.settings import Settings
-from tests.stack_support import private_stack, wait_for
+from tests.stack_support import ivr_cli, private_stack, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -242,19 +241,12 @@ def test_an_agents_phone_reaches_nothing_yet(sip_stack: Stack, number: str) -> N
     assert f"Executing [{number}@from-agents:1] Hangup" in log
 
 
-def _ivr(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, **settings_env(settings)}
-    return subprocess.run(
-        [ivr_command(), *args], env=env, capture_output=True, text=True, timeout=60, check=False
-    )
-
-
 def test_given_an_agent_added_and_disabled_by_the_cli_then_the_ami_role_applies_it(
     sip_stack: Stack,
 ) -> None:
     """The whole path: SQL (ivr agents) -> the ami role's sync -> Asterisk, within 2 s."""
     s = sip_stack.settings
-    added = _ivr(s, "agents", "add", "2001", "--name", "李四", "--desk", "repair:0", "--json")
+    added = ivr_cli(s, "agents", "add", "2001", "--name", "李四", "--desk", "repair:0", "--json")
     assert added.returncode == 0, added.stderr
     password = json.loads(added.stdout)["sip_password"]
     started = time.monotonic()
@@ -262,17 +254,17 @@ def test_given_an_agent_added_and_disabled_by_the_cli_then_the_ami_role_applies_
     wait_for(lambda: "Unable to find" not in inst.rx("pjsip show endpoint 2001"), 2, "the endpoint")
     assert time.monotonic() - started < 2.0
     assert attempt(s, "2001", password, "127.0.0.21")["200"] == 1
-    listed = _ivr(s, "agents", "list")
+    listed = ivr_cli(s, "agents", "list")
     assert listed.returncode == 0, listed.stderr
     (row,) = [line for line in listed.stdout.splitlines() if line.startswith("2001")]
     assert "127.0.0.21" in row and "sipp-agent-phone" in row
     # a wrong password from another address is counted and shown under the agents
     attempt(s, "2001", "WrongPass1", "127.0.0.22")
     shown = wait_for(
-        lambda: "127.0.0.22" in (out := _ivr(s, "agents", "list").stdout) and out, 3, "counted"
+        lambda: "127.0.0.22" in (out := ivr_cli(s, "agents", "list").stdout) and out, 3, "counted"
     )
     assert "failed SIP logins" in shown
-    disabled = _ivr(s, "agents", "disable", "2001")
+    disabled = ivr_cli(s, "agents", "disable", "2001")
     assert disabled.returncode == 0, disabled.stderr
     started = time.monotonic()
     wait_for(lambda: contacts(s, "2001") == [], 2, "the registration dropped")
