@@ -34,6 +34,8 @@ def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     monkeypatch.setenv("IVR_DATABASE__URL", f"sqlite:///{tmp_path / 'cli.db'}")
     monkeypatch.setenv("IVR_ENV_FILE", str(tmp_path / "no.env"))
     monkeypatch.setenv("IVR_ASTERISK__SIP_REALM", "pbx.example")
+    # no Asterisk beside these commands, whatever instances this machine has
+    monkeypatch.setenv("IVR_ASTERISK__ROOT", str(tmp_path / "no-asterisk-root"))
     found = load_settings()
     engine = sql.settings_engine(found)
     try:
