@@ -216,13 +216,7 @@ def register(
         "-timeout_error",
         *_common_args(local_ip),
     ]  # fmt: skip
-    command = _chroot_command(root, workdir_inner, args)
-    with (workdir / "sipp.stderr").open("wb") as err:
-        proc = subprocess.run(
-            command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
-            timeout=timeout_s + 15.0, check=False,
-        )  # fmt: skip
-    return _result(workdir, proc.returncode)
+    return _run_once(root, workdir_inner, workdir, args, timeout_s)
 
 
 def dial_as_agent(
@@ -259,13 +253,7 @@ def dial_as_agent(
         "-timeout_error",
         *_common_args(local_ip),
     ]  # fmt: skip
-    command = _chroot_command(root, workdir_inner, args)
-    with (workdir / "sipp.stderr").open("wb") as err:
-        proc = subprocess.run(
-            command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
-            timeout=timeout_s + 15.0, check=False,
-        )  # fmt: skip
-    return _result(workdir, proc.returncode)
+    return _run_once(root, workdir_inner, workdir, args, timeout_s)
 
 
 def phone_command(
@@ -492,6 +480,19 @@ def _common_args(local_ip: str = LOCAL_IP) -> list[str]:
         "-trace_screen", "-screen_file", "screen.log",
         "-trace_counts",
     ]  # fmt: skip
+
+
+def _run_once(
+    root: Path, workdir_inner: PurePosixPath, workdir: Path, args: list[str], timeout_s: float
+) -> SippResult:
+    """Run one sipp scenario in the root to its end (its own ``-timeout`` plus a margin)."""
+    command = _chroot_command(root, workdir_inner, args)
+    with (workdir / "sipp.stderr").open("wb") as err:
+        proc = subprocess.run(
+            command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+            timeout=timeout_s + 15.0, check=False,
+        )  # fmt: skip
+    return _result(workdir, proc.returncode)
 
 
 def _chroot_command(
