@@ -22,6 +22,7 @@ from ivr.web.routes import (
     agents,
     audit,
     auth,
+    desk,
     health,
     metrics,
     pages,
@@ -73,6 +74,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(stt.router)
     app.include_router(agents.router)
     app.include_router(presence.router)
+    app.include_router(desk.router)
     app.add_exception_handler(AuthError, auth_error_handler)
 
     @app.exception_handler(HotlineError)

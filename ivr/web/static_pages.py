@@ -89,3 +89,16 @@ def add_page(
     router.add_api_route(
         f"/static/{name}.css", style_route, include_in_schema=False, name=f"{name}_style"
     )
+
+
+def add_script(router: APIRouter, name: str) -> None:
+    """Route ``/static/<name>`` to one more script or style of a page (public, like the page's
+    own): for a page made of parts, each part's file is registered by the module that serves
+    its API."""
+    if Path(name).suffix not in ASSET_TYPES or "/" in name:
+        raise ValueError(f"add_script({name!r}): a .js or .css file name in static/")
+
+    def route() -> Response:
+        return asset(name)
+
+    router.add_api_route(f"/static/{name}", route, include_in_schema=False, name=name)
