@@ -372,10 +372,10 @@ class RedisServer:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def store_client(url: str) -> aioredis.Redis:
-    """As ``run_ami`` makes it."""
+def store_client(url: str, **auth: Any) -> aioredis.Redis:
+    """As ``run_ami`` makes it; ``auth``: the stack's ACL user (``Settings.redis_auth``)."""
     return aioredis.Redis.from_url(
-        url, socket_timeout=5, socket_connect_timeout=5, retry=Retry(NoBackoff(), 1)
+        url, socket_timeout=5, socket_connect_timeout=5, retry=Retry(NoBackoff(), 1), **auth
     )
 
 
@@ -718,7 +718,7 @@ async def sse_latency(
     username, password = supervisor_account(settings)
     base = f"http://{settings.web.host}:{settings.web.port}"
     result = SseResult()
-    client = store_client(settings.redis.url)
+    client = store_client(settings.redis.url, **settings.redis_auth())
     store = TimedStore.from_settings(client, settings.metrics, settings.redis.events_maxlen)
     assert isinstance(store, TimedStore)
     store.outcomes = []
