@@ -84,6 +84,7 @@ def ids(settings: Settings, password_hash: str, speech_wav: Path) -> dict[str, i
                 "status": RecordingStatus.empty,
                 "status_detail": "both legs are zero-length",
                 "caller": "13900139001",
+                "agent": "1001 张三",
             },
             "corrupt": {
                 "file_name": "corrupt.wav",
@@ -265,6 +266,9 @@ def test_search_for_admin_shows_numbers_and_filters_apply(app_client, ids):
     assert names(caller="139005") == [ids["missing"]]
     assert names(caller="+86 139-0013-9002") == []  # that number was never called with +86
     assert names(desk="repair", queue="repair", agent="agent-7") == [ids["good"]]
+    # an agent is recorded as the queue member's name: the 工号 alone finds it, a prefix not
+    assert names(agent="1001") == names(agent="1001 张三") == [ids["empty"]]
+    assert names(agent="100") == names(agent="张三") == []
     assert names(has_transcript="true") == [ids["good"]]
     assert names(min_duration=SECONDS, max_duration=SECONDS) == [ids["good"]]
     assert names(status="corrupt") == [ids["corrupt"]]

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
 
-from sqlalchemy import ColumnElement, Select, func, select
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from ivr.adapters.sql.db import AuditEntry, Recording, Review, Transcript, User, audit, utcnow
@@ -106,11 +106,12 @@ def conditions(wanted: SearchFilter) -> list[ColumnElement[bool]]:
     for column, name, value in (
         (Recording.desk, "desk", wanted.desk),
         (Recording.queue, "queue", wanted.queue),
-        (Recording.agent, "agent", wanted.agent),
         (Recording.status, "status", wanted.status),
     ):
         if value is not None:
             where.append(col(column, name) == value)
+    if wanted.agent is not None:
+        where.append(agent_matches(col(Recording.agent, "agent"), wanted.agent))
     duration = col(Recording.duration_s, "duration")
     if wanted.min_duration_s is not None:
         where.append(duration >= wanted.min_duration_s)
@@ -122,6 +123,18 @@ def conditions(wanted: SearchFilter) -> list[ColumnElement[bool]]:
     if wanted.emergency is not None:
         where.append(col(Recording.emergency, "emergency").is_(wanted.emergency))
     return where
+
+
+def agent_matches(column: Any, agent: str) -> ColumnElement[bool]:
+    """The agent as recorded (``"1001 张三"``: the queue member's name) is ``agent``, or
+    starts with ``agent`` and a space: so a 工号 alone finds its calls. A range, not LIKE,
+    so that the agent index serves it.
+
+    >>> from sqlalchemy import column
+    >>> str(agent_matches(column("agent"), "1001"))
+    'agent = :agent_1 OR agent >= :agent_2 AND agent < :agent_3'
+    """
+    return or_(column == agent, and_(column >= f"{agent} ", column < f"{agent}!"))
 
 
 def search_statement(wanted: SearchFilter, *, offset: int, limit: int) -> Select[Recording]:
