@@ -56,9 +56,12 @@ router = APIRouter(tags=["auth"])
 STATIC = Path(__file__).resolve().parent.parent / "static"
 MAX_LOGIN_BODY = 16 * 1024
 NOTICES = {
-    "invalid": ("error", "Wrong username or password."),
-    "throttled": ("error", "Too many failed sign-ins. Wait a few minutes and try again."),
-    "signed-out": ("info", "Signed out."),
+    "invalid": ("error", "用户名或密码错误。Wrong username or password."),
+    "throttled": (
+        "error",
+        "登录失败次数过多，请稍候再试。Too many failed sign-ins. Wait a few minutes and try again.",
+    ),
+    "signed-out": ("info", "已退出。Signed out."),
 }
 PAGE_HEADERS = {
     "Cache-Control": "no-store",

@@ -1,0 +1,39 @@
+"""The front page's role -> pages table (ivr.core.front_door), pure."""
+
+from __future__ import annotations
+
+import pytest
+
+from ivr.adapters.sql.db import Role
+from ivr.core.front_door import PAGES, pages_for, shows_status
+
+
+@pytest.mark.parametrize(
+    ("role", "paths"),
+    [
+        (Role.agent, ["/agent"]),
+        (Role.qa, ["/tickets", "/qa"]),
+        (Role.supervisor, ["/supervisor", "/tickets"]),
+        (Role.admin, ["/agent", "/supervisor", "/tickets", "/qa"]),
+    ],
+)
+def test_each_role_gets_the_pages_it_opens_in_the_tables_order(role, paths):
+    assert [p.path for p in pages_for(role)] == paths
+
+
+def test_an_unknown_role_gets_no_page_and_no_status():
+    assert pages_for("department") == ()
+    assert not shows_status("department")
+
+
+@pytest.mark.parametrize("role", list(Role))
+def test_only_admins_see_the_service_status(role):
+    assert shows_status(role) == (role is Role.admin)
+
+
+def test_every_page_names_known_roles_has_both_languages_and_a_unique_path():
+    assert len({p.path for p in PAGES}) == len(PAGES)
+    for page in PAGES:
+        assert page.roles and page.roles <= {r.value for r in Role}, page.path
+        assert page.path.startswith("/") and page.zh and page.en, page.path
+        assert page.hint_zh and page.hint_en, page.path
