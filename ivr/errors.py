@@ -81,6 +81,7 @@ Hierarchy (class, slug, module)::
     ├── UserTaken                 agent-user-taken             ivr.adapters.sql.agents
     ├── NoAgentForUser            no-agent-for-user            ivr.adapters.sql.agents
     ├── PresenceRefused           presence-refused             ivr.core.agent_presence
+    ├── InvalidPhraseRequest      invalid-phrase-request       ivr.core.phrases
     ├── AuthError                 auth-error                   ivr.web.auth
     │   ├── NotAuthenticated      not-authenticated            ivr.web.auth
     │   ├── Forbidden             forbidden                    ivr.web.auth

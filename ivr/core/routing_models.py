@@ -8,7 +8,8 @@ Sections (each may sit in any routing/*.yaml file, but only in one):
 - ``desks``: one per service (key, queue, category, label, hours, holidays);
 - ``areas``: caller-number prefixes and account-number prefixes per area;
 - ``priority_callers``: numbers that get a higher queue priority, with the reason;
-- ``outages``: planned-outage notices per area (played before the menu).
+- ``outages``: planned-outage notices per area (played before the menu);
+- ``phrases``: the agents' standard phrases (标准话术), rendered by :mod:`ivr.core.phrases`.
 
 Each file is validated alone (:class:`RoutingFileIn`), so a field error names its file and
 line. The merged sections are then checked against each other by :func:`cross_check`, which
@@ -20,6 +21,7 @@ refuses to exist when :func:`cross_check` finds anything.
 from __future__ import annotations
 
 import re
+import string
 import zoneinfo
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
@@ -329,6 +331,102 @@ def _comparable(a: datetime, b: datetime) -> tuple[datetime, datetime]:
     return a, b
 
 
+# --- phrases (标准话术) -------------------------------------------------------------------------
+#: What a phrase's text may fill in (``{work_number}``): the agent's 工号, the hotline's name,
+#: the customer's form of address, the time-of-day greeting, and the complaint reply time.
+PHRASE_FIELDS = ("work_number", "hotline_name", "customer", "day_part", "reply_within")
+#: The phrases every hotline has (ivr.core.phrases); more may follow them.
+REQUIRED_PHRASES = ("greeting", "readback", "wait", "complaint", "closing")
+_HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+
+
+def _phrase_text(text: str) -> str:
+    try:
+        parts = list(string.Formatter().parse(text))
+    except ValueError as exc:
+        raise ValueError(f"{text!r}: {exc} (write a literal brace as {{{{ or }}}})") from None
+    for _, field, spec, conversion in parts:
+        if field is None:
+            continue
+        if field not in PHRASE_FIELDS or spec or conversion:
+            raise ValueError(
+                f"{{{field}}} is not a field phrases fill in; they are: "
+                + ", ".join(f"{{{f}}}" for f in PHRASE_FIELDS)
+            )
+    return text
+
+
+def _hhmm(text: str) -> str:
+    if _HHMM.match(text) is None:
+        raise ValueError(f"{text!r} must be HH:MM (24 h clock)")
+    return text
+
+
+PhraseText = Annotated[str, Field(min_length=1, max_length=300), AfterValidator(_phrase_text)]
+ClockTime = Annotated[str, AfterValidator(_hhmm)]
+
+
+class PhraseTextIn(_Strict):
+    """A phrase as said in each language of the call."""
+
+    zh: PhraseText
+    en: PhraseText
+
+
+class PhraseIn(_Strict):
+    """One standard phrase: what the agent says every day, and on days off if it differs."""
+
+    id: Identifier
+    label: LabelIn  # what the agent sees above it
+    text: PhraseTextIn  # working days, and any day without a variant below
+    weekend: PhraseTextIn | None = None  # Saturdays and Sundays off (not make-up workdays)
+    holiday: PhraseTextIn | None = None  # the days of tickets.holidays
+
+
+class DayPartIn(_Strict):
+    """A part of the day, from ``starts`` (local time) until the next part starts."""
+
+    id: Identifier
+    starts: ClockTime
+    zh: str = Field(min_length=1, max_length=20)  # {day_part} in Chinese: 上午好
+    en: str = Field(min_length=1, max_length=40)  # and in English: Good morning
+
+
+class PhrasesIn(_Strict):
+    """The agents' standard phrases (标准话术) and what they fill in."""
+
+    hotline_name_en: str = Field(min_length=1, max_length=80)  # hotline.name, said in English
+    complaint_desk: Identifier  # the desk whose ticket level sets {reply_within} by default
+    day_parts: list[DayPartIn] = Field(min_length=1)  # by start; before the first: the last
+    items: list[PhraseIn] = Field(min_length=1)
+
+    @field_validator("day_parts")
+    @classmethod
+    def _in_order(cls, parts: list[DayPartIn]) -> list[DayPartIn]:
+        starts = [parse_clock(p.starts) for p in parts]
+        if any(a >= b for a, b in zip(starts, starts[1:], strict=False)):
+            raise ValueError("day parts must be listed by their start, each later than the last")
+        if len({p.id for p in parts}) != len(parts):
+            raise ValueError("a day part id is listed twice")
+        return parts
+
+    @field_validator("items")
+    @classmethod
+    def _complete(cls, items: list[PhraseIn]) -> list[PhraseIn]:
+        ids = [item.id for item in items]
+        if len(set(ids)) != len(ids):
+            raise ValueError("a phrase id is listed twice")
+        missing = [required for required in REQUIRED_PHRASES if required not in ids]
+        if missing:
+            raise ValueError(f"missing phrases: {', '.join(missing)}")
+        return items
+
+
+def parse_clock(hhmm: str) -> int:
+    """``"12:00"`` -> 720: minutes after local midnight."""
+    return _minutes(hhmm)
+
+
 class RingStrategy(StrEnum):
     """How a queue rings its logged-in members (Asterisk's queue strategies).
 
@@ -363,6 +461,7 @@ class RoutingFileIn(_Strict):
     areas: list[AreaIn] | None = None
     priority_callers: list[PriorityCallerIn] | None = None
     outages: list[OutageIn] | None = None
+    phrases: PhrasesIn | None = None
 
 
 class RoutingSections(_Strict):
@@ -375,6 +474,7 @@ class RoutingSections(_Strict):
     areas: list[AreaIn] = Field(default_factory=list)
     priority_callers: list[PriorityCallerIn] = Field(default_factory=list)
     outages: list[OutageIn] = Field(default_factory=list)
+    phrases: PhrasesIn | None = None  # the agent desk's standard phrases (none: not offered)
 
 
 @dataclass(frozen=True, slots=True)
@@ -451,6 +551,7 @@ def cross_check(routing: RoutingSections) -> list[RoutingProblem]:
         *_desk_problems(routing),
         *_did_problems(routing),
         *_area_problems(routing),
+        *_phrase_problems(routing),
         *_duplicates(
             [
                 (("priority_callers", i, "number"), p.number)
@@ -561,6 +662,14 @@ def _area_problems(routing: RoutingSections) -> Iterator[RoutingProblem]:
     for i, outage in enumerate(routing.outages):
         if outage.area not in areas:
             yield RoutingProblem(("outages", i, "area"), f"no area {outage.area!r} in areas")
+
+
+def _phrase_problems(routing: RoutingSections) -> Iterator[RoutingProblem]:
+    phrases = routing.phrases
+    if phrases is not None and phrases.complaint_desk not in {d.id for d in routing.desks}:
+        yield RoutingProblem(
+            ("phrases", "complaint_desk"), f"no desk {phrases.complaint_desk!r} in desks"
+        )
 
 
 # --- prompts --------------------------------------------------------------------------------

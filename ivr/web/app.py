@@ -26,6 +26,7 @@ from ivr.web.routes import (
     health,
     metrics,
     pages,
+    phrases,
     presence,
     recordings,
     stt,
@@ -75,6 +76,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(agents.router)
     app.include_router(presence.router)
     app.include_router(desk.router)
+    app.include_router(phrases.router)
     app.add_exception_handler(AuthError, auth_error_handler)
 
     @app.exception_handler(HotlineError)

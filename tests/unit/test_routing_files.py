@@ -478,3 +478,97 @@ def test_given_a_bad_ringing_value_then_the_field_is_named(tmp_path, entry, fiel
     write(tmp_path, "ringing.yaml", f"ringing:\n  repair: {entry}\n")
 
     assert f"ringing.repair.{field}" in error_of(tmp_path)
+
+
+# --- the standard phrases (section phrases) --------------------------------------------------
+PHRASES = """\
+phrases:
+  hotline_name_en: Test Hotline
+  complaint_desk: repair
+  day_parts:
+    - {id: morning, starts: "05:00", zh: 上午好, en: Good morning}
+    - {id: evening, starts: "18:00", zh: 晚上好, en: Good evening}
+  items:
+    - id: greeting
+      label: {zh: 问候, en: Greeting}
+      text: {zh: "{day_part}，{work_number}号", en: "{day_part}, agent {work_number}"}
+    - id: readback
+      label: {zh: 复述, en: Read-back}
+      text: {zh: "{customer}，对吗？", en: "{customer}, right?"}
+    - id: wait
+      label: {zh: 稍等, en: Wait}
+      text: {zh: 请您稍等，我帮您查询一下。, en: One moment please.}
+    - id: complaint
+      label: {zh: 投诉, en: Complaint}
+      text: {zh: "{reply_within}内回复", en: "within {reply_within}"}
+      weekend: {zh: "休息日，{reply_within}内回复", en: "day off, within {reply_within}"}
+    - id: closing
+      label: {zh: 结束语, en: Closing}
+      text: {zh: "{hotline_name}，再见", en: "{hotline_name}, goodbye"}
+"""
+
+
+def test_given_the_repository_routing_then_its_phrases_are_complete_and_checked():
+    phrases = load_routing(REPO / "routing").phrases
+
+    assert phrases is not None
+    assert [p.id for p in phrases.items][:5] == ["greeting", "readback", "wait", "complaint",
+                                                 "closing"]  # fmt: skip
+    assert phrases.complaint_desk == "complaints"
+
+
+def test_given_a_phrases_file_when_loaded_then_kept_and_without_one_none(tmp_path):
+    write_valid(tmp_path)
+    assert load_routing(tmp_path).phrases is None
+    write(tmp_path, "phrases.yaml", PHRASES)
+
+    phrases = load_routing(tmp_path).phrases
+
+    assert phrases is not None and phrases.items[3].weekend is not None
+    assert [p.starts for p in phrases.day_parts] == ["05:00", "18:00"]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        ('"{day_part}，{work_number}号"', '"{day_part}，{agent_name}号"',
+         "{path}:10: phrases.items.0.text.zh: Value error, {agent_name} is not a field phrases "
+         "fill in; they are: {work_number}, {hotline_name}, {customer}, {day_part}, "
+         "{reply_within}"),
+        ('"{customer}, right?"', '"{customer!r}, right?"',
+         "{path}:13: phrases.items.1.text.en: Value error, {customer} is not a field phrases "
+         "fill in"),
+        ('"{customer}，对吗？"', '"{customer，对吗？"',
+         "{path}:13: phrases.items.1.text.zh: Value error, '{customer，对吗？': expected '}' "
+         "before end of string (write a literal brace as {{ or }})"),
+        ("    - id: wait\n      label: {zh: 稍等, en: Wait}\n"
+         "      text: {zh: 请您稍等，我帮您查询一下。, en: One moment please.}\n", "",
+         "{path}:7: phrases.items: Value error, missing phrases: wait"),
+        ("id: closing", "id: greeting",
+         "{path}:7: phrases.items: Value error, a phrase id is listed twice"),
+        ('starts: "18:00"', 'starts: "04:00"',
+         "{path}:4: phrases.day_parts: Value error, day parts must be listed by their start"),
+        ('starts: "18:00"', 'starts: "25:00"',
+         "{path}:6: phrases.day_parts.1.starts: Value error, '25:00' must be HH:MM (24 h clock)"),
+        ("      weekend:", "      sunday:",
+         "{path}:20: phrases.items.3.sunday: Extra inputs are not permitted"),
+        ("  complaint_desk: repair\n", "",
+         "{path}:1: phrases.complaint_desk: Field required"),
+    ],
+)  # fmt: skip
+def test_given_broken_phrases_when_loaded_then_the_error_names_file_line_and_problem(
+    tmp_path, old, new, expected
+):
+    write_valid(tmp_path)
+    assert old in PHRASES
+    path = write(tmp_path, "phrases.yaml", PHRASES.replace(old, new))
+
+    assert error_of(tmp_path).startswith(expected.replace("{path}", str(path)))
+
+
+def test_given_phrases_naming_an_unknown_complaint_desk_then_the_line_of_it(tmp_path):
+    write_valid(tmp_path)
+    path = write(tmp_path, "phrases.yaml", PHRASES.replace("complaint_desk: repair",
+                                                           "complaint_desk: billing"))  # fmt: skip
+
+    assert error_of(tmp_path) == f"{path}:3: phrases.complaint_desk: no desk 'billing' in desks"
