@@ -17,9 +17,10 @@ def test_given_redis_unreachable_when_health_then_503_degraded(tmp_path):
     assert response.json()["redis"] is False
 
 
-def test_status_page_is_served_without_customer_data(tmp_path):
+def test_signed_out_the_front_page_is_the_sign_in_form_without_the_status(tmp_path):
     settings = upgraded(loopback_settings(tmp_path))
     with TestClient(create_app(settings)) as client:
         page = client.get("/")
     assert page.status_code == 200
-    assert "service status" in page.text
+    assert 'action="/api/auth/login"' in page.text
+    assert 'id="status"' not in page.text  # admins only (tests/unit/test_web_front.py)

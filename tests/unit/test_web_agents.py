@@ -26,8 +26,14 @@ DESKS = [{"desk": "repair", "penalty": 1}, {"desk": "billing", "penalty": 2}]
 NEW = {"work_number": "1001", "name": "张三", "desks": DESKS}
 # what signs in or out, or needs nobody: not a route the role agent could be refused
 NOT_GUARDED = {("POST", "/api/auth/login"), ("POST", "/api/auth/logout"), ("GET", "/api/auth/me")}
-# what the role agent is for (tests/unit/test_web_presence.py)
-AGENTS_OWN = {("GET", "/api/agent/presence"), ("POST", "/api/agent/presence")}
+# what the role agent is for: its desk page and the desk's APIs (tests/unit/test_web_presence.py,
+# tests/unit/test_web_phrases.py, tests/unit/test_web_front.py)
+AGENTS_OWN = {
+    ("GET", "/agent"),
+    ("GET", "/api/agent/presence"),
+    ("POST", "/api/agent/presence"),
+    ("GET", "/api/agent/phrases"),
+}
 
 
 @pytest.fixture
