@@ -104,8 +104,9 @@ async def test_an_agent_signs_in_at_the_front_door_and_finds_its_phrases(
         assert await page.locator("#phrases b").count() == 0
         await page.screenshot(path=str(ARTIFACTS / "agent-phrases.png"), full_page=True)
 
-        await page.click("#phrases .phrase[data-phrase='wait'] .copy")
-        await page.wait_for_selector("#phrases .phrase[data-phrase='wait'] .copy:has-text('已复制')")
+        copy = "#phrases .phrase[data-phrase='wait'] .copy"
+        await page.click(copy)
+        await page.wait_for_selector(f"{copy}:has-text('已复制')")
         assert await page.evaluate("navigator.clipboard.readText()") == "请您稍等，我帮您查询一下。"
 
         await page.evaluate("""() => document.dispatchEvent(new CustomEvent("hotline:pop",
