@@ -22,8 +22,8 @@ def test_each_role_gets_the_pages_it_opens_in_the_tables_order(role, paths):
 
 
 def test_an_unknown_role_gets_no_page_and_no_status():
-    assert pages_for("department") == ()
-    assert not shows_status("department")
+    assert pages_for("nobody") == ()
+    assert not shows_status("nobody")
 
 
 @pytest.mark.parametrize("role", list(Role))

@@ -17,9 +17,10 @@ from ivr.adapters.sql import users
 from ivr.adapters.sql.db import Role
 from ivr.core.front_door import PAGES, pages_for
 from ivr.web.app import create_app
-from tests.web_support import ORIGIN, PASSWORD, STAFF, loopback_settings, sign_in, staff_engine
+from tests.web_support import ORIGIN, PASSWORD, loopback_settings, sign_in, staff_engine
 
-PEOPLE = (*STAFF, ("agent1", Role.agent))
+# one account per role, whatever roles there are: a new role is checked as soon as it exists
+PEOPLE = tuple((f"user-{role.value}", role) for role in Role)
 USER_OF = {role: name for name, role in PEOPLE}
 
 
@@ -68,7 +69,7 @@ def test_signed_out_the_front_page_is_the_sign_in_form_that_comes_back_to_it(cli
     assert page.headers["cache-control"] == "no-store"
     signed = client.post(
         "/api/auth/login",
-        data={"username": "agent1", "password": PASSWORD, "next": "/"},
+        data={"username": USER_OF[Role.agent], "password": PASSWORD, "next": "/"},
         follow_redirects=False,
     )
     assert (signed.status_code, signed.headers["location"]) == (303, "/")
@@ -99,7 +100,7 @@ def test_only_admins_get_the_status_table(client, role):
 
 
 def test_the_front_page_keeps_its_csp_with_no_inline_script(client):
-    sign_in(client, "admin1")
+    sign_in(client, USER_OF[Role.admin])
 
     page = client.get("/")
 
@@ -122,7 +123,7 @@ def test_the_table_lists_exactly_the_pages_the_role_opens(app, client, role):
 
 
 def test_every_page_links_back_to_the_front_page_in_its_header(app, client):
-    sign_in(client, "admin1")
+    sign_in(client, USER_OF[Role.admin])
     for path in ["/", *served_pages(app)]:
         page = client.get(path)
         assert page.status_code == 200, path
