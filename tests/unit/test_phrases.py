@@ -9,6 +9,9 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from ivr.adapters.telephony.routing_files import load_routing
 from ivr.core.phrases import (
@@ -202,3 +205,24 @@ def test_a_bad_level_or_language_is_refused_naming_it():
         parse_level("L5")
     with pytest.raises(InvalidPhraseRequest, match="lang must be one of zh, en"):
         check_language("fr")
+
+
+@hypothesis_settings(max_examples=300, deadline=None, derandomize=True, database=None)
+@given(
+    surname=st.text(max_size=30),
+    title=st.sampled_from(["先生", "女士"]),
+    level=st.sampled_from(["L1", "L2", "l3", "L4"]),
+    language=st.sampled_from(["zh", "en"]),
+)
+def test_any_surname_either_renders_as_typed_or_is_refused(
+    surname, title, level, language
+):
+    try:
+        customer = Customer.of(surname, title)
+        rendered = phrases_at(
+            at(date(2027, 9, 22), "10:00"), customer, check_language(language), parse_level(level)
+        )
+    except InvalidPhraseRequest:
+        return
+    if customer is not None:
+        assert text(rendered, "readback").startswith(customer.address(language))
