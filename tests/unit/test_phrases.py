@@ -214,9 +214,7 @@ def test_a_bad_level_or_language_is_refused_naming_it():
     level=st.sampled_from(["L1", "L2", "l3", "L4"]),
     language=st.sampled_from(["zh", "en"]),
 )
-def test_any_surname_either_renders_as_typed_or_is_refused(
-    surname, title, level, language
-):
+def test_any_surname_either_renders_as_typed_or_is_refused(surname, title, level, language):
     try:
         customer = Customer.of(surname, title)
         rendered = phrases_at(
