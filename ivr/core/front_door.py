@@ -15,6 +15,8 @@ page's own guard, and that every page the app serves is listed.
 (True, False)
 >>> pages_for("nobody")
 ()
+>>> role_name("supervisor"), role_name("nobody")
+('值班长 supervisor', 'nobody')
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from dataclasses import dataclass
 from typing import Final
 
 ADMIN: Final = "admin"  # holds every role: sees every page, and the service status
+#: The roles' Chinese names, shown before the role itself.
+ROLE_NAMES: Final = {"agent": "坐席", "qa": "质检", "supervisor": "值班长", "admin": "管理员"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,3 +64,8 @@ def pages_for(role: str) -> tuple[FrontPage, ...]:
 def shows_status(role: str) -> bool:
     """Whether the front page shows ``role`` the service status table (admins only)."""
     return role == ADMIN
+
+
+def role_name(role: str) -> str:
+    """A role as the front page shows it: Chinese first, then the role (unknown: the role)."""
+    return f"{ROLE_NAMES[role]} {role}" if role in ROLE_NAMES else role

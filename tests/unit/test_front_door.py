@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ivr.adapters.sql.db import Role
-from ivr.core.front_door import PAGES, pages_for, shows_status
+from ivr.core.front_door import PAGES, ROLE_NAMES, pages_for, role_name, shows_status
 
 
 @pytest.mark.parametrize(
@@ -37,3 +37,8 @@ def test_every_page_names_known_roles_has_both_languages_and_a_unique_path():
         assert page.roles and page.roles <= {r.value for r in Role}, page.path
         assert page.path.startswith("/") and page.zh and page.en, page.path
         assert page.hint_zh and page.hint_en, page.path
+
+
+@pytest.mark.parametrize("role", list(Role))
+def test_every_role_has_a_chinese_name_shown_first(role):
+    assert role_name(role) == f"{ROLE_NAMES[role.value]} {role.value}"

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 
 from ivr.adapters.sql import users
 from ivr.adapters.sql.db import Role
-from ivr.core.front_door import PAGES, pages_for
+from ivr.core.front_door import PAGES, pages_for, role_name
 from ivr.web.app import create_app
 from tests.web_support import ORIGIN, PASSWORD, loopback_settings, sign_in, staff_engine
 
@@ -86,7 +86,7 @@ def test_each_role_sees_the_links_of_its_pages_chinese_first(client, role):
     assert links(page.text) == [p.path for p in pages_for(role)]
     for front in pages_for(role):
         assert f"{front.zh} <small>{front.en}</small>" in page.text
-    assert f"{USER_OF[role]} ({role.value})" in page.text
+    assert f"{USER_OF[role]} · {role_name(role)}" in page.text
 
 
 @pytest.mark.parametrize("role", list(Role))

@@ -16,7 +16,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
 from ivr.adapters.sql.db import User
-from ivr.core.front_door import FrontPage, pages_for, shows_status
+from ivr.core.front_door import FrontPage, pages_for, role_name, shows_status
 from ivr.web import static_pages
 from ivr.web.auth import DbDep, NotAuthenticated, get_current_user
 from ivr.web.deps import SettingsDep
@@ -56,7 +56,7 @@ def front_page(user: User) -> str:
         else '<p class="muted">您的角色没有可用页面。<small>Your role opens no page.</small></p>'
     )
     return Template((static_pages.STATIC / "index.html").read_text(encoding="utf-8")).substitute(
-        who=html.escape(f"{user.username} ({user.role})"),
+        who=html.escape(f"{user.username} · {role_name(user.role)}"),
         links=links,
         status=_STATUS if shows_status(user.role) else "",
     )
