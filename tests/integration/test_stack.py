@@ -124,10 +124,10 @@ def main_status_exit(settings) -> int:
     return 0 if all(s.ok for s in Stack(settings).status()) else 1
 
 
-def test_given_stack_up_then_status_page_and_health_report_the_listener(settings):
+def test_given_stack_up_then_front_page_and_health_report_the_listener(settings):
     base = f"http://{settings.web.host}:{settings.web.port}"
-    page = httpx.get(f"{base}/", timeout=5)
-    assert page.status_code == 200 and "hotline" in page.text
+    page = httpx.get(f"{base}/", timeout=5)  # signed out: the sign-in form
+    assert page.status_code == 200 and 'action="/api/auth/login"' in page.text
     health = httpx.get(f"{base}/health", timeout=5).json()
     assert health["status"] == "ok" and health["redis"] is True
     assert health["ami_listener"]["connected"] is True
