@@ -193,6 +193,17 @@ class HotlinePromptsIn(_Strict):
     digit_prefix: PromptKey = "digit-"  # read-back digits: digit-0 ... digit-9
 
 
+class SurveyIn(_Strict):
+    """The post-call survey (ivr.core.survey): asked when the agent hangs up first, on the
+    desks with ``survey`` on (desks.yaml; default: every desk but the emergency one)."""
+
+    timeout_s: int = Field(default=5, ge=2, le=30)  # no key this long: `no answer`
+    retries: int = Field(default=1, ge=0, le=3)  # wrong keys answered with the question again
+    question: PromptKey = "survey-question"  # 满意请按1，基本满意请按2，不满意请按3
+    invalid: PromptKey = "survey-invalid"  # 输入有误 (then the question again)
+    thanks: PromptKey = "survey-thanks"  # after an answer
+
+
 class HotlineIn(_Strict):
     name: str = Field(min_length=1, max_length=40)  # spoken in the greeting
     dids: list[Did] = Field(min_length=1)  # hotline numbers
@@ -212,6 +223,7 @@ class HotlineIn(_Strict):
     account: AccountRulesIn = Field(default_factory=AccountRulesIn)
     voice_message: VoiceMessageIn = Field(default_factory=VoiceMessageIn)
     prompts: HotlinePromptsIn = Field(default_factory=HotlinePromptsIn)
+    survey: SurveyIn = Field(default_factory=SurveyIn)
 
     @field_validator("dids")
     @classmethod
@@ -242,6 +254,12 @@ class DeskIn(_Strict):
     timezone: TimeZone | None = None  # default: hotline.timezone
     account_entry: bool = False  # ask for the account number before queueing
     closed_prompt: PromptKey | None = None  # after hours: the hours and the emergency number
+    survey: bool | None = None  # the post-call survey; default: on, off for the emergency desk
+
+    @property
+    def survey_on(self) -> bool:
+        """Whether callers of this desk are asked the post-call survey."""
+        return self.survey if self.survey is not None else not self.emergency
 
     @field_validator("hours")
     @classmethod
@@ -683,6 +701,11 @@ def prompt_references(routing: RoutingSections) -> list[tuple[Location, str]]:
     ]
     refs += [
         (("hotline", "prompts", "digit_prefix"), f"{prompts.digit_prefix}{d}") for d in "0123456789"
+    ]
+    survey = routing.hotline.survey
+    refs += [
+        (("hotline", "survey", name), getattr(survey, name))
+        for name in ("question", "invalid", "thanks")
     ]
     refs += [
         (("desks", i, "closed_prompt"), desk.closed_prompt)

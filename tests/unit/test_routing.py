@@ -466,7 +466,8 @@ def test_given_routing_when_prompt_references_then_flow_desk_and_outage_prompts(
     assert refs["digit-7"] == ("hotline", "prompts", "digit_prefix")
     assert refs["closed-billing"] == ("desks", 0, "closed_prompt")
     assert refs["outage-gas"] == ("outages", 2, "prompt")
-    assert len(refs) == 12 + 10 + 1 + 3
+    assert refs["survey-question"] == ("hotline", "survey", "question")
+    assert len(refs) == 12 + 10 + 3 + 1 + 3  # flow, digits, survey, desks, outages
 
 
 def test_given_catalog_with_every_prompt_in_both_languages_then_nothing_missing():
