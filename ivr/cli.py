@@ -50,11 +50,14 @@ async def run_agi(settings: Settings) -> None:
     from ivr.adapters.telephony.config_check import load_checked
     from ivr.adapters.telephony.fastagi_server import AgiSession, FastAgiServer
     from ivr.adapters.telephony.flow_runner import (
+        DeskIndex,
         run_agent_feature,
         run_agent_intro,
         run_inbound,
+        run_survey,
     )
     from ivr.core.callflow import flow_config
+    from ivr.core.survey import survey_config
 
     routing, _ = load_checked(settings.routing_dir, settings.prompts_dir, settings.dialplan_dir)
     config = flow_config(routing)
@@ -70,6 +73,12 @@ async def run_agi(settings: Settings) -> None:
 
     server.add_route("inbound", inbound)
     server.add_route("agent-intro", run_agent_intro)
+    surveyed, desks = survey_config(routing), DeskIndex.of(routing)
+
+    async def post_call_survey(session: AgiSession) -> None:
+        await run_survey(session, surveyed, desks)
+
+    server.add_route("survey", post_call_survey)
 
     async def agent_feature(session: AgiSession) -> None:
         await run_agent_feature(session, engine)

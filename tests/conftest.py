@@ -83,12 +83,13 @@ TODAY_CLOSED_DESK = "complaints"  # closed all day in the test stack: the after-
 OUTAGE_AREA = "qiaoxi"  # has a planned outage being announced now in the test stack
 
 
-def routing_for_tests(target: Path) -> Path:
+def routing_for_tests(target: Path, *, survey: bool = False) -> Path:
     """routing/ with every desk open around the clock except complaints, which is closed
     today (a holiday), and the qiaoxi outage announced now: the menu, the after-hours and
-    the outage paths at any hour."""
+    the outage paths at any hour. The post-call survey as shipped only with ``survey``
+    (else off on every desk)."""
     today = datetime.now(ZoneInfo("Asia/Shanghai")).date()
-    open_around_the_clock(target, closed_on=(TODAY_CLOSED_DESK, today))
+    open_around_the_clock(target, closed_on=(TODAY_CLOSED_DESK, today), survey=survey)
     outages = yaml.safe_load((target / "outages.yaml").read_text(encoding="utf-8"))
     for outage in outages["outages"]:
         if outage["area"] == OUTAGE_AREA:

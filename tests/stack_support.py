@@ -31,13 +31,19 @@ REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "test-artifacts"
 
 
-def open_around_the_clock(target: Path, *, closed_on: tuple[str, date] | None = None) -> Path:
+def open_around_the_clock(
+    target: Path, *, closed_on: tuple[str, date] | None = None, survey: bool = False
+) -> Path:
     """routing/ copied to ``target`` with every desk open around the clock: the same menu
     whatever the hour a test runs at (the hours are unit-tested). ``closed_on=(desk, day)``
-    leaves that desk its hours and closes it all that day (a holiday): the after-hours path."""
+    leaves that desk its hours and closes it all that day (a holiday): the after-hours path.
+    The post-call survey is off on every desk unless ``survey``: a call then ends when the
+    simulated agent hangs up (the survey's own tests: tests/integration/test_survey_calls.py)."""
     shutil.copytree(REPO / "routing", target)
     desks = yaml.safe_load((target / "desks.yaml").read_text(encoding="utf-8"))
     for entry in desks["desks"]:
+        if not survey:
+            entry["survey"] = False
         if closed_on is not None and entry["id"] == closed_on[0]:
             entry["holidays"] = [*entry.get("holidays", []), closed_on[1]]
             continue

@@ -8,7 +8,8 @@ every value URL-encoded by the dialplan (``URIENCODE``), ending in ``end=1``::
     &ivr_queue=repair&queue=repair&agent=Local%2Fagent%40sim-agents%2Fn&agent_interface=...
     &started=1795412386.470&answered=1795412386.482&queued=1795412397.625
     &connected=1795412398.628&holdtime=1&ended=1795412401.533&emergency=&fallback=
-    &reason=menu&language=zh&message=&message_s=&hangupcause=16&end=1
+    &reason=menu&language=zh&message=&message_s=&hangupcause=16&survey=satisfied
+    &survey_key=1&end=1
 
 Times are Unix epochs with milliseconds, taken by Asterisk. :func:`parse_facts` never raises:
 a missing or garbled field becomes ``None`` and a reason in :attr:`CallFacts.problems`, so
@@ -48,12 +49,12 @@ _EPOCH_MAX: Final = 9_999_999_999.0
 LIMITS: Final = {
     "linkedid": 150, "uniqueid": 150, "did": 32, "caller": 32, "account": 32, "category": 40,
     "queue": 40, "ivr_queue": 40, "agent": 80, "agent_interface": 80, "reason": 40,
-    "language": 8, "message": 200, "hangupcause": 8,
+    "language": 8, "message": 200, "hangupcause": 8, "survey": 24, "survey_key": 1,
 }  # fmt: skip
 # A voice message's file name without extension (the call flow's ``<desk>-<call id>``).
 _FILE_STEM: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 # Identifiers must be whole to be useful: too long means None; free text is cut to size.
-_WHOLE_OR_NOTHING: Final = frozenset({"linkedid", "uniqueid", "message"})
+_WHOLE_OR_NOTHING: Final = frozenset({"linkedid", "uniqueid", "message", "survey", "survey_key"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +82,8 @@ class CallFacts:
     message: str | None = None  # IVR_MESSAGE: a voice message was left (its file name)
     message_s: float | None = None  # IVR_MESSAGE_S: its length, whole seconds
     hangup_cause: str | None = None
+    survey: str | None = None  # IVR_SURVEY: the post-call survey's outcome (ivr.core.survey)
+    survey_key: str | None = None  # IVR_SURVEY_KEY: the key the caller pressed
     complete: bool = False  # the line ended in end=1 (not caught half-written)
     problems: tuple[str, ...] = ()  # why fields are missing or were cut
 
@@ -204,6 +207,8 @@ def parse_facts(text: str) -> CallFacts:
         message=message,
         message_s=seconds_field("message_s"),
         hangup_cause=text_field("hangupcause"),
+        survey=text_field("survey"),
+        survey_key=text_field("survey_key"),
         complete=complete,
         problems=tuple(problems),
     )

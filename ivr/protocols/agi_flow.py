@@ -13,12 +13,13 @@ from __future__ import annotations
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 
-from ivr.core import callflow
+from ivr.core import callflow, survey
 from ivr.errors import AgiHangup
 from ivr.protocols.agi import AgiRequest, AgiResult
 
 Words = tuple[str, ...]
 Driver = Generator[Words, AgiResult, callflow.CallState]
+SurveyDriver = Generator[Words, AgiResult, survey.SurveyState]
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,4 +103,27 @@ def drive(
             state, batch = callflow.step(state, event_for(batch[-1], result, clock()))
     except AgiHangup:
         state, _ = callflow.step(state, callflow.CallerHungUp(now=clock()))
+    return state
+
+
+def drive_survey(
+    state: survey.SurveyState, batch: list[callflow.Command], prompts: str,
+    clock: Callable[[], float],
+) -> SurveyDriver:  # fmt: skip
+    """The post-call survey from :func:`ivr.core.survey.start` 's result, as a generator of
+    AGI commands (the call flow's batch contract); returns the final state."""
+    paths = AgiPaths(prompts=prompts, messages="")
+    try:
+        while batch:
+            reported = callflow.awaited(batch)
+            result: AgiResult | None = None
+            for cmd in batch:
+                for words in agi_words(cmd, paths):
+                    result = yield words
+            if reported is None:
+                break
+            assert result is not None, "every reported command sends AGI words"
+            state, batch = survey.step(state, event_for(batch[-1], result, clock()))
+    except AgiHangup:
+        state, _ = survey.step(state, callflow.CallerHungUp(now=clock()))
     return state

@@ -37,7 +37,7 @@ from ivr.adapters.sql.db import (
 from ivr.adapters.sql.schema import upgrade
 from ivr.adapters.telephony.originate import place_call
 from ivr.cli import build_parser
-from ivr.core.recording_meta import recording_stem
+from ivr.core.recording_meta import CallFacts, recording_stem
 from ivr.devstack.sipp import PCAP_DIR, run_caller
 from ivr.devstack.stack import asterisk_instance
 from ivr.logging_setup import mask_number
@@ -604,14 +604,14 @@ def test_given_on_catalogued_then_inside_the_transaction_and_a_failure_keeps_the
     seen: list[tuple[bool, int | None]] = []
     after: list[int] = []
 
-    def failing(session: Session, rec: Recording) -> None:
+    def failing(session: Session, rec: Recording, facts: CallFacts | None) -> None:
         raise RuntimeError("ticket store down")
 
     recorder = Recorder(settings, engine, on_catalogued=failing)
     assert recorder.sweep_once() == [] and recorder.waiting == 1
     assert _rows(engine) == [] and len(list(monitor.iterdir())) == 4  # nothing lost
 
-    def hook(session: Session, rec: Recording) -> None:
+    def hook(session: Session, rec: Recording, facts: CallFacts | None) -> None:
         seen.append((session.in_transaction(), rec.id))
 
         def committed(_: Session) -> None:

@@ -1,10 +1,11 @@
-"""What happens when a call's recording is catalogued: its ticket and its transcription jobs.
+"""What happens when a call's recording is catalogued: its ticket, its post-call survey
+outcome and its transcription jobs.
 
 The recorder calls :func:`cataloguer` 's hook inside the transaction that inserts the
-recording, so the catalog row, the ticket (工单) and the speech-to-text job rows commit
-together or not at all. The jobs are only rows here: :func:`push_jobs` sends the unsent ones
-to the Redis stream after the commit (and again on every later sweep), so a Redis outage at
-that moment delays the transcription but loses nothing.
+recording, so the catalog row, the ticket (工单), the survey row and the speech-to-text job
+rows commit together or not at all. The jobs are only rows here: :func:`push_jobs` sends
+the unsent ones to the Redis stream after the commit (and again on every later sweep), so a
+Redis outage at that moment delays the transcription but loses nothing.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from ivr.adapters.recordings.recorder import OnCatalogued
-from ivr.adapters.sql import tickets
+from ivr.adapters.sql import surveys, tickets
 from ivr.adapters.sql.db import Recording, RecordingStatus, VoiceMessage
 from ivr.adapters.stt import job_queue as stt_queue
+from ivr.core.recording_meta import CallFacts
 from ivr.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -30,7 +32,7 @@ TRANSCRIBED = frozenset({RecordingStatus.ok, RecordingStatus.incomplete})
 def cataloguer(settings: Settings) -> OnCatalogued:
     """The recorder's ``on_catalogued`` hook for these settings."""
 
-    def on_catalogued(session: Session, recording: Recording) -> None:
+    def on_catalogued(session: Session, recording: Recording, facts: CallFacts | None) -> None:
         message = (
             session.get(VoiceMessage, recording.voice_message_id)
             if recording.voice_message_id is not None
@@ -39,6 +41,7 @@ def cataloguer(settings: Settings) -> OnCatalogued:
         tickets.open_for_call(
             session, recording=recording, voice_message=message, settings=settings
         )
+        surveys.record_for_call(session, recording, facts)
         if recording.status in TRANSCRIBED and recording.file_name:
             stt_queue.create_job(session, recording=recording)
         if message is not None:  # the message itself: the caller's words, nothing else

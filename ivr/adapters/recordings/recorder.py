@@ -88,7 +88,8 @@ _DETAIL_MAX = 255
 SLICE_S = 60  # legs are combined a minute at a time: an hour-long call is never all in memory
 RETRY_MAX_S = 60.0  # a call that failed is tried again after 1, 2, 4 ... s, at most this
 
-OnCatalogued = Callable[[Session, Recording], None]
+# (session, the new row, the call's facts if it had a facts file)
+OnCatalogued = Callable[[Session, Recording, CallFacts | None], None]
 
 
 @dataclass
@@ -486,7 +487,7 @@ class Recorder:
                 session.add(row)
                 session.flush()
                 if self.on_catalogued is not None:
-                    self.on_catalogued(session, row)
+                    self.on_catalogued(session, row, facts)
                 session.commit()
                 if from_facts is not None:
                     logger.info(

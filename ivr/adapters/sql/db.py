@@ -27,6 +27,7 @@ Tables::
                 password) and the realm it was made with
     agent_desks the desks an agent answers, with a queue penalty each (at least one)
     agent_changes   every change to an agent: who, when, which action, each field old -> new
+    survey_answers  the post-call survey's outcome, one per call (Linkedid, as its ticket's)
 
 All times are stored in UTC and read back as timezone-aware datetimes on every backend.
 
@@ -66,6 +67,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+from ivr.core.survey import Outcome as SurveyOutcome  # the outcomes live in the core
 from ivr.core.tickets import TicketState as TicketState  # the states live in the core
 from ivr.errors import HotlineError
 from ivr.settings import Settings
@@ -343,6 +345,29 @@ class SttJob(Base):
     )
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SurveyAnswer(Base):
+    """The post-call survey's outcome of one call (ivr.core.survey): one row per call, by its
+    Linkedid, which is also its ticket's (tickets.linkedid) and its recording's. Written by the
+    recorder from the call's facts, in the transaction that catalogues the call."""
+
+    __tablename__ = "survey_answers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    linkedid: Mapped[str] = mapped_column(String(150), unique=True)  # the call (and its ticket)
+    recording_id: Mapped[int | None] = mapped_column(
+        ForeignKey("recordings.id", ondelete="SET NULL"), default=None, index=True
+    )
+    desk: Mapped[str | None] = mapped_column(String(40), default=None, index=True)
+    queue: Mapped[str | None] = mapped_column(String(40), default=None)
+    agent: Mapped[str | None] = mapped_column(String(80), default=None)  # the queue member
+    work_number: Mapped[str | None] = mapped_column(String(12), default=None, index=True)
+    language: Mapped[str | None] = mapped_column(String(8), default=None)
+    outcome: Mapped[SurveyOutcome] = mapped_column(_str_enum(SurveyOutcome, 24), index=True)
+    key: Mapped[str | None] = mapped_column(String(1), default=None)  # 1, 2, 3 or a wrong one
+    call_ended_at: Mapped[datetime | None] = mapped_column(default=None, index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class Ticket(Base):

@@ -40,6 +40,7 @@ from ivr.adapters.telephony import instance_dirs, sip_directory
 from ivr.adapters.telephony.routing_files import load_routing
 from ivr.core.queue_ringing import ringing_conf
 from ivr.core.routing_models import RingingIn
+from ivr.core.survey import dialplan_lists
 from ivr.errors import StackError
 from ivr.settings import REPO_DIR, Settings
 
@@ -141,6 +142,9 @@ class AsteriskInstance:
     ringing: Mapping[str, RingingIn] = field(default_factory=dict)
     sip_bind: str = "127.0.0.1"  # the agents' transports (UDP, TCP on sip_port; WS on http_port)
     http_port: int = 8088  # Asterisk's HTTP server: only the browsers' WebSocket transport
+    # The post-call survey (routing/): the categories and queues of the desks that have it.
+    survey_categories: tuple[str, ...] = ()
+    survey_queues: tuple[str, ...] = ()
 
     # --- paths -----------------------------------------------------------------------
     @property
@@ -226,6 +230,8 @@ class AsteriskInstance:
             f"IVR_PROCESS_AGI = {self.app_inner / PROCESS_AGI}\n"
             f"IVR_TRUNK_MAX_CALLS = {self.trunk_max_calls}\n"
             f"IVR_TRUNK_ORDINARY_CALLS = {self.trunk_max_calls - self.trunk_emergency_reserve}\n"
+            f"IVR_SURVEY_CATEGORIES = {_survey_list(self.survey_categories)}\n"
+            f"IVR_SURVEY_QUEUES = {_survey_list(self.survey_queues)}\n"
         )
         self._install_app()
         (etc / "extensions_generated.conf").write_text(self._emergency_dids_conf())
@@ -501,16 +507,27 @@ def ami_accounts(settings: Settings) -> tuple[AmiAccount, ...]:
 
 
 def configured_instance(settings: Settings) -> AsteriskInstance:
-    """The instance as ``render()`` must write it: with the emergency numbers of routing/
-    and the AMI accounts."""
+    """The instance as ``render()`` must write it: with the emergency numbers of routing/,
+    the desks that have the post-call survey, and the AMI accounts."""
     routing = load_routing(settings.routing_dir)
+    categories, queues = dialplan_lists(routing)
     return replace(
         asterisk_instance(settings),
         emergency_dids=tuple(routing.hotline.emergency_dids),
         ringing=dict(routing.ringing),
         routing_dir=settings.routing_dir,
         ami_accounts=ami_accounts(settings),
+        survey_categories=categories,
+        survey_queues=queues,
     )
+
+
+def _survey_list(names: tuple[str, ...]) -> str:
+    """``a/b/c`` for the dialplan's FIELDNUM; names are routing identifiers, checked again."""
+    for name in names:
+        if not re.fullmatch(r"[a-z][a-z0-9_-]{0,39}", name):
+            raise StackError(f"survey desk name {name!r} is not an identifier")
+    return "/".join(names)
 
 
 def root_user_id(root: Path, user: str) -> int:

@@ -1,6 +1,7 @@
 """The FastAGI routes: ``inbound`` (the call flow driven over one FastAGI session),
-``agent-intro`` (the agent's 工号 announced to the caller) and ``agent-feature`` (a feature
-code from an agent's phone: log in, log out, pause, resume).
+``agent-intro`` (the agent's 工号 announced to the caller), ``survey`` (the post-call survey
+when the agent hung up first) and ``agent-feature`` (a feature code from an agent's phone:
+log in, log out, pause, resume).
 
 The translation and the loop are sans-I/O in :mod:`ivr.protocols.agi_flow`, shared with
 the process-AGI script in ``agi_scripts/``; this module only does the socket I/O.
@@ -11,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from typing import TypeVar
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -19,14 +22,18 @@ from sqlalchemy.orm import Session
 
 from ivr.adapters.sql import agents
 from ivr.adapters.telephony.fastagi_server import AgiSession
-from ivr.core import callflow
+from ivr.core import callflow, survey
 from ivr.core.agent_intro import intro_prompts, work_number_of
 from ivr.core.agent_presence import FEATURE_CODES
-from ivr.core.routing_models import LANGUAGES
+from ivr.core.recording_meta import desk_for
+from ivr.core.routing_models import LANGUAGES, Routing
 from ivr.errors import AgiHangup, HotlineError
-from ivr.protocols.agi_flow import AgiPaths, drive
+from ivr.protocols.agi import AgiResult
+from ivr.protocols.agi_flow import AgiPaths, Words, drive, drive_survey
 
 logger = logging.getLogger(__name__)
+
+S = TypeVar("S")
 
 
 async def run_inbound(
@@ -42,7 +49,17 @@ async def run_inbound(
         call_id=env.uniqueid,
     )
     log = {"uniqueid": env.uniqueid, "did": facts.did}
-    driver = drive(config, facts, paths, clock)
+    state: callflow.CallState = await _run(session, drive(config, facts, paths, clock))
+    logger.info(
+        "call flow finished",
+        extra={**log, "state": state.stage.value, "path": ">".join(state.history)},
+    )
+    return state
+
+
+async def _run(session: AgiSession, driver: Generator[Words, AgiResult, S]) -> S:
+    """Send a sans-I/O driver's AGI commands over the session until it returns its state;
+    a hang-up is thrown into it (it ends there)."""
     try:
         words = next(driver)
         while True:
@@ -53,12 +70,61 @@ async def run_inbound(
             else:
                 words = driver.send(result)
     except StopIteration as done:
-        state: callflow.CallState = done.value
+        final: S = done.value
+        return final
+
+
+async def run_survey(
+    session: AgiSession,
+    config: survey.SurveyConfig,
+    desks: DeskIndex,
+    clock: Callable[[], float] = time.time,
+) -> survey.SurveyState:
+    """The ``survey`` route: the post-call survey on the caller's channel, run by the dialplan
+    after Queue() returned because the agent hung up first (``AGI(url/survey,${IVR_PROMPTS})``).
+    The desk comes from the call's IVR_CATEGORY, else its queue; the language from
+    IVR_LANGUAGE. The outcome is left in IVR_SURVEY (and IVR_SURVEY_KEY) for the call's facts:
+    the recorder stores it with the call. If this server is down, the dialplan hangs up."""
+    args = session.env.args
+    if not args or not args[0].startswith("/"):
+        raise ValueError("the dialplan must pass the prompts directory as the AGI argument")
+    category = await session.get_variable("IVR_CATEGORY")
+    queue = await session.get_variable("QUEUENAME") or await session.get_variable("IVR_QUEUE")
+    language = await session.get_variable("IVR_LANGUAGE")
+    previous = await session.get_variable(survey.IVR_SURVEY)
+    desk = desk_for(category, queue, desks.by_category, desks.by_queue) or ""
+    state, batch = survey.start(
+        config,
+        desk=desk,
+        language=language if language in LANGUAGES else LANGUAGES[0],
+        previous=previous,
+    )
+    state = await _run(session, drive_survey(state, batch, args[0].rstrip("/"), clock))
     logger.info(
-        "call flow finished",
-        extra={**log, "state": state.stage.value, "path": ">".join(state.history)},
+        "survey finished",
+        extra={
+            "uniqueid": session.env.uniqueid,
+            "desk": desk,
+            "outcome": state.outcome.value if state.outcome else "",
+            "path": ">".join((*state.history, state.stage.value)),
+        },
     )
     return state
+
+
+@dataclass(frozen=True, slots=True)
+class DeskIndex:
+    """Desks by their ticket category and by their queue (as the recorder finds a call's)."""
+
+    by_category: dict[str, str]
+    by_queue: dict[str, str]
+
+    @classmethod
+    def of(cls, routing: Routing) -> DeskIndex:
+        return cls(
+            by_category={d.category: d.id for d in routing.desks},
+            by_queue={d.queue: d.id for d in routing.desks},
+        )
 
 
 async def run_agent_intro(session: AgiSession) -> None:
