@@ -111,7 +111,8 @@ def drive_survey(
     clock: Callable[[], float],
 ) -> SurveyDriver:  # fmt: skip
     """The post-call survey from :func:`ivr.core.survey.start` 's result, as a generator of
-    AGI commands (the call flow's batch contract); returns the final state."""
+    AGI commands (the call flow's batch contract); returns the final state. A GET DATA that
+    fails (result -1: the caller hung up while it listened) is read as the hang-up."""
     paths = AgiPaths(prompts=prompts, messages="")
     try:
         while batch:
@@ -123,6 +124,11 @@ def drive_survey(
             if reported is None:
                 break
             assert result is not None, "every reported command sends AGI words"
+            if isinstance(batch[-1], callflow.CollectDigits) and result.value < 0:
+                # GET DATA answers -1 when the caller hangs up while it listens (not HANGUP):
+                # that is no "no answer".
+                state, batch = survey.step(state, callflow.CallerHungUp(now=clock()))
+                continue
             state, batch = survey.step(state, event_for(batch[-1], result, clock()))
     except AgiHangup:
         state, _ = survey.step(state, callflow.CallerHungUp(now=clock()))

@@ -148,6 +148,19 @@ def test_given_the_caller_hangs_up_first_then_no_survey_and_recorded_as_such(
     assert ticket.agent == "1001 测试"
 
 
+def test_given_the_caller_hangs_up_during_the_question_then_hung_up_during_survey(
+    survey_stack: Stack, engine: Engine
+) -> None:
+    # The survey runs from about 16 s to 30 s into such a call (menu key 1, the agent's 1 s
+    # answer, the 工号, hello-world, its hang-up; the question and 5 s): the caller leaves at 22 s.
+    report = _call(survey_stack, "13800138709", ["1"], hold_s=22)
+    assert report.agi_routes == ["inbound", "survey"]
+    assert _survey_prompts(report) == ["survey-question"]
+    assert report.variables["IVR_SURVEY"] == "asking"
+    answer, _ = _stored(engine, report.linkedid)
+    assert (answer.outcome, answer.key) == ("hung up during survey", None)
+
+
 def test_given_the_emergency_line_then_no_survey_by_default(
     survey_stack: Stack, engine: Engine
 ) -> None:
