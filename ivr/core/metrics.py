@@ -162,6 +162,9 @@ class CallClassified:
     entered_at: float | None  # first queue entry, app clock; None when never queued
     closed_at: float  # last hang-up, app clock
     caller: str  # CallerIDNum, unmasked: mask it before logging
+    agent: str = ""  # the member who answered (MemberName of the first AgentConnect)
+    talk_s: float | None = None  # AgentComplete's TalkTime (summed); None without one
+    callid: str = ""  # Uniqueid of the channel of the first queue entry (queue_log's callid)
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,11 +240,14 @@ class _Call:
     requested_queue: tuple[str, _Mark] | None = None  # IVR_QUEUE
     first_join: _Mark | None = None
     first_queue: str = ""
+    first_uid: str = ""  # the channel of the first join (queue_log's callid)
     last_join: _Mark | None = None
     in_queue: dict[str, tuple[str, _Mark]] = field(default_factory=dict)  # Uniqueid -> queue
     left: dict[tuple[str, str], _Mark] = field(default_factory=dict)  # (Uniqueid, queue)
     last_exit_us: int | None = None  # latest time a channel left a queue without a person
     connect: _Mark | None = None
+    agent: str = ""  # MemberName (else Interface) of the earliest AgentConnect
+    talk_s: float | None = None  # sum of AgentComplete TalkTime
     status: tuple[str, _Mark] | None = None  # latest QUEUESTATUS
 
 
@@ -380,9 +386,13 @@ def _on_call_event(
     elif name == "AgentConnect":
         if call.connect is None or mark < call.connect:
             call.connect = mark
+            call.agent = _text(event, "MemberName") or _text(event, "Interface") or ""
         _left(call, uid, queue, mark)
         _member_in_call(state, queue, event, True, effects)
     elif name == "AgentComplete":
+        talk = _int(_text(event, "TalkTime"))
+        if talk is not None and talk >= 0:
+            call.talk_s = (call.talk_s or 0.0) + talk
         _member_in_call(state, queue, event, False, effects)
     elif name == "VarSet":
         variable = (_text(event, "Variable") or "").lstrip("_")
@@ -401,6 +411,7 @@ def _joined(call: _Call, uid: str, queue: str, mark: _Mark) -> None:
     if call.first_join is None or mark < call.first_join:
         call.first_join = mark
         call.first_queue = queue
+        call.first_uid = uid
     if call.last_join is None or mark > call.last_join:
         call.last_join = mark
     current = call.in_queue.get(uid)
@@ -500,8 +511,9 @@ def _classified(
         klass = CallClass.TIMED_OUT if timed_out else CallClass.ABANDONED
     entered_at = None if call.first_join is None else _app_time(state, call.first_join[0])
     return CallClassified(
-        call.linkedid, queue, klass, wait_us / _US, threshold, entered_at, closed_at, call.caller
-    )
+        call.linkedid, queue, klass, wait_us / _US, threshold, entered_at, closed_at, call.caller,
+        call.agent, call.talk_s, call.first_uid,
+    )  # fmt: skip
 
 
 def _waiting(call: _Call) -> tuple[str, int] | None:

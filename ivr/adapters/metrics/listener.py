@@ -303,6 +303,9 @@ class MetricsListener:
                 call.entered_at + offset,
                 gone.closed_at,
                 call.caller,
+                call.agent,
+                call.talk_s,
+                call.callid,
             )
         prefixes = tuple(f"{linkedid}: " for linkedid in replaced)
         out: list[Effect] = []
@@ -351,6 +354,9 @@ class MetricsListener:
                     call.entered_at + offset,
                     (call.ended_at or call.entered_at) + offset,
                     call.caller,
+                    call.agent,
+                    call.talk_s,
+                    callid,
                 )
             )
         self.counters["closed_from_queue_log"] += len(effects)

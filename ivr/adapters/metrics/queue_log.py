@@ -103,6 +103,7 @@ class QueueLogCall:
     ended_at: float | None  # the CONNECT or the last exit; None while still queued
     caller: str  # caller id of the first ENTERQUEUE (unmasked)
     agent: str  # who answered; "" if nobody
+    talk_s: float | None = None  # COMPLETECALLER/COMPLETEAGENT's calltime; None without one
 
 
 # --- parsing (pure) -----------------------------------------------------------------------
@@ -157,9 +158,12 @@ def classify(records: Iterable[QueueLogRecord], config: MetricsConfig) -> QueueL
     if connect is not None:
         wait = float(max(0, connect.time - first.time))
         klass = CallClass.ANSWERED if wait <= threshold else CallClass.ANSWERED_LATE
+        completed = next((r for r in ordered if r.event in COMPLETIONS), None)
+        talk = completed.datum(1) if completed is not None else ""
         return QueueLogCall(
             first.callid, first.queue, queues, klass, wait, threshold,
             float(first.time), float(connect.time), first.caller, connect.agent,
+            float(talk) if talk.isascii() and talk.isdigit() else None,
         )  # fmt: skip
     after_last = ordered[entries[-1] + 1 :]
     exit_ = next((r for r in after_last if r.event in TIMEOUT_EXITS | CALLER_EXITS), None)
