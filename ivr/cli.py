@@ -18,6 +18,7 @@ from ivr import (
     cli_agents,
     cli_db,
     cli_recordings,
+    cli_report,
     cli_stt,
     cli_stt_worker,
     cli_tickets,
@@ -93,13 +94,15 @@ async def run_agi(settings: Settings) -> None:
 
 
 async def run_ami(settings: Settings) -> None:
-    """The AMI listener: AMI events into the metrics reducer, Redis (stream, counters, live)."""
+    """The AMI listener: AMI events into the metrics reducer, Redis (stream, counters, live)
+    and each call's outcome into SQL (the call facts)."""
     import time
 
     import redis.asyncio as aioredis
     from redis.asyncio.retry import Retry
     from redis.backoff import NoBackoff
 
+    from ivr.adapters.metrics.call_facts import CallFactsWriter
     from ivr.adapters.metrics.listener import MetricsListener
     from ivr.adapters.metrics.store import MetricsStore
     from ivr.adapters.sql.db import settings_engine
@@ -121,14 +124,16 @@ async def run_ami(settings: Settings) -> None:
     store = MetricsStore.from_settings(
         client_redis, metrics, settings.redis.events_maxlen, settings.redis.events_max_age_s
     )
+    engine = settings_engine(settings)
+    require_head(engine)  # the agents' SIP accounts come from SQL, the call facts go there
+    facts = CallFactsWriter(engine, buffer_max=metrics.buffer_max)
     listener = MetricsListener(
         store,
         store.config,
         metrics.queue_log_path,
         queue_log_lookback_s=metrics.queue_log_lookback_s,
+        facts=facts,
     )
-    engine = settings_engine(settings)
-    require_head(engine)  # the agents' SIP accounts come from SQL
     jobs: list[Coroutine[Any, Any, None]] = []
     guard: SipGuard | None = None
     try:
@@ -156,12 +161,16 @@ async def run_ami(settings: Settings) -> None:
     keeper = MembershipKeeper(engine, load_routing(settings.routing_dir), ami)
     try:
         await listener.replay(metrics.replay_window_s)
-        await supervise(ami.run(), store.run(), listener.heartbeat(ami), keeper.run(), *jobs)
+        await supervise(
+            ami.run(), store.run(), facts.run(), listener.heartbeat(ami), keeper.run(), *jobs
+        )
     finally:
-        engine.dispose()
         deadline = time.monotonic() + 5.0  # flush what is buffered, but do not hang on exit
         while store.pending and time.monotonic() < deadline and not await store.flush():
             await asyncio.sleep(0.2)
+        while facts.pending and time.monotonic() < deadline and not await facts.flush():
+            await asyncio.sleep(0.2)
+        engine.dispose()
         await client_redis.aclose()
 
 
@@ -453,6 +462,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_agents.register(sub)
     cli_recordings.register(sub)
     cli_tickets.register(sub)
+    cli_report.register(sub)
     cli_stt_worker.register(sub)
     cli_stt.register(sub)
     cli_units.register(sub)
@@ -510,6 +520,8 @@ def _dispatch(settings: Settings, args: argparse.Namespace) -> int:
             return cli_recordings.run(settings, args)
         case "tickets":
             return cli_tickets.run(settings, args)
+        case "report":
+            return cli_report.run(settings, args)
         case "stt-worker":
             return cli_stt_worker.run(settings, args)
         case "stt":

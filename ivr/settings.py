@@ -229,6 +229,9 @@ class MetricsSettings(BaseModel):
         default_factory=lambda: {"emergency": 15.0, "emergency-backup": 15.0}
     )
     skew_tolerance_s: float = Field(default=2.0, gt=0)  # Asterisk/app clock gap seen as skew
+    # Abandons within this wait are short abandons: reported apart (docs/figures.md), and
+    # still counted as offered and abandoned.
+    short_abandon_s: float = Field(default=5.0, ge=0)
     # Asterisk's queue_log, read to classify calls that ended while the AMI link was down.
     queue_log_path: Path | None = None
     queue_log_lookback_s: float = Field(default=6 * 3600.0, gt=0)  # how far back to read it

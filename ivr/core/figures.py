@@ -177,6 +177,9 @@ class FiguresConfig:
     emergency_s: float = 15.0  # the emergency line's "three rings"
 
 
+DEFAULT_CONFIG: Final = FiguresConfig()
+
+
 # --- definitions --------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class Target:
@@ -447,7 +450,7 @@ def percentile(values: Iterable[float], fraction: float) -> float | None:
 
 # --- the call figures ---------------------------------------------------------------------
 def call_figures(
-    calls: Iterable[CallFact], window: Window, config: FiguresConfig = FiguresConfig()
+    calls: Iterable[CallFact], window: Window, config: FiguresConfig = DEFAULT_CONFIG
 ) -> dict[str, FigureValue]:
     """answer_rate, emergency_in_time, offered, answered, abandoned, short_abandons,
     wait_mean, wait_p90 and handle_mean, from the calls counted in ``window``."""

@@ -51,6 +51,7 @@ from typing import Any, Final
 from redis.exceptions import RedisError
 
 from ivr import redis_keys
+from ivr.adapters.metrics.call_facts import CallFactsWriter
 from ivr.adapters.metrics.event_sink import is_kept, write_heartbeat
 from ivr.adapters.metrics.queue_log import (
     QueueLog,
@@ -99,8 +100,10 @@ class MetricsListener:
         list_timeout_s: float = 10.0,
         members_wait_s: float = 30.0,
         clock: Callable[[], float] = time.time,
+        facts: CallFactsWriter | None = None,
     ) -> None:
         self.store = store
+        self.facts = facts  # each call's outcome into SQL as well (the call facts)
         self.config = config
         self.state = MetricsState(config)
         self.agents = AgentStates(AgentsConfig(store.tz))  # one state per 工号
@@ -147,6 +150,8 @@ class MetricsListener:
             if any(isinstance(effect, CallUnknown) for effect in effects):
                 effects, _ = await self._resolve_unknowns(effects, channels)
             self.store.submit(effects, event=fields, at=received_at, agent_states=views)
+            if self.facts is not None:
+                self.facts.submit(effects)
         self.counters["kept"] += 1
         _log_outcomes(effects)
 
@@ -222,6 +227,8 @@ class MetricsListener:
             self.store.submit(
                 durable, event=marker, live=self.live_reset(), resync=counts, at=requested_at
             )
+            if self.facts is not None:
+                self.facts.submit(durable)
         self.counters["resyncs"] += 1
         self.counters["closed_at_resync"] += len(closed)
         logger.info(
@@ -446,6 +453,7 @@ class MetricsListener:
             **ami.counters,
             **self.counters,
             **self.store.stats(),
+            **(self.facts.stats() if self.facts is not None else {}),
             "open_calls": len(self.state.calls),
             "agents": len(self.agents.agents),  # agents (工号) seen since the role started
             "agent_events_ignored": self.agents.ignored,  # without Queue or Interface

@@ -370,6 +370,31 @@ class SurveyAnswer(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class CallFactRow(Base):
+    """One call (Linkedid) as the answer-rate reducer classified it when it ended, stored by
+    the ami role: the system of record of the call figures (docs/figures.md). Written once
+    per Linkedid (a second outcome is ignored, as the live counters ignore it);
+    ``ivr report recompute`` adds the calls queue_log saw that are missing."""
+
+    __tablename__ = "call_facts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    linkedid: Mapped[str] = mapped_column(String(150), unique=True)
+    callid: Mapped[str] = mapped_column(String(150), index=True)  # queue_log's callid; "" if none
+    klass: Mapped[str] = mapped_column(String(16), index=True)  # a CallClass value, or unknown
+    queue: Mapped[str] = mapped_column(String(40), index=True)  # first entered; "" if never
+    emergency: Mapped[bool] = mapped_column(index=True)
+    threshold_s: Mapped[float]
+    wait_s: Mapped[float]
+    counted_at: Mapped[datetime] = mapped_column(index=True)  # first entry, else last hang-up
+    entered_at: Mapped[datetime | None] = mapped_column(default=None)
+    closed_at: Mapped[datetime]
+    agent: Mapped[str] = mapped_column(String(80), index=True)  # who answered; "" if nobody
+    talk_s: Mapped[float | None] = mapped_column(default=None)
+    source: Mapped[str] = mapped_column(String(16))  # ami or queue_log
+    stored_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class Ticket(Base):
     """工单: one per call that reached a person or left a voice message."""
 
