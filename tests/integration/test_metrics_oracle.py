@@ -49,17 +49,23 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+from sqlalchemy import select
 
 from ivr import redis_keys
 from ivr.adapters.metrics import queue_log
 from ivr.adapters.metrics.store import MetricsStore, reducer_config
+from ivr.adapters.sql.call_figures import call_figures
+from ivr.adapters.sql.db import CallFactRow
+from ivr.adapters.sql.db import settings_engine as sql_engine
 from ivr.adapters.telephony.originate import place_call
 from ivr.core.call_report import CallReport
+from ivr.core.figures import FiguresConfig, Window
 from ivr.core.metrics import CallClass
 from ivr.devstack.stack import Stack, asterisk_instance, isolated_settings, pid_alive
 from ivr.settings import MetricsSettings, Settings
@@ -613,7 +619,73 @@ async def run_scenario(
         or (row["queue_log_queues"] or [None])[0] != p.plan.queue
     ]
     assert off_plan == [], f"calls that did not go as planned {where}"
+
+    # 5. The call facts in SQL (the ami role's, for the monthly figures): one per call, the
+    #    same classes per queue first entered as queue_log and Redis, and the SQL figures of
+    #    the scenario's window give queue_log's answer rate and emergency figure.
+    facts = await sql_facts(settings, linkedids)
+    report["sql_facts"] = {lid: [list(f) for f in found] for lid, found in facts.items()}
+    (ARTIFACTS / f"{name}.json").write_text(json.dumps(report, indent=1, ensure_ascii=False))
+    not_once = {lid: found for lid, found in facts.items() if len(found) != 1}
+    assert not_once == {}, f"calls without exactly one call fact in SQL {where}"
+    sql_tally: Tally = Counter()
+    for ((klass, queue, *_),) in facts.values():
+        sql_tally[(SCOPE_TOTAL, klass)] += 1
+        if queue and klass != IVR_ONLY.value:
+            sql_tally[(queue, klass)] += 1
+    assert +sql_tally == expected_counts, f"SQL call facts differ from queue_log {where}"
+    window = Window(datetime.fromtimestamp(started, UTC), datetime.fromtimestamp(ended + 1, UTC))
+    engine = sql_engine(settings)
+    try:
+        figures = call_figures(engine, window, FiguresConfig(emergency_s=THRESHOLD_S))[""]
+    finally:
+        engine.dispose()
+    offered = [c for c in oracle.values() if c.klass in QUEUE_CLASSES]
+    answered = [c for c in offered if c.klass is ANSWERED]
+    urgent = [c for c in offered if c.queue == "emergency"]
+    assert (figures["answer_rate"].numerator, figures["answer_rate"].denominator) == (
+        len(answered),
+        len(offered),
+    )
+    assert figures["answer_rate"].value == after_rate(redis_counts)
+    assert (figures["emergency_in_time"].numerator, figures["emergency_in_time"].denominator) == (
+        sum(c.klass is ANSWERED for c in urgent),
+        len(urgent),
+    )
     return report
+
+
+async def sql_facts(
+    settings: Settings, linkedids: Sequence[str], timeout: float = 20.0
+) -> dict[str, list[tuple[str, str, float]]]:
+    """Each call's facts in SQL (class, queue, wait), under any of its keys
+    (:func:`keys_of`); waits until every call has one (the ami role writes them behind)."""
+    engine = sql_engine(settings)
+    keys = keys_of(linkedids)
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            with engine.connect() as conn:
+                rows = conn.execute(
+                    select(
+                        CallFactRow.linkedid, CallFactRow.klass, CallFactRow.queue,
+                        CallFactRow.wait_s,
+                    ).where(CallFactRow.linkedid.in_(keys))
+                ).all()  # fmt: skip
+            found: dict[str, list[tuple[str, str, float]]] = {lid: [] for lid in linkedids}
+            for key, klass, queue, wait in rows:
+                found[key.removesuffix("-2")].append((klass, queue, wait))
+            if all(found.values()) or time.monotonic() > deadline:
+                return found
+            await asyncio.sleep(0.5)
+    finally:
+        engine.dispose()
+
+
+def after_rate(counts: dict[Any, int]) -> float | None:
+    """The answer rate of the scenario's Redis counters (their deltas, in total)."""
+    offered = sum(counts.get((SCOPE_TOTAL, k.value), 0) for k in QUEUE_CLASSES)
+    return counts.get((SCOPE_TOTAL, ANSWERED.value), 0) / offered if offered else None
 
 
 # --- the three runs -----------------------------------------------------------------------
