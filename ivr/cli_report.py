@@ -108,7 +108,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         require_head(engine)
         if args.report_command == "calls":
             groups = call_figures(engine, window, figures_config(settings), args.by)
-            _print_calls(window, groups, args.json)
+            _print_calls(window, groups, args.json, _NOBODY[args.by])
             return 0
         if args.report_command == "recompute":
             return _recompute(settings, args, engine, window)
@@ -125,7 +125,13 @@ def _figure_json(figure: CallFigure) -> dict[str, Any]:
     }
 
 
-def _print_calls(window: Window, groups: dict[str, dict[str, CallFigure]], as_json: bool) -> None:
+#: How the group ``""`` is shown: the total, the calls that never queued, nobody answered.
+_NOBODY = {"total": "total", "desk": "(never queued)", "agent": "(nobody answered)"}
+
+
+def _print_calls(
+    window: Window, groups: dict[str, dict[str, CallFigure]], as_json: bool, nobody: str
+) -> None:
     if as_json:
         document = {
             "from": window.start.isoformat(),
@@ -137,7 +143,7 @@ def _print_calls(window: Window, groups: dict[str, dict[str, CallFigure]], as_js
     _out(f"calls counted from {window.start.isoformat()} to {window.end.isoformat()} (excluded)")
     for name, figures in groups.items():
         _out()
-        _out(f"[{name or 'total'}]")
+        _out(f"[{name or nobody}]")
         for key, figure in figures.items():
             definition = BY_KEY[key]
             _out(f"  {definition.zh} {definition.en}: {_shown(figure, definition.unit)}")

@@ -75,3 +75,12 @@ def test_bad_windows_are_usage_errors(
 ) -> None:
     assert main(["report", "calls", *argv]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_the_month_per_agent_as_text(
+    settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["report", "calls", "--month", "2026-11", "--by", "agent"]) == 0
+    out = capsys.readouterr().out
+    assert "[1001 张三]" in out and "[(nobody answered)]" in out
+    assert "接通率 answer rate: 50.0% (1 of 2)" in out  # 1001: a60 in time, a605 late
