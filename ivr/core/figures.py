@@ -235,7 +235,9 @@ FIGURES: Final[tuple[Figure, ...]] = (
             "A caller who waited more than the threshold counts as unanswered even if a person "
             "answered later; a wait of exactly the threshold is answered in time.",
             "The clock starts at the first queue entry; an overflow does not restart it.",
-            "Calls that never asked for a person (served by the menu) are not offered.",
+            "Calls that never asked for a person (served by the menu) are not offered, nor "
+            "are calls whose outcome is unknown (the listener missed part of them): the "
+            "live figure leaves them out too.",
             "Short abandons stay in the denominator (as the live figure counts them) and are "
             "also reported apart.",
             _CALL_WINDOW,
