@@ -634,6 +634,13 @@ async def run_scenario(
         if queue and klass != IVR_ONLY.value:
             sql_tally[(queue, klass)] += 1
     assert +sql_tally == expected_counts, f"SQL call facts differ from queue_log {where}"
+    connected = (ANSWERED.value, LATE.value)
+    agents = {
+        lid: (klass in connected, bool(agent)) for lid, ((klass, *_, agent),) in facts.items()
+    }
+    assert [lid for lid, (talked, named) in agents.items() if talked != named] == [], (
+        f"answered calls without the agent who answered, or others with one {where}"
+    )
     window = Window(datetime.fromtimestamp(started, UTC), datetime.fromtimestamp(ended + 1, UTC))
     engine = sql_engine(settings)
     try:
@@ -657,8 +664,8 @@ async def run_scenario(
 
 async def sql_facts(
     settings: Settings, linkedids: Sequence[str], timeout: float = 20.0
-) -> dict[str, list[tuple[str, str, float]]]:
-    """Each call's facts in SQL (class, queue, wait), under any of its keys
+) -> dict[str, list[tuple[str, str, float, str]]]:
+    """Each call's facts in SQL (class, queue, wait, agent), under any of its keys
     (:func:`keys_of`); waits until every call has one (the ami role writes them behind)."""
     engine = sql_engine(settings)
     keys = keys_of(linkedids)
@@ -669,12 +676,12 @@ async def sql_facts(
                 rows = conn.execute(
                     select(
                         CallFactRow.linkedid, CallFactRow.klass, CallFactRow.queue,
-                        CallFactRow.wait_s,
+                        CallFactRow.wait_s, CallFactRow.agent,
                     ).where(CallFactRow.linkedid.in_(keys))
                 ).all()  # fmt: skip
-            found: dict[str, list[tuple[str, str, float]]] = {lid: [] for lid in linkedids}
-            for key, klass, queue, wait in rows:
-                found[key.removesuffix("-2")].append((klass, queue, wait))
+            found: dict[str, list[tuple[str, str, float, str]]] = {lid: [] for lid in linkedids}
+            for key, klass, queue, wait, agent in rows:
+                found[key.removesuffix("-2")].append((klass, queue, wait, agent))
             if all(found.values()) or time.monotonic() > deadline:
                 return found
             await asyncio.sleep(0.5)
