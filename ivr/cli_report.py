@@ -10,9 +10,10 @@
 Months and days are the hotline's local ones (``metrics.timezone``); ``--to`` is the last
 day included. ``calls`` prints the call figures of the window from the ``call_facts`` table,
 each with its numerator and denominator. ``recompute`` adds the window's calls that
-Asterisk's queue_log has and SQL lacks (``metrics.queue_log_path``, or ``--queue-log``), lists
-the stored calls whose class queue_log contradicts (kept: the reducer's timestamps are the
-exact ones), and says whether anything changed.
+Asterisk's queue_log has and SQL lacks (``metrics.queue_log_path``, or ``--queue-log``),
+classifies from it the calls stored as unknown, lists the stored calls whose class queue_log
+contradicts (kept: the reducer's timestamps are the exact ones), and says whether anything
+changed.
 
 ``cli.py`` wires this in: :func:`register` adds the subcommand, :func:`run` executes it.
 """
@@ -183,6 +184,7 @@ def _recompute(settings: Settings, args: argparse.Namespace, engine: Any, window
             "queue_log_calls": result.queue_log_calls,
             "stored_before": result.stored_before,
             "added": list(result.added),
+            "resolved": list(result.resolved),
             "disagree": [
                 {"linkedid": d.linkedid, "stored": d.stored, "queue_log": d.queue_log}
                 for d in result.disagree
@@ -196,10 +198,15 @@ def _recompute(settings: Settings, args: argparse.Namespace, engine: Any, window
     )
     for d in result.disagree:
         _out(f"  {d.linkedid}: stored {d.stored}, queue_log says {d.queue_log} (kept as stored)")
-    if not result.added:
+    if not result.changed:
         _out("nothing changed: every queued call of queue_log has its call fact")
-    elif args.dry_run:
-        _out(f"would add {len(result.added)} calls from queue_log: {' '.join(result.added)}")
-    else:
-        _out(f"changed: {len(result.added)} calls added from queue_log: {' '.join(result.added)}")
+        return 0
+    verb = "would change" if args.dry_run else "changed"
+    if result.added:
+        _out(f"{verb}: {len(result.added)} calls added from queue_log: {' '.join(result.added)}")
+    if result.resolved:
+        _out(
+            f"{verb}: {len(result.resolved)} unknown outcomes classified from queue_log: "
+            f"{' '.join(result.resolved)}"
+        )
     return 0

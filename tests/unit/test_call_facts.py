@@ -142,3 +142,21 @@ def test_recompute_adds_what_sql_lacks_and_says_so(tmp_path: Path, engine: Engin
     assert sql["handle_mean"].value == pytest.approx(120.0)
     again = recompute(engine, log, m.MONTH, config)
     assert not again.changed and again.stored_before == 11
+
+
+@on_sql_backends
+def test_recompute_classifies_an_unknown_outcome(tmp_path: Path, engine: Engine) -> None:
+    start = m.local(5) + 5  # ab3's queue entry
+    lost = CallUnknown("ab3", "repair", start + 4, "the start of the call was not seen")
+    store_rows(engine, [outcome_row(lost)])
+    log = _queue_log(
+        tmp_path / "queue_log",
+        [
+            f"{int(start)}|ab3|repair|NONE|ENTERQUEUE||13800138000|1",
+            f"{int(start) + 3}|ab3|repair|NONE|ABANDON|1|1|3",
+        ],
+    )
+    result = recompute(engine, log, m.MONTH, m.CONFIG)
+    assert result.changed and result.resolved == ("ab3",) and result.added == ()
+    assert calls_of(engine, m.MONTH, "short_abandons", "denominator") == ["ab3"]
+    assert not recompute(engine, log, m.MONTH, m.CONFIG).changed

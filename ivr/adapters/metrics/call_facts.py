@@ -12,10 +12,11 @@ from Redis, and survive the loss of Redis.
 :func:`recompute` rebuilds a window's call facts from Asterisk's queue_log: a queued call
 queue_log saw to its end that has no fact (its outcome was lost between the reducer and SQL,
 or the ami role was down) is added (``source = queue_log``; whole seconds, see
-:mod:`ivr.adapters.metrics.queue_log`); a stored fact whose class queue_log contradicts is
-reported, not overwritten (the reducer's timestamps are exact to the microsecond, queue_log's
-to the second: a wait within a second of the threshold may fall on either side there).
-Calls that never queued are not in queue_log: only their stored facts count them.
+:mod:`ivr.adapters.metrics.queue_log`); a fact stored as ``unknown`` (the listener missed
+part of the call) takes queue_log's class; a stored class queue_log contradicts is reported,
+not overwritten (the reducer's timestamps are exact to the microsecond, queue_log's to the
+second: a wait within a second of the threshold may fall on either side there). Calls that
+never queued are not in queue_log: only their stored facts count them.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -186,10 +187,11 @@ class Recomputed:
     stored_before: int  # facts in the window before
     added: tuple[str, ...] = ()  # Linkedids (callids) added from queue_log
     disagree: tuple[Disagreement, ...] = field(default_factory=tuple)
+    resolved: tuple[str, ...] = ()  # facts stored as unknown that queue_log classified
 
     @property
     def changed(self) -> bool:
-        return bool(self.added)
+        return bool(self.added or self.resolved)
 
 
 def queue_log_row(
@@ -247,6 +249,7 @@ def recompute(
                 known.setdefault(linkedid, klass)
     added: list[str] = []
     disagree: list[Disagreement] = []
+    resolved: dict[str, dict[str, Any]] = {}
     new_rows = []
     for callid, call in calls.items():
         assert call.klass is not None
@@ -254,8 +257,25 @@ def recompute(
         if stored is None:
             added.append(callid)
             new_rows.append(queue_log_row(callid, call, emergency_queues))
+        elif stored == UNKNOWN:
+            resolved[callid] = queue_log_row(callid, call, emergency_queues)
         elif stored != call.klass.value:
             disagree.append(Disagreement(callid, stored, call.klass.value))
-    if new_rows and not dry_run:
+    if not dry_run:
         store_rows(engine, new_rows)
-    return Recomputed(window, len(calls), len(rows), tuple(added), tuple(disagree))
+        _resolve(engine, resolved)
+    return Recomputed(window, len(calls), len(rows), tuple(added), tuple(disagree), tuple(resolved))
+
+
+def _resolve(engine: Engine, resolved: dict[str, dict[str, Any]]) -> None:
+    """Facts stored as unknown take queue_log's class (their Linkedid is kept)."""
+    keep = ("linkedid", "counted_at", "closed_at")
+    with engine.begin() as conn:
+        for key, row in resolved.items():
+            values = {k: v for k, v in row.items() if k not in keep}
+            conn.execute(
+                update(CallFactRow)
+                .where(CallFactRow.klass == UNKNOWN)
+                .where((CallFactRow.linkedid == key) | (CallFactRow.callid == key))
+                .values(**values, counted_at=row["entered_at"], stored_at=utcnow())
+            )
