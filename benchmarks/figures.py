@@ -1,0 +1,155 @@
+"""The month's call figures from SQL (issue #16's benchmark, its call part), on this machine.
+
+A month of ``--calls`` call facts (200,000 by default: five desks, 40 agents, 3 % emergency,
+the classes mixed as a busy month's) is written to the ``call_facts`` table of a SQLite file
+and of a private PostgreSQL server (Debian's, as the tests start it), each at the newest
+schema. Then, best of ``--repeat`` runs each, through :mod:`ivr.adapters.sql.call_figures`
+exactly as ``ivr report calls`` runs it:
+
+- the month's figures in total, per desk and per agent;
+- the list of calls behind the answer rate's denominator (every offered call's Linkedid);
+
+each as a ratio against the baseline measured in the same run on the same database: a plain
+``SELECT COUNT(*)`` of the month's rows.
+
+    .venv/bin/python benchmarks/figures.py [--calls 200000] [--repeat 5] [--no-postgres]
+
+Not a test: it prints figures. About a minute on a 2-core machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import random
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, func, insert, select
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.pg_support
+
+from ivr.adapters.sql.call_figures import call_figures, calls_of
+from ivr.adapters.sql.db import CallFactRow, create_db_engine, utcnow
+from ivr.adapters.sql.schema import upgrade
+from ivr.core.figures import Window
+from ivr.core.metrics import CallClass
+
+START = datetime(2026, 10, 31, 16, tzinfo=UTC)  # 2026-11-01 00:00 in Shanghai
+MONTH = Window(START, datetime(2026, 11, 30, 16, tzinfo=UTC))
+DESKS = ("repair", "billing", "complaints", "consultation", "emergency")
+KINDS = (
+    CallClass.ANSWERED, CallClass.ANSWERED_LATE, CallClass.ABANDONED, CallClass.TIMED_OUT,
+    CallClass.IVR_ONLY,
+)  # fmt: skip
+WEIGHTS = (0.78, 0.08, 0.08, 0.02, 0.04)
+
+
+def facts(count: int, seed: int = 16) -> list[dict[str, Any]]:
+    rng = random.Random(seed)
+    span = (MONTH.end - MONTH.start).total_seconds()
+    rows = []
+    for n in range(count):
+        klass = rng.choices(KINDS, WEIGHTS)[0]
+        desk = "emergency" if rng.random() < 0.03 else rng.choice(DESKS[:4])
+        at = MONTH.start + timedelta(seconds=rng.random() * span)
+        queued = klass is not CallClass.IVR_ONLY
+        connected = klass in (CallClass.ANSWERED, CallClass.ANSWERED_LATE)
+        wait = rng.uniform(0, 60) if klass is not CallClass.ANSWERED_LATE else rng.uniform(60, 300)
+        rows.append(
+            {
+                "linkedid": f"1762000000.{n}", "callid": f"1762000000.{n}",
+                "klass": klass.value, "queue": desk if queued else "",
+                "emergency": queued and desk == "emergency",
+                "threshold_s": 15.0 if desk == "emergency" else 60.0,
+                "wait_s": wait if queued else 0.0, "counted_at": at,
+                "entered_at": at if queued else None, "closed_at": at + timedelta(minutes=3),
+                "agent": f"{1001 + rng.randrange(40)} 坐席" if connected else "",
+                "talk_s": rng.uniform(30, 600) if connected else None,
+                "source": "ami", "stored_at": utcnow(),
+            }
+        )  # fmt: skip
+    return rows
+
+
+def fill(engine: Engine, rows: list[dict[str, Any]]) -> float:
+    upgrade(engine)
+    began = time.perf_counter()
+    with engine.begin() as conn:
+        for start in range(0, len(rows), 10_000):
+            conn.execute(insert(CallFactRow), rows[start : start + 10_000])
+    return time.perf_counter() - began
+
+
+def best(action: Callable[[], object], repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        began = time.perf_counter()
+        action()
+        times.append(time.perf_counter() - began)
+    return min(times)
+
+
+def run(name: str, engine: Engine, rows: list[dict[str, Any]], repeat: int) -> None:
+    loaded = fill(engine, rows)
+    in_month = (CallFactRow.counted_at >= MONTH.start) & (CallFactRow.counted_at < MONTH.end)
+
+    def baseline() -> object:
+        with engine.connect() as conn:
+            return conn.execute(select(func.count()).where(in_month)).scalar_one()
+
+    base = best(baseline, repeat)
+    total = call_figures(engine, MONTH)[""]
+    print(f"\n{name}: {len(rows):,} call facts written in {loaded:.1f} s")
+    print(f"  baseline COUNT(*) of the month: {base * 1000:.1f} ms")
+    answer = total["answer_rate"]
+    print(f"  (answer rate {answer.value:.1%}, {answer.numerator} of {answer.denominator})")
+
+    def offered() -> object:
+        return calls_of(engine, MONTH, "answer_rate", "denominator")
+
+    for label, action in (
+        ("figures, total", lambda: call_figures(engine, MONTH)),
+        ("figures, per desk", lambda: call_figures(engine, MONTH, grouping="desk")),
+        ("figures, per agent", lambda: call_figures(engine, MONTH, grouping="agent")),
+        ("calls behind the denominator", offered),
+    ):
+        seconds = best(action, repeat)
+        print(f"  {label:<30} {seconds * 1000:8.1f} ms  {seconds / base:6.1f}x the COUNT(*)")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--calls", type=int, default=200_000)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--no-postgres", action="store_true")
+    args = parser.parse_args()
+    rows = facts(args.calls)
+    with tempfile.TemporaryDirectory(prefix="hotline-bench-figures-") as folder:
+        engine = create_db_engine(f"sqlite:///{Path(folder) / 'figures.db'}")
+        try:
+            run("SQLite", engine, rows, args.repeat)
+        finally:
+            engine.dispose()
+    if args.no_postgres:
+        return 0
+    # the tests' private server (tests/pg_support.py, not type-checked: imported by name)
+    server = importlib.import_module("tests.pg_support").PostgresServer.start()
+    try:
+        engine = create_db_engine(server.url(server.create_database()))
+        try:
+            run("PostgreSQL", engine, rows, args.repeat)
+        finally:
+            engine.dispose()
+    finally:
+        server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
