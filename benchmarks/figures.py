@@ -60,6 +60,7 @@ def facts(count: int, seed: int = 16) -> list[dict[str, Any]]:
         at = MONTH.start + timedelta(seconds=rng.random() * span)
         queued = klass is not CallClass.IVR_ONLY
         connected = klass in (CallClass.ANSWERED, CallClass.ANSWERED_LATE)
+        number = 1001 + rng.randrange(40)
         wait = rng.uniform(0, 60) if klass is not CallClass.ANSWERED_LATE else rng.uniform(60, 300)
         rows.append(
             {
@@ -69,7 +70,8 @@ def facts(count: int, seed: int = 16) -> list[dict[str, Any]]:
                 "threshold_s": 15.0 if desk == "emergency" else 60.0,
                 "wait_s": wait if queued else 0.0, "counted_at": at,
                 "entered_at": at if queued else None, "closed_at": at + timedelta(minutes=3),
-                "agent": f"{1001 + rng.randrange(40)} 坐席" if connected else "",
+                "agent": f"{number} 坐席" if connected else "",
+                "work_number": str(number) if connected else "",
                 "talk_s": rng.uniform(30, 600) if connected else None,
                 "source": "ami", "stored_at": utcnow(),
             }

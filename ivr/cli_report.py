@@ -127,7 +127,7 @@ def _figure_json(figure: CallFigure) -> dict[str, Any]:
 
 
 #: How the group ``""`` is shown: the total, the calls that never queued, nobody answered.
-_NOBODY = {"total": "total", "desk": "(never queued)", "agent": "(nobody answered)"}
+_NOBODY = {"total": "total", "desk": "(never queued)", "agent": "(nobody answered, no 工号)"}
 
 
 def _print_calls(

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Final, TypeVar
 
+from ivr.core.agent_intro import work_number_of
 from ivr.core.metrics import CallClass, CallClassified, CallUnknown
 
 T = TypeVar("T")
@@ -77,6 +78,7 @@ class CallFact:
     agent: str = ""  # who answered (the member name: "1001 张三"); "" if nobody
     talk_s: float | None = None  # answer to hang-up; None when not known
     emergency: bool = False  # first entered an emergency queue
+    work_number: str = ""  # the 工号 of who answered; "" if nobody, or a member without one
 
 
 def fact_of(
@@ -100,7 +102,21 @@ def fact_of(
         outcome.agent,
         outcome.talk_s,
         outcome.queue in emergency_queues,
+        agent_work_number(outcome.agent),
     )
+
+
+def agent_work_number(agent: str) -> str:
+    """The 工号 of the member who answered: the first word of its name (``1001 张三``), or
+    the endpoint of a ``PJSIP/<工号>`` interface (what queue_log may name); else ``""``.
+
+    >>> agent_work_number("1001 张三"), agent_work_number("PJSIP/1002")
+    ('1001', '1002')
+    >>> agent_work_number("Local/agent@sim-agents/n"), agent_work_number("")
+    ('', '')
+    """
+    tech, _, endpoint = agent.partition("/")
+    return work_number_of(agent) or (work_number_of(endpoint) if tech == "PJSIP" else None) or ""
 
 
 class TicketKind(enum.StrEnum):

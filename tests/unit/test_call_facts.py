@@ -60,7 +60,7 @@ def test_sql_figures_equal_the_pure_ones(engine: Engine) -> None:
 def test_per_desk_and_per_agent_in_sql(engine: Engine) -> None:
     store_month(engine)
     facts = m.call_facts()
-    for grouping, key in (("desk", lambda c: c.queue), ("agent", lambda c: c.agent)):
+    for grouping, key in (("desk", lambda c: c.queue), ("agent", lambda c: c.work_number)):
         sql = call_figures(engine, m.MONTH, grouping=grouping)  # type: ignore[arg-type]
         groups = figures.group_by(facts, key)  # type: ignore[arg-type]
         pure = {g: figures.call_figures(calls, m.MONTH) for g, calls in groups.items()}

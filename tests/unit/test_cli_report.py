@@ -82,5 +82,5 @@ def test_the_month_per_agent_as_text(
 ) -> None:
     assert main(["report", "calls", "--month", "2026-11", "--by", "agent"]) == 0
     out = capsys.readouterr().out
-    assert "[1001 张三]" in out and "[(nobody answered)]" in out
+    assert "[1001]" in out and "[(nobody answered, no 工号)]" in out
     assert "接通率 answer rate: 50.0% (1 of 2)" in out  # 1001: a60 in time, a605 late

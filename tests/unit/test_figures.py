@@ -113,8 +113,9 @@ def test_per_desk_and_per_agent() -> None:
     assert desks["repair"]["answer_rate"].value == pytest.approx(0.25)  # a60 of 4
     assert desks["billing"]["offered"].denominator == ("a10", "ab30", "to", "last")
     assert desks[""]["offered"].value == 0.0  # the menu-only call
-    agents = group_by((c for c in calls if c.agent), lambda c: c.agent)
-    assert call_figures(agents[m.LI], m.MONTH)["handle_mean"].value == pytest.approx(140.0)
+    agents = group_by((c for c in calls if c.work_number), lambda c: c.work_number)
+    assert sorted(agents) == ["1001", "1002"]
+    assert call_figures(agents["1002"], m.MONTH)["handle_mean"].value == pytest.approx(140.0)
 
 
 def test_the_docs_page_holds_the_definitions() -> None:

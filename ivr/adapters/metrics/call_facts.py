@@ -36,7 +36,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from ivr.adapters.metrics.queue_log import QueueLogCall, classify_calls, read_since
 from ivr.adapters.sql.db import CallFactRow, utcnow
-from ivr.core.figures import EMERGENCY_QUEUES, Window
+from ivr.core.figures import EMERGENCY_QUEUES, Window, agent_work_number
 from ivr.core.metrics import CallClassified, CallUnknown, Effect, MetricsConfig
 
 logger = logging.getLogger(__name__)
@@ -59,7 +59,8 @@ def outcome_row(
             "linkedid": outcome.linkedid, "callid": "", "klass": UNKNOWN,
             "queue": outcome.queue, "emergency": outcome.queue in emergency_queues,
             "threshold_s": 0.0, "wait_s": 0.0, "counted_at": closed, "entered_at": None,
-            "closed_at": closed, "agent": "", "talk_s": None, "source": source,
+            "closed_at": closed, "agent": "", "work_number": "", "talk_s": None,
+            "source": source,
         }  # fmt: skip
     entered = None if outcome.entered_at is None else _utc(outcome.entered_at)
     closed = _utc(outcome.closed_at)
@@ -75,6 +76,7 @@ def outcome_row(
         "entered_at": entered,
         "closed_at": closed,
         "agent": outcome.agent[:80],
+        "work_number": agent_work_number(outcome.agent),
         "talk_s": outcome.talk_s,
         "source": source,
     }
@@ -205,6 +207,7 @@ def queue_log_row(
         "emergency": call.queue in emergency_queues, "threshold_s": call.threshold_s,
         "wait_s": call.wait_s, "counted_at": entered, "entered_at": entered,
         "closed_at": _utc(call.ended_at or call.entered_at), "agent": call.agent[:80],
+        "work_number": agent_work_number(call.agent),
         "talk_s": call.talk_s, "source": SOURCE_QUEUE_LOG,
     }  # fmt: skip
 

@@ -7,8 +7,8 @@ a number (:func:`calls_of`) cannot drift apart. ``tests/integration/test_call_fa
 checks both against the pure functions on the synthetic month.
 
 - per desk: by the queue first entered (``queue``; ``""`` for calls that never queued);
-- per agent: by who answered (``agent``, the member name ``1001 张三``); calls nobody
-  answered have the agent ``""``.
+- per agent: by the 工号 of who answered (``work_number``); calls nobody answered, or a
+  member without a 工号 answered (the dev stack's simulated agents), are in the group ``""``.
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ def _group_column(grouping: Grouping) -> ColumnElement[Any]:
     if grouping == "desk":
         return CallFactRow.__table__.c.queue
     if grouping == "agent":
-        return CallFactRow.__table__.c.agent
+        return CallFactRow.__table__.c.work_number
     return literal(TOTAL)
 
 

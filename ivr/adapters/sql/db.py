@@ -389,7 +389,8 @@ class CallFactRow(Base):
     counted_at: Mapped[datetime] = mapped_column(index=True)  # first entry, else last hang-up
     entered_at: Mapped[datetime | None] = mapped_column(default=None)
     closed_at: Mapped[datetime]
-    agent: Mapped[str] = mapped_column(String(80), index=True)  # who answered; "" if nobody
+    agent: Mapped[str] = mapped_column(String(80))  # who answered (member name); "" if nobody
+    work_number: Mapped[str] = mapped_column(String(12), index=True)  # its 工号; "" if none
     talk_s: Mapped[float | None] = mapped_column(default=None)
     source: Mapped[str] = mapped_column(String(16))  # ami or queue_log
     stored_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,7 +1,8 @@
 """call facts: each call's class, wait, agent and talk time, stored when it ends
 
 One new table, ``call_facts`` (nothing existing changes): one row per Linkedid, written by the
-ami role when the answer-rate reducer classifies the call (and by ``ivr report recompute``
+ami role when the answer-rate reducer classifies the call (the agent who answered by member
+name and by 工号) (and by ``ivr report recompute``
 from queue_log for a call it lacks), so the monthly figures come from SQL and survive the
 loss of Redis.
 
@@ -38,13 +39,14 @@ def upgrade() -> None:
         sa.Column("entered_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("closed_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("agent", sa.String(length=80), nullable=False),
+        sa.Column("work_number", sa.String(length=12), nullable=False),
         sa.Column("talk_s", sa.Double(), nullable=True),
         sa.Column("source", sa.String(length=16), nullable=False),
         sa.Column("stored_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("linkedid"),
     )
-    for column in ("callid", "klass", "queue", "emergency", "counted_at", "agent"):
+    for column in ("callid", "klass", "queue", "emergency", "counted_at", "work_number"):
         op.create_index(f"ix_call_facts_{column}", "call_facts", [column])
 
 
