@@ -22,6 +22,7 @@ never queued are not in queue_log: only their stored facts count them.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from collections import deque
 from collections.abc import Iterable, Sequence
@@ -56,8 +57,8 @@ def outcome_row(
     if isinstance(outcome, CallUnknown):
         closed = _utc(outcome.closed_at)
         return {
-            "linkedid": outcome.linkedid, "callid": "", "klass": UNKNOWN,
-            "queue": outcome.queue, "emergency": outcome.queue in emergency_queues,
+            "linkedid": outcome.linkedid[:150], "callid": "", "klass": UNKNOWN,
+            "queue": outcome.queue[:40], "emergency": outcome.queue in emergency_queues,
             "threshold_s": 0.0, "wait_s": 0.0, "counted_at": closed, "entered_at": None,
             "closed_at": closed, "agent": "", "work_number": "", "talk_s": None,
             "source": source,
@@ -65,10 +66,10 @@ def outcome_row(
     entered = None if outcome.entered_at is None else _utc(outcome.entered_at)
     closed = _utc(outcome.closed_at)
     return {
-        "linkedid": outcome.linkedid,
-        "callid": outcome.callid,
+        "linkedid": outcome.linkedid[:150],  # the column widths: no row is ever refused
+        "callid": outcome.callid[:150],
         "klass": outcome.klass.value,
-        "queue": outcome.queue,
+        "queue": outcome.queue[:40],
         "emergency": outcome.queue in emergency_queues,
         "threshold_s": outcome.threshold_s,
         "wait_s": outcome.wait_s,
@@ -151,7 +152,7 @@ class CallFactsWriter:
     async def flush(self) -> bool:
         """Write everything pending; False when SQL failed (the rows stay pending)."""
         while self._pending:
-            rows = list(self._pending)[:CHUNK]
+            rows = list(itertools.islice(self._pending, CHUNK))
             try:
                 stored = await asyncio.to_thread(store_rows, self.engine, rows)
             except SQLAlchemyError as exc:
