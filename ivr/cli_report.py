@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -33,7 +32,14 @@ from ivr.adapters.metrics.store import reducer_config
 from ivr.adapters.sql import db as sql
 from ivr.adapters.sql.call_figures import CallFigure, call_figures
 from ivr.adapters.sql.schema import require_head
-from ivr.core.figures import BY_KEY, FiguresConfig, Window, definitions_markdown
+from ivr.core.figures import (
+    BY_KEY,
+    FiguresConfig,
+    Window,
+    days_window,
+    definitions_markdown,
+    month_window,
+)
 from ivr.errors import InvalidInput
 from ivr.settings import Settings
 
@@ -64,33 +70,17 @@ def _window_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def window_of(args: argparse.Namespace, tz: ZoneInfo) -> Window:
-    """The local month (``--month``) or days (``--from``/``--to``) as a half-open window.
-
-    >>> w = window_of(argparse.Namespace(month="2026-12", first=None, last=None),
-    ...               ZoneInfo("Asia/Shanghai"))
-    >>> w.start.isoformat(), w.end.isoformat()
-    ('2026-12-01T00:00:00+08:00', '2027-01-01T00:00:00+08:00')
-    """
+    """The local month (``--month``) or days (``--from``/``--to``) as a half-open window."""
     if args.month and (args.first or args.last):
         raise InvalidInput("give either --month or --from/--to, not both")
-    if args.month:
-        try:
-            first = datetime.strptime(args.month, "%Y-%m").date()
-        except ValueError:
-            raise InvalidInput(f"--month must be YYYY-MM, not {args.month!r}") from None
-        after = (first.replace(day=28) + timedelta(days=4)).replace(day=1)
-    elif args.first and args.last:
-        try:
-            first = date.fromisoformat(args.first)
-            after = date.fromisoformat(args.last) + timedelta(days=1)
-        except ValueError:
-            raise InvalidInput("--from and --to must be days, YYYY-MM-DD") from None
-    else:
-        raise InvalidInput("give --month YYYY-MM, or --from and --to (YYYY-MM-DD)")
-    if after <= first:
-        raise InvalidInput("--to is before --from")
-    start = datetime(first.year, first.month, first.day, tzinfo=tz)
-    return Window(start, datetime(after.year, after.month, after.day, tzinfo=tz))
+    try:
+        if args.month:
+            return month_window(args.month, tz)
+        if args.first and args.last:
+            return days_window(args.first, args.last, tz)
+    except ValueError as exc:
+        raise InvalidInput(f"{'--month' if args.month else '--from/--to'}: {exc}") from None
+    raise InvalidInput("give --month YYYY-MM, or --from and --to (YYYY-MM-DD)")
 
 
 def figures_config(settings: Settings) -> FiguresConfig:

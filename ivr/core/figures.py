@@ -35,7 +35,7 @@ import enum
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Final, TypeVar
 
 from ivr.core.agent_intro import work_number_of
@@ -63,6 +63,44 @@ class Window:
 
     def __contains__(self, at: datetime) -> bool:
         return self.start <= at < self.end
+
+
+def month_window(month: str, tz: tzinfo) -> Window:
+    """The local month ``YYYY-MM`` as a window; ValueError naming the fault.
+
+    >>> from zoneinfo import ZoneInfo
+    >>> w = month_window("2026-12", ZoneInfo("Asia/Shanghai"))
+    >>> w.start.isoformat(), w.end.isoformat()
+    ('2026-12-01T00:00:00+08:00', '2027-01-01T00:00:00+08:00')
+    """
+    try:
+        first = datetime.strptime(month, "%Y-%m").date()
+    except ValueError:
+        raise ValueError(f"a month is YYYY-MM, not {month[:20]!r}") from None
+    after = (first.replace(day=28) + timedelta(days=4)).replace(day=1)
+    return _days(first, after, tz)
+
+
+def days_window(first: str, last: str, tz: tzinfo) -> Window:
+    """The local days ``first`` to ``last`` (YYYY-MM-DD, both included) as a window.
+
+    >>> from zoneinfo import ZoneInfo
+    >>> days_window("2026-11-03", "2026-11-03", ZoneInfo("Asia/Shanghai")).end.isoformat()
+    '2026-11-04T00:00:00+08:00'
+    """
+    try:
+        start = date.fromisoformat(first)
+        after = date.fromisoformat(last) + timedelta(days=1)
+    except (ValueError, OverflowError):
+        raise ValueError("days are YYYY-MM-DD") from None
+    if after <= start:
+        raise ValueError("the last day is before the first")
+    return _days(start, after, tz)
+
+
+def _days(first: date, after: date, tz: tzinfo) -> Window:
+    start = datetime(first.year, first.month, first.day, tzinfo=tz)
+    return Window(start, datetime(after.year, after.month, after.day, tzinfo=tz))
 
 
 @dataclass(frozen=True, slots=True)

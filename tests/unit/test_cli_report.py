@@ -64,8 +64,9 @@ def test_recompute_says_whether_anything_changed(
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--month", "2026-13"], "--month must be YYYY-MM"),
-        (["--from", "2026-11-05", "--to", "2026-11-01"], "--to is before --from"),
+        (["--month", "2026-13"], "--month: a month is YYYY-MM, not '2026-13'"),
+        (["--from", "2026-11-05", "--to", "2026-11-01"], "the last day is before the first"),
+        (["--from", "2026-11-05", "--to", "11/30"], "--from/--to: days are YYYY-MM-DD"),
         ([], "give --month YYYY-MM"),
         (["--month", "2026-11", "--from", "2026-11-01"], "either --month or --from"),
     ],
