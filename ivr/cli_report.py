@@ -30,11 +30,10 @@ from zoneinfo import ZoneInfo
 from ivr.adapters.metrics.call_facts import recompute
 from ivr.adapters.metrics.store import reducer_config
 from ivr.adapters.sql import db as sql
-from ivr.adapters.sql.call_figures import CallFigure, call_figures
+from ivr.adapters.sql.call_figures import CallFigure, call_figures, figures_config
 from ivr.adapters.sql.schema import require_head
 from ivr.core.figures import (
     BY_KEY,
-    FiguresConfig,
     Window,
     days_window,
     definitions_markdown,
@@ -83,12 +82,6 @@ def window_of(args: argparse.Namespace, tz: ZoneInfo) -> Window:
     raise InvalidInput("give --month YYYY-MM, or --from and --to (YYYY-MM-DD)")
 
 
-def figures_config(settings: Settings) -> FiguresConfig:
-    metrics = settings.metrics
-    emergency = metrics.thresholds.get("emergency", FiguresConfig().emergency_s)
-    return FiguresConfig(short_abandon_s=metrics.short_abandon_s, emergency_s=emergency)
-
-
 def run(settings: Settings, args: argparse.Namespace) -> int:
     if args.report_command == "definitions":
         sys.stdout.write(definitions_markdown())
@@ -98,7 +91,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     try:
         require_head(engine)
         if args.report_command == "calls":
-            groups = call_figures(engine, window, figures_config(settings), args.by)
+            groups = call_figures(engine, window, figures_config(settings.metrics), args.by)
             _print_calls(window, groups, args.json, _NOBODY[args.by])
             return 0
         if args.report_command == "recompute":

@@ -90,6 +90,8 @@ Hierarchy (class, slug, module)::
     │   ├── InvalidAuthRequest    invalid-request              ivr.web.auth
     │   └── SignInBusy            sign-in-busy                 ivr.web.auth
     ├── InvalidDay                invalid-day                  ivr.web.routes.metrics
+    ├── InvalidReportQuery        invalid-report-query         ivr.web.routes.reports
+    ├── FigureNotFound            figure-not-found             ivr.web.routes.reports
     ├── MetricsNotAuthenticated   metrics-not-authenticated    ivr.web.routes.metrics
     ├── TooManyStreams            too-many-streams             ivr.web.routes.metrics
     ├── InvalidPresenceInput      invalid-presence-input       ivr.web.routes.presence

@@ -75,9 +75,9 @@ def month_window(month: str, tz: tzinfo) -> Window:
     """
     try:
         first = datetime.strptime(month, "%Y-%m").date()
-    except ValueError:
+        after = (first.replace(day=28) + timedelta(days=4)).replace(day=1)
+    except (ValueError, OverflowError):  # OverflowError: December 9999 has no end
         raise ValueError(f"a month is YYYY-MM, not {month[:20]!r}") from None
-    after = (first.replace(day=28) + timedelta(days=4)).replace(day=1)
     return _days(first, after, tz)
 
 

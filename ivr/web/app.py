@@ -29,6 +29,7 @@ from ivr.web.routes import (
     phrases,
     presence,
     recordings,
+    reports,
     stt,
     tickets,
 )
@@ -77,6 +78,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(presence.router)
     app.include_router(desk.router)
     app.include_router(phrases.router)
+    app.include_router(reports.router)
     app.add_exception_handler(AuthError, auth_error_handler)
 
     @app.exception_handler(HotlineError)

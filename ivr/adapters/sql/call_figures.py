@@ -13,13 +13,14 @@ checks both against the pure functions on the synthetic month.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 from sqlalchemy import ColumnElement, Engine, and_, case, false, func, literal, select
+from sqlalchemy.engine import Connection
 
-from ivr.adapters.sql.db import CallFactRow
+from ivr.adapters.sql.db import CallFactRow, Recording, Ticket
 from ivr.core.figures import (
     CONNECTED_CLASSES,
     DEFAULT_CONFIG,
@@ -28,6 +29,7 @@ from ivr.core.figures import (
     Window,
 )
 from ivr.core.metrics import CallClass
+from ivr.settings import MetricsSettings
 
 Grouping = Literal["total", "desk", "agent"]
 TOTAL: Final = ""  # the group name of the total
@@ -45,6 +47,12 @@ class CallFigure:
     value: float | None  # None: nothing to divide by (or no call to average)
     numerator: int | None  # how many calls above the line; None when not a ratio
     denominator: int  # the calls below the line, counted, or averaged over
+
+
+def figures_config(settings: MetricsSettings) -> FiguresConfig:
+    """The short-abandon time and the emergency queue's threshold from the settings."""
+    emergency = settings.thresholds.get("emergency", DEFAULT_CONFIG.emergency_s)
+    return FiguresConfig(short_abandon_s=settings.short_abandon_s, emergency_s=emergency)
 
 
 def conditions(config: FiguresConfig) -> dict[str, tuple[_Condition | None, _Condition]]:
@@ -141,7 +149,7 @@ def _figures(
 
 
 def _p90(
-    conn: Any, window: Window, connected: _Condition, grouping: Grouping, name: str, n: int
+    conn: Connection, window: Window, connected: _Condition, grouping: Grouping, name: str, n: int
 ) -> float | None:
     """The nearest-rank 90th percentile of the answered calls' waits: the ceil(0.9 n)-th."""
     if n == 0:
@@ -186,3 +194,24 @@ def calls_of(
     )
     with engine.connect() as conn:
         return list(conn.scalars(query))
+
+
+def call_rows(engine: Engine, linkedids: Sequence[str]) -> list[dict[str, Any]]:
+    """The facts of these calls, in the order given, each with the id of its recording and
+    of its ticket when it has them (``None`` otherwise): where a number leads on to."""
+    if not linkedids:
+        return []
+    f = CallFactRow
+    query = (
+        select(
+            f.linkedid, f.klass, f.queue, f.emergency, f.wait_s, f.threshold_s, f.counted_at,
+            f.closed_at, f.agent, f.work_number, f.talk_s, f.source,
+            Recording.id.label("recording_id"), Ticket.id.label("ticket_id"),
+        )
+        .outerjoin(Recording, Recording.linkedid == f.linkedid)
+        .outerjoin(Ticket, Ticket.linkedid == f.linkedid)
+        .where(f.linkedid.in_(list(linkedids)))
+    )  # fmt: skip
+    with engine.connect() as conn:
+        found = {row.linkedid: dict(row._mapping) for row in conn.execute(query)}
+    return [found[linkedid] for linkedid in linkedids if linkedid in found]
