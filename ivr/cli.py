@@ -108,6 +108,7 @@ async def run_ami(settings: Settings) -> None:
     from ivr.adapters.sql.db import settings_engine
     from ivr.adapters.sql.schema import require_head
     from ivr.adapters.telephony.ami_client import AmiClient
+    from ivr.adapters.telephony.connect_tickets import ConnectTickets
     from ivr.adapters.telephony.membership import MembershipKeeper
     from ivr.adapters.telephony.routing_files import load_routing
     from ivr.adapters.telephony.sip_guard import SipGuard
@@ -146,8 +147,12 @@ async def run_ami(settings: Settings) -> None:
     else:
         jobs += [guard.sweep_forever(), AccountSync(settings, engine).run()]
 
+    routing = load_routing(settings.routing_dir)
+    tickets = ConnectTickets(engine, routing, settings)  # AgentConnect: the agent's 工单
+
     async def on_event(message: AmiMessage) -> None:
         await listener.on_event(message)
+        await tickets.on_event(message)
         if guard is not None:
             await guard.on_event(message)
 
@@ -158,7 +163,7 @@ async def run_ami(settings: Settings) -> None:
     ami = AmiClient(  # the listener's account: events, its resync and the agents' membership
         settings.ami, settings.ami_secret(), on_event=on_event, on_login=on_login
     )
-    keeper = MembershipKeeper(engine, load_routing(settings.routing_dir), ami)
+    keeper = MembershipKeeper(engine, routing, ami)
     try:
         await listener.replay(metrics.replay_window_s)
         await supervise(

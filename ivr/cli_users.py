@@ -3,6 +3,8 @@
 ::
 
     ivr users add NAME --role qa|supervisor|admin|agent [--password-stdin]
+    ivr users add NAME --role department --department ID [--department ID ...]
+    ivr users set-departments NAME ID [ID ...]   # routing/departments.yaml ids
     ivr users list [--json]
     ivr users set-password NAME [--password-stdin]
     ivr users set-role NAME ROLE
@@ -26,8 +28,9 @@ import sys
 from sqlalchemy.orm import Session
 
 from ivr.adapters.sql import db as sql
-from ivr.adapters.sql import users
+from ivr.adapters.sql import ticket_desk, users
 from ivr.adapters.sql.schema import require_head
+from ivr.adapters.telephony.routing_files import load_routing
 from ivr.settings import Settings
 
 ROLE_NAMES = [role.value for role in sql.Role]
@@ -45,6 +48,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     add.add_argument("username")
     add.add_argument("--role", required=True, choices=ROLE_NAMES)
     add.add_argument("--password-stdin", action="store_true", help="read it from stdin")
+    add.add_argument(
+        "--department", action="append", default=[], metavar="ID",
+        help="role department: a department of routing/departments.yaml (repeatable)",
+    )  # fmt: skip
 
     listing = sub.add_parser("list", help="list users")
     listing.add_argument("--json", action="store_true", help="one JSON array")
@@ -57,6 +64,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     role.add_argument("username")
     role.add_argument("role", choices=ROLE_NAMES)
 
+    departments = sub.add_parser(
+        "set-departments", help="a department user's departments (replaces them all)"
+    )
+    departments.add_argument("username")
+    departments.add_argument("department", nargs="+", help="ids of routing/departments.yaml")
     disable = sub.add_parser("disable", help="refuse sign-in and end the user's sessions")
     disable.add_argument("username")
     enable = sub.add_parser("enable", help="allow a disabled user to sign in again")
@@ -91,23 +103,55 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     try:
         require_head(engine)
         with Session(engine) as db:
-            return _run(db, args)
+            return _run(db, args, settings)
     finally:
         engine.dispose()
 
 
-def _run(db: Session, args: argparse.Namespace) -> int:
+def checked_departments(settings: Settings, role: str, given: list[str]) -> list[str]:
+    """The departments given for a user of ``role``: the role ``department`` needs one or
+    more, each defined in routing/departments.yaml; other roles take none."""
+    if role != sql.Role.department.value:
+        if given:
+            raise users.InvalidUserInput("--department: only for the role department")
+        return []
+    if not given:
+        raise users.InvalidUserInput("the role department needs --department ID (one or more)")
+    known = [d.id for d in load_routing(settings.routing_dir).departments]
+    unknown = [d for d in given if d not in known]
+    if unknown:
+        raise users.InvalidUserInput(
+            f"unknown department(s) {', '.join(unknown)}; routing/ defines: {', '.join(known)}"
+        )
+    return sorted(set(given))
+
+
+def _run(db: Session, args: argparse.Namespace, settings: Settings) -> int:
     command: str = args.users_command
     if command == "list":
         _list(db, as_json=args.json)
         return 0
     actor = cli_actor()
     if command == "add":
+        departments = checked_departments(settings, args.role, args.department)
         password = read_password(args.password_stdin)
         user = users.create_user(db, args.username, password, args.role)
         sql.audit(db, None, "user.add", target=user.username, actor=actor)
+        if departments:
+            ticket_desk.set_departments(db, user, departments)
+            sql.audit(db, None, "user.set_departments",
+                      target=f"{user.username}:{','.join(departments)}", actor=actor)  # fmt: skip
         db.commit()
-        _out(f"user {user.username} added with role {user.role.value}")
+        with_departments = f" ({', '.join(departments)})" if departments else ""
+        _out(f"user {user.username} added with role {user.role.value}{with_departments}")
+    elif command == "set-departments":
+        user = users.require_user(db, args.username)
+        departments = checked_departments(settings, user.role.value, args.department)
+        ticket_desk.set_departments(db, user, departments)
+        sql.audit(db, None, "user.set_departments",
+                  target=f"{user.username}:{','.join(departments)}", actor=actor)  # fmt: skip
+        db.commit()
+        _out(f"{user.username} now works for {', '.join(departments)}")
     elif command == "set-password":
         password = read_password(args.password_stdin)
         user, ended = users.set_password(db, args.username, password)

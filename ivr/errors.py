@@ -60,6 +60,10 @@ Hierarchy (class, slug, module)::
     ├── SttJobNotDead             stt-job-not-dead             ivr.adapters.stt.job_queue
     ├── InvalidJobQuery           invalid-job-query            ivr.adapters.stt.job_queue
     ├── TicketNotFound            ticket-not-found             ivr.adapters.sql.tickets
+    ├── ReplyRequired             customer-reply-required      ivr.adapters.sql.tickets
+    ├── TicketNotYours            ticket-not-yours             ivr.adapters.sql.ticket_desk
+    ├── TicketAlreadyRecorded     ticket-already-recorded      ivr.adapters.sql.ticket_desk
+    ├── DepartmentStepRefused     department-step-refused      ivr.adapters.sql.ticket_desk
     ├── UserError                 user-error                   ivr.adapters.sql.users
     │   ├── UserNotFound          user-not-found               ivr.adapters.sql.users
     │   ├── UserExists            user-exists                  ivr.adapters.sql.users
@@ -72,6 +76,8 @@ Hierarchy (class, slug, module)::
     ├── PartialNumberSearch       partial-number-search        ivr.core.recording_search
     ├── IllegalTransition         illegal-transition           ivr.core.tickets
     ├── InvalidTicketInput        invalid-ticket-request       ivr.core.tickets
+    ├── TicketFormRefused         ticket-form-refused          ivr.core.ticket_form
+    ├── InvalidDraft              invalid-ticket-draft         ivr.core.ticket_form
     ├── InvalidAgentInput         invalid-agent-input          ivr.core.agents
     │   ├── UnknownDesk           unknown-desk                 ivr.core.agents
     │   └── AgentWithoutDesk      agent-without-desk           ivr.core.agents

@@ -148,10 +148,23 @@ def dump_rows(engine: Engine) -> dict[str, list[dict[str, Any]]]:
 def without_new_empty_tables(
     after: dict[str, list[dict[str, Any]]], before: dict[str, list[dict[str, Any]]]
 ) -> dict[str, list[dict[str, Any]]]:
-    """``after`` without the tables that later revisions added, which must be empty."""
+    """``after`` without the tables that later revisions added, which must be empty, and
+    without the columns they added to the old tables, which must hold nothing (null, or a
+    false server default) in the old rows."""
     added = {name: rows for name, rows in after.items() if name not in before}
     assert all(rows == [] for rows in added.values()), added
-    return {name: rows for name, rows in after.items() if name in before}
+    kept: dict[str, list[dict[str, Any]]] = {}
+    for name, rows in after.items():
+        if name not in before:
+            continue
+        old_columns = set(before[name][0]) if before[name] else set()
+        trimmed = []
+        for row in rows:
+            new = {k: v for k, v in row.items() if k not in old_columns}
+            assert all(v in (None, False) for v in new.values()), (name, new)
+            trimmed.append({k: v for k, v in row.items() if k in old_columns})
+        kept[name] = trimmed
+    return kept
 
 
 def sqlite_ddl(sql: str) -> tuple[str, tuple[str, ...]]:

@@ -468,6 +468,29 @@ class RingingIn(_Strict):
     wrapup_s: int = Field(default=0, ge=0, le=900)  # 后处理: quiet time after each call
 
 
+# --- 工单: departments and problem types ------------------------------------------------------
+class DepartmentIn(_Strict):
+    """A department tickets are dispatched to (维修, 收费, 供热运行 ...)."""
+
+    id: Identifier
+    label: LabelIn
+
+
+class ProblemSubtypeIn(_Strict):
+    id: Identifier
+    label: LabelIn
+
+
+class ProblemTypeIn(_Strict):
+    """A category of the 工单's problem type, with its subcategories, and the department its
+    tickets usually go to (the form proposes it; the agent may choose another)."""
+
+    id: Identifier
+    label: LabelIn
+    department: Identifier | None = None
+    subtypes: list[ProblemSubtypeIn] = Field(min_length=1)
+
+
 # --- files and the merged whole ---------------------------------------------------------------
 class RoutingFileIn(_Strict):
     """One routing file: any of the sections, each at most once across all files."""
@@ -480,6 +503,8 @@ class RoutingFileIn(_Strict):
     priority_callers: list[PriorityCallerIn] | None = None
     outages: list[OutageIn] | None = None
     phrases: PhrasesIn | None = None
+    departments: list[DepartmentIn] | None = None
+    problem_types: list[ProblemTypeIn] | None = None
 
 
 class RoutingSections(_Strict):
@@ -493,6 +518,8 @@ class RoutingSections(_Strict):
     priority_callers: list[PriorityCallerIn] = Field(default_factory=list)
     outages: list[OutageIn] = Field(default_factory=list)
     phrases: PhrasesIn | None = None  # the agent desk's standard phrases (none: not offered)
+    departments: list[DepartmentIn] = Field(default_factory=list)
+    problem_types: list[ProblemTypeIn] = Field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -558,6 +585,12 @@ class Routing(RoutingSections):
     def account_prefixes(self) -> dict[str, str]:
         return self._account_prefix
 
+    def department(self, department_id: str) -> DepartmentIn | None:
+        return next((d for d in self.departments if d.id == department_id), None)
+
+    def problem_type(self, type_id: str) -> ProblemTypeIn | None:
+        return next((t for t in self.problem_types if t.id == type_id), None)
+
 
 # --- cross-references -------------------------------------------------------------------------
 def cross_check(routing: RoutingSections) -> list[RoutingProblem]:
@@ -570,6 +603,7 @@ def cross_check(routing: RoutingSections) -> list[RoutingProblem]:
         *_did_problems(routing),
         *_area_problems(routing),
         *_phrase_problems(routing),
+        *_ticket_problems(routing),
         *_duplicates(
             [
                 (("priority_callers", i, "number"), p.number)
@@ -688,6 +722,23 @@ def _phrase_problems(routing: RoutingSections) -> Iterator[RoutingProblem]:
         yield RoutingProblem(
             ("phrases", "complaint_desk"), f"no desk {phrases.complaint_desk!r} in desks"
         )
+
+
+def _ticket_problems(routing: RoutingSections) -> Iterator[RoutingProblem]:
+    departments = routing.departments
+    yield from _duplicates([(("departments", i, "id"), d.id) for i, d in enumerate(departments)])
+    known = {d.id for d in departments}
+    types = routing.problem_types
+    yield from _duplicates([(("problem_types", i, "id"), t.id) for i, t in enumerate(types)])
+    for i, kind in enumerate(types):
+        yield from _duplicates(
+            [(("problem_types", i, "subtypes", j, "id"), s.id) for j, s in enumerate(kind.subtypes)]
+        )
+        if kind.department is not None and kind.department not in known:
+            yield RoutingProblem(
+                ("problem_types", i, "department"),
+                f"no department {kind.department!r} in departments",
+            )
 
 
 # --- prompts --------------------------------------------------------------------------------

@@ -69,6 +69,9 @@ TRANSITIONS: Final[Mapping[TicketState, tuple[TicketState, ...]]] = {
     TicketState.done: (),
 }
 REJECTION: Final = (TicketState.awaiting_acceptance, TicketState.in_progress)
+# A consultation the agent answered on the call: its record closes it at once (the one move
+# that skips states, made only by saving the agent's record with the outcome "resolved").
+RESOLVED_ON_CALL: Final = (TicketState.awaiting_dispatch, TicketState.done)
 
 LEVEL_HOURS: Final[Mapping[Level, int]] = {Level.L1: 2, Level.L2: 48}
 LEVEL_WORKING_DAYS: Final[Mapping[Level, int]] = {Level.L3: 4, Level.L4: 7}
@@ -101,8 +104,11 @@ def allowed_next(state: TicketState) -> tuple[TicketState, ...]:
     return TRANSITIONS[state]
 
 
-def check_transition(current: TicketState, to: TicketState, comment: str = "") -> None:
-    """Raise :class:`IllegalTransition` unless ``current -> to`` is allowed.
+def check_transition(
+    current: TicketState, to: TicketState, comment: str = "", *, resolved_on_call: bool = False
+) -> None:
+    """Raise :class:`IllegalTransition` unless ``current -> to`` is allowed
+    (``resolved_on_call``: the agent's record closes a consultation, 待派单 -> 已完成).
 
     >>> check_transition(TicketState.awaiting_dispatch, TicketState.done)
     Traceback (most recent call last):
@@ -110,6 +116,8 @@ def check_transition(current: TicketState, to: TicketState, comment: str = "") -
     ivr.core.tickets.IllegalTransition: 待派单 -> 已完成 is not allowed; from 待派单 only: 处理中
     """
     allowed = TRANSITIONS[current]
+    if resolved_on_call and (current, to) == RESOLVED_ON_CALL:
+        return
     if to not in allowed:
         after = ", ".join(s.value for s in allowed) or "none (已完成 is final)"
         raise IllegalTransition(

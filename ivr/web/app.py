@@ -31,6 +31,7 @@ from ivr.web.routes import (
     recordings,
     reports,
     stt,
+    ticket_desk,
     tickets,
 )
 from ivr.web.routes.metrics import OpenStreams
@@ -73,6 +74,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(recordings.router)
     app.include_router(audit.router)
     app.include_router(tickets.router)
+    app.include_router(ticket_desk.router)
     app.include_router(stt.router)
     app.include_router(agents.router)
     app.include_router(presence.router)

@@ -111,6 +111,9 @@ class Role(enum.StrEnum):
     # answers calls (an agent of ivr.adapters.sql.agents links to it): may sign in, and sees
     # nothing else yet; no route above names it, so none opens to it by accident
     agent = "agent"
+    # a department's staff (维修, 收费 ...; user_departments): see the tickets dispatched to
+    # their departments, take them and report the result
+    department = "department"
 
 
 def utcnow() -> datetime:
@@ -426,6 +429,49 @@ class Ticket(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     closed_at: Mapped[datetime | None] = mapped_column(default=None)
+    # The agent's record (ivr.core.ticket_form), saved at recorded_at; until then a draft.
+    surname: Mapped[str | None] = mapped_column(String(16), default=None)
+    title: Mapped[str | None] = mapped_column(String(4), default=None)  # 先生 / 女士
+    contact_number: Mapped[str | None] = mapped_column(String(20), default=None)
+    contact_confirmed: Mapped[bool] = mapped_column(default=False, server_default=false())
+    estate: Mapped[str | None] = mapped_column(String(60), default=None)  # 小区
+    building: Mapped[str | None] = mapped_column(String(20), default=None)  # 楼栋
+    unit: Mapped[str | None] = mapped_column(String(20), default=None)  # 单元
+    room: Mapped[str | None] = mapped_column(String(20), default=None)  # 门牌
+    problem_category: Mapped[str | None] = mapped_column(String(40), default=None)
+    problem_subcategory: Mapped[str | None] = mapped_column(String(40), default=None)
+    happened_at: Mapped[datetime | None] = mapped_column(default=None)
+    place: Mapped[str | None] = mapped_column(String(16), default=None)  # indoors / public
+    description: Mapped[str | None] = mapped_column(Text, default=None)
+    urgency: Mapped[str | None] = mapped_column(String(16), default=None)
+    complaint: Mapped[bool] = mapped_column(default=False, server_default=false())
+    outcome: Mapped[str | None] = mapped_column(String(16), default=None)  # resolved/dispatched
+    reply: Mapped[str | None] = mapped_column(Text, default=None)  # answered on the call
+    replied_at: Mapped[datetime | None] = mapped_column(default=None)
+    department: Mapped[str | None] = mapped_column(String(40), default=None, index=True)
+    recorded_at: Mapped[datetime | None] = mapped_column(default=None)  # the record saved
+    recorded_by: Mapped[str | None] = mapped_column(String(128), default=None)
+    draft: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    draft_at: Mapped[datetime | None] = mapped_column(default=None)
+    # The department's part, then the hotline's reply to the customer.
+    taken_by: Mapped[str | None] = mapped_column(String(128), default=None)
+    taken_at: Mapped[datetime | None] = mapped_column(default=None)
+    result: Mapped[str | None] = mapped_column(Text, default=None)
+    reported_at: Mapped[datetime | None] = mapped_column(default=None)
+    customer_reply: Mapped[str | None] = mapped_column(Text, default=None)
+    customer_reply_at: Mapped[datetime | None] = mapped_column(default=None)
+    customer_reply_by: Mapped[str | None] = mapped_column(String(128), default=None)
+
+
+class UserDepartment(Base):
+    """A department (routing/departments.yaml) a user of the role ``department`` works for."""
+
+    __tablename__ = "user_departments"
+    __table_args__ = (UniqueConstraint("user_id", "department"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    department: Mapped[str] = mapped_column(String(40), index=True)
 
 
 class TicketTransition(Base):

@@ -63,6 +63,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "IllegalTransition",
     "InvalidTicketInput",
+    "ReplyRequired",
     "TicketNotFound",
     "TicketQuery",
     "add_staff_note",
@@ -86,6 +87,14 @@ class TicketNotFound(HotlineError):
 
     slug = "ticket-not-found"
     status = 404
+
+
+class ReplyRequired(HotlineError):
+    """A dispatched ticket is closed only with the reply to the customer (its content and
+    time: ``POST /api/tickets/{id}/confirm``), not by a bare move to 已完成 (HTTP 409)."""
+
+    slug = "customer-reply-required"
+    status = 409
 
 
 def calendar(settings: Settings) -> rules.Calendar:
@@ -459,8 +468,13 @@ def move(
     actor: str | None = None,
     ip: str | None = None,
     now: datetime | None = None,
+    resolved_on_call: bool = False,
+    with_reply: bool = False,
 ) -> Ticket:
-    """Move a ticket to ``to_state``, recording who, when and why, with an audit row.
+    """Move a ticket to ``to_state``, recording who, when and why, with an audit row
+    (``resolved_on_call``: the agent's record closes a consultation, 待派单 -> 已完成;
+    ``with_reply``: the reply to the customer is recorded with it, which a dispatched ticket
+    needs to be closed, :class:`ReplyRequired` otherwise).
 
     Raises :class:`TicketNotFound`, :class:`IllegalTransition` (also when someone else moved
     it first: the state is compared and set in one UPDATE) or :class:`InvalidTicketInput`.
@@ -468,7 +482,13 @@ def move(
     ticket = get(session, ticket_id)
     current = ticket.state
     comment = comment.strip()
-    rules.check_transition(current, to_state, comment)
+    rules.check_transition(current, to_state, comment, resolved_on_call=resolved_on_call)
+    if to_state is TicketState.done and ticket.outcome == "dispatched" and not with_reply:
+        raise ReplyRequired(
+            f"ticket {ticket_id} was dispatched: close it with the reply to the customer "
+            f"(POST /api/tickets/{ticket_id}/confirm)",
+            ticket_id=ticket_id,
+        )
     at = now or utcnow()
     closed_at = at if to_state is TicketState.done else None
     result = session.execute(
@@ -479,7 +499,7 @@ def move(
     )
     if cast("CursorResult[Any]", result).rowcount != 1:  # moved by someone since we read it
         session.refresh(ticket)
-        rules.check_transition(ticket.state, to_state, comment)
+        rules.check_transition(ticket.state, to_state, comment, resolved_on_call=resolved_on_call)
         raise IllegalTransition(
             f"ticket {ticket_id} was moved to {ticket.state.value} meanwhile; reload it",
             current=ticket.state.value,

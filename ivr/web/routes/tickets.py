@@ -176,6 +176,42 @@ def note_doc(note: TicketNote) -> dict[str, Any]:
     }
 
 
+def record_doc(ticket: Ticket, settings: Settings) -> dict[str, Any]:
+    """The agent's record and the department's part (text as stored: pages show it as text)."""
+    happened = ticket.happened_at
+    zone = store.calendar(settings).zone
+    return {
+        "surname": ticket.surname,
+        "title": ticket.title,
+        "contact_number": ticket.contact_number,
+        "contact_confirmed": ticket.contact_confirmed,
+        "estate": ticket.estate,
+        "building": ticket.building,
+        "unit": ticket.unit,
+        "room": ticket.room,
+        "problem_category": ticket.problem_category,
+        "problem_subcategory": ticket.problem_subcategory,
+        "happened_at": happened.astimezone(zone).strftime("%Y-%m-%dT%H:%M") if happened else None,
+        "place": ticket.place,
+        "description": ticket.description,
+        "urgency": ticket.urgency,
+        "complaint": ticket.complaint,
+        "outcome": ticket.outcome,
+        "reply": ticket.reply,
+        "replied_at": _iso(ticket.replied_at),
+        "department": ticket.department,
+        "recorded_at": _iso(ticket.recorded_at),
+        "recorded_by": ticket.recorded_by,
+        "taken_by": ticket.taken_by,
+        "taken_at": _iso(ticket.taken_at),
+        "result": ticket.result,
+        "reported_at": _iso(ticket.reported_at),
+        "customer_reply": ticket.customer_reply,
+        "customer_reply_at": _iso(ticket.customer_reply_at),
+        "customer_reply_by": ticket.customer_reply_by,
+    }
+
+
 def ticket_doc(
     ticket: Ticket, user: User, settings: Settings, now: datetime, notes: Sequence[TicketNote]
 ) -> dict[str, Any]:
@@ -205,6 +241,7 @@ def ticket_doc(
         ),
         "voice_message_id": ticket.voice_message_id,
         "notes": [note_doc(n) for n in notes],
+        "record": record_doc(ticket, settings),
     }
 
 

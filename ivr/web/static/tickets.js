@@ -136,6 +136,7 @@
     deadline.textContent = due(ticket.deadline_at);
     deadline.classList.toggle("late", ticket.overdue);
     text(article.querySelector(".recording"), ticket.recording_id ? `#${ticket.recording_id}` : ticket.voice_message_id ? `留言 message #${ticket.voice_message_id}` : null);
+    renderRecord(article, ticket);
     renderNotes(article.querySelector(".notes"), ticket.notes);
     const history = article.querySelector(".history");
     history.addEventListener("toggle", () => {
@@ -145,10 +146,52 @@
     return article;
   }
 
+  const PLACE = { indoors: "户内 indoors", public: "公共区域 public area" };
+  const URGENCY = { normal: "一般 normal", urgent: "紧急 urgent", critical: "特急 critical" };
+
+  // The agent's record, the department's part and the reply to the customer (as text).
+  function renderRecord(article, ticket) {
+    const r = ticket.record;
+    article.querySelector(".record").hidden = !r.recorded_at;
+    if (!r.recorded_at) return;
+    text(article.querySelector(".customer"), r.surname ? `${r.surname}${r.title || ""}` : null);
+    text(article.querySelector(".contact"), r.contact_number ? `${r.contact_number}${r.contact_confirmed ? " ✓ 已复述 read back" : ""}` : null);
+    text(article.querySelector(".address"), [r.estate, r.building && `${r.building}栋`, r.unit && `${r.unit}单元`, r.room].filter(Boolean).join(" "));
+    text(article.querySelector(".problem"), r.problem_category ? `${r.problem_category} / ${r.problem_subcategory}${r.complaint ? " · 投诉 complaint" : ""}` : null);
+    text(article.querySelector(".happened"), [r.happened_at && r.happened_at.replace("T", " "), PLACE[r.place]].filter(Boolean).join(" · "));
+    text(article.querySelector(".urgency"), URGENCY[r.urgency] || r.urgency);
+    text(article.querySelector(".outcome"), r.outcome === "resolved" ? `当场解答 resolved: ${r.reply} (${when(r.replied_at)})` : r.outcome === "dispatched" ? `派单 dispatched: ${r.department}` : null);
+    text(article.querySelector(".dept"), r.taken_by ? `${r.taken_by} ${when(r.taken_at)}${r.result ? ` · ${r.result} (${when(r.reported_at)})` : ""}` : null);
+    text(article.querySelector(".customer-reply"), r.customer_reply ? `${r.customer_reply} · ${when(r.customer_reply_at)} · ${r.customer_reply_by}` : null);
+    const description = article.querySelector(".description");
+    description.hidden = !r.description;
+    description.textContent = r.description || "";
+  }
+
+  function wireConfirm(article, ticket) {
+    const confirm = article.querySelector("form.confirm");
+    confirm.hidden = false;
+    confirm.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      showError("");
+      const payload = { reply: confirm.elements.reply.value };
+      if (confirm.elements.replied_at.value) payload.replied_at = new Date(confirm.elements.replied_at.value).toISOString();
+      try {
+        await post(`${API}/${ticket.id}/confirm`, payload);
+        await load();
+      } catch (err) {
+        showError(`#${ticket.id}: ${err.message}`);
+      }
+    });
+  }
+
   function wireActions(article, ticket) {
     const move = article.querySelector("form.move");
     const actions = move.querySelector(".actions");
-    for (const to of ticket.allowed_next) {
+    // A dispatched ticket is closed by the reply to the customer (its form), not a bare move.
+    const confirms = ticket.record.outcome === "dispatched" && ticket.allowed_next.includes("已完成");
+    if (confirms) wireConfirm(article, ticket);
+    for (const to of ticket.allowed_next.filter((s) => !(confirms && s === "已完成"))) {
       const button = document.createElement("button");
       button.type = "button";
       button.className = "to";
