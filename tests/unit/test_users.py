@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from ivr import cli_users
 from ivr.adapters.sql import db as sql
-from ivr.adapters.sql import schema, users
+from ivr.adapters.sql import schema, ticket_desk, users
 from ivr.adapters.sql.db import AuditEntry, Role, User, UserSession
 from ivr.settings import Settings
 from tests.pg_support import on_sql_backends
@@ -453,3 +453,32 @@ def test_given_an_unknown_user_then_exactly_one_verification_like_a_known_one(en
             users.authenticate(db, f"nobody{attempt}", "guess", hasher=hasher)
     assert CountingHasher.verifies == 3
     assert CountingHasher.hashes == 1  # the stand-in hash, made once
+
+
+def test_given_department_role_when_added_by_cli_then_its_departments_are_kept(
+    settings, monkeypatch, capsys
+):
+    code = run_cli(
+        settings, monkeypatch, "add", "wx1", "--role", "department", "--department", "repair",
+        "--department", "heating", "--password-stdin", stdin=PASSWORD,
+    )  # fmt: skip
+    assert code == 0
+    assert "user wx1 added with role department (heating, repair)" in capsys.readouterr().out
+    assert run_cli(settings, monkeypatch, "set-departments", "wx1", "billing") == 0
+    for argv, message in (
+        (("add", "wx2", "--role", "department"), "needs --department"),
+        (("add", "wx2", "--role", "department", "--department", "bakery"), "unknown department"),
+        (("add", "wx2", "--role", "qa", "--department", "repair"), "only for the role department"),
+    ):
+        with pytest.raises(users.InvalidUserInput, match=message):
+            run_cli(settings, monkeypatch, *argv, "--password-stdin", stdin=PASSWORD)
+    engine = sql.settings_engine(settings)
+    try:
+        with Session(engine) as db:
+            user = users.require_user(db, "wx1")
+            assert ticket_desk.departments_of(db, user) == ["billing"]
+            assert users.get_user(db, "wx2") is None
+            logged = db.scalars(select(AuditEntry.action).order_by(AuditEntry.id)).all()
+            assert logged == ["user.add", "user.set_departments", "user.set_departments"]
+    finally:
+        engine.dispose()
