@@ -78,7 +78,12 @@ TEXT_FIELDS: Final[Mapping[str, int]] = {
     "department": 40,
 }
 BOOL_FIELDS: Final = ("contact_confirmed", "complaint")
-FIELDS: Final = (*TEXT_FIELDS, *BOOL_FIELDS)
+#: Every field, in the form's order (a refusal names its fields in this order).
+FIELDS: Final = (
+    "surname", "title", "contact_number", "contact_confirmed", "estate", "building", "unit",
+    "room", "account", "category", "subcategory", "happened_at", "place", "description",
+    "urgency", "complaint", "level", "outcome", "reply", "department",
+)  # fmt: skip
 _CONTACT: Final = re.compile(r"^\+?[0-9][0-9-]{4,19}$")
 _ACCOUNT: Final = re.compile(r"^[0-9A-Za-z-]{1,32}$")
 _LOCAL_MINUTE: Final = "%Y-%m-%dT%H:%M"

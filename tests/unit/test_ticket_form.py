@@ -14,6 +14,9 @@ import pytest
 
 from ivr.adapters.telephony.routing_files import load_routing
 from ivr.core.ticket_form import (
+    BOOL_FIELDS,
+    FIELDS,
+    TEXT_FIELDS,
     FormChoices,
     InvalidDraft,
     Outcome,
@@ -211,3 +214,8 @@ def test_duplicate_departments_and_a_category_without_subtypes_are_refused(tmp_p
     empty = "problem_types:\n  - id: gas\n    label: {zh: 燃气, en: Gas}\n    subtypes: []\n"
     with pytest.raises(ConfigError, match=r"problem_types.yaml:4: problem_types.0.subtypes"):
         load_routing(routing_copy(tmp_path / "b", problem_types=empty))
+
+
+def test_the_forms_order_lists_every_field_once():
+    assert sorted(FIELDS) == sorted([*TEXT_FIELDS, *BOOL_FIELDS])
+    assert len(set(FIELDS)) == len(FIELDS)

@@ -353,3 +353,15 @@ def test_the_department_page_is_for_department_users(client):
     assert page.status_code == 200 and 'href="/"' in page.text
     assert client.get("/static/department.js").status_code == 200
     assert client.get("/static/agent-ticket.js").status_code == 200
+
+
+def test_the_contact_number_is_whole_for_who_calls_back_and_masked_for_qa(client, engine, settings):
+    ticket_id = dispatched(client, engine, settings)
+    shown = {}
+    for user in ("qa1", "sup1"):
+        sign_in(client, user)
+        shown[user] = client.get(f"/api/tickets/{ticket_id}").json()["record"]["contact_number"]
+    sign_in(client, "dep1")
+    listed = client.get("/api/department/tickets").json()["items"]
+    shown["dep1"] = listed[0]["record"]["contact_number"]
+    assert shown == {"qa1": "138******09", "sup1": "13800138009", "dep1": "13800138009"}

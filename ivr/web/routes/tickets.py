@@ -176,14 +176,22 @@ def note_doc(note: TicketNote) -> dict[str, Any]:
     }
 
 
-def record_doc(ticket: Ticket, settings: Settings) -> dict[str, Any]:
+# Who calls the customer back sees the contact number whole: the hotline (agents, supervisors)
+# and the departments; others (qa) as callers' numbers (``recordings.unmasked_roles``).
+CALL_BACK_ROLES: Final = frozenset({Role.agent, Role.supervisor, Role.department, Role.admin})
+
+
+def record_doc(ticket: Ticket, user: User, settings: Settings) -> dict[str, Any]:
     """The agent's record and the department's part (text as stored: pages show it as text)."""
     happened = ticket.happened_at
     zone = store.calendar(settings).zone
+    contact = ticket.contact_number
     return {
         "surname": ticket.surname,
         "title": ticket.title,
-        "contact_number": ticket.contact_number,
+        "contact_number": contact
+        if user.role in CALL_BACK_ROLES
+        else _shown(contact, user, settings),
         "contact_confirmed": ticket.contact_confirmed,
         "estate": ticket.estate,
         "building": ticket.building,
@@ -241,7 +249,7 @@ def ticket_doc(
         ),
         "voice_message_id": ticket.voice_message_id,
         "notes": [note_doc(n) for n in notes],
-        "record": record_doc(ticket, settings),
+        "record": record_doc(ticket, user, settings),
     }
 
 

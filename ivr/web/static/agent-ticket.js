@@ -145,6 +145,7 @@
 
   function changed(event) {
     if (!current) return;
+    if (event && event.target && event.target.removeAttribute) event.target.removeAttribute("aria-invalid");
     if (event && event.target && event.target.name === "category") {
       fillSubcategories();
       const type = choices.problem_types.find((t) => t.id === form().elements.category.value);
