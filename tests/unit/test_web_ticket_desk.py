@@ -133,6 +133,10 @@ def test_the_agent_who_connects_owns_the_ticket_and_the_recording_joins_it(engin
     assert ticket.recording_id is not None
     assert ticket.account == "11099999"  # the recorder fills in what the connect did not know
     with Session(engine) as db:
+        started = db.scalars(select(Recording.started_at)).one()
+    assert ticket.created_at == started  # the call came in before its agent connected
+    assert ticket.deadline_at == started + timedelta(hours=48)  # repair: L2, from then
+    with Session(engine) as db:
         assert len(db.scalars(select(Ticket)).all()) == 1
 
 

@@ -208,9 +208,21 @@ def _find_for_call(
     return session.scalars(select(Ticket).where(or_(*clauses)).order_by(Ticket.id).limit(1)).first()
 
 
-def _link(ticket: Ticket, recording: Recording | None, message: VoiceMessage | None) -> None:
-    """Fill in what a later source knows (the recording of a call first seen as a message)."""
+def _link(
+    ticket: Ticket, recording: Recording | None, message: VoiceMessage | None, settings: Settings
+) -> None:
+    """Fill in what a later source knows (the recording of a call first seen as a message, or
+    of a call whose ticket its agent's connect opened: the call came in before, so the ticket
+    dates from then and its deadline counts from then, moving only earlier)."""
     if recording is not None:
+        if recording.started_at < ticket.created_at:
+            ticket.created_at = recording.started_at
+            if ticket.level is not None:
+                due = rules.deadline(
+                    rules.Level(ticket.level), ticket.created_at, calendar(settings)
+                )
+                if ticket.deadline_at is None or due < ticket.deadline_at:
+                    ticket.deadline_at = due
         if ticket.recording_id is None:
             ticket.recording_id = recording.id
         if ticket.agent is None and recording.agent:
@@ -253,7 +265,7 @@ def open_for_call(
         linkedid = voice_message.uniqueid
     existing = _find_for_call(session, linkedid, recording, voice_message)
     if existing is not None:
-        _link(existing, recording, voice_message)
+        _link(existing, recording, voice_message, settings)
         return existing
 
     ticket = _new_ticket(linkedid, recording, voice_message, settings)
@@ -267,7 +279,7 @@ def open_for_call(
         found = _find_for_call(session, linkedid, recording, voice_message)
         if found is None:  # refused for another reason: not ours to hide
             raise refused
-        _link(found, recording, voice_message)
+        _link(found, recording, voice_message, settings)
         return found
     logger.info(
         "ticket opened",
