@@ -369,3 +369,19 @@ def test_the_contact_number_is_whole_for_who_calls_back_and_masked_for_qa(client
     listed = client.get("/api/department/tickets").json()["items"]
     shown["dep1"] = listed[0]["record"]["contact_number"]
     assert shown == {"qa1": "138******09", "sup1": "13800138009", "dep1": "13800138009"}
+
+
+def test_saving_the_record_ends_a_pause_taken_for_the_paperwork(client, engine, settings):
+    first, _ = connect(engine, settings)
+    second, _ = connect(engine, settings)
+    sign_in(client, "agent1")
+    client.post("/api/agent/presence", json={"action": "login"})
+    client.post("/api/agent/presence", json={"action": "pause", "reason": "后处理"})
+    saved = client.post(f"/api/agent/tickets/{first}/record", json=RECORD).json()
+    assert saved["wrapup_pause_ended"] is True
+    state = client.get("/api/agent/presence").json()
+    assert (state["logged_in"], state["paused"]) == (True, False)
+    client.post("/api/agent/presence", json={"action": "pause", "reason": "小休"})
+    saved = client.post(f"/api/agent/tickets/{second}/record", json=RECORD).json()
+    assert saved["wrapup_pause_ended"] is False  # a break is not the paperwork's
+    assert client.get("/api/agent/presence").json()["reason"] == "小休"

@@ -7,6 +7,7 @@
     record(session, ticket, record, user, settings, ip=...)      the checked save: 待派单 ->
                                                                  处理中 (dispatched) or 已完成
                                                                  (resolved on the call)
+    end_wrapup_pause(session, work_number, user, ip=...)          a 后处理 pause ends with it
     departments_of / set_departments(session, user, ...)         a department user's departments
     department_tickets(session, departments)                      dispatched to them, open
     take / report(session, ticket_id, user, ...)                 taken; result reported -> 待验收
@@ -32,6 +33,7 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from ivr.adapters.sql import agents as agent_store
 from ivr.adapters.sql import tickets as store
 from ivr.adapters.sql.db import (
     Ticket,
@@ -44,6 +46,7 @@ from ivr.adapters.sql.db import (
 )
 from ivr.core import tickets as rules
 from ivr.core.agent_intro import work_number_of
+from ivr.core.agent_states import WRAPUP_REASON
 from ivr.core.ticket_form import Outcome, TicketRecord
 from ivr.errors import HotlineError
 from ivr.logging_setup import mask_number
@@ -235,6 +238,17 @@ def record(
         session, ticket.id, TicketState.in_progress, user, f"派单 dispatched to {rec.department}",
         ip=ip, now=now,
     )  # fmt: skip
+
+
+def end_wrapup_pause(session: Session, work_number: str, user: User, *, ip: str | None) -> bool:
+    """The agent's record is saved: a pause taken for the paperwork (后处理) ends with it
+    (resumed, recorded like any presence change; the ami role unpauses the queues). True when
+    it did; any other presence is left as it is."""
+    presence = agent_store.get_presence(session, work_number)
+    if not (presence.logged_in and presence.paused and presence.reason == WRAPUP_REASON):
+        return False
+    agent_store.change_presence(session, work_number, "resume", "", agent_store.Actor.of(user, ip))
+    return True
 
 
 def _set_level(ticket: Ticket, level: rules.Level, settings: Settings) -> None:

@@ -11,7 +11,9 @@ Routes::
     PUT  /api/agent/tickets/{id}/draft          {field: value, ...}: the form as typed so far
     POST /api/agent/tickets/{id}/record         the form saved: checked, 422 naming every
                                                 field at fault; then 待派单 -> 处理中
-                                                (dispatched) or -> 已完成 (resolved on the call)
+                                                (dispatched) or -> 已完成 (resolved on the call);
+                                                an agent paused for 后处理 is resumed
+                                                (``wrapup_pause_ended``)
     GET  /api/department/tickets                dispatched to the user's departments, open
     POST /api/department/tickets/{id}/take      take one (处理中)
     POST /api/department/tickets/{id}/report    {"result"}: 处理中 -> 待验收
@@ -155,13 +157,17 @@ async def agent_ticket_record(
     raw = await _json(request)
     if not isinstance(raw, dict):
         raise ticket_form.InvalidDraft("a record is a JSON object of the form's fields")
-    ticket = _own(db, user, ticket_id)
+    work_number = agent_store.agent_of_user(db, user)
+    ticket = ticket_desk.agent_ticket(db, _ticket_id(ticket_id), work_number)
     rec = ticket_form.check_record(
         raw, choices_of(load_routing(settings.routing_dir)), store.calendar(settings).zone
     )
     saved = ticket_desk.record(db, ticket, rec, user, settings, ip=client_ip(request))
+    resumed = ticket_desk.end_wrapup_pause(db, work_number, user, ip=client_ip(request))
     db.commit()
-    return JSONResponse(detail_doc(db, saved, user, settings), headers=NO_STORE)
+    doc = detail_doc(db, saved, user, settings)
+    doc["wrapup_pause_ended"] = resumed
+    return JSONResponse(doc, headers=NO_STORE)
 
 
 # --- departments ------------------------------------------------------------------------------

@@ -169,7 +169,8 @@
       const doc = await send(`/api/agent/tickets/${current.id}/record`, "POST", values());
       markInvalid([]);
       form().hidden = true;
-      $("ticket-saved").textContent = `工单 #${doc.id} 已保存 saved: ${doc.state}`;
+      const resumed = doc.wrapup_pause_ended ? " · 后处理暂停已结束 wrap-up pause ended" : "";
+      $("ticket-saved").textContent = `工单 #${doc.id} 已保存 saved: ${doc.state}${resumed}`;
       current = null;
       await loadMine();
     } catch (err) {
