@@ -88,6 +88,7 @@ _CONTACT: Final = re.compile(r"^\+?[0-9][0-9-]{4,19}$")
 _ACCOUNT: Final = re.compile(r"^[0-9A-Za-z-]{1,32}$")
 _LOCAL_MINUTE: Final = "%Y-%m-%dT%H:%M"
 _E = TypeVar("_E", bound=enum.StrEnum)
+YEARS: Final = (2000, 2100)  # when it happened: typing errors such as 0202 are refused
 
 
 class TicketFormRefused(HotlineError):
@@ -238,6 +239,10 @@ def check_record(raw: Mapping[str, Any], choices: FormChoices, zone: tzinfo) -> 
             happened_at = datetime.strptime(happened_text, _LOCAL_MINUTE).replace(tzinfo=zone)
         except ValueError:
             problems["happened_at"] = "happened_at: a local date and time, YYYY-MM-DDTHH:MM"
+        else:
+            if not YEARS[0] <= happened_at.year <= YEARS[1]:
+                problems["happened_at"] = f"happened_at: a year from {YEARS[0]} to {YEARS[1]}"
+                happened_at = None
     place = choice("place", Place, "indoors or public", required=False)
     description = need("description", "what the caller reports")
     urgency = choice("urgency", Urgency, "normal, urgent or critical", required=True)

@@ -22,9 +22,10 @@ import schemathesis
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from openapi_spec_validator import validate
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ivr.adapters.sql import agents, schema
+from ivr.adapters.sql import agents, schema, ticket_desk
 from ivr.adapters.sql import db as sql
 from ivr.core.agents import DeskAssignment
 from ivr.devstack.ports import free_port
@@ -34,7 +35,7 @@ from tests.web_support import PASSWORD, add_user, web_role
 
 pytestmark = pytest.mark.integration
 
-ROLES = ("qa", "supervisor", "admin", "agent")
+ROLES = ("qa", "supervisor", "admin", "agent", "department")
 EXAMPLES = 25  # per operation and role: a fixed seed, so a failure comes back every run
 SIGN_OUT = ("POST", "/api/auth/logout")
 SIGN_IN = ("POST", "/api/auth/login")
@@ -57,6 +58,10 @@ def test_openapi_document_of_the_running_web_role_is_valid_openapi_3(stack: Stac
         ("POST", "/api/recordings/{recording_id}/reviews"),
         ("POST", "/api/admin/agents"),
         ("PATCH", "/api/admin/agents/{work_number}"),
+        ("PUT", "/api/agent/tickets/{ticket_id}/draft"),
+        ("POST", "/api/agent/tickets/{ticket_id}/record"),
+        ("POST", "/api/department/tickets/{ticket_id}/report"),
+        ("POST", "/api/tickets/{ticket_id}/confirm"),
     ):
         assert (method, path) in operations
         assert "requestBody" in document["paths"][path][method.lower()], path
@@ -103,8 +108,9 @@ def fuzz_web(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator
 
 
 def _seed(engine: Any) -> None:
-    """A recording, its ticket, an STT job and agents with small ids (工号 0 and 1), so that
-    generated ids find rows as well as missing ones."""
+    """A recording, its ticket, an STT job and agents with small ids (工号 0 and 1, which
+    fuzz-agent is), a ticket dispatched to fuzz-department's department, so that generated
+    ids find rows as well as missing ones."""
     from datetime import UTC, datetime
 
     now = datetime.now(UTC)
@@ -116,12 +122,18 @@ def _seed(engine: Any) -> None:
         )  # fmt: skip
         db.add(recording)
         db.flush()
-        db.add(sql.Ticket(linkedid="fuzz.1", recording_id=recording.id, caller="13800138000"))
+        db.add(sql.Ticket(linkedid="fuzz.1", recording_id=recording.id, caller="13800138000",
+                          agent="1"))  # fmt: skip
+        db.add(sql.Ticket(linkedid="fuzz.2", caller="13800138000", agent="1",
+                          state=sql.TicketState.in_progress, department="repair"))  # fmt: skip
         db.add(sql.SttJob(source_key=f"recording:{recording.id}", recording_id=recording.id))
         db.commit()
-        for number in ("0", "1"):
+        for number, user in (("0", None), ("1", "fuzz-agent")):
             agents.add(db, number, "坐席", [DeskAssignment("repair", 0)],
-                       agents.known_desks(Settings()), "hotline", agents.Actor("fuzz"))  # fmt: skip
+                       agents.known_desks(Settings()), "hotline", agents.Actor("fuzz"),
+                       user=user)  # fmt: skip
+        department = db.scalars(select(sql.User).where(sql.User.username == "fuzz-department"))
+        ticket_desk.set_departments(db, department.one(), ["repair"])
         db.commit()
 
 

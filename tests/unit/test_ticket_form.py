@@ -126,6 +126,7 @@ def test_dispatching_needs_the_department_the_estate_when_and_where():
     assert refused(missing) == ["estate", "happened_at", "place", "department"]
     assert refused({**DISPATCHED, "department": "bakery"}) == ["department"]
     assert refused({**DISPATCHED, "happened_at": "yesterday"}) == ["happened_at"]
+    assert refused({**DISPATCHED, "happened_at": "0001-01-01T07:59"}) == ["happened_at"]
 
 
 def test_the_problem_type_comes_from_the_routing_and_the_subcategory_from_its_category():

@@ -308,7 +308,7 @@ def test_the_department_takes_reports_and_the_hotline_confirms_with_the_customer
     bare = client.post(f"/api/tickets/{ticket_id}/transitions", json={"to": "已完成"})
     assert (bare.status_code, bare.json()["error"]) == (409, "customer-reply-required")
     sign_in(client, "agent1")  # the owner confirms
-    told = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
+    told = datetime.now(UTC)  # after the call: the customer was called back
     reply = {"reply": "客户确认已恢复供气", "replied_at": told.isoformat()}
     done = client.post(f"/api/tickets/{ticket_id}/confirm", json=reply)
     assert done.status_code == 200, done.text
@@ -345,6 +345,11 @@ def test_only_the_owner_or_a_supervisor_confirms_and_never_with_an_empty_reply(
         f"/api/tickets/{ticket_id}/confirm", json={"reply": "好", "replied_at": future}
     )
     assert late.status_code == 422
+    for early in ("2020-01-01T00:00:00+08:00", "0001-01-01T00:00:00+05:00"):
+        answer = client.post(
+            f"/api/tickets/{ticket_id}/confirm", json={"reply": "好", "replied_at": early}
+        )
+        assert answer.status_code == 422, answer.text
     assert client.post(f"/api/tickets/{ticket_id}/confirm", json={"reply": "好"}).status_code == 200
 
 

@@ -380,6 +380,8 @@ def confirm(
     now = utcnow()
     if replied_at > now:
         raise rules.InvalidTicketInput("replied_at: in the future")
+    if replied_at < store.get(session, ticket_id).created_at:
+        raise rules.InvalidTicketInput("replied_at: before the call came in")
     moved = store.move(
         session, ticket_id, TicketState.done, user, body, ip=ip, now=now, with_reply=True
     )

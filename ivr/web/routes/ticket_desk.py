@@ -35,7 +35,7 @@ from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
 from sqlalchemy.orm import Session
 
 from ivr.adapters.sql import agents as agent_store
@@ -60,6 +60,16 @@ MAX_BODY: Final = 32 * 1024
 DepartmentUser = Annotated[User, require_roles(Role.department)]
 HotlineUser = Annotated[User, require_roles(Role.agent, Role.supervisor)]
 FormUser = Annotated[User, require_roles(Role.agent, Role.supervisor, Role.department)]
+
+
+#: The form's fields as a JSON body (drafts and saves), for the API description.
+FORM_BODY: Final = {
+    "type": "object",
+    "properties": {
+        **{name: {"type": "string", "maxLength": n} for name, n in ticket_form.TEXT_FIELDS.items()},
+        **{name: {"type": "boolean"} for name in ticket_form.BOOL_FIELDS},
+    },
+}
 
 
 def choices_of(routing: Routing) -> ticket_form.FormChoices:
@@ -139,7 +149,7 @@ def agent_ticket_one(
     return JSONResponse(agent_doc(db, _own(db, user, ticket_id), user, settings), headers=NO_STORE)
 
 
-@router.put("/api/agent/tickets/{ticket_id}/draft")
+@router.put("/api/agent/tickets/{ticket_id}/draft", openapi_extra=api_docs.json_body(FORM_BODY))
 async def agent_ticket_draft(
     ticket_id: str, request: Request, user: AgentUser, db: DbDep
 ) -> JSONResponse:
@@ -150,7 +160,7 @@ async def agent_ticket_draft(
     return JSONResponse({"id": ticket.id, "draft_at": _iso(ticket.draft_at)}, headers=NO_STORE)
 
 
-@router.post("/api/agent/tickets/{ticket_id}/record")
+@router.post("/api/agent/tickets/{ticket_id}/record", openapi_extra=api_docs.json_body(FORM_BODY))
 async def agent_ticket_record(
     ticket_id: str, request: Request, user: AgentUser, db: DbDep, settings: SettingsDep
 ) -> JSONResponse:
@@ -182,6 +192,16 @@ class ConfirmRequest(BaseModel):
 
     reply: str = Field(min_length=1, max_length=ticket_desk.MAX_TEXT)
     replied_at: AwareDatetime | None = None  # when the customer was told; default: now
+
+    @field_validator("replied_at")
+    @classmethod
+    def _in_utc(cls, value: datetime | None) -> datetime | None:
+        if value is None:
+            return None
+        try:
+            return value.astimezone(UTC)
+        except OverflowError:
+            raise ValueError("out of range") from None
 
 
 async def report_request(request: Request) -> ReportRequest:
