@@ -10,7 +10,9 @@ page's own guard, and that every page the app serves is listed.
 >>> [p.path for p in pages_for("supervisor")]
 ['/supervisor', '/tickets']
 >>> [p.path for p in pages_for("admin")]
-['/agent', '/supervisor', '/tickets', '/qa']
+['/agent', '/supervisor', '/tickets', '/qa', '/department']
+>>> [p.path for p in pages_for("department")]
+['/department']
 >>> shows_status("admin"), shows_status("qa")
 (True, False)
 >>> pages_for("nobody")
@@ -26,7 +28,9 @@ from typing import Final
 
 ADMIN: Final = "admin"  # holds every role: sees every page, and the service status
 #: The roles' Chinese names, shown before the role itself.
-ROLE_NAMES: Final = {"agent": "坐席", "qa": "质检", "supervisor": "值班长", "admin": "管理员"}
+ROLE_NAMES: Final = {
+    "agent": "坐席", "qa": "质检", "supervisor": "值班长", "admin": "管理员", "department": "部门",
+}  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +57,8 @@ PAGES: Final[tuple[FrontPage, ...]] = (
           "ticket states, dispatch, acceptance", "qa", "supervisor"),
     _page("/qa", "录音质检", "Call recordings QA", "查找、回放、评分通话",
           "find, replay and score calls", "qa"),
+    _page("/department", "部门工单", "Department tickets", "接单、反馈处理结果",
+          "take dispatched tickets, report the result", "department"),
 )  # fmt: skip
 
 

@@ -14,7 +14,8 @@ from ivr.core.front_door import PAGES, ROLE_NAMES, pages_for, role_name, shows_s
         (Role.agent, ["/agent"]),
         (Role.qa, ["/tickets", "/qa"]),
         (Role.supervisor, ["/supervisor", "/tickets"]),
-        (Role.admin, ["/agent", "/supervisor", "/tickets", "/qa"]),
+        (Role.admin, ["/agent", "/supervisor", "/tickets", "/qa", "/department"]),
+        (Role.department, ["/department"]),
     ],
 )
 def test_each_role_gets_the_pages_it_opens_in_the_tables_order(role, paths):

@@ -33,6 +33,12 @@ AGENTS_OWN = {
     ("GET", "/api/agent/presence"),
     ("POST", "/api/agent/presence"),
     ("GET", "/api/agent/phrases"),
+    ("GET", "/api/ticket-form"),  # the 工单 part: the form's choices, the agent's own tickets
+    ("GET", "/api/agent/tickets"),
+    ("GET", "/api/agent/tickets/{ticket_id}"),
+    ("PUT", "/api/agent/tickets/{ticket_id}/draft"),
+    ("POST", "/api/agent/tickets/{ticket_id}/record"),
+    ("POST", "/api/tickets/{ticket_id}/confirm"),  # the reply to the customer, own tickets
 }
 
 
