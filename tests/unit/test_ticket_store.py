@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
-from ivr.adapters.sql import tickets
+from ivr.adapters.sql import ticket_desk, tickets
 from ivr.adapters.sql.db import (
     AuditEntry,
     Recording,
@@ -246,6 +246,60 @@ def test_given_two_processes_open_the_same_call_at_once_then_one_ticket(engine, 
     assert ids[0] == ids[1]
     with Session(engine) as check:
         assert count(check, Ticket) == 1
+
+
+# --- the agent's connect and the recorder, racing on one call ---------------------------------
+def _connect(engine: Engine, settings: Settings, linkedid: str) -> tuple[int, str | None]:
+    with Session(engine, expire_on_commit=False) as session:
+        ticket = ticket_desk.open_at_connect(
+            session, linkedid=linkedid, work_number="1001", desk="repair", emergency=False,
+            caller="13800138001", connected_at=MONDAY_10 + timedelta(seconds=30),
+            settings=settings,
+        )  # fmt: skip
+        session.commit()
+        return ticket.id, ticket.agent
+
+
+def test_given_the_recorder_inserting_while_the_agent_connects_then_one_ticket_owned_by_the_agent(
+    engine, settings
+):
+    """The recorder (A) has inserted the call's ticket, not yet committed, when the ami role
+    (B) opens it at the agent's connect: B waits for the lock, its insert hits the unique
+    Linkedid inside its SAVEPOINT, and B claims A's ticket for the agent."""
+    with Session(engine) as setup:
+        rec_id = recording(setup, agent="1001 张三").id
+    with Session(engine, expire_on_commit=False) as a:
+        rec = a.get(Recording, rec_id)
+        assert rec is not None
+        opened = tickets.open_for_call(a, recording=rec, voice_message=None, settings=settings)
+        assert opened is not None
+        with ThreadPoolExecutor(1) as pool:
+            b = pool.submit(_connect, engine, settings, rec.linkedid)
+            time.sleep(0.5)  # B has looked (nothing committed yet) and waits for the lock
+            assert not b.done()
+            a.commit()
+            claimed = b.result(timeout=10)
+    assert claimed == (opened.id, "1001")
+    with Session(engine) as check:
+        assert count(check, Ticket) == 1
+        ticket = check.get(Ticket, opened.id)
+        assert ticket is not None and (ticket.agent, ticket.recording_id) == ("1001", rec_id)
+
+
+def test_given_the_agent_connected_first_then_the_recording_joins_its_ticket(engine, settings):
+    with Session(engine) as setup:
+        rec_id = recording(setup, agent="1001 张三").id
+        linkedid = setup.get(Recording, rec_id).linkedid  # type: ignore[union-attr]
+    ticket_id, owner = _connect(engine, settings, linkedid)
+    with Session(engine, expire_on_commit=False) as session:
+        rec = session.get(Recording, rec_id)
+        joined = tickets.open_for_call(session, recording=rec, voice_message=None,
+                                       settings=settings)  # fmt: skip
+        session.commit()
+    assert joined is not None and (joined.id, joined.agent, owner) == (ticket_id, "1001", "1001")
+    assert joined.recording_id == rec_id
+    assert joined.created_at == MONDAY_10  # when the call came in, not the connect
+    assert joined.deadline_at == MONDAY_10 + timedelta(hours=48)  # repair: L2 from then
 
 
 # --- transcript notes -------------------------------------------------------------------------
