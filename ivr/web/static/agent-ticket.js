@@ -222,7 +222,8 @@
       }
       await new Promise((resolve) => setTimeout(resolve, 250));
     }
-    $("ticket-error").textContent = `没有找到此通话的工单 no ticket for call ${linkedid}`;
+    // a transferred call's ticket stays with the agent who answered it first (首问负责制)
+    $("ticket-error").textContent = `此通话没有您的工单（转接来电由首问坐席负责） no ticket of yours for call ${linkedid} (a transferred call stays with its first agent)`;
   }
 
   document.addEventListener("DOMContentLoaded", async () => {
