@@ -6,7 +6,8 @@ open_at_connect`); the agent opens its ticket from the desk's own list (the pop 
 ``hotline:connected`` opens it the same way), finds the caller's number pre-filled, types the
 form of address (the page announces ``hotline:customer``), stops half-way, reloads and finds
 the draft, saves with a field missing (refused, the field named and marked), then saves the
-whole record: dispatched to 维修. The ticket has every field. The department user sees it (the
+whole record: dispatched to 维修. The ticket has every field. The next call's form opens on
+``hotline:connected`` (what the pop part dispatches) with its own caller's number. The department user sees it (the
 script in the description shown as text), takes it and reports; the supervisor records the
 reply to the customer on /tickets: 已完成.
 Screenshots: ``test-artifacts/agent-ticket-form.png``, ``test-artifacts/department-page.png``,
@@ -84,11 +85,13 @@ def engine(settings: Settings, web: str) -> Iterator[Engine]:
     engine.dispose()
 
 
-def connected_call(engine: Engine, settings: Settings) -> int:
+def connected_call(
+    engine: Engine, settings: Settings, linkedid: str = "1765001234.77", caller: str = CALLER
+) -> int:
     with Session(engine) as db:
         ticket = ticket_desk.open_at_connect(
-            db, linkedid="1765001234.77", work_number="1001", desk="repair", emergency=False,
-            caller=CALLER, connected_at=datetime.now(UTC), settings=settings,
+            db, linkedid=linkedid, work_number="1001", desk="repair", emergency=False,
+            caller=caller, connected_at=datetime.now(UTC), settings=settings,
         )  # fmt: skip
         db.commit()
         return ticket.id
@@ -184,6 +187,17 @@ async def test_the_agent_records_the_call_the_department_reports_and_the_hotline
             DESCRIPTION, "urgent", True, "L2",
         )  # fmt: skip
         assert (ticket.outcome, ticket.department, ticket.draft) == ("dispatched", "repair", None)
+
+        # the next call: the pop part's hotline:connected opens its form by the Linkedid
+        following = connected_call(engine, settings, "1765001299.5", "02866001234")
+        await page.evaluate(
+            "document.dispatchEvent(new CustomEvent('hotline:connected',"
+            " {detail: {linkedid: '1765001299.5', queue: 'repair'}}))"
+        )
+        await page.wait_for_selector(f"{form}:not([hidden])", timeout=5000)
+        assert await page.text_content("#ticket-id") == f"工单 #{following}"
+        assert await page.input_value(f"{form} [name=contact_number]") == "02866001234"
+        assert await page.input_value(f"{form} [name=surname]") == ""
 
         # the department sees it, the script as text, takes it and reports
         await browser.clear_cookies()
