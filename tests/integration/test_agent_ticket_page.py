@@ -7,9 +7,9 @@ open_at_connect`); the agent opens its ticket from the desk's own list (the pop 
 form of address (the page announces ``hotline:customer``), stops half-way, reloads and finds
 the draft, saves with a field missing (refused, the field named and marked), then saves the
 whole record: dispatched to 维修. The ticket has every field. The next call's form opens on
-``hotline:connected`` (what the pop part dispatches) with its own caller's number. The department user sees it (the
-script in the description shown as text), takes it and reports; the supervisor records the
-reply to the customer on /tickets: 已完成.
+``hotline:connected`` (what the pop part dispatches) with its own caller's number. The
+department user sees the first (the script in the description shown as text), takes it and
+reports; the supervisor records the reply to the customer on /tickets: 已完成.
 Screenshots: ``test-artifacts/agent-ticket-form.png``, ``test-artifacts/department-page.png``,
 ``test-artifacts/tickets-confirm.png``.
 """
