@@ -112,7 +112,6 @@ class FormChoices:
 
     problem_types: Mapping[str, frozenset[str]]
     departments: frozenset[str]
-    category_department: Mapping[str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,7 +177,7 @@ def check_record(raw: Mapping[str, Any], choices: FormChoices, zone: tzinfo) -> 
     form's order, and ``details.problems``).
 
     >>> from datetime import UTC
-    >>> choices = FormChoices({"gas": frozenset({"smell"})}, frozenset({"repair"}), {})
+    >>> choices = FormChoices({"gas": frozenset({"smell"})}, frozenset({"repair"}))
     >>> check_record({"surname": "王"}, choices, UTC)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...

@@ -34,7 +34,6 @@ ZONE = ZoneInfo("Asia/Shanghai")
 CHOICES = FormChoices(
     problem_types={"gas": frozenset({"smell", "no-supply"}), "billing": frozenset({"amount"})},
     departments=frozenset({"repair", "billing"}),
-    category_department={"gas": "repair"},
 )
 DISPATCHED: dict[str, Any] = {
     "surname": "王",

@@ -76,7 +76,6 @@ def choices_of(routing: Routing) -> ticket_form.FormChoices:
     return ticket_form.FormChoices(
         problem_types={t.id: frozenset(s.id for s in t.subtypes) for t in routing.problem_types},
         departments=frozenset(d.id for d in routing.departments),
-        category_department={t.id: t.department for t in routing.problem_types if t.department},
     )
 
 
@@ -101,7 +100,7 @@ def form_doc(routing: Routing) -> dict[str, Any]:
     }
 
 
-def agent_doc(db: Session, ticket: Ticket, user: User, settings: Settings) -> dict[str, Any]:
+def agent_doc(ticket: Ticket, user: User, settings: Settings) -> dict[str, Any]:
     """A ticket as its agent sees it: the caller unmasked (agents call back), the draft."""
     doc = ticket_doc(ticket, user, settings, datetime.now(UTC), [])
     doc["caller"] = ticket.caller
@@ -132,7 +131,7 @@ def agent_ticket_list(
     wanted = linkedid[:150] if linkedid else None
     rows = ticket_desk.agent_tickets(db, work_number, wanted)
     return JSONResponse(
-        {"items": [agent_doc(db, t, user, settings) for t in rows], "work_number": work_number},
+        {"items": [agent_doc(t, user, settings) for t in rows], "work_number": work_number},
         headers=NO_STORE,
     )
 
@@ -146,7 +145,7 @@ def _own(db: Session, user: User, ticket_id: str) -> Ticket:
 def agent_ticket_one(
     ticket_id: str, user: AgentUser, db: DbDep, settings: SettingsDep
 ) -> JSONResponse:
-    return JSONResponse(agent_doc(db, _own(db, user, ticket_id), user, settings), headers=NO_STORE)
+    return JSONResponse(agent_doc(_own(db, user, ticket_id), user, settings), headers=NO_STORE)
 
 
 @router.put("/api/agent/tickets/{ticket_id}/draft", openapi_extra=api_docs.json_body(FORM_BODY))
