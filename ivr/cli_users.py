@@ -177,6 +177,7 @@ def _run(db: Session, args: argparse.Namespace, settings: Settings) -> int:
 
 def _list(db: Session, *, as_json: bool) -> None:
     rows = users.list_users(db)
+    departments = {u.id: ticket_desk.departments_of(db, u) for u in rows}
     if as_json:
         _out(
             json.dumps(
@@ -187,6 +188,7 @@ def _list(db: Session, *, as_json: bool) -> None:
                         "disabled": u.disabled,
                         "created_at": u.created_at.isoformat(),
                         "last_login_at": u.last_login_at.isoformat() if u.last_login_at else None,
+                        "departments": departments[u.id],
                     }
                     for u in rows
                 ]
@@ -200,4 +202,5 @@ def _list(db: Session, *, as_json: bool) -> None:
     for u in rows:
         last = u.last_login_at.strftime("%Y-%m-%d %H:%M") if u.last_login_at else "never"
         state = "disabled" if u.disabled else "active"
-        _out(f"{u.username:<24} {u.role.value:<11} {state:<9} {last}")
+        works_for = f"  departments: {', '.join(departments[u.id])}" if departments[u.id] else ""
+        _out(f"{u.username:<24} {u.role.value:<11} {state:<9} {last}{works_for}")

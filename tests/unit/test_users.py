@@ -465,6 +465,11 @@ def test_given_department_role_when_added_by_cli_then_its_departments_are_kept(
     assert code == 0
     assert "user wx1 added with role department (heating, repair)" in capsys.readouterr().out
     assert run_cli(settings, monkeypatch, "set-departments", "wx1", "billing") == 0
+    capsys.readouterr()
+    assert run_cli(settings, monkeypatch, "list", "--json") == 0
+    assert json.loads(capsys.readouterr().out)[0]["departments"] == ["billing"]
+    assert run_cli(settings, monkeypatch, "list") == 0
+    assert "departments: billing" in capsys.readouterr().out
     for argv, message in (
         (("add", "wx2", "--role", "department"), "needs --department"),
         (("add", "wx2", "--role", "department", "--department", "bakery"), "unknown department"),
