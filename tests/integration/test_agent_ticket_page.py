@@ -9,9 +9,11 @@ the draft, saves with a field missing (refused, the field named and marked), the
 whole record: dispatched to 维修. The ticket has every field. The next call's form opens on
 ``hotline:connected`` (what the pop part dispatches) with its own caller's number. The
 department user sees the first (the script in the description shown as text), takes it and
-reports; the supervisor records the reply to the customer on /tickets: 已完成.
+reports; the supervisor records the reply to the customer on /tickets: 已完成. The next
+call's ticket, dispatched and reported on, waits on its agent's desk (待回访), where the agent
+records the reply.
 Screenshots: ``test-artifacts/agent-ticket-form.png``, ``test-artifacts/department-page.png``,
-``test-artifacts/tickets-confirm.png``.
+``test-artifacts/tickets-confirm.png``, ``test-artifacts/agent-ticket-replies.png``.
 """
 
 from __future__ import annotations
@@ -31,9 +33,12 @@ from ivr.adapters.sql import agents as agent_store
 from ivr.adapters.sql import db as sql
 from ivr.adapters.sql import ticket_desk
 from ivr.adapters.sql.db import Ticket, TicketState, User
+from ivr.adapters.telephony.routing_files import load_routing
 from ivr.core.agents import DeskAssignment
+from ivr.core.ticket_form import check_record
 from ivr.devstack.ports import free_port
 from ivr.settings import Settings
+from ivr.web.routes.ticket_desk import choices_of
 from tests.stack_support import wait_for
 from tests.web_support import ARTIFACTS, chromium, loopback_settings, sign_in_on_page, web_role
 
@@ -42,6 +47,12 @@ pytestmark = pytest.mark.integration
 CALLER = "13800138077"
 SCRIPT = '<script>window.__ran = 1</script><img src=x onerror="window.__ran = 2">'
 DESCRIPTION = f"厨房有燃气味 {SCRIPT}"
+FOLLOWING = {
+    "surname": "李", "title": "先生", "contact_confirmed": True, "estate": "和平小区",
+    "category": "water", "subcategory": "burst", "happened_at": "2026-12-06T08:00",
+    "place": "public", "description": "小区门口水管爆裂", "urgency": "critical",
+    "outcome": "dispatched", "department": "repair",
+}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -233,6 +244,34 @@ async def test_the_agent_records_the_call_the_department_reports_and_the_hotline
         assert await page.evaluate("window.__ran") is None  # nothing typed ever ran
         assert errors == []
 
+        # the owner's desk: the next call, dispatched and reported on, is to be told
+        with Session(engine) as db:
+            agent_user = db.scalars(select(User).where(User.username == "agent-page")).one()
+            dept_user = db.scalars(select(User).where(User.username == "dept-page")).one()
+            ticket_desk.record(
+                db, db.get(Ticket, following), check_record(
+                    {**FOLLOWING, "contact_number": "02866001234"},
+                    choices_of(load_routing(settings.routing_dir)), ZoneInfo("Asia/Shanghai"),
+                ), agent_user, settings, ip=None,
+            )  # fmt: skip
+            ticket_desk.take(db, following, dept_user, ["repair"], ip=None)
+            ticket_desk.report(db, following, dept_user, ["repair"], "已疏通", ip=None)
+            db.commit()
+        await browser.clear_cookies()
+        await sign_in_on_page(page, web, "/agent", "agent-page")
+        reply_item = f"#ticket-reply-list li[data-id='{following}']"
+        await page.wait_for_selector(reply_item, timeout=5000)
+        assert "已疏通" in (await page.text_content(f"{reply_item} .result") or "")
+        await page.fill(f"{reply_item} input[name=reply]", "已电话告知客户")
+        await page.screenshot(path=str(ARTIFACTS / "agent-ticket-replies.png"), full_page=True)
+        await page.click(f"{reply_item} button[type=submit]")
+        await page.wait_for_selector("#ticket-replies[hidden]", state="attached", timeout=5000)
+        assert errors == []
+
+    told = stored(engine, following)
+    assert (told.state, told.customer_reply, told.customer_reply_by) == (
+        TicketState.done, "已电话告知客户", "agent-page",
+    )  # fmt: skip
     done = stored(engine, ticket_id)
     assert (done.state, done.taken_by, done.result) == (
         TicketState.done, "dept-page", "更换减压阀，已通气",

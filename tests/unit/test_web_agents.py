@@ -35,6 +35,7 @@ AGENTS_OWN = {
     ("GET", "/api/agent/phrases"),
     ("GET", "/api/ticket-form"),  # the 工单 part: the form's choices, the agent's own tickets
     ("GET", "/api/agent/tickets"),
+    ("GET", "/api/agent/replies"),
     ("GET", "/api/agent/tickets/{ticket_id}"),
     ("PUT", "/api/agent/tickets/{ticket_id}/draft"),
     ("POST", "/api/agent/tickets/{ticket_id}/record"),

@@ -304,6 +304,13 @@ def test_the_department_takes_reports_and_the_hotline_confirms_with_the_customer
                            json={"result": "更换减压阀，已通气"})  # fmt: skip
     assert reported.json()["state"] == "待验收"
 
+    sign_in(client, "agent1")  # the owner's desk lists it: the customer is to be told
+    replies = client.get("/api/agent/replies").json()["items"]
+    assert [(t["id"], t["record"]["result"]) for t in replies] == [
+        (ticket_id, "更换减压阀，已通气")
+    ]
+    sign_in(client, "agent2")
+    assert client.get("/api/agent/replies").json()["items"] == []
     sign_in(client, "sup1")  # a bare move to 已完成 would lose the reply to the customer
     bare = client.post(f"/api/tickets/{ticket_id}/transitions", json={"to": "已完成"})
     assert (bare.status_code, bare.json()["error"]) == (409, "customer-reply-required")

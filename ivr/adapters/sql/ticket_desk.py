@@ -2,6 +2,7 @@
 
     open_at_connect(session, linkedid=..., work_number=..., ...)  -> Ticket   (the ami role)
     agent_tickets(session, work_number, linkedid=None)           -> [Ticket] not yet recorded
+    agent_replies(session, work_number)                           -> [Ticket] 待验收: to tell
     agent_ticket(session, ticket_id, work_number)                -> Ticket   (owned by the agent)
     save_draft(session, ticket, draft)                            the form as typed so far
     record(session, ticket, record, user, settings, ip=...)      the checked save: 待派单 ->
@@ -166,6 +167,19 @@ def agent_tickets(
     if linkedid is not None:
         query = query.where(Ticket.linkedid == linkedid)
     return list(session.scalars(query.order_by(Ticket.created_at.desc()).limit(limit)))
+
+
+def agent_replies(session: Session, work_number: str, limit: int = 50) -> list[Ticket]:
+    """The agent's tickets whose department reported (待验收): the customer is to be told,
+    oldest report first."""
+    return list(
+        session.scalars(
+            select(Ticket)
+            .where(Ticket.agent == work_number, Ticket.state == TicketState.awaiting_acceptance)
+            .order_by(Ticket.reported_at, Ticket.id)
+            .limit(limit)
+        )
+    )
 
 
 def agent_ticket(session: Session, ticket_id: int, work_number: str) -> Ticket:

@@ -8,6 +8,8 @@ Routes::
     GET  /api/agent/tickets[?linkedid=...]      the agent's tickets not yet recorded (the
                                                 call in progress, in wrap-up), with drafts
     GET  /api/agent/tickets/{id}                one of them
+    GET  /api/agent/replies                     the agent's tickets the department reported
+                                                on (待验收): the customer is to be told
     PUT  /api/agent/tickets/{id}/draft          {field: value, ...}: the form as typed so far
     POST /api/agent/tickets/{id}/record         the form saved: checked, 422 naming every
                                                 field at fault; then 待派单 -> 处理中
@@ -139,6 +141,15 @@ def agent_ticket_list(
 def _own(db: Session, user: User, ticket_id: str) -> Ticket:
     work_number = agent_store.agent_of_user(db, user)
     return ticket_desk.agent_ticket(db, _ticket_id(ticket_id), work_number)
+
+
+@router.get("/api/agent/replies")
+def agent_reply_list(user: AgentUser, db: DbDep, settings: SettingsDep) -> JSONResponse:
+    """The agent's tickets the department reported on (待验收): call the customer back and
+    record the reply (``POST /api/tickets/{id}/confirm``)."""
+    work_number = agent_store.agent_of_user(db, user)
+    rows = ticket_desk.agent_replies(db, work_number)
+    return JSONResponse({"items": [agent_doc(t, user, settings) for t in rows]}, headers=NO_STORE)
 
 
 @router.get("/api/agent/tickets/{ticket_id}")

@@ -5,7 +5,8 @@
 // is typed is kept on the server as a draft (PUT, debounced), so a reload or a crashed
 // browser loses nothing: on load, the newest ticket with a draft is opened again. Saving
 // sends the record (POST): refused fields are named and marked. Changing the form of address
-// dispatches "hotline:customer" {surname, title}. Every value is shown as text, never as HTML.
+// dispatches "hotline:customer" {surname, title}. The agent's tickets the department reported
+// on are listed to tell the customer (待回访). Every value is shown as text, never as HTML.
 (() => {
   const DRAFT_DELAY_MS = 600;
   const FIND_TRIES = 20; // the ami role commits the ticket about when the page hears of the call
@@ -207,7 +208,50 @@
   async function loadMine() {
     const doc = await call("/api/agent/tickets");
     renderMine(doc.items);
+    await loadReplies();
     return doc.items;
+  }
+
+  // The agent's tickets the department reported on (待验收): the agent calls the customer
+  // back and records the reply (its content and time), which closes the ticket.
+  function renderReply(t) {
+    const li = document.createElement("li");
+    li.className = "reply-ticket";
+    li.dataset.id = String(t.id);
+    const head = document.createElement("p");
+    const who = t.record.surname ? `${t.record.surname}${t.record.title || ""} ` : "";
+    head.textContent = `#${t.id} ${who}${t.record.contact_number || t.caller || ""}`;
+    const result = document.createElement("p");
+    result.className = "result";
+    result.textContent = `处理结果 result: ${t.record.result || "—"}`;
+    const form = document.createElement("form");
+    form.className = "confirm";
+    const reply = document.createElement("input");
+    reply.name = "reply";
+    reply.maxLength = 4000;
+    reply.required = true;
+    reply.placeholder = "回访内容 reply to the customer";
+    const button = document.createElement("button");
+    button.type = "submit";
+    button.textContent = "回访确认 → 已完成";
+    form.append(reply, button);
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      try {
+        await send(`/api/tickets/${t.id}/confirm`, "POST", { reply: reply.value });
+        await loadReplies();
+      } catch (err) {
+        $("ticket-error").textContent = `#${t.id}: ${err.message}`;
+      }
+    });
+    li.append(head, result, form);
+    return li;
+  }
+
+  async function loadReplies() {
+    const doc = await call("/api/agent/replies");
+    $("ticket-reply-list").replaceChildren(...doc.items.map(renderReply));
+    $("ticket-replies").hidden = doc.items.length === 0;
   }
 
   async function connected(event) {
@@ -240,6 +284,11 @@
       const mine = await loadMine();
       const withDraft = mine.find((t) => t.draft_at);
       if (withDraft && !current) open(withDraft);
+      setInterval(() => {
+        if (!document.activeElement || !document.activeElement.closest("#ticket-reply-list")) {
+          loadReplies().catch((err) => { $("ticket-error").textContent = err.message; });
+        }
+      }, 60000);
     } catch (err) {
       $("ticket-error").textContent = err.message;
     }
