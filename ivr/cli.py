@@ -168,6 +168,7 @@ async def run_ami(settings: Settings) -> None:
         await listener.replay(metrics.replay_window_s)
         await supervise(
             ami.run(), store.run(), facts.run(), listener.heartbeat(ami), keeper.run(), *jobs
+            ami.run(), store.run(), listener.heartbeat(ami), keeper.run(), tickets.run(), *jobs
         )
     finally:
         deadline = time.monotonic() + 5.0  # flush what is buffered, but do not hang on exit
