@@ -167,8 +167,13 @@ async def run_ami(settings: Settings) -> None:
     try:
         await listener.replay(metrics.replay_window_s)
         await supervise(
-            ami.run(), store.run(), facts.run(), listener.heartbeat(ami), keeper.run(), *jobs
-            ami.run(), store.run(), listener.heartbeat(ami), keeper.run(), tickets.run(), *jobs
+            ami.run(),
+            store.run(),
+            facts.run(),
+            listener.heartbeat(ami),
+            keeper.run(),
+            tickets.run(),
+            *jobs,
         )
     finally:
         deadline = time.monotonic() + 5.0  # flush what is buffered, but do not hang on exit
