@@ -1,19 +1,22 @@
 """An agent's presence (logged in, paused and why) and the queue membership it means. Pure.
 
 The service keeps each agent's presence in SQL; Asterisk's queues only mirror it. Logged in,
-an agent is a member of the queue of each of its desks: ``Interface`` ``PJSIP/<工号>`` (its
-real endpoint, so ringing and busy are the phone's), ``MemberName`` ``<工号> <name>``, the
+an agent is a member of the queue of each of its desks: ``Interface`` the endpoint of the
+device it chose at log-in (``PJSIP/<工号>`` for the desk phone, ``PJSIP/<工号>-webrtc`` for the
+browser's softphone: so ringing and busy are that device's), ``MemberName`` ``<工号> <name>``, the
 desk's penalty, and the queue's wrap-up (``routing/desks.yaml``, section ``ringing``). Paused,
 it stays a member, paused with its reason in every queue. :func:`plan` compares that with
 what Asterisk holds (``QueueStatus``) and gives the actions that make Asterisk agree; members
-that are not agents (no ``PJSIP/<digits>`` interface: the dev stack's simulated agents) are
-never touched.
+that are not agents (no ``PJSIP/<digits>`` or ``PJSIP/<digits>-webrtc`` interface: the dev
+stack's simulated agents) are never touched.
 
 >>> p = transition(Presence(), "login")
 >>> p
-Presence(logged_in=True, paused=False, reason='')
+Presence(logged_in=True, paused=False, reason='', device='desk')
 >>> transition(p, "pause", "培训")
-Presence(logged_in=True, paused=True, reason='培训')
+Presence(logged_in=True, paused=True, reason='培训', device='desk')
+>>> transition(p, "login", device="browser")  # logged in again: now on the browser
+Presence(logged_in=True, paused=False, reason='', device='browser')
 >>> transition(Presence(), "pause", "小休")
 Traceback (most recent call last):
 ...
@@ -30,6 +33,8 @@ ivr.core.agent_presence.PresenceRefused: pause reason '午饭' is not one of 小
 >>> m = members(seat, {})[1]
 >>> m.interface, m.name, m.penalty, m.paused, m.reason, m.wrapup_s
 ('PJSIP/1001', '1001 张三', 0, True, '会议', 0)
+>>> interface_of("1001", "browser"), is_agent_interface("PJSIP/1001-webrtc")
+('PJSIP/1001-webrtc', True)
 """
 
 from __future__ import annotations
@@ -43,6 +48,10 @@ from ivr.errors import HotlineError
 
 PAUSE_REASONS: Final = ("小休", "培训", "会议", "后处理")  # break, training, meeting, wrap-up
 ACTIONS: Final = ("login", "logout", "pause", "resume")
+# Which device rings, chosen at log-in: the desk phone (endpoint <工号>) or the browser's
+# softphone on the agent desk page (endpoint <工号>-webrtc).
+DEVICES: Final = ("desk", "browser")
+BROWSER_SUFFIX: Final = "-webrtc"
 # The phone's feature codes (dialplan/extensions-agents.conf): *21 log in, *22 log out,
 # *23N pause with reason N (1 小休, 2 培训, 3 会议, 4 后处理), *24 resume.
 FEATURE_CODES: Final[Mapping[str, tuple[str, str]]] = {
@@ -51,7 +60,7 @@ FEATURE_CODES: Final[Mapping[str, tuple[str, str]]] = {
     **{f"*23{n}": ("pause", reason) for n, reason in enumerate(PAUSE_REASONS, start=1)},
     "*24": ("resume", ""),
 }
-_AGENT_INTERFACE: Final = re.compile(r"PJSIP/([0-9]{1,12})")
+_AGENT_INTERFACE: Final = re.compile(r"PJSIP/([0-9]{1,12})(-webrtc)?")
 
 
 class PresenceRefused(HotlineError):
@@ -67,6 +76,7 @@ class Presence:
     logged_in: bool = False
     paused: bool = False
     reason: str = ""  # the pause reason, "" when not paused
+    device: str = "desk"  # which device rings while logged in: one of DEVICES
 
 
 def describe(p: Presence) -> str:
@@ -86,11 +96,16 @@ def reason_of_digit(digit: str) -> str:
     return PAUSE_REASONS[index]
 
 
-def transition(now: Presence, action: str, reason: str = "") -> Presence:
-    """The presence after ``action``. Logging in twice, or resuming while not paused, is
-    allowed and changes nothing; logging out also ends a pause."""
+def transition(now: Presence, action: str, reason: str = "", device: str = "desk") -> Presence:
+    """The presence after ``action``. Logging in twice on the same device, or resuming while
+    not paused, is allowed and changes nothing; logging in again on the other ``device``
+    moves the agent's memberships there (a pause is kept); logging out also ends a pause."""
     if action == "login":
-        return now if now.logged_in else Presence(logged_in=True)
+        if device not in DEVICES:
+            raise PresenceRefused(f"device {device!r} is not one of {', '.join(DEVICES)}")
+        if not now.logged_in:
+            return Presence(logged_in=True, device=device)
+        return Presence(True, now.paused, now.reason, device)
     if action == "logout":
         return Presence()
     if action == "pause":
@@ -100,11 +115,11 @@ def transition(now: Presence, action: str, reason: str = "") -> Presence:
             raise PresenceRefused(
                 f"pause reason {reason!r} is not one of {', '.join(PAUSE_REASONS)}"
             )
-        return Presence(logged_in=True, paused=True, reason=reason)
+        return Presence(logged_in=True, paused=True, reason=reason, device=now.device)
     if action == "resume":
         if not now.logged_in:
             raise PresenceRefused("not logged in: log in instead")
-        return Presence(logged_in=True)
+        return Presence(logged_in=True, device=now.device)
     raise PresenceRefused(f"unknown action {action!r}: one of {', '.join(ACTIONS)}")
 
 
@@ -135,8 +150,9 @@ class Member:
         return (self.queue, self.interface)
 
 
-def interface_of(work_number: str) -> str:
-    return f"PJSIP/{work_number}"
+def interface_of(work_number: str, device: str = "desk") -> str:
+    """The queue member interface of the agent's ``device``."""
+    return f"PJSIP/{work_number}{BROWSER_SUFFIX if device == 'browser' else ''}"
 
 
 def members(seat: Seat, wrapup_s: Mapping[str, int]) -> list[Member]:
@@ -151,7 +167,7 @@ def members(seat: Seat, wrapup_s: Mapping[str, int]) -> list[Member]:
     return [
         Member(
             queue,
-            interface_of(seat.work_number),
+            interface_of(seat.work_number, p.device),
             f"{seat.work_number} {seat.name}",
             penalty,
             p.paused,

@@ -89,3 +89,19 @@ def test_the_plan_removes_agents_no_longer_wanted_first():
     assert actions == [
         Remove("repair", "PJSIP/1001"), Remove("repair", "PJSIP/1002"), Add(member("billing")),
     ]  # fmt: skip
+
+
+def test_the_device_chosen_at_log_in_is_the_member_interface_and_a_switch_moves_it():
+    browser = transition(Presence(), "login", device="browser")
+    seat = Seat("1001", "张三", (("repair", 0),), browser)
+    assert [m.interface for m in members(seat, {})] == ["PJSIP/1001-webrtc"]
+    paused = transition(browser, "pause", "小休")
+    assert (paused.device, transition(paused, "resume").device) == ("browser", "browser")
+    on_desk = transition(paused, "login", device="desk")  # switched: the pause is kept
+    assert (on_desk.device, on_desk.paused, on_desk.reason) == ("desk", True, "小休")
+    assert transition(browser, "logout") == Presence()
+    with pytest.raises(PresenceRefused, match="device 'fax'"):
+        transition(Presence(), "login", device="fax")
+    webrtc = member(interface="PJSIP/1001-webrtc")
+    assert plan([webrtc], [member()]) == [Remove("repair", "PJSIP/1001"), Add(webrtc)]
+    assert plan([], [webrtc]) == [Remove("repair", "PJSIP/1001-webrtc")]

@@ -497,3 +497,29 @@ def test_given_history_then_revisions_are_numbered_in_order_from_0001():
     assert [r.revision for r in revisions] == [f"{n:04d}" for n in range(1, len(revisions) + 1)]
     assert [r.down_revision for r in revisions] == [None, *(r.revision for r in revisions[:-1])]
     assert revisions[-1].is_head and revisions[-1].revision == schema.head()
+
+
+@on_sql_backends
+def test_given_agents_at_0003_when_upgraded_then_they_keep_their_rows_and_ring_on_the_desk_phone(
+    blank, tmp_path
+):
+    at_0003 = migrations_with(tmp_path, {})
+    (at_0003 / "versions" / "0004_agent_device.py").unlink()
+    schema.upgrade(blank, at_0003)
+    with blank.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO agents (id, work_number, name, active, sip_ha1, sip_realm, "
+                "password_set_at, created_at, updated_at, logged_in, paused, pause_reason) "
+                "VALUES (1, '1001', '张三', :yes, :ha1, 'hotline', :at, :at, :at, :yes, :yes, "
+                "'小休')"
+            ),
+            {"yes": True, "ha1": "0" * 32, "at": "2026-12-01 08:00:00"},
+        )
+    before = dump_rows(blank)
+
+    schema.upgrade(blank)
+
+    after = dump_rows(blank)
+    assert [row.pop("device") for row in after["agents"]] == ["desk"]
+    assert after == before

@@ -72,13 +72,29 @@ def test_an_agent_logs_itself_in_pauses_with_a_reason_resumes_and_logs_out(clien
         assert actions == ["add", "login", "pause", "resume", "logout"]
 
 
+def test_an_agent_chooses_at_log_in_which_device_rings_and_switches_by_logging_in_again(
+    client, engine
+):
+    sign_in(client, "agent1")
+    answer = client.post(OWN, json={"action": "login", "device": "browser"})
+    assert (answer.status_code, answer.json()["device"]) == (200, "browser"), answer.text
+    client.post(OWN, json={"action": "pause", "reason": "小休"})
+    answer = client.post(OWN, json={"action": "login", "device": "desk"})
+    assert (answer.json()["device"], answer.json()["reason"]) == ("desk", "小休")  # pause kept
+    assert client.get(OWN).json()["device"] == "desk"
+    with Session(engine) as db:
+        changes = [c.changes for c in db.scalars(select(AgentChange).order_by(AgentChange.id))]
+    assert changes[1]["device"] == {"old": "desk", "new": "browser"}
+    assert changes[-1] == {"device": {"old": "browser", "new": "desk"}}
+
+
 def test_a_supervisor_pauses_any_agent_and_an_agent_only_itself(client, engine):
     sign_in(client, "sup1")
     assert client.post("/api/agents/1001/presence", json={"action": "login"}).status_code == 200
     answer = client.post("/api/agents/1001/presence", json={"action": "pause", "reason": "会议"})
     assert answer.json() | {"name": None} == {
         "work_number": "1001", "name": None, "logged_in": True, "paused": True,
-        "reason": "会议", "label": "会议 paused",
+        "reason": "会议", "label": "会议 paused", "device": "desk",
     }  # fmt: skip
     sign_in(client, "agent2")  # an agent account linked to no agent
     answer = client.post(OWN, json={"action": "resume"})
@@ -94,6 +110,7 @@ def test_a_supervisor_pauses_any_agent_and_an_agent_only_itself(client, engine):
         ({"action": "pause", "reason": "小休"}, 409, "presence-refused"),  # not logged in
         ({"action": "login", "reason": "x" * 17}, 422, "invalid-presence-input"),
         ({"action": "dance"}, 422, "invalid-presence-input"),
+        ({"action": "login", "device": "fax"}, 422, "invalid-presence-input"),
         ({"action": "login", "extra": 1}, 422, "invalid-presence-input"),
     ],
 )

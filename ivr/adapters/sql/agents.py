@@ -427,7 +427,7 @@ class NoAgentForUser(HotlineError):
 
 
 def presence_of(agent: Agent) -> Presence:
-    return Presence(agent.logged_in, agent.paused, agent.pause_reason or "")
+    return Presence(agent.logged_in, agent.paused, agent.pause_reason or "", agent.device)
 
 
 def agent_of_user(session: Session, user: User) -> str:
@@ -443,24 +443,31 @@ def get_presence(session: Session, work_number: str) -> Presence:
 
 
 def change_presence(
-    session: Session, work_number: str, action: str, reason: str, actor: Actor
+    session: Session,
+    work_number: str,
+    action: str,
+    reason: str,
+    actor: Actor,
+    device: str = "desk",
 ) -> Presence:
-    """Log in, log out, pause (with a reason) or resume; recorded like every change. A
-    disabled agent cannot log in; logging in or out twice changes nothing and records nothing."""
+    """Log in (on the desk phone or the browser: ``device``), log out, pause (with a reason)
+    or resume; recorded like every change. A disabled agent cannot log in; logging in on the
+    same device or out twice changes nothing and records nothing."""
     agent = _locked(session, work_number)
     if action == "login" and not agent.active:
         raise PresenceRefused(f"agent {agent.work_number} is disabled")
     before = presence_of(agent)
-    after = transition(before, action, reason)
+    after = transition(before, action, reason, device)
     if after == before:
         return before
     agent.logged_in, agent.paused = after.logged_in, after.paused
     agent.pause_reason = after.reason or None
+    agent.device = after.device
     agent.presence_at = utcnow()
     session.flush()
     changed = {
         field: {"old": getattr(before, field), "new": getattr(after, field)}
-        for field in ("logged_in", "paused", "reason")
+        for field in ("logged_in", "paused", "reason", "device")
         if getattr(before, field) != getattr(after, field)
     }
     _record(session, agent, action, changed, actor)

@@ -530,6 +530,8 @@ class Agent(Base):
     paused: Mapped[bool] = mapped_column(default=False, server_default=false())
     pause_reason: Mapped[str | None] = mapped_column(String(16), default=None)
     presence_at: Mapped[datetime | None] = mapped_column(default=None)
+    # which device rings while logged in (chosen at log-in): "desk" or "browser"
+    device: Mapped[str] = mapped_column(String(8), default="desk", server_default="desk")
 
 
 class AgentDesk(Base):

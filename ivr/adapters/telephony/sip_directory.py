@@ -51,6 +51,7 @@ from pathlib import Path, PurePosixPath
 from typing import Final
 
 from ivr.adapters.telephony import instance_dirs
+from ivr.core.agent_presence import BROWSER_SUFFIX  # the browser's endpoint and AOR
 from ivr.core.sip_accounts import Registration, SipAccount
 from ivr.errors import SipDirectoryError
 from ivr.settings import Settings
@@ -214,7 +215,6 @@ def _transaction(settings: Settings, path: Path | None = None) -> Iterator[sqlit
 
 
 # --- accounts ---------------------------------------------------------------------------
-BROWSER_SUFFIX: Final = "-webrtc"  # the browser's endpoint and AOR: <工号>-webrtc
 
 
 def browser_endpoint(username: str) -> str:

@@ -4,7 +4,10 @@ Routes::
 
     GET  /api/agent/presence                   the signed-in agent's 工号, name and presence
     POST /api/agent/presence                   {"action": "login"|"logout"|"pause"|"resume",
-                                               "reason"?: 小休|培训|会议|后处理 (pause only)}
+                                               "reason"?: 小休|培训|会议|后处理 (pause only),
+                                               "device"?: "desk"|"browser" (login only:
+                                               which device rings, the desk phone by
+                                               default; logging in again switches)}
     POST /api/agents/{work_number}/presence    the same for any agent: supervisors, admins
 
 ``/api/agent/presence`` is for the role ``agent`` acting on the agent its web account is linked
@@ -51,6 +54,11 @@ class PresenceChange(BaseModel):
     reason: str = Field(
         default="", max_length=16, description="pause only: " + "|".join(PAUSE_REASONS)
     )
+    device: Literal["desk", "browser"] = Field(
+        default="desk",
+        description="login only: which device rings, the desk phone (endpoint <工号>) or the "
+        "agent desk page's softphone (endpoint <工号>-webrtc)",
+    )
 
 
 async def presence_change(request: Request) -> PresenceChange:
@@ -78,6 +86,7 @@ def presence_doc(work_number: str, name: str, presence: Presence) -> dict[str, A
         "logged_in": presence.logged_in,
         "paused": presence.paused,
         "reason": presence.reason,
+        "device": presence.device,
         "label": describe(presence),
     }
 
@@ -86,7 +95,9 @@ def _change(
     db: DbDep, work_number: str, change: PresenceChange, user: User, request: Request
 ) -> JSONResponse:
     actor = store.Actor.of(user, client_ip(request))
-    presence = store.change_presence(db, work_number, change.action, change.reason, actor)
+    presence = store.change_presence(
+        db, work_number, change.action, change.reason, actor, change.device
+    )
     db.commit()
     agent = store.get(db, work_number)
     return JSONResponse(presence_doc(work_number, agent.name, presence), headers=NO_STORE)
