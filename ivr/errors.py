@@ -101,6 +101,7 @@ Hierarchy (class, slug, module)::
     ├── MetricsNotAuthenticated   metrics-not-authenticated    ivr.web.routes.metrics
     ├── TooManyStreams            too-many-streams             ivr.web.routes.metrics
     ├── InvalidPresenceInput      invalid-presence-input       ivr.web.routes.presence
+    ├── PhoneUnavailable          phone-unavailable            ivr.web.routes.phone
     ├── ReviewImmutable           review-immutable             ivr.web.routes.recordings
     ├── PartialSearchLimit        partial-search-limit         ivr.web.routes.recordings
     └── InvalidReviewRequest      invalid-review-request       ivr.web.routes.recordings

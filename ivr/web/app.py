@@ -27,6 +27,7 @@ from ivr.web.routes import (
     metrics,
     pages,
     phrases,
+    phone,
     presence,
     recordings,
     reports,
@@ -81,6 +82,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(desk.router)
     app.include_router(phrases.router)
     app.include_router(reports.router)
+    app.include_router(phone.router)
     app.add_exception_handler(AuthError, auth_error_handler)
 
     @app.exception_handler(HotlineError)

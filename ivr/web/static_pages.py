@@ -12,16 +12,19 @@ fixed names are served: nothing under ``/static/`` is looked up from the request
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Callable, Sequence
+from pathlib import Path, PurePosixPath
 from typing import Any, Final, get_args
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
+
+from ivr.settings import Settings
 
 STATIC: Final = Path(__file__).resolve().parent / "static"
 NO_STORE: Final = {"Cache-Control": "no-store"}
 _CSP: Final = (
-    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'{connect}; "
     "img-src 'self';{media} form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
 ASSET_TYPES: Final = {
@@ -30,20 +33,30 @@ ASSET_TYPES: Final = {
 }
 
 
-def page_headers(*, media: bool = False) -> dict[str, str]:
-    """Headers of a page; ``media``: it plays audio from this origin (``media-src 'self'``)."""
+#: Where a page may connect besides its own origin, from the settings and its request
+#: (the agent desk: Asterisk's WebSocket, on a port of its own).
+ConnectSources = Callable[[Settings, Request], Sequence[str]]
+
+
+def page_headers(*, media: bool = False, connect: Sequence[str] = ()) -> dict[str, str]:
+    """Headers of a page; ``media``: it plays audio from this origin (``media-src 'self'``);
+    ``connect``: more origins its scripts connect to (``connect-src``)."""
     return {
         "Cache-Control": "no-store",
         "X-Frame-Options": "DENY",
         "Referrer-Policy": "same-origin",
-        "Content-Security-Policy": _CSP.format(media=" media-src 'self';" if media else ""),
+        "Content-Security-Policy": _CSP.format(
+            media=" media-src 'self';" if media else "",
+            connect="".join(f" {source}" for source in connect),
+        ),
     }
 
 
-def page(name: str, *, media: bool = False) -> HTMLResponse:
+def page(name: str, *, media: bool = False, connect: Sequence[str] = ()) -> HTMLResponse:
     """The page ``static/<name>`` (a fixed name from the route, never from the request)."""
     return HTMLResponse(
-        (STATIC / name).read_text(encoding="utf-8"), headers=page_headers(media=media)
+        (STATIC / name).read_text(encoding="utf-8"),
+        headers=page_headers(media=media, connect=connect),
     )
 
 
@@ -56,7 +69,13 @@ def asset(name: str) -> Response:
 
 
 def add_page(
-    router: APIRouter, name: str, user: Any, *, description: str, media: bool = False
+    router: APIRouter,
+    name: str,
+    user: Any,
+    *,
+    description: str,
+    media: bool = False,
+    connect: ConnectSources | None = None,
 ) -> None:
     """Route ``/<name>`` to the page ``static/<name>.html`` for the users ``user`` lets in,
     and ``/static/<name>.js`` and ``/static/<name>.css`` to its script and style (public).
@@ -64,14 +83,16 @@ def add_page(
     ``user`` is a role alias such as ``SupervisorUser`` (``Annotated[User, Depends(...)]``):
     its dependency guards the page, so a visitor without a session is sent to the sign-in
     form and one without the role gets 403. ``description`` is the page's OpenAPI text;
-    ``media``: the page plays audio from this origin.
+    ``media``: the page plays audio from this origin; ``connect``: the other origins its
+    scripts connect to.
     """
     guards = list(get_args(user)[1:])
     if not guards:  # a page shows customer data: never without a guard
         raise TypeError(f"add_page({name!r}): {user!r} carries no dependency to guard the page")
 
-    def page_route() -> HTMLResponse:
-        return page(f"{name}.html", media=media)
+    def page_route(request: Request) -> HTMLResponse:
+        sources = connect(request.app.state.settings, request) if connect else ()
+        return page(f"{name}.html", media=media, connect=sources)
 
     def script_route() -> Response:
         return asset(f"{name}.js")
@@ -94,9 +115,13 @@ def add_page(
 def add_script(router: APIRouter, name: str) -> None:
     """Route ``/static/<name>`` to one more script or style of a page (public, like the page's
     own): for a page made of parts, each part's file is registered by the module that serves
-    its API."""
-    if Path(name).suffix not in ASSET_TYPES or "/" in name:
-        raise ValueError(f"add_script({name!r}): a .js or .css file name in static/")
+    its API. ``vendor/<library>/<file>`` serves a vendored library's file."""
+    parts = PurePosixPath(name).parts
+    vendored = len(parts) == 3 and parts[0] == "vendor" and ".." not in parts
+    if Path(name).suffix not in ASSET_TYPES or (len(parts) != 1 and not vendored):
+        raise ValueError(
+            f"add_script({name!r}): a .js or .css file name in static/ or static/vendor/<lib>/"
+        )
 
     def route() -> Response:
         return asset(name)

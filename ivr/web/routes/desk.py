@@ -21,6 +21,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from ivr.web import static_pages
+from ivr.web.routes.phone import websocket_sources
 from ivr.web.routes.presence import AgentUser
 
 router = APIRouter(tags=["pages"])
@@ -31,4 +32,5 @@ static_pages.add_page(
     AgentUser,
     description="坐席工作台 The agent desk: presence, softphone, screen pop, 工单, phrases.",
     media=True,
+    connect=websocket_sources,  # the softphone's WebSocket to Asterisk
 )

@@ -2,6 +2,7 @@
 // The agent desk's presence part: who is signed in, and log in / pause / resume / log out
 // through /api/agent/presence. A 401 from any part ends the page's session for all of them:
 // it dispatches "hotline:session-expired" (the phone unregisters, the pop stops listening).
+// Each presence it shows goes out as "hotline:presence" (the phone registers on "browser").
 
 const PAUSE_REASONS = ["小休", "培训", "会议", "后处理"];
 
@@ -20,6 +21,10 @@ function showPresence(doc) {
   document.getElementById("presence-logout").disabled = !doc.logged_in;
   document.getElementById("presence-pause").disabled = !doc.logged_in || doc.paused;
   document.getElementById("presence-resume").disabled = !doc.paused;
+  if (doc.logged_in) {
+    document.getElementById("presence-device").value = doc.device;
+  }
+  document.dispatchEvent(new CustomEvent("hotline:presence", { detail: doc }));
 }
 
 async function presenceRequest(init) {
@@ -51,7 +56,16 @@ document.addEventListener("DOMContentLoaded", () => {
   for (const reason of PAUSE_REASONS) {
     select.append(new Option(reason, reason));
   }
-  document.getElementById("presence-login").addEventListener("click", () => change("login"));
+  const device = document.getElementById("presence-device");
+  const login = () => presenceRequest({
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ action: "login", device: device.value }),
+  });
+  document.getElementById("presence-login").addEventListener("click", login);
+  device.addEventListener("change", () => {  // logged in: switch devices at once
+    if (document.getElementById("presence-state").dataset.loggedIn === "true") login();
+  });
   document.getElementById("presence-logout").addEventListener("click", () => change("logout"));
   document.getElementById("presence-resume").addEventListener("click", () => change("resume"));
   document.getElementById("presence-pause").addEventListener("click", () => change("pause", select.value));
