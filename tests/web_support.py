@@ -20,8 +20,9 @@ wheel (its driver only: never ``playwright install``), with CHROMIUM_FLAGS.
                                          POST /api/auth/login; the response (a coroutine with
                                          an async client)
     sign_in(client, username)            login, which must answer 200
-    chromium(tmp_path, viewport=(w, h), timezone_id=...)
+    chromium(tmp_path, viewport=(w, h), timezone_id=..., args=())
                                          a context: a persistent Chromium context, zh-CN
+                                         (``args``: more flags, e.g. FAKE_MEDIA_FLAGS)
     sign_in_on_page(page, base_url, path, username, password=PASSWORD)
                                          open ``path`` signed out, sign in through the form
     web_role(settings, people=())        a context: ``ivr web`` as its own process (uvicorn)
@@ -66,6 +67,14 @@ SUMMARY_FIELDS = {
     "answer_rate", "threshold_s", "waiting_now", "longest_wait_s", "over_threshold_now",
 }  # fmt: skip
 CHROMIUM = "/usr/bin/chromium"
+# A microphone that plays a beep and no permission prompt (the agent desk's softphone), and
+# WebRTC over loopback (Chromium leaves 127.0.0.1 out of its ICE candidates otherwise).
+FAKE_MEDIA_FLAGS = (
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
+    "--allow-loopback-in-peer-connection",
+    "--autoplay-policy=no-user-gesture-required",
+)
 CHROMIUM_FLAGS = [
     "--headless",
     "--no-sandbox",
@@ -134,16 +143,17 @@ def sign_in(client: Any, username: str) -> None:
 
 @asynccontextmanager
 async def chromium(
-    tmp_path: Path, *, viewport: tuple[int, int], timezone_id: str
+    tmp_path: Path, *, viewport: tuple[int, int], timezone_id: str, args: Iterable[str] = ()
 ) -> AsyncIterator[BrowserContext]:
-    """A persistent context (its profile in tmp_path), Chinese locale, the given time zone."""
+    """A persistent context (its profile in tmp_path), Chinese locale, the given time zone,
+    ``args`` after CHROMIUM_FLAGS."""
     width, height = viewport
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch_persistent_context(
             str(tmp_path / "chromium-profile"),
             executable_path=CHROMIUM,
             headless=True,
-            args=CHROMIUM_FLAGS,
+            args=[*CHROMIUM_FLAGS, *args],
             viewport={"width": width, "height": height},
             locale="zh-CN",
             timezone_id=timezone_id,

@@ -88,7 +88,7 @@ def test_sync_writes_endpoint_auth_and_aor_with_the_ha1_only(settings: Settings)
     )
     assert auth == [("md5", "1001", "hotline", digest_ha1("1001", "hotline", "Secret-1"), None)]
     aor = rows(settings, "SELECT id, max_contacts, remove_existing FROM ps_aors ORDER BY id")
-    assert aor[:2] == [("1001", 2, "yes"), ("1001-webrtc", 2, "yes")]
+    assert aor[:2] == [("1001", 2, "yes"), ("1001-webrtc", 1, "yes")]  # one browser tab rings
 
 
 def test_sync_is_idempotent_and_reports_changes(settings: Settings) -> None:

@@ -33,8 +33,10 @@ takes calls into the ``from-agents`` context (nothing but what the agents' featu
 trunk), PCMA/PCMU, and ``webrtc=yes`` (DTLS-SRTP with a certificate Asterisk generates at
 start, ICE, AVPF, rtcp-mux) for the browser; desk phones use UDP or TCP on the same account.
 Asterisk qualifies every contact each :data:`QUALIFY_S` seconds (OPTIONS).
-An AOR holds :data:`MAX_CONTACTS` contacts (a desk phone and a browser at once); a further
-device replaces the oldest contact (``remove_existing``).
+The desk phones' AOR holds :data:`MAX_CONTACTS` contacts; a further device replaces the oldest
+contact (``remove_existing``). The browser's AOR holds one: a second tab or browser of the same
+agent that registers replaces the first, so only one rings (the agent desk page also tells
+its other tabs to stop).
 """
 
 from __future__ import annotations
@@ -64,7 +66,8 @@ ASTDB_NAME: Final = "astdb.sqlite3"  # Asterisk's name for it, in astdbdir
 SCHEMA_VERSION: Final = 1  # PRAGMA user_version; another one is rebuilt (a projection)
 _CONTACT_KEY: Final = "/registrar/contact/"
 AGENTS_CONTEXT: Final = "from-agents"
-MAX_CONTACTS: Final = 2  # a desk phone and the browser
+MAX_CONTACTS: Final = 2  # desk phones of one agent
+BROWSER_MAX_CONTACTS: Final = 1  # the newest browser tab that registered
 # Asterisk sends each contact OPTIONS this often, the first at some moment within it. Not
 # only a health check: a realtime endpoint that appeared after Asterisk started stays
 # Unavailable to app_queue (never rung) until one of its contacts turns Avail, which only a
@@ -267,7 +270,7 @@ def _rows(account: SipAccount, realm: str) -> list[tuple[str, dict[str, str | in
             },
         ),  # fmt: skip
         ("ps_aors", {"id": name, **aor}),
-        ("ps_aors", {"id": web, **aor}),
+        ("ps_aors", {"id": web, **aor, "max_contacts": BROWSER_MAX_CONTACTS}),
     ]
 
 
