@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import audioop
 import json
-import subprocess
 import wave
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,7 +28,7 @@ from ivr.devstack.sipp import SippResult, run_caller
 from ivr.devstack.stack import Stack, asterisk_instance
 from ivr.settings import Settings
 from tests.conftest import routing_for_tests
-from tests.stack_support import ami_session, ivr_cli, private_stack, wait_for
+from tests.stack_support import ivr_cli, private_stack, wait_for
 from tests.web_support import (
     ARTIFACTS,
     FAKE_MEDIA_FLAGS,
