@@ -106,12 +106,14 @@ def run_caller(
     digit_interval_s: float = 0.5,
     digits_after_s: float = SPEECH_MS / 1000,
     local_ip: str = LOCAL_IP,
+    speak_after_keys: int = 0,
 ) -> SippResult:
     """Place ``calls`` calls to ``did`` at ``target`` ("127.0.0.1:<sip_port>") and wait.
 
     Each call speaks (g711a.pcap, 7.05 s) and, ``digits_after_s`` seconds after the answer
     (at least the speech, default 7.2 s), presses ``digits`` one every ``digit_interval_s`` s,
-    then waits up to ``hold_s`` seconds for the hotline's BYE before hanging up itself.
+    speaks again ``speak_after_keys`` times in a row (to the queue, then to the agent), then
+    waits up to ``hold_s`` seconds for the hotline's BYE before hanging up itself.
     At most ``concurrency`` calls are open at once, started at ``rate_per_s`` per second.
     ``local_port`` 0 picks a free UDP port; ``local_ip`` is the caller's own address, on
     the loopback network only (127.x.y.z: a second caller address for allow-list tests).
@@ -136,13 +138,16 @@ def run_caller(
         raise ValueError(f"local_port out of range: {local_port}")
     if not ipaddress.ip_address(local_ip).is_loopback:
         raise ValueError(f"local_ip must be a loopback address (127.x.y.z): {local_ip!r}")
+    if not 0 <= speak_after_keys <= 100:
+        raise ValueError(f"speak_after_keys must be 0 to 100: {speak_after_keys}")
 
     workdir = _prepare(root, workdir_inner)
     _render(
         "caller.xml",
         workdir,
         speech_ms=str(max(SPEECH_MS, round(digits_after_s * 1000))),
-        digits=_digit_block(digits, round(digit_interval_s * 1000)),
+        digits=_digit_block(digits, round(digit_interval_s * 1000))
+        + _speech_block(speak_after_keys),
         hold_ms=str(max(1, round(hold_s * 1000))),  # a timeout of 0 would mean none
     )
     port = local_port or _free_udp_port()
@@ -552,6 +557,19 @@ def _digit_block(digits: str, interval_ms: int) -> str:
             f'  <label id="key_{n}"/>\n'
         )
     return "".join(blocks)
+
+
+def _speech_block(times: int) -> str:
+    """The speech again ``times`` times in a row, each wait cut short by a BYE."""
+    pcap = PCAP_DIR / "g711a.pcap"
+    return "".join(
+        f"  <!-- speech again, {n + 1} of {times} -->\n"
+        f'  <nop><action><exec play_pcap_audio="{pcap}"/></action></nop>\n'
+        f'  <recv request="BYE" timeout="{SPEECH_MS}" ontimeout="again_{n}"'
+        f' next="server_bye"/>\n'
+        f'  <label id="again_{n}"/>\n'
+        for n in range(times)
+    )
 
 
 def _result(workdir: Path, returncode: int) -> SippResult:

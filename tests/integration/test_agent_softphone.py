@@ -11,18 +11,28 @@ from __future__ import annotations
 
 import asyncio
 import audioop
-import json
+import subprocess
 import wave
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from playwright.async_api import Page
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from ivr.adapters.sql.db import Recording, RecordingStatus, Ticket, settings_engine
+from ivr import redis_keys
+from ivr.adapters.sql.db import (
+    Recording,
+    RecordingStatus,
+    Ticket,
+    User,
+    UserSession,
+    settings_engine,
+)
 from ivr.adapters.telephony import sip_directory
 from ivr.devstack.sipp import SippResult, run_caller
 from ivr.devstack.stack import Stack, asterisk_instance
@@ -38,7 +48,9 @@ from tests.web_support import (
     sign_in_on_page,
 )
 
-pytestmark = pytest.mark.integration
+# each test places a call through the whole menu (about 12 s) and talks: longer than the default
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
+BRIDGED_S = 7  # after the answer: the agent's whisper, then the caller hears the 工号
 
 # The trunk's address: the sipp caller's. The browser's WebSocket comes from 127.0.0.1, which
 # must not be the trunk's (Asterisk identifies the trunk by source address before anything).
@@ -87,23 +99,29 @@ def webrtc_contacts(s: Settings, number: str) -> list[str]:
     ]
 
 
-def call(s: Settings, name: str, caller: str, digits: str = "1", hold_s: float = 60) -> SippResult:
-    """A caller with RTP audio through the menu (1: repair), from the trunk's address."""
+def call(s: Settings, name: str, caller: str, hold_s: float = 60, speak: int = 9) -> SippResult:
+    """A caller with RTP audio through the menu (1: repair), from the trunk's address: it
+    speaks on and on after the keys."""
     return run_caller(
         s.asterisk.root,
         asterisk_instance(s).base / "sipp" / name,
         target=f"127.0.0.1:{s.asterisk.sip_port}",
         did="95158",
         caller_id=caller,
-        digits=digits,
+        digits="1",
         digits_after_s=11,  # the greeting and the emergency notice, then the menu
         hold_s=hold_s,
         local_ip=TRUNK_IP,
+        speak_after_keys=speak,  # 7 s each: to the queue, then to the agent who answered
     )
 
 
 async def log_in_on_the_browser(page: Page, s: Settings, user: str) -> None:
     await sign_in_on_page(page, base_url(s), "/agent", user)
+    await page.wait_for_selector("#presence-state[data-logged-in]", state="attached")
+    if await page.get_attribute("#presence-state", "data-logged-in") == "true":
+        await page.click("#presence-logout")  # left logged in by an earlier test
+        await page.wait_for_selector("#presence-state[data-logged-in=false]", state="attached")
     await page.select_option("#presence-device", "browser")
     await page.click("#presence-login")
     await page.wait_for_selector("#presence-state[data-logged-in=true]")
@@ -182,9 +200,24 @@ async def _answer_talk_and_hang_up(s: Settings, profile: Path) -> dict[str, Any]
         await page.click("#phone-answer")
         await page.wait_for_selector("#phone-call[data-state=talking]", timeout=10_000)
         seen["media"] = await wait_media_grows(page)
-        await asyncio.sleep(6)  # the whisper and the 工号 announcement are over; the agent talks
+        await asyncio.sleep(BRIDGED_S)  # the whisper and the 工号 announcement are over
         seen["media_later"] = await wait_media_grows(page, seen["media"])
         await page.screenshot(path=str(ARTIFACTS / "agent-phone-in-call.png"), full_page=True)
+        await page.click("#phone-keypad button[data-key='5']")  # a key, as RFC 4733 events
+        # on hold: Asterisk stops sending to the page (the caller hears the hold music)
+        await page.click("#phone-hold")
+        await page.wait_for_selector("#phone-call[data-state=held]", timeout=5000)
+        await asyncio.sleep(1)
+        held_from = await media(page)
+        await asyncio.sleep(2)
+        seen["held"] = (held_from, await media(page))
+        await page.click("#phone-hold")
+        await page.wait_for_selector("#phone-call[data-state=talking]", timeout=5000)
+        seen["unheld"] = await wait_media_grows(page, await media(page))
+        await asyncio.sleep(3)  # the agent talks, then is muted for the last 3 s
+        await page.click("#phone-mute")
+        assert await page.get_attribute("#phone-mute", "aria-pressed") == "true"
+        await asyncio.sleep(3)
         await page.click("#phone-hangup")
         await page.wait_for_selector(
             "#phone-call:not([data-state])", state="attached", timeout=10_000
@@ -204,11 +237,238 @@ def test_the_agent_answers_a_hotline_call_in_the_browser_with_audio_both_ways(
     assert sent > 8000 and received > 8000, seen  # over a second of G.711 each way
     result: SippResult = seen["caller"]
     assert (result.total, result.successful, result.failed) == (1, 1, 0), result.stderr_tail
+    (held_from, held_to) = seen["held"]
+    assert held_to[1] - held_from[1] < 1000, seen["held"]  # nothing came while on hold
     rec, tickets = recording_of(s, "13800138801")
     assert rec.status == RecordingStatus.ok and rec.agent == "1001 张三", rec
     assert len(tickets) == 1
     right = agent_leg(s, rec)
-    # the last seconds, after the announcement: the fake microphone's beeps, not silence
-    tail = right[-4 * 50 :]
-    assert sum(x > 300 for x in tail) > 10, tail
-    assert json.dumps(seen["media"])  # both counters were read
+    # what the caller heard from the agent: the fake microphone's beeps, then, muted, silence
+    talking = right[-7 * 50 : -4 * 50]
+    muted = right[-int(2.5 * 50) :]
+    assert sum(x > 300 for x in talking) > 10, talking
+    assert max(muted) < 100, muted
+    with redis.Redis.from_url(s.redis.url, **s.redis_auth(), decode_responses=True) as client:
+        events = [
+            fields
+            for _, fields in client.xrange(redis_keys.AMI_EVENTS, "-", "+")
+            if fields.get("Linkedid") == rec.linkedid
+        ]
+    keys = [e for e in events if e["Event"] == "DTMFEnd" and e.get("Direction") == "Received"]
+    by_channel = [k["Channel"].rsplit("-", 1)[0] for k in keys]
+    assert by_channel == ["PJSIP/pstn", "PJSIP/1001-webrtc"], keys  # the menu's 1, the agent's 5
+
+
+def linkedids_of_channels(s: Settings, prefix: str) -> set[str]:
+    """The Linkedids of every channel named ``<prefix>-…`` the AMI listener stored."""
+    with redis.Redis.from_url(s.redis.url, **s.redis_auth(), decode_responses=True) as client:
+        return {
+            fields["Linkedid"]
+            for _, fields in client.xrange(redis_keys.AMI_EVENTS, "-", "+")
+            if fields.get("Event") == "Newchannel"
+            and fields.get("Channel", "").rsplit("-", 1)[0] == prefix
+        }
+
+
+def available_in(s: Settings, queue: str, interface: str) -> None:
+    inst = asterisk_instance(s)
+
+    def ready() -> bool:
+        shown = [line for line in inst.rx(f"queue show {queue}").splitlines() if interface in line]
+        return bool(shown) and "(Not in use)" in shown[0]
+
+    wait_for(ready, sip_directory.QUALIFY_S + 5, f"{interface} available in {queue}")
+
+
+async def answer(page: Page) -> None:
+    await page.wait_for_selector("#phone-call[data-state=ringing]", timeout=40_000)
+    await page.click("#phone-answer")
+    await page.wait_for_selector("#phone-call[data-state=talking]", timeout=10_000)
+    await wait_media_grows(page)
+
+
+async def hang_up(page: Page) -> None:
+    await page.click("#phone-hangup")
+    await page.wait_for_selector("#phone-call:not([data-state])", state="attached", timeout=10_000)
+
+
+async def _caller_hangs_up(s: Settings, profile: Path) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    async with chromium(
+        profile, viewport=(1360, 1000), timezone_id=s.metrics.timezone, args=FAKE_MEDIA_FLAGS
+    ) as browser:
+        page = await browser.new_page()
+        await log_in_on_the_browser(page, s, "agent1")
+        available_in(s, "repair", "PJSIP/1001-webrtc")
+        caller = asyncio.create_task(
+            asyncio.to_thread(call, s, "soft-5", "13800138805", hold_s=12, speak=0)
+        )
+        await answer(page)
+        seen["caller"] = await caller  # it hangs up 12 s after its keys
+        await page.wait_for_selector(
+            "#phone-call:not([data-state])", state="attached", timeout=5000
+        )
+    return seen
+
+
+def test_given_the_caller_hanging_up_then_the_pages_call_ends(
+    desk_stack: Stack, tmp_path: Path
+) -> None:
+    seen = asyncio.run(_caller_hangs_up(desk_stack.settings, tmp_path))
+    assert seen["caller"].successful == 1
+
+
+async def _blind_transfer(s: Settings, profile: Path) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    async with (
+        chromium(profile / "one", viewport=(1360, 1000), timezone_id=s.metrics.timezone,
+                 args=FAKE_MEDIA_FLAGS) as one,
+        chromium(profile / "two", viewport=(1360, 1000), timezone_id=s.metrics.timezone,
+                 args=FAKE_MEDIA_FLAGS) as two,
+    ):  # fmt: skip
+        first, second = await one.new_page(), await two.new_page()
+        await log_in_on_the_browser(first, s, "agent1")
+        await log_in_on_the_browser(second, s, "agent2")
+        available_in(s, "repair", "PJSIP/1001-webrtc")
+        available_in(s, "billing", "PJSIP/1002-webrtc")
+        caller = asyncio.create_task(asyncio.to_thread(call, s, "soft-2", "13800138802"))
+        await answer(first)
+        await asyncio.sleep(BRIDGED_S)  # a transfer needs the caller and the agent bridged
+        await first.fill("#phone-target", "desk-billing")
+        await first.click("#phone-blind")
+        await first.wait_for_selector(
+            "#phone-call:not([data-state])", state="attached", timeout=10_000
+        )
+        await answer(second)  # the billing desk's agent: rung by the billing queue
+        seen["second"] = await second.text_content("#phone-call")
+        await second.screenshot(path=str(ARTIFACTS / "agent-phone-transferred.png"))
+        await hang_up(second)
+        seen["caller"] = await caller
+    return seen
+
+
+def test_a_blind_transfer_to_another_desk_keeps_one_linkedid_one_ticket_one_recording(
+    desk_stack: Stack, tmp_path: Path
+) -> None:
+    s = desk_stack.settings
+    seen = asyncio.run(_blind_transfer(s, tmp_path))
+    assert "13800138802" in seen["second"]
+    result: SippResult = seen["caller"]
+    assert (result.total, result.successful, result.failed) == (1, 1, 0), result.stderr_tail
+    rec, tickets = recording_of(s, "13800138802")
+    assert len(tickets) == 1 and rec.status == RecordingStatus.ok
+    assert rec.linkedid in linkedids_of_channels(s, "PJSIP/1001-webrtc")
+    assert rec.linkedid in linkedids_of_channels(s, "PJSIP/1002-webrtc")
+    assert rec.queue == "billing", rec  # where the call ended
+
+
+async def _second_tab(s: Settings, profile: Path) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    async with chromium(
+        profile, viewport=(1360, 1000), timezone_id=s.metrics.timezone, args=FAKE_MEDIA_FLAGS
+    ) as browser:
+        old = await browser.new_page()
+        await log_in_on_the_browser(old, s, "agent1")
+        new = await browser.new_page()
+        await new.goto(f"{base_url(s)}/agent")  # the same session: already logged in
+        await new.wait_for_selector("#phone-status[data-state=registered]", timeout=15_000)
+        await old.wait_for_selector("#phone-take", state="visible", timeout=5000)
+        seen["old_status"] = await old.text_content("#phone-status")
+        await old.screenshot(path=str(ARTIFACTS / "agent-phone-other-tab.png"))
+        seen["contacts"] = wait_for(
+            lambda: (found := webrtc_contacts(s, "1001")) and len(found) == 1 and found,
+            5, "one browser contact",
+        )  # fmt: skip
+        available_in(s, "repair", "PJSIP/1001-webrtc")
+        caller = asyncio.create_task(asyncio.to_thread(call, s, "soft-3", "13800138803"))
+        await answer(new)
+        seen["old_call"] = await old.get_attribute("#phone-call", "data-state")
+        await hang_up(new)
+        seen["caller"] = await caller
+    return seen
+
+
+def test_given_a_second_tab_of_the_same_agent_then_it_takes_the_phone_and_only_it_rings(
+    desk_stack: Stack, tmp_path: Path
+) -> None:
+    seen = asyncio.run(_second_tab(desk_stack.settings, tmp_path))
+    assert "另一标签页" in seen["old_status"]
+    assert len(seen["contacts"]) == 1
+    assert seen["old_call"] is None  # the old tab never rang
+    assert seen["caller"].successful == 1
+
+
+async def _session_expires(s: Settings, profile: Path) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    async with chromium(
+        profile, viewport=(1360, 1000), timezone_id=s.metrics.timezone, args=FAKE_MEDIA_FLAGS
+    ) as browser:
+        page = await browser.new_page()
+        await log_in_on_the_browser(page, s, "agent1")
+        assert webrtc_contacts(s, "1001")
+        engine = settings_engine(s)
+        try:
+            with engine.begin() as db:  # the session's time is up
+                db.execute(
+                    update(UserSession)
+                    .where(UserSession.user_id == select(User.id).where(User.username == "agent1")
+                           .scalar_subquery())
+                    .values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
+                )  # fmt: skip
+        finally:
+            engine.dispose()
+        await page.wait_for_selector("#expired", state="visible", timeout=15_000)
+        await page.wait_for_selector("#phone-status[data-state=off]", timeout=5000)
+        seen["status"] = await page.text_content("#phone-status")
+        await page.screenshot(path=str(ARTIFACTS / "agent-phone-session-expired.png"))
+        seen["contacts"] = wait_for(
+            lambda: not webrtc_contacts(s, "1001") and "gone", 5, "the contact removed"
+        )
+    return seen
+
+
+def test_given_the_web_session_expiring_then_the_page_says_so_and_unregisters(
+    desk_stack: Stack, tmp_path: Path
+) -> None:
+    seen = asyncio.run(_session_expires(desk_stack.settings, tmp_path))
+    assert "过期" in seen["status"]
+
+
+async def _websocket_drops(s: Settings, profile: Path) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    async with chromium(
+        profile, viewport=(1360, 1000), timezone_id=s.metrics.timezone, args=FAKE_MEDIA_FLAGS
+    ) as browser:
+        page = await browser.new_page()
+        await log_in_on_the_browser(page, s, "agent1")
+        available_in(s, "repair", "PJSIP/1001-webrtc")
+        caller = asyncio.create_task(asyncio.to_thread(call, s, "soft-4", "13800138804"))
+        await answer(page)
+        before = await wait_media_grows(page)
+        killed = subprocess.run(
+            ["ss", "-K", "dst", "127.0.0.1", "dport", "=", f":{s.asterisk.http_port}"],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        seen["killed"] = killed.stdout
+        await page.wait_for_selector(
+            "#phone-status[data-state=reconnecting]", state="attached", timeout=5000
+        )
+        await page.wait_for_selector("#phone-status[data-state=registered]", timeout=15_000)
+        seen["state"] = await page.get_attribute("#phone-call", "data-state")
+        seen["media"] = await wait_media_grows(page, before)
+        seen["channels"] = asterisk_instance(s).rx("core show channels concise")
+        await page.screenshot(path=str(ARTIFACTS / "agent-phone-reconnected.png"))
+        await hang_up(page)
+        seen["caller"] = await caller
+    return seen
+
+
+def test_given_the_websocket_dropping_mid_call_then_the_call_goes_on_and_the_page_registers_again(
+    desk_stack: Stack, tmp_path: Path
+) -> None:
+    seen = asyncio.run(_websocket_drops(desk_stack.settings, tmp_path))
+    assert "ESTAB" in seen["killed"], seen["killed"]
+    assert seen["state"] == "talking"
+    assert "PJSIP/pstn-" in seen["channels"] and "PJSIP/1001-webrtc-" in seen["channels"]
+    result: SippResult = seen["caller"]
+    assert (result.total, result.successful, result.failed) == (1, 1, 0), result.stderr_tail

@@ -5,6 +5,9 @@
 // presence part says the agent answers on the browser ("hotline:presence", device
 // "browser"). An agent on the desk phone keeps this section idle, and it says so.
 //
+// The web session is checked every SESSION_CHECK_MS while the phone is on, and before a call
+// rings: gone (401), the phone stops.
+//
 // One tab rings: a tab that registers claims the phone on the BroadcastChannel
 // "hotline-phone"; any other tab of the same agent unregisters (after its call, if one is
 // up) and offers to take the phone back. The web session ending ("hotline:session-expired",
@@ -27,6 +30,7 @@ const phone = {
   channel: "BroadcastChannel" in window ? new BroadcastChannel("hotline-phone") : null,
 };
 
+const SESSION_CHECK_MS = 10000;
 const KEYS = ["1", "2", "3", "4", "5", "6", "7", "8", "9", "*", "0", "#"];
 const TARGET = /^(desk-[a-z][a-z0-9-]{0,30}|[0-9]{1,12})$/;
 const $ = (id) => document.getElementById(`phone-${id}`);
@@ -96,7 +100,7 @@ function refresh() {
 async function fetchAccount() {
   const res = await fetch("/api/agent/phone", { cache: "no-store" });
   if (res.status === 401) {
-    sessionExpired();
+    if (!phone.expired) sessionExpired();
     return null;
   }
   const doc = await res.json();
@@ -233,6 +237,11 @@ function onSession(session, originator) {
       session.terminate({ status_code: 486, reason_phrase: "Busy Here" });
       return;
     }
+    fetchAccount().then((account) => {  // a page whose session ended does not ring
+      if (account === null && phone.call === session && !session.isEstablished()) {
+        session.terminate({ status_code: 480, reason_phrase: "Temporarily Unavailable" });
+      }
+    });
     phone.call = session;
     phone.muted = false;
     phone.held = false;
@@ -349,14 +358,17 @@ function cancelConsult() {
   if (phone.call !== null && phone.held) phone.call.unhold();
 }
 
-// A REFER accepted: the caller is on its way; this phone hangs up its side when it is done.
+// A REFER accepted (202): Asterisk has taken the caller on (blind: into the target's
+// dialplan at once; it reports the outcome only once the target answers), so this phone
+// hangs up its side, and the consultation leg of an attended transfer too.
 function watchRefer(refer, session) {
   refer.on("requestFailed", (e) => error(`转接失败 Transfer refused: ${e.cause}`));
-  refer.on("accepted", () => {
-    if (session.isEnded()) return;
-    session.terminate();
+  refer.on("requestSucceeded", () => {
+    error("");
+    for (const leg of [session, phone.consult]) {
+      if (leg !== null && !leg.isEnded()) leg.terminate();
+    }
   });
-  refer.on("failed", (e) => error(`转接失败 Transfer failed: ${e.status_line ? e.status_line.reason_phrase : ""}`));
 }
 
 // --- the page -------------------------------------------------------------------------------
@@ -436,4 +448,7 @@ async function mediaStats() {
 }
 
 setInterval(() => mediaStats().catch(() => {}), 1000);
+setInterval(() => {
+  if (phone.ua !== null && !phone.expired) fetchAccount().catch(() => {});
+}, SESSION_CHECK_MS);
 })();
