@@ -445,15 +445,17 @@ async def _websocket_drops(s: Settings, profile: Path) -> dict[str, Any]:
         caller = asyncio.create_task(asyncio.to_thread(call, s, "soft-4", "13800138804"))
         await answer(page)
         before = await wait_media_grows(page)
+        contact = webrtc_contacts(s, "1001")
         killed = subprocess.run(
             ["ss", "-K", "dst", "127.0.0.1", "dport", "=", f":{s.asterisk.http_port}"],
             capture_output=True, text=True, check=False,
         )  # fmt: skip
         seen["killed"] = killed.stdout
-        await page.wait_for_selector(
-            "#phone-status[data-state=reconnecting]", state="attached", timeout=5000
-        )
-        await page.wait_for_selector("#phone-status[data-state=registered]", timeout=15_000)
+        seen["contact"] = wait_for(  # JsSIP connects again and registers a new contact
+            lambda: (now := webrtc_contacts(s, "1001")) and now != contact and now,
+            15, "a new browser contact",
+        )  # fmt: skip
+        await page.wait_for_selector("#phone-status[data-state=registered]", timeout=5000)
         seen["state"] = await page.get_attribute("#phone-call", "data-state")
         seen["media"] = await wait_media_grows(page, before)
         seen["channels"] = asterisk_instance(s).rx("core show channels concise")

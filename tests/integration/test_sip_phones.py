@@ -217,9 +217,12 @@ def test_the_directory_is_for_asterisk_and_the_service_only(sip_stack: Stack) ->
     assert Path(path.parent).stat().st_mode & 0o2000  # set-group-ID: files keep the group
 
 
-@pytest.mark.parametrize("number", ["95158", "96777", "13800138000", "1001"])
-def test_an_agents_phone_reaches_nothing_yet(sip_stack: Stack, number: str) -> None:
-    """[from-agents] has neither the trunk nor the hotline flow: every number is refused."""
+@pytest.mark.parametrize("number", ["95158", "96777", "13800138000", "1001", "desk-nowhere"])
+def test_an_agents_phone_reaches_no_trunk_no_hotline_and_no_unknown_target(
+    sip_stack: Stack, number: str
+) -> None:
+    """[from-agents] has neither the trunk nor the hotline flow: a number that is not an
+    agent of the SIP directory (1001 is not, here) nor an existing desk queue is refused."""
     s = sip_stack.settings
     sip_directory.sync_accounts(s, [agent("1005")])
     inst = asterisk_instance(s)
@@ -238,7 +241,12 @@ def test_an_agents_phone_reaches_nothing_yet(sip_stack: Stack, number: str) -> N
     refused = sum(counts.get(f"{code}_Recv", 0) for code in (403, 404, 480, 503, 603))
     assert refused == 1, counts
     log = inst.messages_log.read_text(errors="replace")
-    assert f"Executing [{number}@from-agents:1] Hangup" in log
+    refusal = (
+        "[desk-nowhere@from-agents:7] Hangup"
+        if number.startswith("desk-")
+        else ("[s@agent-dial:5] Hangup")
+    )
+    assert f"Executing [{number}@from-agents:1] Set" in log and f"Executing {refusal}" in log
 
 
 def test_given_an_agent_added_and_disabled_by_the_cli_then_the_ami_role_applies_it(
