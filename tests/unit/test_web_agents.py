@@ -27,12 +27,13 @@ NEW = {"work_number": "1001", "name": "张三", "desks": DESKS}
 # what signs in or out, or needs nobody: not a route the role agent could be refused
 NOT_GUARDED = {("POST", "/api/auth/login"), ("POST", "/api/auth/logout"), ("GET", "/api/auth/me")}
 # what the role agent is for: its desk page and the desk's APIs (tests/unit/test_web_presence.py,
-# tests/unit/test_web_phrases.py, tests/unit/test_web_front.py)
+# tests/unit/test_web_phrases.py, tests/unit/test_web_front.py, tests/unit/test_web_phone.py)
 AGENTS_OWN = {
     ("GET", "/agent"),
     ("GET", "/api/agent/presence"),
     ("POST", "/api/agent/presence"),
     ("GET", "/api/agent/phrases"),
+    ("GET", "/api/agent/phone"),
     ("GET", "/api/ticket-form"),  # the 工单 part: the form's choices, the agent's own tickets
     ("GET", "/api/agent/tickets"),
     ("GET", "/api/agent/replies"),
