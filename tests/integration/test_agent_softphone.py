@@ -474,3 +474,53 @@ def test_given_the_websocket_dropping_mid_call_then_the_call_goes_on_and_the_pag
     assert "PJSIP/pstn-" in seen["channels"] and "PJSIP/1001-webrtc-" in seen["channels"]
     result: SippResult = seen["caller"]
     assert (result.total, result.successful, result.failed) == (1, 1, 0), result.stderr_tail
+
+
+async def _attended_transfer(s: Settings, profile: Path) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    async with (
+        chromium(profile / "one", viewport=(1360, 1000), timezone_id=s.metrics.timezone,
+                 args=FAKE_MEDIA_FLAGS) as one,
+        chromium(profile / "two", viewport=(1360, 1000), timezone_id=s.metrics.timezone,
+                 args=FAKE_MEDIA_FLAGS) as two,
+    ):  # fmt: skip
+        first, second = await one.new_page(), await two.new_page()
+        await log_in_on_the_browser(first, s, "agent1")
+        await log_in_on_the_browser(second, s, "agent2")
+        available_in(s, "repair", "PJSIP/1001-webrtc")
+        caller = asyncio.create_task(asyncio.to_thread(call, s, "soft-6", "13800138806"))
+        await answer(first)
+        await asyncio.sleep(BRIDGED_S)
+        await first.fill("#phone-target", "1002")  # another agent, by 工号
+        await first.click("#phone-consult")
+        await answer(second)  # the consultation call: agent 1001 rings agent 1002
+        seen["consulted"] = await second.text_content("#phone-call")
+        await first.wait_for_selector("#phone-complete:enabled", timeout=5000)
+        await first.screenshot(path=str(ARTIFACTS / "agent-phone-consulting.png"))
+        await first.click("#phone-complete")  # REFER with Replaces: the caller to 1002
+        await first.wait_for_selector(
+            "#phone-call:not([data-state])", state="attached", timeout=10_000
+        )
+        seen["media"] = await wait_media_grows(second, await media(second))  # the caller speaks
+        seen["channels"] = asterisk_instance(s).rx("core show channels concise")
+        await hang_up(second)
+        seen["caller"] = await caller
+    return seen
+
+
+def test_an_attended_transfer_to_another_agent_hands_the_caller_over_with_one_recording(
+    desk_stack: Stack, tmp_path: Path
+) -> None:
+    s = desk_stack.settings
+    seen = asyncio.run(_attended_transfer(s, tmp_path))
+    assert "1001" in seen["consulted"]
+    bridged = [line for line in seen["channels"].splitlines() if "PJSIP/" in line]
+    assert len(bridged) == 2, seen["channels"]  # the caller and 1002, nobody else
+    assert {line.split("!")[0].rsplit("-", 1)[0] for line in bridged} == {
+        "PJSIP/pstn", "PJSIP/1002-webrtc",
+    }  # fmt: skip
+    result: SippResult = seen["caller"]
+    assert (result.total, result.successful, result.failed) == (1, 1, 0), result.stderr_tail
+    rec, tickets = recording_of(s, "13800138806")
+    assert len(tickets) == 1 and rec.status == RecordingStatus.ok
+    assert rec.linkedid in linkedids_of_channels(s, "PJSIP/1001-webrtc")

@@ -300,9 +300,11 @@ function toggleHold() {
   else phone.call.hold();
 }
 
+// Keys go to the leg the agent is talking on: the consultation call while there is one.
 function sendKey(key) {
-  if (phone.call !== null && phone.call.isEstablished()) {
-    phone.call.sendDTMF(key, { transportType: "RFC2833", duration: 160 });
+  const leg = phone.consult !== null && phone.consult.isEstablished() ? phone.consult : phone.call;
+  if (leg !== null && leg.isEstablished()) {
+    leg.sendDTMF(key, { transportType: "RFC2833", duration: 160 });
   }
 }
 
