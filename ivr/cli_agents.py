@@ -9,7 +9,8 @@
     ivr agents disable 工号          # Asterisk drops the agent's endpoint
     ivr agents enable 工号
     ivr agents history 工号 [--json]   # every change: who, when, old -> new
-    ivr agents login|logout|resume 工号; ivr agents pause 工号 --reason 小休|培训|会议|后处理
+    ivr agents login 工号 [--device desk|browser]; ivr agents logout|resume 工号;
+    ivr agents pause 工号 --reason 小休|培训|会议|后处理
 
 ``add`` and ``set --reset-password`` print the generated SIP password once, with what a phone
 needs (username = 工号, the realm, the server's SIP port); only its HA1 is stored, so it
@@ -43,7 +44,7 @@ from ivr.adapters.sql.schema import require_head
 from ivr.adapters.telephony import sip_directory
 from ivr.cli_users import cli_actor
 from ivr.core import agents as rules
-from ivr.core.agent_presence import ACTIONS, PAUSE_REASONS, describe
+from ivr.core.agent_presence import ACTIONS, DEVICES, PAUSE_REASONS, describe
 from ivr.core.agents import AgentInfo
 from ivr.core.sip_accounts import Registration
 from ivr.errors import InvalidInput, SipDirectoryError
@@ -97,6 +98,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         one.add_argument("work_number", metavar="工号")
         if command == "pause":
             one.add_argument("--reason", required=True, choices=PAUSE_REASONS)
+        if command == "login":
+            one.add_argument(
+                "--device", choices=DEVICES, default="desk",
+                help="which device rings: the desk phone (default) or the browser's softphone",
+            )  # fmt: skip
 
     changes = sub.add_parser("history", help="every change to an agent, oldest first")
     changes.add_argument("work_number", metavar="工号")
@@ -143,10 +149,12 @@ def _run(
         agent = _set(db, settings, args, actor)
     elif command in ACTIONS:
         presence = store.change_presence(
-            db, args.work_number, command, getattr(args, "reason", ""), actor
-        )
+            db, args.work_number, command, getattr(args, "reason", ""), actor,
+            getattr(args, "device", "desk"),
+        )  # fmt: skip
         db.commit()
-        _out(f"agent {args.work_number}: {describe(presence)} (Asterisk follows within 2 s)")
+        on = f" on the {presence.device}" if presence.logged_in else ""
+        _out(f"agent {args.work_number}: {describe(presence)}{on} (Asterisk follows within 2 s)")
     elif command in ("disable", "enable"):
         agent = store.set_active(db, args.work_number, command == "enable", actor)
         db.commit()

@@ -219,3 +219,17 @@ def test_after_the_realm_changed_the_list_says_which_passwords_to_reset(
     password = capsys.readouterr().out.splitlines()[2].strip()
     assert rows(settings, Agent)[0].sip_ha1 == digest_ha1("1001", "hotline-2", password)
     assert agents_json(capsys)[0]["password_reset_needed"] is False
+
+
+def test_login_chooses_the_device_that_rings_the_desk_phone_unless_told(settings, capsys):
+    assert main(["agents", "add", "1001", "--name", "张三", "--desk", "repair:1"]) == 0
+    capsys.readouterr()
+    assert main(["agents", "login", "1001"]) == 0
+    assert "已登录 logged in on the desk" in capsys.readouterr().out
+    assert main(["agents", "login", "1001", "--device", "browser"]) == 0
+    assert "on the browser" in capsys.readouterr().out
+    assert rows(settings, Agent)[0].device == "browser"
+    with pytest.raises(SystemExit):  # argparse: not a device
+        main(["agents", "login", "1001", "--device", "fax"])
+    assert main(["agents", "logout", "1001"]) == 0
+    assert capsys.readouterr().out.startswith("agent 1001: 未登录 logged out (")

@@ -392,6 +392,7 @@ function onPresence(doc) {
 
 function onExpired() {
   phone.expired = true;
+  note("");
   stop("登录已过期 Session expired: calls no longer ring here");
 }
 
