@@ -4,7 +4,8 @@ caller with RTP audio goes through the menu to the agent's desk, the page rings,
 audio flows both ways (the page's getStats, and the recording's agent leg carries the fake
 microphone's beeps), keys reach Asterisk, hold and mute do what they say, a blind transfer
 to another desk keeps one Linkedid, one ticket and one recording. Bad input: a second tab of
-the same agent takes the phone and only it rings; the web session ending stops the ringing;
+the same agent takes the phone and only it rings, and a second browser too (the first learns
+it when Asterisk stops qualifying it); the web session ending stops the ringing;
 the WebSocket dropping mid-call leaves the call up and the page registers again."""
 
 from __future__ import annotations
@@ -524,3 +525,36 @@ def test_an_attended_transfer_to_another_agent_hands_the_caller_over_with_one_re
     rec, tickets = recording_of(s, "13800138806")
     assert len(tickets) == 1 and rec.status == RecordingStatus.ok
     assert rec.linkedid in linkedids_of_channels(s, "PJSIP/1001-webrtc")
+
+
+async def _second_browser(s: Settings, profile: Path) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    async with (
+        chromium(profile / "old", viewport=(1360, 1000), timezone_id=s.metrics.timezone,
+                 args=FAKE_MEDIA_FLAGS) as old_browser,
+        chromium(profile / "new", viewport=(1360, 1000), timezone_id=s.metrics.timezone,
+                 args=FAKE_MEDIA_FLAGS) as new_browser,
+    ):  # fmt: skip
+        old, new = await old_browser.new_page(), await new_browser.new_page()
+        await log_in_on_the_browser(old, s, "agent1")
+        first = webrtc_contacts(s, "1001")
+        await sign_in_on_page(new, base_url(s), "/agent", "agent1")  # already logged in
+        await new.wait_for_selector("#phone-status[data-state=registered]", timeout=15_000)
+        seen["taken"] = wait_for(
+            lambda: (now := webrtc_contacts(s, "1001")) and now != first and now,
+            5, "the new browser's contact",
+        )  # fmt: skip
+        # no OPTIONS reach the old page any more: it sees it was replaced and stops
+        await old.wait_for_selector("#phone-take", state="visible", timeout=50_000)
+        seen["old_status"] = await old.text_content("#phone-status")
+        await asyncio.sleep(3)
+        seen["kept"] = webrtc_contacts(s, "1001")
+    return seen
+
+
+def test_given_a_second_browser_of_the_same_agent_then_the_first_learns_it_was_replaced(
+    desk_stack: Stack, tmp_path: Path
+) -> None:
+    seen = asyncio.run(_second_browser(desk_stack.settings, tmp_path))
+    assert "别处" in seen["old_status"]
+    assert seen["kept"] == seen["taken"] and len(seen["kept"]) == 1  # the new one stays

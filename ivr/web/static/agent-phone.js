@@ -10,7 +10,10 @@
 //
 // One tab rings: a tab that registers claims the phone on the BroadcastChannel
 // "hotline-phone"; any other tab of the same agent unregisters (after its call, if one is
-// up) and offers to take the phone back. The web session ending ("hotline:session-expired",
+// up) and offers to take the phone back. Another browser cannot be told so: Asterisk keeps
+// one browser contact per agent, the newest, and qualifies it (OPTIONS) every 10 s; a page
+// that hears no OPTIONS for REPLACED_AFTER_MS while registered was replaced, and stops the
+// same way (else it would take the contact back at its next refresh). The web session ending ("hotline:session-expired",
 // or a 401 here) stops the ringing and unregisters; a call already up goes on until hung up.
 // The WebSocket dropping: JsSIP reconnects and registers again; the call's media does not go
 // through the WebSocket, and the page shows the call until it really ends.
@@ -23,7 +26,8 @@ const phone = {
   consult: null, // the consultation call of an attended transfer (outgoing)
   wanted: false, // the presence says: ring here
   expired: false, // the web session ended
-  replaced: false, // another tab took the phone
+  replaced: false, // another tab or browser took the phone
+  optionsAt: 0, // when Asterisk last qualified this page's contact
   muted: false,
   held: false,
   tab: Math.random().toString(36).slice(2),
@@ -31,6 +35,7 @@ const phone = {
 };
 
 const SESSION_CHECK_MS = 10000;
+const REPLACED_AFTER_MS = 35000; // three of Asterisk's qualify rounds missed
 const KEYS = ["1", "2", "3", "4", "5", "6", "7", "8", "9", "*", "0", "#"];
 const TARGET = /^(desk-[a-z][a-z0-9-]{0,30}|[0-9]{1,12})$/;
 const $ = (id) => document.getElementById(`phone-${id}`);
@@ -146,7 +151,11 @@ async function start() {
       status("reconnecting", "连接断开，重连中 Connection lost, reconnecting");
     }
   });
+  ua.on("newOptions", () => {
+    phone.optionsAt = Date.now();
+  });
   ua.on("registered", () => {
+    phone.optionsAt = Date.now();
     status("registered", "已注册，可接听 Registered: calls ring here");
     note(`${acct.uri}`);
   });
@@ -196,6 +205,16 @@ function settle() {
 function claim() {
   if (phone.channel !== null && phone.account !== null) {
     phone.channel.postMessage({ type: "claim", tab: phone.tab, work_number: phone.account.work_number });
+  }
+}
+
+function checkReplaced() {
+  if (phone.ua === null || phone.replaced || !phone.ua.isRegistered()) return;
+  if (Date.now() - phone.optionsAt > REPLACED_AFTER_MS) {
+    phone.replaced = true;
+    stop("已在别处登录 Registered elsewhere");
+    note("另一浏览器已使用此坐席的软电话，此页不再振铃 Another browser took this agent's phone: this page no longer rings.");
+    $("take").hidden = false;
   }
 }
 
@@ -453,5 +472,6 @@ async function mediaStats() {
 setInterval(() => mediaStats().catch(() => {}), 1000);
 setInterval(() => {
   if (phone.ua !== null && !phone.expired) fetchAccount().catch(() => {});
+  checkReplaced();
 }, SESSION_CHECK_MS);
 })();
