@@ -250,6 +250,16 @@ def migrations_with(folder: Path, revisions: dict[str, str]) -> Path:
     return target
 
 
+def migrations_until(folder: Path, revision: str) -> Path:
+    """A copy of the migrations that ends at ``revision`` (the later ones left out): a
+    database made with it is at an earlier release's schema, to upgrade from with data in it."""
+    target = migrations_with(folder, {})
+    for path in (target / "versions").glob("[0-9][0-9][0-9][0-9]_*.py"):
+        if path.name[:4] > revision:
+            path.unlink()
+    return target
+
+
 def revision_source(revision: str, down: str, body: str, imports: str = "") -> str:
     """A test-only revision file: ``body`` is the inside of ``upgrade()``, indented 4."""
     return (

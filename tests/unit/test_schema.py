@@ -29,6 +29,7 @@ from tests.migration_support import (
     dump_rows,
     expected_rows,
     insert_frozen_rows,
+    migrations_until,
     migrations_with,
     revision_source,
     structure,
@@ -503,8 +504,7 @@ def test_given_history_then_revisions_are_numbered_in_order_from_0001():
 def test_given_agents_at_0003_when_upgraded_then_they_keep_their_rows_and_ring_on_the_desk_phone(
     blank, tmp_path
 ):
-    at_0003 = migrations_with(tmp_path, {})
-    (at_0003 / "versions" / "0004_agent_device.py").unlink()
+    at_0003 = migrations_until(tmp_path, "0003")
     schema.upgrade(blank, at_0003)
     with blank.begin() as conn:
         conn.execute(
@@ -522,4 +522,4 @@ def test_given_agents_at_0003_when_upgraded_then_they_keep_their_rows_and_ring_o
 
     after = dump_rows(blank)
     assert [row.pop("device") for row in after["agents"]] == ["desk"]
-    assert after == before
+    assert {name: after[name] for name in before} == before  # later revisions add tables
