@@ -5,9 +5,10 @@ user           may use
 =============  ===========================================================================
 ``ami``        ``ivr:ami:*``, ``ivr:metrics:*``, ``ivr:live:*`` (writes the metrics, the
                agent states and the event stream), publishes on ``ivr:metrics:changed``
-``web``        reads ``ivr:metrics:*``, ``ivr:live:*`` (the agent states too),
-               ``ivr:ami:status``; sends STT jobs (the job stream); subscribes to
-               ``ivr:metrics:changed``
+``web``        reads ``ivr:metrics:*``, ``ivr:live:*`` (the agent states and the calls'
+               facts too), ``ivr:ami:status``, the event stream ``ivr:ami:events``
+               (redacted: the agent desk's screen pop follows it); sends STT jobs (the
+               job stream); subscribes to ``ivr:metrics:changed``
 ``recorder``   sends STT jobs (the job stream)
 ``stt-worker`` the job stream and its consumer group, ``ivr:stt:worker:*``
 ``default``    everything: operator commands (``ivr metrics``, ``ivr status``) and the tests
@@ -48,7 +49,8 @@ def role_keys(role: str, stt_stream: str) -> str:
             return f"~ivr:ami:* ~ivr:metrics:* ~ivr:live:* {changed}"
         case "web":
             return (
-                f"%R~ivr:metrics:* %R~ivr:live:* %R~{redis_keys.AMI_STATUS} ~{stt_stream} {changed}"
+                f"%R~ivr:metrics:* %R~ivr:live:* %R~{redis_keys.AMI_STATUS} "
+                f"%R~{redis_keys.AMI_EVENTS} ~{stt_stream} {changed}"
             )
         case "recorder":
             return f"~{stt_stream}"

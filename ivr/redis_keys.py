@@ -18,6 +18,7 @@ read by the web role and ``ivr metrics``). Buckets are local time in the configu
     ivr:live:calls                               hash  Linkedid -> JSON of the waiting call
     ivr:live:agents                              hash  JSON [queue, interface] -> JSON state
     ivr:live:agent_states                        hash  工号 -> JSON agent state (caller masked)
+    ivr:live:call:{linkedid}                     hash  a call's facts for the screen pop
     ivr:metrics:changed                          pub/sub channel: one message per change
 """
 
@@ -37,6 +38,15 @@ LIVE_CALLS = "ivr:live:calls"  # hash: Linkedid -> {"queue", "since", "caller", 
 LIVE_AGENTS = "ivr:live:agents"  # hash: [queue, interface] -> {"state", "name", ...}
 # hash: 工号 -> AgentView JSON (ivr.core.agent_states: state, since, masked caller, counts)
 LIVE_AGENT_STATES = "ivr:live:agent_states"
+# hash per call: the call flow's IVR_* variables and the caller's number, unmasked (agents see
+# them in the screen pop, ivr.core.screen_pop); expires CALL_FACTS_TTL_S after its last write
+LIVE_CALL_FACTS_PREFIX = "ivr:live:call:"
+CALL_FACTS_TTL_S = 6 * 3600
+
+
+def live_call_facts(linkedid: str) -> str:
+    """The screen pop's facts of one call (its Linkedid)."""
+    return LIVE_CALL_FACTS_PREFIX + linkedid
 
 
 def metrics_counts(period: str, bucket: str, queue: str | None = None) -> str:

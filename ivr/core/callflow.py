@@ -133,6 +133,11 @@ IVR_LANGUAGE = "IVR_LANGUAGE"
 IVR_REASON = "IVR_REASON"
 IVR_MESSAGE = "IVR_MESSAGE"
 IVR_MESSAGE_S = "IVR_MESSAGE_S"
+# What the caller told the menu, for the agent's screen pop (ivr.core.screen_pop):
+IVR_DESK = "IVR_DESK"  # the desk chosen (or whose hours were announced)
+IVR_KEYS = "IVR_KEYS"  # every key group pressed, in order, space-separated ("2 14002233 1")
+IVR_ACCOUNT_KEYED = "IVR_ACCOUNT_KEYED"  # an account number keyed in but never confirmed
+IVR_HEARD = "IVR_HEARD"  # the outage notices played, space-separated prompt keys
 
 
 # --- facts and configuration -------------------------------------------------------------
@@ -288,7 +293,9 @@ class CallState:
     silences: int = 0  # no input in a row
     menu_plays: int = 0  # repeats and language switches
     entered: str = ""  # an account number awaiting confirmation
+    keyed: str = ""  # the last well-formed account number keyed in, confirmed or not
     account: str = ""  # the confirmed account number
+    keys: tuple[str, ...] = ()  # every key group pressed, in order (menus, account, offers)
     notices: tuple[str, ...] = ()  # outage prompts still to play
     heard: tuple[str, ...] = ()  # outage prompts played
     message: str = ""  # the voice message's path hint, from the moment recording starts
@@ -323,6 +330,15 @@ def step(state: CallState, event: Event) -> tuple[CallState, list[Command]]:
         return state, []
     if isinstance(event, CallerHungUp):
         return _moved(state, Stage.HUNG_UP), []
+    pressed = (
+        event.digits
+        if isinstance(event, DigitsEntered)
+        else event.digit
+        if isinstance(event, PromptPlayed)
+        else ""
+    )
+    if pressed:
+        state = replace(state, keys=(*state.keys, pressed))
     if state.stage in _AFTER_PLAY:
         played = _as_played(event)
         if played.digit and played.digit == _hotline(state).emergency_key:
@@ -473,7 +489,7 @@ def _account_entered(state: CallState, event: DigitsEntered) -> tuple[CallState,
     rules_ = hotline.account
     if digits.isascii() and digits.isdigit():
         if rules_.min_digits <= len(digits) <= rules_.max_digits:
-            state = replace(state, entered=digits)
+            state = replace(state, entered=digits, keyed=digits)
             return _moved(state, Stage.ACCOUNT_READBACK), [
                 _play(state, _prompts(state).account_readback)
             ]
@@ -629,6 +645,7 @@ _AFTER_DIGITS: dict[
 def _emergency(state: CallState, reason: Reason) -> tuple[CallState, list[Command]]:
     """To the dialplan's emergency path. IVR_NEXT first: it alone decides the route."""
     desk = state.config.routing.emergency_desk()
+    state = replace(state, desk=desk.id)
     commands: list[Command] = [
         SetVariable(IVR_NEXT, Next.EMERGENCY.value),
         SetVariable(IVR_LANGUAGE, state.language),
@@ -638,7 +655,7 @@ def _emergency(state: CallState, reason: Reason) -> tuple[CallState, list[Comman
         SetVariable(IVR_REASON, reason.value),
         Finish(Next.EMERGENCY),
     ]
-    return _moved(state, Stage.DONE, desk=desk.id, outcome=Next.EMERGENCY), commands
+    return _moved(state, Stage.DONE, outcome=Next.EMERGENCY), commands
 
 
 def _to_queue(
@@ -678,12 +695,21 @@ def _hang_up(state: CallState, reason: Reason) -> tuple[CallState, list[Command]
 
 
 def _known(state: CallState) -> list[Command]:
-    """Variables set only when known: the account number and the area."""
+    """Variables set only when known: the account number (confirmed, or keyed in and never
+    confirmed), the area, the desk, the keys pressed and the outage notices heard."""
     known: list[Command] = []
     if state.account:
         known.append(SetVariable(IVR_ACCOUNT, state.account))
+    if state.keyed and state.keyed != state.account:
+        known.append(SetVariable(IVR_ACCOUNT_KEYED, state.keyed))
     if state.area:
         known.append(SetVariable(IVR_AREA, state.area))
+    if state.desk:
+        known.append(SetVariable(IVR_DESK, state.desk))
+    if state.keys:
+        known.append(SetVariable(IVR_KEYS, " ".join(state.keys)))
+    if state.heard:
+        known.append(SetVariable(IVR_HEARD, " ".join(state.heard)))
     return known
 
 

@@ -28,6 +28,7 @@ from ivr.web.routes import (
     pages,
     phone,
     phrases,
+    pop,
     presence,
     recordings,
     reports,
@@ -83,6 +84,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(phrases.router)
     app.include_router(reports.router)
     app.include_router(phone.router)
+    app.include_router(pop.router)
     app.add_exception_handler(AuthError, auth_error_handler)
 
     @app.exception_handler(HotlineError)

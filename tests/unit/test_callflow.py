@@ -361,6 +361,8 @@ def test_given_menu_when_desk_key_then_queue_of_that_desk(key, queue, category):
         SetVariable("IVR_QUEUE", queue),
         SetVariable("IVR_PRIORITY", "0"),
         SetVariable("IVR_CATEGORY", category),
+        SetVariable("IVR_DESK", queue),
+        SetVariable("IVR_KEYS", key),
         SetVariable("IVR_REASON", "menu"),
         SetVariable("IVR_NEXT", "queue"),
         Finish(Next.QUEUE),
@@ -376,6 +378,8 @@ def test_given_menu_when_person_key_then_consultation_queue():
         "IVR_QUEUE": "consultation",
         "IVR_PRIORITY": "0",
         "IVR_CATEGORY": "consultation",
+        "IVR_DESK": "consultation",
+        "IVR_KEYS": "0",
         "IVR_REASON": "person",
         "IVR_NEXT": "queue",
     }
@@ -399,6 +403,8 @@ def test_given_menu_when_emergency_key_then_emergency_path_at_once():
         SetVariable("IVR_CATEGORY", "emergency"),
         SetVariable("IVR_PRIORITY", "5"),
         SetVariable("IVR_AREA", "qiaoxi"),
+        SetVariable("IVR_DESK", "emergency"),
+        SetVariable("IVR_KEYS", "9"),
         SetVariable("IVR_REASON", "emergency_key"),
         Finish(Next.EMERGENCY),
     ]
@@ -562,6 +568,8 @@ def test_given_read_back_when_confirmed_then_billing_queue_with_account():
         SetVariable("IVR_CATEGORY", "billing"),
         SetVariable("IVR_ACCOUNT", "13000001"),
         SetVariable("IVR_AREA", "yuhua"),
+        SetVariable("IVR_DESK", "billing"),
+        SetVariable("IVR_KEYS", "2 13000001 1"),
         SetVariable("IVR_REASON", "menu"),
         SetVariable("IVR_NEXT", "queue"),
         Finish(Next.QUEUE),
@@ -583,6 +591,25 @@ def test_given_notice_heard_by_caller_number_when_account_same_area_then_not_rep
 
     assert queued(commands)["IVR_ACCOUNT"] == "11000001"
     assert state.history.count("outage_notice") == 2
+
+
+def test_given_notices_keys_and_an_account_then_the_screen_pop_variables_say_them():
+    _, commands = call("p", "p", "p", "p", "8", "p", "p", "p", "2", "11000001", "p", "1",
+                       caller=QIAOXI)  # fmt: skip
+
+    values = queued(commands)
+    assert values["IVR_KEYS"] == "8 2 11000001 1"
+    assert values["IVR_HEARD"] == "outage-qiaoxi-heating outage-qiaoxi-water"  # zh, en: once
+    assert (values["IVR_DESK"], values["IVR_LANGUAGE"]) == ("billing", "en")
+    assert "IVR_ACCOUNT_KEYED" not in values  # it was confirmed: IVR_ACCOUNT
+
+
+def test_given_an_account_keyed_but_never_confirmed_then_it_is_set_apart():
+    _, commands = call(*MENU, "2", ACCOUNT, "p", "", "p", "", "p", "")
+
+    values = queued(commands)
+    assert values["IVR_ACCOUNT_KEYED"] == ACCOUNT and "IVR_ACCOUNT" not in values
+    assert values["IVR_KEYS"] == f"2 {ACCOUNT}"  # the silences pressed nothing
 
 
 def test_given_number_with_no_area_and_account_of_unknown_area_then_no_area_variable():
@@ -722,6 +749,8 @@ def test_given_message_offer_when_accepted_then_beep_recording_then_saved_and_th
         SetVariable("IVR_LANGUAGE", "zh"),
         SetVariable("IVR_PRIORITY", "0"),
         SetVariable("IVR_CATEGORY", "billing"),
+        SetVariable("IVR_DESK", "billing"),
+        SetVariable("IVR_KEYS", "2 1"),
         SetVariable("IVR_REASON", "message"),
         SetVariable("IVR_NEXT", "hangup"),
         Finish(Next.HANGUP),
@@ -943,8 +972,11 @@ PROBES: dict[type, list[Event]] = {
     ],
     MessageRecorded: [recorded(0.2), recorded(30.0)],
 }
+# keys and keyed record the path, like history: they decide no transition
 KEY_FIELDS = [
-    f.name for f in dataclasses.fields(CallState) if f.name not in ("config", "facts", "history")
+    f.name
+    for f in dataclasses.fields(CallState)
+    if f.name not in ("config", "facts", "history", "keys", "keyed")
 ]
 
 

@@ -66,6 +66,7 @@ DIGITS_MASKED_FIELDS = frozenset({"DialString", "AccountCode", "DestAccountCode"
 PLAIN_VARIABLES = frozenset({
     "IVR_QUEUE", "QUEUESTATUS", "IVR_NEXT", "IVR_LANGUAGE", "IVR_CATEGORY", "IVR_PRIORITY",
     "IVR_REASON", "IVR_DID", "IVR_EMERGENCY", "IVR_FALLBACK", "IVR_AREA", "IVR_MESSAGE_S",
+    "IVR_DESK", "IVR_HEARD",
 })  # fmt: skip
 #: Values that say "no number": kept, so that a replay knows there was none.
 NO_PARTY = frozenset({"", "<unknown>", "unknown", "anonymous"})

@@ -62,7 +62,7 @@ from ivr.adapters.metrics.queue_log import (
 )
 from ivr.adapters.metrics.store import LiveReset, MetricsStore
 from ivr.adapters.telephony.ami_client import AmiClient
-from ivr.core import agent_states
+from ivr.core import agent_states, screen_pop
 from ivr.core.agent_states import AgentsConfig, AgentStates
 from ivr.core.metrics import (
     AgentStateChanged,
@@ -149,7 +149,10 @@ class MetricsListener:
             _, views = agent_states.apply(self.agents, fields, received_at)
             if any(isinstance(effect, CallUnknown) for effect in effects):
                 effects, _ = await self._resolve_unknowns(effects, channels)
-            self.store.submit(effects, event=fields, at=received_at, agent_states=views)
+            self.store.submit(
+                effects, event=fields, at=received_at, agent_states=views,
+                call_facts=screen_pop.call_facts(fields),
+            )  # fmt: skip
             if self.facts is not None:
                 self.facts.submit(effects)
         self.counters["kept"] += 1

@@ -46,7 +46,10 @@ a live reset replaces them all. :meth:`summary` adds them as ``agents``, each as
 
 Caller numbers are stored unmasked in the live keys while a call waits (supervisors need
 them; the web masks by role), masked in the event stream and the agent states, and never
-logged.
+logged. A batch may also carry what its event tells about its call for the agents' screen
+pop (the ``IVR_*`` variables and the caller's number, unmasked, in ``ivr:live:call:{linkedid}``,
+kept ``redis_keys.CALL_FACTS_TTL_S``): written with the event, so it is there before any
+later event of the call (an ``AgentCalled``) is in the stream.
 """
 
 from __future__ import annotations
@@ -171,8 +174,11 @@ for _, op in ipairs(plan.ops) do
     redis.call('DEL', KEYS[4], KEYS[5], KEYS[6], KEYS[10])
   elseif k == 'incr' then
     redis.call('HINCRBY', hashes[op.h], op.f, op.n)
+  elseif k == 'facts' then
+    redis.call('HSET', op.key, unpack(op.f))
+    redis.call('EXPIRE', op.key, op.ttl)
   end
-  changed = changed + 1
+  if k ~= 'facts' then changed = changed + 1 end
 end
 redis.call('SET', KEYS[1], seq, 'EX', ARGV[5])
 if changed > 0 then redis.call('PUBLISH', ARGV[6], plan.at) end
@@ -375,10 +381,13 @@ class MetricsStore:
         resync: Mapping[str, int] | None = None,
         at: float | None = None,
         agent_states: Sequence[AgentView] = (),
+        call_facts: tuple[str, Mapping[str, str]] | None = None,
     ) -> bool:
         """Queue one batch: ``event`` for the stream, its ``effects``, the agents whose state
-        changed (``agent_states``), and optionally the whole live state (``live``, applied
-        after the effects) and resync counters.
+        changed (``agent_states``), the facts the event tells about its call (``call_facts``:
+        Linkedid and fields, unmasked, into the call's hash for the screen pop, which changes
+        nothing the metrics' readers are told of), and optionally the whole live state
+        (``live``, applied after the effects) and resync counters.
 
         Never blocks and never raises for Redis: returns False when the buffer is full and
         the batch was dropped (counted). ``at``: the batch's time (default: the event's
@@ -398,6 +407,13 @@ class MetricsStore:
             anomalies += op["k"] == "anomaly"
             ops.append(op)
         ops += [_agent_state_op(view) for view in agent_states]
+        if call_facts is not None:
+            linkedid, facts = call_facts
+            ops.append({
+                "k": "facts", "key": redis_keys.live_call_facts(linkedid),
+                "f": [x for pair in facts.items() for x in pair],
+                "ttl": redis_keys.CALL_FACTS_TTL_S,
+            })  # fmt: skip
         control = live is not None
         if live is not None:
             ops.append({"k": "reset"})

@@ -1,0 +1,272 @@
+"""The screen pop: what an agent sees of a queue call before answering it. Pure.
+
+Three parts, each a function of plain data:
+
+- :func:`call_facts`: from one AMI event as Asterisk sent it (unredacted), the facts it tells
+  about its call, keyed on the call's **Linkedid**: the call flow's ``IVR_*`` variables
+  (``VarSet``, set on the caller's channel by :mod:`ivr.core.callflow`) and the caller's
+  number (``Newchannel``/``NewCallerid`` of the call's first channel, whose Uniqueid is the
+  Linkedid). The ami role keeps them in one Redis hash per call
+  (:func:`ivr.redis_keys.live_call_facts`).
+- :func:`follow`: one agent's calls, folded from the kept AMI events: ``AgentCalled`` naming
+  the agent's interface (``PJSIP/<工号>``, ``PJSIP/<工号>-webrtc``) pops the call's Linkedid
+  (never the agent channel's Uniqueid: a transferred call keeps its Linkedid and pops the
+  same facts for the next agent), ``AgentConnect`` connects it, ``AgentComplete``,
+  ``AgentRingNoAnswer``, ``AgentDump``, the caller leaving the queue unanswered
+  (``QueueCallerAbandon``) or the call's first channel hanging up end it.
+- :func:`compose`: the pop document from the facts, the caller's and the account's history
+  (:class:`History`) and the routing (areas, outages, priority callers).
+
+The caller's number is unmasked in the pop: agents call back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from ivr.core import callflow
+from ivr.core import routing as rules
+from ivr.core.routing_models import Routing
+
+#: The call flow's variables the pop reads (a leading ``_``/``__`` inheritance mark ignored).
+POP_VARIABLES: Final = frozenset(
+    {
+        callflow.IVR_LANGUAGE, callflow.IVR_QUEUE, callflow.IVR_PRIORITY, callflow.IVR_CATEGORY,
+        callflow.IVR_ACCOUNT, callflow.IVR_ACCOUNT_KEYED, callflow.IVR_AREA, callflow.IVR_REASON,
+        callflow.IVR_DESK, callflow.IVR_KEYS, callflow.IVR_HEARD,
+        "IVR_EMERGENCY",  # set by the dialplan's emergency path
+        "IVR_FALLBACK",  # set by the dialplan's fallback (the call flow was down)
+    }
+)  # fmt: skip
+CALLER: Final = "caller"  # the facts' field holding the caller's number
+REPEAT_DAYS: Final = 7  # a repeat caller: two or more calls within this many days
+REPEAT_CALLS: Final = 2
+EMERGENCY_REASONS: Final = frozenset(
+    {callflow.Reason.EMERGENCY_KEY.value, callflow.Reason.EMERGENCY_DID.value}
+)
+_NO_NUMBER: Final = frozenset({"", "<unknown>", "unknown", "anonymous"})
+
+
+def call_facts(fields: Mapping[str, str]) -> tuple[str, dict[str, str]] | None:
+    """``(Linkedid, {field: value})`` that one AMI event tells about its call, or None.
+
+    >>> call_facts({"Event": "VarSet", "Linkedid": "17.1", "Variable": "IVR_KEYS", "Value": "2"})
+    ('17.1', {'IVR_KEYS': '2'})
+    >>> call_facts({"Event": "Newchannel", "Linkedid": "17.1", "Uniqueid": "17.1",
+    ...             "CallerIDNum": "13800138000"})
+    ('17.1', {'caller': '13800138000'})
+    >>> call_facts({"Event": "Newchannel", "Linkedid": "17.1", "Uniqueid": "17.2",
+    ...             "CallerIDNum": "1002"}) is None  # not the call's first channel
+    True
+    """
+    linkedid = fields.get("Linkedid") or ""
+    if not linkedid:
+        return None
+    event = fields.get("Event")
+    if event == "VarSet":
+        variable = (fields.get("Variable") or "").lstrip("_")
+        if variable in POP_VARIABLES:
+            return linkedid, {variable: fields.get("Value") or ""}
+    elif event in ("Newchannel", "NewCallerid") and fields.get("Uniqueid") == linkedid:
+        number = (fields.get("CallerIDNum") or "").strip()
+        if number.lower() not in _NO_NUMBER:
+            return linkedid, {CALLER: number}
+    return None
+
+
+# --- one agent's calls ----------------------------------------------------------------------
+def interfaces_of(work_number: str) -> frozenset[str]:
+    """The queue-member interfaces of an agent: its desk phone and its browser.
+
+    >>> sorted(interfaces_of("1001"))
+    ['PJSIP/1001', 'PJSIP/1001-webrtc']
+    """
+    return frozenset({f"PJSIP/{work_number}", f"PJSIP/{work_number}-webrtc"})
+
+
+@dataclass(frozen=True, slots=True)
+class AgentCall:
+    linkedid: str
+    queue: str
+    connected: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Signal:
+    """What the agent's page is told: ``pop``, ``connected`` or ``ended`` for a Linkedid."""
+
+    kind: str
+    call: AgentCall
+
+
+_ENDS: Final = frozenset({"AgentComplete", "AgentRingNoAnswer", "AgentDump"})
+
+
+def _names_agent(fields: Mapping[str, str], interfaces: frozenset[str]) -> bool:
+    """The member interface, or the channel app_queue dialled (``PJSIP/1001-0000002a``)."""
+    if fields.get("Interface") in interfaces:
+        return True
+    return (fields.get("DestChannel") or "").rpartition("-")[0] in interfaces
+
+
+def follow(
+    calls: Mapping[str, AgentCall], fields: Mapping[str, str], interfaces: frozenset[str]
+) -> tuple[dict[str, AgentCall], list[Signal]]:
+    """One kept AMI event folded into one agent's calls (Linkedid -> call): the calls after
+    it and what to tell the page."""
+    event = fields.get("Event")
+    linkedid = fields.get("Linkedid") or ""
+    if not linkedid:
+        return dict(calls), []
+    known = calls.get(linkedid)
+    after = dict(calls)
+    if event == "AgentCalled" and _names_agent(fields, interfaces):
+        if known is not None:
+            return after, []  # rung again while ringing (another of its interfaces)
+        call = AgentCall(linkedid, fields.get("Queue") or "")
+        after[linkedid] = call
+        return after, [Signal("pop", call)]
+    if known is None:
+        return after, []
+    if event == "AgentConnect" and _names_agent(fields, interfaces) and not known.connected:
+        call = AgentCall(linkedid, known.queue, connected=True)
+        after[linkedid] = call
+        return after, [Signal("connected", call)]
+    ends = (
+        (event in _ENDS and _names_agent(fields, interfaces))
+        or (event == "QueueCallerAbandon")
+        or (event == "Hangup" and fields.get("Uniqueid") == linkedid)
+    )
+    if ends:
+        del after[linkedid]
+        return after, [Signal("ended", known)]
+    return after, []
+
+
+# --- the pop document -----------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class PastTicket:
+    id: int
+    linkedid: str
+    created_at: float  # epoch seconds
+    state: str
+    desk: str | None
+    category: str | None
+    level: str | None
+    emergency: bool
+    danger: bool
+    by_account: bool  # found by the account number (not the caller's number)
+    closed: bool  # 已完成
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "created_at": self.created_at,
+            "state": self.state,
+            "desk": self.desk,
+            "category": self.category,
+            "level": self.level,
+            "emergency": self.emergency,
+            "danger": self.danger,
+            "by_account": self.by_account,
+            "open": not self.closed,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    """What SQL knows of the caller's number and the account: the recent tickets (newest
+    first), the open ones, and the earlier calls within :data:`REPEAT_DAYS` days."""
+
+    recent: Sequence[PastTicket] = ()
+    open: Sequence[PastTicket] = ()
+    earlier_calls: int = 0  # calls before this one, within REPEAT_DAYS days
+
+
+def history_document(history: History) -> dict[str, Any]:
+    """The pop's ``history``: a repeat caller has made :data:`REPEAT_CALLS` calls or more
+    within :data:`REPEAT_DAYS` days, counting this one.
+
+    >>> history_document(History(earlier_calls=1))["repeat"]
+    True
+    """
+    calls = history.earlier_calls + 1
+    return {
+        "recent": [t.to_json() for t in history.recent],
+        "open": [t.to_json() for t in history.open],
+        "calls_in_days": calls,
+        "days": REPEAT_DAYS,
+        "repeat": calls >= REPEAT_CALLS,
+    }
+
+
+def compose(
+    call: AgentCall,
+    facts: Mapping[str, str],
+    history: History,
+    routing: Routing,
+    prompt_texts: Mapping[str, str],
+    now: float,
+) -> dict[str, Any]:
+    """The screen pop of ``call`` (a JSON document; every value is data, never markup).
+
+    ``facts``: the call's hash (:func:`call_facts`); ``prompt_texts``: prompt key -> its text
+    in the hotline's default language (for the outage notices).
+    """
+    caller = facts.get(CALLER, "")
+    account = facts.get(callflow.IVR_ACCOUNT, "")
+    keyed = facts.get(callflow.IVR_ACCOUNT_KEYED, "")
+    area = facts.get(callflow.IVR_AREA) or rules.area_for(routing, caller, account) or ""
+    desk_id = facts.get(callflow.IVR_DESK, "")
+    desk = next((d for d in routing.desks if d.id == desk_id), None)
+    reason = facts.get(callflow.IVR_REASON, "")
+    priority_caller = routing.priority_caller(rules.normalize_number(caller)) if caller else None
+    heard = facts.get(callflow.IVR_HEARD, "").split()
+    flags = []
+    if reason in EMERGENCY_REASONS or facts.get("IVR_EMERGENCY") or desk_id == "emergency":
+        flags.append("emergency")
+    if reason == callflow.Reason.SILENCE.value:
+        flags.append("silent")  # no key at all: a leak may be behind it
+    if facts.get("IVR_FALLBACK"):
+        flags.append("no_menu")  # the call flow was down: the caller told the menu nothing
+    language = facts.get(callflow.IVR_LANGUAGE, "")
+    return {
+        "linkedid": call.linkedid,
+        "queue": call.queue,
+        "caller": caller,
+        "ivr": {
+            "desk": desk_id,
+            "desk_label": desk.label.zh if desk else "",
+            "category": facts.get(callflow.IVR_CATEGORY, ""),
+            "language": language,
+            "keys": facts.get(callflow.IVR_KEYS, "").split(),
+            "account": account or keyed,
+            "account_confirmed": bool(account),
+            "area": area,
+            "area_name": _area_name(routing, area),
+            "notices_heard": [{"prompt": p, "text": prompt_texts.get(p, "")} for p in heard],
+            "priority": int(facts.get(callflow.IVR_PRIORITY, "0") or 0),
+            "priority_tag": priority_caller.reason.value if priority_caller else None,
+            "reason": reason,
+            "flags": flags,
+        },
+        "history": history_document(history),
+        "outages": [
+            {
+                "area": o.area,
+                "area_name": _area_name(routing, o.area),
+                "starts": o.starts.isoformat(sep=" "),
+                "ends": o.ends.isoformat(sep=" "),
+                "prompt": o.prompt,
+                "text": prompt_texts.get(o.prompt, ""),
+            }
+            for o in rules.outages_for(routing, area or None, now)
+        ],
+        "at": now,
+    }
+
+
+def _area_name(routing: Routing, area: str) -> str:
+    return next((a.name for a in routing.areas if a.id == area), "")
