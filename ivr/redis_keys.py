@@ -39,7 +39,8 @@ LIVE_AGENTS = "ivr:live:agents"  # hash: [queue, interface] -> {"state", "name",
 # hash: 工号 -> AgentView JSON (ivr.core.agent_states: state, since, masked caller, counts)
 LIVE_AGENT_STATES = "ivr:live:agent_states"
 # hash per call: the call flow's IVR_* variables and the caller's number, unmasked (agents see
-# them in the screen pop, ivr.core.screen_pop); expires CALL_FACTS_TTL_S after its last write
+# them in the screen pop, ivr.core.screen_pop); deleted when the call's first channel hangs
+# up, else expires CALL_FACTS_TTL_S after its last write
 LIVE_CALL_FACTS_PREFIX = "ivr:live:call:"
 CALL_FACTS_TTL_S = 6 * 3600
 

@@ -8,6 +8,8 @@ Three parts, each a function of plain data:
   number (``Newchannel``/``NewCallerid`` of the call's first channel, whose Uniqueid is the
   Linkedid). The ami role keeps them in one Redis hash per call
   (:func:`ivr.redis_keys.live_call_facts`).
+  When that channel hangs up (:func:`call_over`) the call is over and its hash goes: Redis
+  keeps a caller's number and account in clear only while their call lasts.
 - :func:`follow`: one agent's calls, folded from the kept AMI events: ``AgentCalled`` naming
   the agent's interface (``PJSIP/<工号>``, ``PJSIP/<工号>-webrtc``) pops the call's Linkedid
   (never the agent channel's Uniqueid: a transferred call keeps its Linkedid and pops the
@@ -76,6 +78,20 @@ def call_facts(fields: Mapping[str, str]) -> tuple[str, dict[str, str]] | None:
     return None
 
 
+def call_over(fields: Mapping[str, str]) -> str | None:
+    """The Linkedid of a call whose first channel (the caller's) hung up: the call is over.
+
+    >>> call_over({"Event": "Hangup", "Linkedid": "17.1", "Uniqueid": "17.1"})
+    '17.1'
+    >>> call_over({"Event": "Hangup", "Linkedid": "17.1", "Uniqueid": "17.2"}) is None
+    True
+    """
+    linkedid = fields.get("Linkedid") or ""
+    if fields.get("Event") == "Hangup" and linkedid and fields.get("Uniqueid") == linkedid:
+        return linkedid
+    return None
+
+
 # --- one agent's calls ----------------------------------------------------------------------
 def interfaces_of(work_number: str) -> frozenset[str]:
     """The queue-member interfaces of an agent: its desk phone and its browser.
@@ -137,7 +153,7 @@ def follow(
     ends = (
         (event in _ENDS and _names_agent(fields, interfaces))
         or (event == "QueueCallerAbandon")
-        or (event == "Hangup" and fields.get("Uniqueid") == linkedid)
+        or call_over(fields) == linkedid
     )
     if ends:
         del after[linkedid]

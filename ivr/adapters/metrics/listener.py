@@ -151,7 +151,7 @@ class MetricsListener:
                 effects, _ = await self._resolve_unknowns(effects, channels)
             self.store.submit(
                 effects, event=fields, at=received_at, agent_states=views,
-                call_facts=screen_pop.call_facts(fields),
+                call_facts=screen_pop.call_facts(fields), call_over=screen_pop.call_over(fields),
             )  # fmt: skip
             if self.facts is not None:
                 self.facts.submit(effects)

@@ -48,8 +48,9 @@ Caller numbers are stored unmasked in the live keys while a call waits (supervis
 them; the web masks by role), masked in the event stream and the agent states, and never
 logged. A batch may also carry what its event tells about its call for the agents' screen
 pop (the ``IVR_*`` variables and the caller's number, unmasked, in ``ivr:live:call:{linkedid}``,
-kept ``redis_keys.CALL_FACTS_TTL_S``): written with the event, so it is there before any
-later event of the call (an ``AgentCalled``) is in the stream.
+deleted with the ``Hangup`` of the call's first channel, at most ``redis_keys.CALL_FACTS_TTL_S``
+after its last write): written with the event, so it is there before any later event of the
+call (an ``AgentCalled``) is in the stream.
 """
 
 from __future__ import annotations
@@ -177,8 +178,10 @@ for _, op in ipairs(plan.ops) do
   elseif k == 'facts' then
     redis.call('HSET', op.key, unpack(op.f))
     redis.call('EXPIRE', op.key, op.ttl)
+  elseif k == 'unfacts' then
+    redis.call('DEL', op.key)
   end
-  if k ~= 'facts' then changed = changed + 1 end
+  if k ~= 'facts' and k ~= 'unfacts' then changed = changed + 1 end
 end
 redis.call('SET', KEYS[1], seq, 'EX', ARGV[5])
 if changed > 0 then redis.call('PUBLISH', ARGV[6], plan.at) end
@@ -382,12 +385,14 @@ class MetricsStore:
         at: float | None = None,
         agent_states: Sequence[AgentView] = (),
         call_facts: tuple[str, Mapping[str, str]] | None = None,
+        call_over: str | None = None,
     ) -> bool:
         """Queue one batch: ``event`` for the stream, its ``effects``, the agents whose state
         changed (``agent_states``), the facts the event tells about its call (``call_facts``:
-        Linkedid and fields, unmasked, into the call's hash for the screen pop, which changes
-        nothing the metrics' readers are told of), and optionally the whole live state
-        (``live``, applied after the effects) and resync counters.
+        Linkedid and fields, unmasked, into the call's hash for the screen pop; ``call_over``:
+        the Linkedid of a call that ended, whose hash goes; neither changes anything the
+        metrics' readers are told of), and optionally the whole live state (``live``,
+        applied after the effects) and resync counters.
 
         Never blocks and never raises for Redis: returns False when the buffer is full and
         the batch was dropped (counted). ``at``: the batch's time (default: the event's
@@ -414,6 +419,8 @@ class MetricsStore:
                 "f": [x for pair in facts.items() for x in pair],
                 "ttl": redis_keys.CALL_FACTS_TTL_S,
             })  # fmt: skip
+        if call_over is not None:
+            ops.append({"k": "unfacts", "key": redis_keys.live_call_facts(call_over)})
         control = live is not None
         if live is not None:
             ops.append({"k": "reset"})

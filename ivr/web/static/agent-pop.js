@@ -134,6 +134,7 @@
   }
 
   function onCurrent(event) {
+    document.getElementById("pop").dataset.stream = "open";
     const live = new Set(JSON.parse(event.data).linkedids);
     for (const [linkedid, state] of calls) {
       if (state !== "ended" && !live.has(linkedid)) ended(linkedid);
