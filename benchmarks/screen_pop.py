@@ -149,14 +149,17 @@ class Bench:
         self.seen: dict[str, tuple[float, float]] = {}  # linkedid -> (entry ms, XREAD arrival)
         self.arrived = asyncio.Event()
         self.ready = 0
+        self.sign_ins = asyncio.Semaphore(2)
 
     async def agent_stream(self, work_number: str) -> None:
         timeout = httpx.Timeout(10.0, read=120.0)
         async with httpx.AsyncClient(base_url=self.base, timeout=timeout) as http:
-            login = await http.post(
-                "/api/auth/login", json={"username": f"pop{work_number}", "password": PASSWORD},
-                headers={"Origin": self.base},
-            )  # fmt: skip
+            async with self.sign_ins:  # argon2: the web role checks a few at a time
+                login = await http.post(
+                    "/api/auth/login",
+                    json={"username": f"pop{work_number}", "password": PASSWORD},
+                    headers={"Origin": self.base},
+                )
             login.raise_for_status()
             async with http.stream("GET", "/api/agent/events") as response:
                 response.raise_for_status()

@@ -118,6 +118,8 @@ class Signal:
 
 
 _ENDS: Final = frozenset({"AgentComplete", "AgentRingNoAnswer", "AgentDump"})
+#: The only events :func:`follow` can turn on (a reader may skip every other one).
+FOLLOWED: Final = frozenset({"AgentCalled", "AgentConnect", *_ENDS, "QueueCallerAbandon", "Hangup"})
 
 
 def _names_agent(fields: Mapping[str, str], interfaces: frozenset[str]) -> bool:

@@ -97,6 +97,8 @@ def test_each_role_user_is_held_to_its_keys(settings, probe_keys):
         assert refused(web.hset, metrics, "answered", 2)  # reads the metrics, writes none
         assert refused(web.delete, redis_keys.LIVE_CALLS)
         assert refused(web.hgetall, worker)
+        web.xrange(redis_keys.AMI_EVENTS, count=1)  # the screen pop follows the stream
+        assert refused(web.xadd, redis_keys.AMI_EVENTS, {"Event": "Probe"})
     with as_user(settings, "recorder") as recorder:
         assert refused(recorder.hgetall, metrics)
         assert refused(recorder.hgetall, redis_keys.LIVE_CALLS)

@@ -414,8 +414,9 @@ class Ticket(Base):
     )
     desk: Mapped[str | None] = mapped_column(String(40), default=None, index=True)
     category: Mapped[str | None] = mapped_column(String(40), default=None)
-    caller: Mapped[str] = mapped_column(String(32))  # unmasked: shown by role only
-    account: Mapped[str | None] = mapped_column(String(32), default=None)
+    # unmasked: shown by role only; indexed for the screen pop (a caller's, an account's tickets)
+    caller: Mapped[str] = mapped_column(String(32), index=True)
+    account: Mapped[str | None] = mapped_column(String(32), default=None, index=True)
     agent: Mapped[str | None] = mapped_column(String(80), default=None)
     emergency: Mapped[bool] = mapped_column(default=False, index=True)
     state: Mapped[TicketState] = mapped_column(

@@ -6,10 +6,10 @@ streams open at once per user, shared with the other live pages)::
 
     GET /api/agent/events        text/event-stream
 
-The stream follows the AMI events the ami role keeps (``ivr:ami:events``) through the pure
-fold :func:`ivr.core.screen_pop.follow`, for the agent's interfaces ``PJSIP/<工号>`` and
-``PJSIP/<工号>-webrtc``. Events (every ``data`` is one JSON object; ``id`` is the stream
-entry's id, which ``Last-Event-ID`` resumes from)::
+The stream follows the AMI events the ami role keeps (``ivr:ami:events``, read once per web
+process by :class:`CallFeed`) through the pure fold :func:`ivr.core.screen_pop.follow`, for
+the agent's interfaces ``PJSIP/<工号>`` and ``PJSIP/<工号>-webrtc``. Events (every ``data`` is
+one JSON object; ``id`` is the stream entry's id, which ``Last-Event-ID`` resumes from)::
 
     retry: 2000
     event: current      {"linkedids": [...]}   on (re)connect: the agent's calls now; a page
@@ -30,6 +30,8 @@ states the ami role keeps, ``ivr:live:agent_states``), else 2 s before now.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import re
@@ -55,6 +57,7 @@ from ivr.core.agent_states import Activity
 from ivr.core.routing_models import Routing
 from ivr.core.screen_pop import (
     CALLER,
+    FOLLOWED,
     AgentCall,
     History,
     Signal,
@@ -83,6 +86,9 @@ PAGE: Final = 500  # stream entries read at once
 BUSY_LOOKBACK_S: Final = 120.0  # before a ringing or talking agent's state began
 IDLE_LOOKBACK_S: Final = 2.0  # before now, for an agent with no call
 DEFAULT_TIMING: Final = StreamTiming()
+FEED_OVERLAP_S: Final = 2.0  # the feed starts this long before now
+FEED_BLOCK_MS: Final = 1000  # under the web's Redis socket timeout (2 s)
+FEED_FAILED: Final = None  # what a subscriber gets when the feed's Redis failed
 _STREAM_ID: Final = re.compile(r"^[0-9]{1,20}-[0-9]{1,20}$")
 
 
@@ -143,12 +149,55 @@ async def entries_after(redis: aioredis.Redis, after: str) -> list[Entry]:
     return [(str(entry_id), dict(fields)) for entry_id, fields in raw]
 
 
-async def entries_coming(redis: aioredis.Redis, after: str, block_s: float) -> list[Entry]:
-    """The stream entries after ``after``, waiting up to ``block_s`` for the first."""
-    raw: Any = await redis.xread(
-        {redis_keys.AMI_EVENTS: after}, count=PAGE, block=int(block_s * 1000)
-    )
-    return [(str(i), dict(fields)) for _, entries in raw or () for i, fields in entries]
+class CallFeed:
+    """One reader of ``ivr:ami:events`` per web process, shared by every agent's stream: it
+    hands each entry an agent's calls can turn on (:data:`ivr.core.screen_pop.FOLLOWED`) to
+    every subscriber's queue. (A reader per stream read every event once per open page: 50
+    agents rung at once waited seconds.) It runs while anyone subscribes, from
+    :data:`FEED_OVERLAP_S` before it started; a subscriber skips what it read already. When
+    Redis fails, each subscriber gets :data:`FEED_FAILED` and the feed stops (the next
+    subscriber starts it again)."""
+
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self.redis = redis
+        self.queues: set[asyncio.Queue[Entry | None]] = set()
+        self.task: asyncio.Task[None] | None = None
+
+    def subscribe(self) -> asyncio.Queue[Entry | None]:
+        queue: asyncio.Queue[Entry | None] = asyncio.Queue()
+        self.queues.add(queue)
+        if self.task is None or self.task.done():
+            self.task = asyncio.create_task(self._run(time.time() - FEED_OVERLAP_S))
+        return queue
+
+    def unsubscribe(self, queue: asyncio.Queue[Entry | None]) -> None:
+        self.queues.discard(queue)
+
+    async def _run(self, since: float) -> None:
+        last = f"{int(since * 1000)}-0"
+        try:
+            while self.queues:
+                raw: Any = await self.redis.xread(
+                    {redis_keys.AMI_EVENTS: last}, count=PAGE, block=FEED_BLOCK_MS
+                )
+                for _, entries in raw or ():
+                    for entry_id, fields in entries:
+                        last = entry_id
+                        if fields.get("Event") in FOLLOWED:
+                            for queue in self.queues:
+                                queue.put_nowait((str(entry_id), dict(fields)))
+        except (RedisError, OSError) as exc:
+            logger.warning("screen pop feed stopped: Redis: %s", exc)
+            for queue in self.queues:
+                queue.put_nowait(FEED_FAILED)
+
+
+def call_feed(request: Request) -> CallFeed:
+    """The web process's feed (made on the first stream)."""
+    feed: CallFeed | None = getattr(request.app.state, "call_feed", None)
+    if feed is None:
+        feed = request.app.state.call_feed = CallFeed(request.app.state.redis)
+    return feed
 
 
 def _sse(name: str, entry_id: str, document: Mapping[str, Any]) -> str:
@@ -157,6 +206,7 @@ def _sse(name: str, entry_id: str, document: Mapping[str, Any]) -> str:
 
 async def agent_events(
     redis: aioredis.Redis,
+    feed: CallFeed,
     work_number: str,
     make_pop: Callable[[AgentCall], Awaitable[dict[str, Any]]],
     *,
@@ -176,6 +226,7 @@ async def agent_events(
             return _sse("pop", entry_id, await make_pop(call))
         return _sse(signal.kind, entry_id, {"linkedid": call.linkedid, "queue": call.queue})
 
+    queue = feed.subscribe()  # before the catch-up: nothing falls between the two
     try:
         last = await window_start(redis, work_number, time.time())
         resuming = resume is not None and stream_key(resume) >= stream_key(last)
@@ -195,6 +246,7 @@ async def agent_events(
                 yield _sse("pop", last, await make_pop(call))
                 if call.connected:
                     yield _sse("connected", last, {"linkedid": call.linkedid, "queue": call.queue})
+        caught_up = stream_key(last)
         wrote = checked = clock()
         while True:
             if signed_in is not None and clock() - checked >= timing.session_check_s:
@@ -204,8 +256,13 @@ async def agent_events(
                     )
                     return
                 checked = clock()
-            for entry_id, fields in await entries_coming(redis, last, timing.poll_s):
-                last = entry_id
+            entry: Entry | None = ("0-0", {})  # nothing came
+            with contextlib.suppress(TimeoutError):
+                entry = await asyncio.wait_for(queue.get(), timing.poll_s)
+            if entry is FEED_FAILED:
+                raise RedisError("the screen pop feed lost Redis")
+            entry_id, fields = entry
+            if stream_key(entry_id) > caught_up:
                 calls, signals = follow(calls, fields, interfaces)
                 for signal in signals:
                     yield await told(signal, entry_id)
@@ -218,6 +275,8 @@ async def agent_events(
         yield sse_event(
             "unavailable", {"error": "metrics-unavailable", "message": "Redis is unreachable"}
         )
+    finally:
+        feed.unsubscribe(queue)
 
 
 @router.get(
@@ -259,6 +318,7 @@ async def events(request: Request, settings: SettingsDep) -> Response:
     release = streams.take(username)
     timing = StreamTiming(session_check_s=settings.web.stream_session_check_s)
     stream = agent_events(
-        redis, work_number, make_pop, resume=resume, signed_in=signed_in, timing=timing
-    )
+        redis, call_feed(request), work_number, make_pop, resume=resume, signed_in=signed_in,
+        timing=timing,
+    )  # fmt: skip
     return EventStreamResponse(stream, on_close=release)
