@@ -4,7 +4,8 @@ RTP audio from the elderly caller's landline in qiaoxi (a priority caller, in an
 outage being announced) goes through the menu (2 billing, the account number, never
 confirmed) and rings 1002's desk phone (sipp, answers after 2 s). The page shows the caller's
 number, the menu path, the earlier ticket and the outage while the phone rings; the time from the
-``AgentCalled`` stream entry to the pop rendered is measured; then connected and ended."""
+``AgentCalled`` stream entry to the pop rendered is measured; then connected and ended; then
+the session ends and the page says so."""
 
 from __future__ import annotations
 
@@ -17,10 +18,11 @@ from pathlib import Path
 
 import pytest
 import redis
+from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
 from ivr import redis_keys
-from ivr.adapters.sql.db import Recording, Ticket, TicketState, settings_engine
+from ivr.adapters.sql.db import Recording, Ticket, TicketState, UserSession, settings_engine
 from ivr.devstack.sipp import run_caller
 from ivr.devstack.stack import Stack, asterisk_instance
 from tests.conftest import routing_for_tests
@@ -151,10 +153,23 @@ async def _ring_and_watch(stack: Stack, profile: Path) -> dict[str, object]:
         result = await caller
         events = await page.evaluate("window.popEvents")
         linkedid = await body.get_attribute("data-linkedid")
+        # The session ends (as at its expiry): the stream says so and the page stops.
+        await asyncio.to_thread(_end_sessions, stack)
+        await page.wait_for_selector("#expired:not([hidden])", timeout=15_000)
     return {
         "text": text, "rendered_at": rendered_at, "events": events, "linkedid": linkedid,
         "state_at_render": popped[0], "sipp": result,
     }  # fmt: skip
+
+
+def _end_sessions(stack: Stack) -> None:
+    engine = settings_engine(stack.settings)
+    try:
+        with Session(engine) as db:
+            db.execute(delete(UserSession))
+            db.commit()
+    finally:
+        engine.dispose()
 
 
 def test_given_an_earlier_ticket_when_the_caller_rings_1002_then_the_pop_shows_it_before_the_answer(
