@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 import redis
 from sqlalchemy import delete
@@ -23,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from ivr import redis_keys
 from ivr.adapters.sql.db import Recording, Ticket, TicketState, UserSession, settings_engine
+from ivr.adapters.telephony.originate import place_call
 from ivr.devstack.sipp import run_caller
 from ivr.devstack.stack import Stack, asterisk_instance
 from tests.conftest import routing_for_tests
@@ -204,3 +206,78 @@ def test_given_an_earlier_ticket_when_the_caller_rings_1002_then_the_pop_shows_i
         ["hotline:connected", linkedid, "connected"],
         ["hotline:ended", linkedid, "ended"],
     ]
+
+
+class Sse:
+    """One ``GET /api/agent/events`` read event by event (httpx), for the resume test."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self.lines = response.aiter_lines()
+
+    async def next(self, timeout_s: float = 30.0) -> tuple[str, str, dict[str, object]]:
+        """(event, id, data) of the next event (comments and ``retry`` skipped)."""
+        event, entry_id = "", ""
+        while True:
+            line = await asyncio.wait_for(anext(self.lines), timeout_s)
+            if line.startswith("event: "):
+                event = line[7:]
+            elif line.startswith("id: "):
+                entry_id = line[4:]
+            elif line.startswith("data: "):
+                return event, entry_id, json.loads(line[6:])
+
+
+async def _resumed(stack: Stack) -> dict[str, list[tuple[str, object]]]:
+    s = stack.settings
+    base = f"http://{s.web.host}:{s.web.port}"
+    seen: dict[str, list[tuple[str, object]]] = {}
+    async with httpx.AsyncClient(base_url=base, timeout=httpx.Timeout(10, read=60)) as http:
+        login = await http.post(
+            "/api/auth/login", json={"username": "zhangsan", "password": PASSWORD},
+            headers={"Origin": base},
+        )  # fmt: skip
+        login.raise_for_status()
+        call = asyncio.create_task(
+            place_call(s, did="95158", caller="13800138702", keys=["1"], hold_s=20)
+        )
+        async with http.stream("GET", "/api/agent/events") as first:
+            sse = Sse(first)
+            assert (await sse.next())[0] == "current"
+            kind, pop_id, pop = await sse.next(60)
+            assert kind == "pop"
+            seen["first"] = [(kind, pop["linkedid"])]
+            kind, _, doc = await sse.next()
+            seen["first"].append((kind, doc["linkedid"]))
+        # dropped after the answer: back with the pop's id, the rest as it happened
+        headers = {"Last-Event-ID": pop_id}
+        async with http.stream("GET", "/api/agent/events", headers=headers) as again:
+            sse = Sse(again)
+            seen["resumed"] = [((e := await sse.next())[0], e[2]["linkedid"])]
+            # a new page while the call goes on: the call as it stands now
+            async with http.stream("GET", "/api/agent/events") as fresh:
+                sse_fresh = Sse(fresh)
+                seen["fresh"] = [(e[0], e[2].get("linkedid", e[2].get("linkedids")))
+                                 for e in [await sse_fresh.next() for _ in range(3)]]  # fmt: skip
+            seen["resumed"].append(((e := await sse.next(40))[0], e[2]["linkedid"]))
+        report = await call
+        seen["call"] = [("linkedid", report.linkedid)]
+    return seen
+
+
+def test_given_a_dropped_stream_then_last_event_id_resumes_and_a_new_page_gets_the_call(
+    pop_stack: Stack,
+) -> None:
+    engine = settings_engine(pop_stack.settings)
+    try:
+        add_user(engine, "zhangsan", PASSWORD, "agent")
+    finally:
+        engine.dispose()
+    linked = ivr_cli(pop_stack.settings, "agents", "set", "1001", "--user", "zhangsan")
+    assert linked.returncode == 0, linked.stderr
+
+    seen = asyncio.run(_resumed(pop_stack))
+
+    ((_, linkedid),) = seen["call"]
+    assert seen["first"] == [("pop", linkedid), ("connected", linkedid)]
+    assert seen["resumed"] == [("connected", linkedid), ("ended", linkedid)]
+    assert seen["fresh"] == [("current", [linkedid]), ("pop", linkedid), ("connected", linkedid)]
