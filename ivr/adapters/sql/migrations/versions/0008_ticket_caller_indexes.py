@@ -6,7 +6,7 @@ without them each lookup read the whole table (60 ms at 20,000 tickets, and 50 a
 at once waited 1.7 s for their pops: ``benchmarks/screen_pop.py``).
 
 Revision ID: 0008
-Revises: 0003
+Revises: 0007
 Create Date: 2026-12-06 10:50:00
 """
 
@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "0008"
-down_revision: str | None = "0003"
+down_revision: str | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
