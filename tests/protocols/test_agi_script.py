@@ -71,6 +71,8 @@ def test_given_process_agi_when_call_flows_then_same_commands_as_fastagi_route()
         "SET VARIABLE IVR_QUEUE repair",
         "SET VARIABLE IVR_PRIORITY 0",
         "SET VARIABLE IVR_CATEGORY repair",
+        "SET VARIABLE IVR_DESK repair",
+        "SET VARIABLE IVR_KEYS 1",
         "SET VARIABLE IVR_REASON menu",
         "SET VARIABLE IVR_NEXT queue",
     ]

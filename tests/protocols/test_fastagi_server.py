@@ -40,6 +40,8 @@ FULL_CALL = [  # the caller presses 1 (repair) at the menu
     "SET VARIABLE IVR_QUEUE repair",
     "SET VARIABLE IVR_PRIORITY 0",
     "SET VARIABLE IVR_CATEGORY repair",
+    "SET VARIABLE IVR_DESK repair",
+    "SET VARIABLE IVR_KEYS 1",
     "SET VARIABLE IVR_REASON menu",
     "SET VARIABLE IVR_NEXT queue",
 ]
