@@ -40,6 +40,7 @@ from typing import Final, TypeVar
 
 from ivr.core.agent_intro import work_number_of
 from ivr.core.metrics import CallClass, CallClassified, CallUnknown
+from ivr.core.survey import Outcome
 
 T = TypeVar("T")
 
@@ -680,6 +681,173 @@ def agent_figures(
     return {
         "occupancy": occupancy,
         "qa_average": _mean("qa_average", [(c.linkedid, c.score) for c in scored]),
+    }
+
+
+# --- the facts as SQL keeps them ---------------------------------------------------------
+#: The post-call survey's outcomes that asked the question: satisfied (满意 and 基本满意 both
+#: count as satisfied), not satisfied, or asked and not answered (None). The other outcomes
+#: (the caller hung up first, the desk's survey off, not asked) asked nothing: no answer.
+SURVEY_SATISFIED: Final[Mapping[str, bool | None]] = {
+    Outcome.SATISFIED.value: True,
+    Outcome.BASICALLY_SATISFIED.value: True,
+    Outcome.DISSATISFIED.value: False,
+    Outcome.NO_ANSWER.value: None,
+    Outcome.WRONG_KEY.value: None,
+    Outcome.HUNG_UP.value: None,
+}
+#: The desks whose tickets are faults (报修) when they are not complaints.
+REPAIR_DESKS: Final = frozenset({"repair", "emergency"})
+
+
+def ticket_kind(
+    complaint: bool, desk: str | None, outcome: str | None, subcategory: str | None
+) -> TicketKind:
+    """The kind a 工单 counts as: a complaint when the agent marked it one; a consultation when
+    it came to the consultation desk, was answered on the call (``resolved``) or is a policy
+    question; a fault when it came to the repair or emergency desk; else other. (No ticket
+    field says 新装 yet: no ticket counts as a new supply.)
+
+    >>> ticket_kind(True, "consultation", "resolved", None).value
+    'complaint'
+    >>> [ticket_kind(False, d, o, None).value for d, o in
+    ...  (("consultation", None), ("billing", "resolved"), ("emergency", None), ("billing", None))]
+    ['consultation', 'consultation', 'repair', 'other']
+    """
+    if complaint:
+        return TicketKind.complaint
+    if desk == "consultation" or outcome == "resolved" or subcategory == "consultation":
+        return TicketKind.consultation
+    if desk in REPAIR_DESKS:
+        return TicketKind.repair
+    return TicketKind.other
+
+
+def first_reply(*replies: datetime | None) -> datetime | None:
+    """The first reply given to the customer: on the call, or later after the department.
+
+    >>> first_reply(None, datetime(2026, 11, 2, tzinfo=UTC)).day
+    2
+    >>> first_reply(None, None) is None
+    True
+    """
+    given = [r for r in replies if r is not None]
+    return min(given) if given else None
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceChange:
+    """One agent logged in or out (agent_changes: ``login``, ``logout``; pauses do not end
+    the logged-in time)."""
+
+    agent: str  # the 工号
+    at: datetime
+    logged_in: bool
+
+
+def shifts_of(changes: Iterable[PresenceChange], window: Window) -> list[AgentShift]:
+    """Each agent's logged-in time within ``window``: from each login to the next logout,
+    cut at the window's ends; an agent logged in before the window (its last change before
+    the start a login) counts from the start, one still logged in at the end up to it.
+
+    >>> at = lambda h: datetime(2026, 11, 1, h, tzinfo=UTC)
+    >>> day = Window(at(0), at(0) + timedelta(days=1))
+    >>> night = datetime(2026, 10, 31, 22, tzinfo=UTC)
+    >>> shifts_of([PresenceChange("1001", night, True), PresenceChange("1001", at(2), False),
+    ...            PresenceChange("1002", at(20), True)], day)
+    [AgentShift(agent='1001', logged_in_s=7200.0), AgentShift(agent='1002', logged_in_s=14400.0)]
+    """
+    since: dict[str, datetime] = {}
+    total: dict[str, float] = {}
+    for change in sorted(changes, key=lambda c: (c.at, c.agent)):
+        if change.at >= window.end:
+            break
+        start = since.pop(change.agent, None)
+        if start is not None:
+            span = (change.at - max(start, window.start)).total_seconds()
+            total[change.agent] = total.get(change.agent, 0.0) + max(span, 0.0)
+        if change.logged_in:
+            since[change.agent] = change.at
+    for agent, start in since.items():
+        span = (window.end - max(start, window.start)).total_seconds()
+        total[agent] = total.get(agent, 0.0) + span
+    return [AgentShift(agent, seconds) for agent, seconds in sorted(total.items()) if seconds > 0]
+
+
+def months_back(window: Window, count: int) -> list[Window]:
+    """The ``count`` local months ending with the one ``window`` starts in, oldest first.
+
+    >>> from zoneinfo import ZoneInfo
+    >>> w = month_window("2026-02", ZoneInfo("Asia/Shanghai"))
+    >>> [m.start.strftime("%Y-%m") for m in months_back(w, 3)]
+    ['2025-12', '2026-01', '2026-02']
+    """
+    out: list[Window] = []
+    first = window.start.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    for _ in range(count):
+        after = (first.replace(day=28) + timedelta(days=4)).replace(day=1)
+        out.append(Window(first, after))
+        first = (first - timedelta(days=1)).replace(day=1)
+    return out[::-1]
+
+
+# --- every figure at once -----------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class MonthFacts:
+    """What every figure of a window is computed from."""
+
+    calls: Sequence[CallFact] = ()
+    tickets: Sequence[TicketFact] = ()
+    answers: Sequence[SatisfactionAnswer] = ()
+    follow_ups: Sequence[FollowUp] = ()
+    shifts: Sequence[AgentShift] = ()
+    checks: Sequence[SpotCheck] = ()
+
+
+def all_figures(
+    facts: MonthFacts, window: Window, config: FiguresConfig = DEFAULT_CONFIG
+) -> dict[str, FigureValue]:
+    """Every figure of :data:`FIGURES`, in its order."""
+    values = (
+        call_figures(facts.calls, window, config)
+        | ticket_figures(facts.tickets, window)
+        | satisfaction_figures(facts.tickets, facts.answers, window)
+        | follow_up_figures(facts.tickets, facts.follow_ups, window)
+        | agent_figures(facts.calls, facts.shifts, facts.checks, window)
+    )
+    return {f.key: values[f.key] for f in FIGURES}
+
+
+def ticket_groups(
+    facts: MonthFacts, window: Window, key: Callable[[TicketFact], str]
+) -> dict[str, dict[str, FigureValue]]:
+    """The ticket, satisfaction and follow-up figures per group of tickets (a desk, an agent's
+    工号, a department), for the groups with a ticket opened in ``window``."""
+    out: dict[str, dict[str, FigureValue]] = {}
+    for name, tickets in group_by(facts.tickets, key).items():
+        if not any(t.opened_at in window for t in tickets):
+            continue
+        out[name] = (
+            ticket_figures(tickets, window)
+            | satisfaction_figures(tickets, facts.answers, window)
+            | follow_up_figures(tickets, facts.follow_ups, window)
+        )
+    return out
+
+
+def agent_groups(facts: MonthFacts, window: Window) -> dict[str, dict[str, FigureValue]]:
+    """Occupancy and the QA average per agent (工号), for agents with a call, a logged-in
+    time or a spot check in ``window``."""
+    names = {c.work_number for c in facts.calls if c.counted_at in window and c.work_number}
+    names |= {s.agent for s in facts.shifts} | {c.agent for c in facts.checks if c.at in window}
+    return {
+        name: agent_figures(
+            [c for c in facts.calls if c.work_number == name],
+            [s for s in facts.shifts if s.agent == name],
+            [c for c in facts.checks if c.agent == name],
+            window,
+        )
+        for name in sorted(names)
     }
 
 

@@ -1,0 +1,244 @@
+"""The facts every figure needs, read from SQL (SQLite and PostgreSQL), and the figures of a
+window computed from them by :mod:`ivr.core.figures` (docs/figures.md).
+
+- tickets (``tickets``) opened in the window (``created_at``): their kind
+  (:func:`ivr.core.figures.ticket_kind`), the first reply to the customer (on the call,
+  ``replied_at``, or after the department, ``customer_reply_at``), the deadline of their level,
+  the closing, the desk, the agent's 工号 and the department; a key account when the caller is
+  a ``key_account`` of routing/priority_callers.yaml. No repeat-complaint link is stored yet:
+  :data:`NO_REPEATS` reads none, so every complaint reads as not a repeat (the rate is 0)
+  until a reader of the link (:data:`RepeatReader`) is given to :func:`month_facts`.
+- satisfaction answers: the post-call survey's (``survey_answers``, by the ticket's Linkedid),
+  each marked as the survey's; follow-up calls have no table yet: :data:`NO_FOLLOW_UPS` reads
+  none, and :func:`month_facts` takes the reader to use instead (one function of an engine
+  and a window, returning ``FollowUp`` and ``SatisfactionAnswer`` lists).
+- QA spot checks (``reviews`` of the recordings of calls in the window): the latest review of
+  a recording that no later review corrects, by the 工号 of the recording's agent.
+- logged-in time: the agents' ``login``/``logout`` changes (``agent_changes``).
+- calls: the stored call facts (``call_facts``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Sequence
+from datetime import datetime
+
+from sqlalchemy import ColumnElement, Engine, and_, select
+from sqlalchemy.orm import InstrumentedAttribute
+
+from ivr.adapters.sql.db import (
+    Agent as AgentRow,
+)
+from ivr.adapters.sql.db import (
+    AgentChange,
+    CallFactRow,
+    Recording,
+    Review,
+    SurveyAnswer,
+    Ticket,
+)
+from ivr.core.figures import (
+    SURVEY_SATISFIED,
+    AnswerSource,
+    CallFact,
+    FollowUp,
+    MonthFacts,
+    PresenceChange,
+    SatisfactionAnswer,
+    SpotCheck,
+    TicketFact,
+    Window,
+    agent_work_number,
+    first_reply,
+    shifts_of,
+    ticket_kind,
+)
+from ivr.core.metrics import CallClass
+from ivr.core.routing_models import PriorityReason, Routing
+
+FollowUpReader = Callable[[Engine, Window], tuple[list[FollowUp], list[SatisfactionAnswer]]]
+
+
+def no_follow_ups(
+    engine: Engine, window: Window
+) -> tuple[list[FollowUp], list[SatisfactionAnswer]]:
+    """No follow-up calls are stored yet: none, and no answer from one."""
+    return [], []
+
+
+NO_FOLLOW_UPS: FollowUpReader = no_follow_ups
+RepeatReader = Callable[[Engine, Window], set[int]]
+
+
+def no_repeats(engine: Engine, window: Window) -> set[int]:
+    """No repeat-complaint link is stored yet: no ticket is marked a repeat."""
+    return set()
+
+
+NO_REPEATS: RepeatReader = no_repeats
+
+
+def key_accounts(routing: Routing) -> frozenset[str]:
+    """The numbers routing/priority_callers.yaml marks as key accounts (大客户)."""
+    return frozenset(
+        p.number for p in routing.priority_callers if p.reason is PriorityReason.KEY_ACCOUNT
+    )
+
+
+def _in(column: InstrumentedAttribute[datetime], window: Window) -> ColumnElement[bool]:
+    return and_(column >= window.start, column < window.end)
+
+
+def ticket_facts(
+    engine: Engine, window: Window, accounts: Collection[str], repeats: Collection[int] = ()
+) -> list[TicketFact]:
+    """The tickets opened in ``window``, as the figures count them, by id (``repeats``: the
+    ids marked as repeat complaints)."""
+    t = Ticket
+    query = (
+        select(
+            t.id, t.complaint, t.desk, t.outcome, t.problem_subcategory, t.created_at,
+            t.deadline_at, t.replied_at, t.customer_reply_at, t.closed_at, t.level, t.caller,
+            t.agent, t.department,
+        )
+        .where(_in(t.created_at, window))
+        .order_by(t.id)
+    )  # fmt: skip
+    with engine.connect() as conn:
+        return [
+            TicketFact(
+                row.id,
+                ticket_kind(row.complaint, row.desk, row.outcome, row.problem_subcategory),
+                row.created_at,
+                row.deadline_at,
+                first_reply(row.replied_at, row.customer_reply_at),
+                row.closed_at,
+                row.level,
+                row.caller in accounts,
+                row.id in repeats,
+                row.desk or "",
+                agent_work_number(row.agent or ""),
+                row.department or "",
+            )
+            for row in conn.execute(query)
+        ]
+
+
+def survey_answers(engine: Engine, window: Window) -> list[SatisfactionAnswer]:
+    """The post-call survey's answers about the tickets opened in ``window`` (the questions
+    asked, answered or not)."""
+    query = (
+        select(Ticket.id, SurveyAnswer.outcome, SurveyAnswer.call_ended_at, SurveyAnswer.created_at)
+        .join(SurveyAnswer, SurveyAnswer.linkedid == Ticket.linkedid)
+        .where(_in(Ticket.created_at, window))
+        .where(SurveyAnswer.outcome.in_(list(SURVEY_SATISFIED)))
+        .order_by(Ticket.id)
+    )
+    with engine.connect() as conn:
+        return [
+            SatisfactionAnswer(
+                row.id,
+                AnswerSource.survey,
+                row.call_ended_at or row.created_at,
+                SURVEY_SATISFIED[str(row.outcome)],
+            )
+            for row in conn.execute(query)
+        ]
+
+
+def spot_checks(engine: Engine, window: Window) -> list[SpotCheck]:
+    """The QA spot checks of the recorded calls that started in ``window``: per recording,
+    its latest review that no other review corrects."""
+    corrected = select(Review.corrects_id).where(Review.corrects_id.is_not(None))
+    query = (
+        select(Review.id, Review.total, Recording.linkedid, Recording.agent, Recording.started_at)
+        .join(Recording, Recording.id == Review.recording_id)
+        .where(_in(Recording.started_at, window))
+        .where(Review.id.not_in(corrected))
+        .order_by(Recording.id, Review.id)
+    )
+    latest: dict[str, SpotCheck] = {}
+    with engine.connect() as conn:
+        for row in conn.execute(query):
+            work_number = agent_work_number(row.agent or "")
+            latest[row.linkedid] = SpotCheck(work_number, row.linkedid, row.total, row.started_at)
+    return list(latest.values())
+
+
+def presence_changes(engine: Engine, window: Window) -> list[PresenceChange]:
+    """Every login and logout up to the window's end (the ones before it tell who was logged
+    in when it started)."""
+    query = (
+        select(AgentRow.work_number, AgentChange.at, AgentChange.action)
+        .join(AgentRow, AgentRow.id == AgentChange.agent_id)
+        .where(AgentChange.action.in_(("login", "logout")), AgentChange.at < window.end)
+        .order_by(AgentChange.at, AgentChange.id)
+    )
+    with engine.connect() as conn:
+        return [
+            PresenceChange(row.work_number, row.at, row.action == "login")
+            for row in conn.execute(query)
+        ]
+
+
+def call_facts(engine: Engine, window: Window) -> list[CallFact]:
+    """The stored call facts counted in ``window``."""
+    f = CallFactRow
+    query = (
+        select(f.linkedid, f.klass, f.queue, f.wait_s, f.threshold_s, f.counted_at, f.agent,
+               f.talk_s, f.emergency, f.work_number)
+        .where(_in(f.counted_at, window))
+        .order_by(f.counted_at, f.linkedid)
+    )  # fmt: skip
+    known = {c.value for c in CallClass}
+    with engine.connect() as conn:
+        return [
+            CallFact(
+                row.linkedid,
+                CallClass(row.klass) if row.klass in known else None,
+                row.queue,
+                row.wait_s,
+                row.threshold_s,
+                row.counted_at,
+                row.agent,
+                row.talk_s,
+                row.emergency,
+                row.work_number,
+            )  # fmt: skip
+            for row in conn.execute(query)
+        ]
+
+
+def month_facts(
+    engine: Engine,
+    window: Window,
+    accounts: Collection[str],
+    follow_ups: FollowUpReader = NO_FOLLOW_UPS,
+    repeats: RepeatReader = NO_REPEATS,
+) -> MonthFacts:
+    """Every fact the figures of ``window`` need."""
+    calls, answer_list = follow_ups(engine, window)
+    return MonthFacts(
+        calls=call_facts(engine, window),
+        tickets=ticket_facts(engine, window, accounts, repeats(engine, window)),
+        answers=[*survey_answers(engine, window), *answer_list],
+        follow_ups=calls,
+        shifts=shifts_of(presence_changes(engine, window), window),
+        checks=spot_checks(engine, window),
+    )
+
+
+def ticket_rows(engine: Engine, ids: Sequence[int]) -> list[dict[str, object]]:
+    """These tickets, in the order given, with what a list of them shows and where each leads
+    (its recording's id, or None)."""
+    if not ids:
+        return []
+    t = Ticket
+    query = select(
+        t.id, t.linkedid, t.recording_id, t.desk, t.agent, t.department, t.state, t.level,
+        t.complaint, t.created_at, t.deadline_at, t.replied_at, t.customer_reply_at,
+        t.closed_at, t.problem_category, t.problem_subcategory,
+    ).where(t.id.in_(list(ids)))  # fmt: skip
+    with engine.connect() as conn:
+        found = {row.id: dict(row._mapping) for row in conn.execute(query)}
+    return [found[i] for i in ids if i in found]
