@@ -6,6 +6,7 @@
     ivr report calls --month 2026-11 [--by desk|agent] [--json]
     ivr report calls --from 2026-11-01 --to 2026-11-15 [--by desk|agent] [--json]
     ivr report recompute --month 2026-11 [--queue-log PATH] [--dry-run] [--json]
+    ivr report month --month 2026-11 --format xlsx|pdf|csv [-o FILE]
 
 Months and days are the hotline's local ones (``metrics.timezone``); ``--to`` is the last
 day included. ``calls`` prints the call figures of the window from the ``call_facts`` table,
@@ -13,7 +14,9 @@ each with its numerator and denominator. ``recompute`` adds the window's calls t
 Asterisk's queue_log has and SQL lacks (``metrics.queue_log_path``, or ``--queue-log``),
 classifies from it the calls stored as unknown, lists the stored calls whose class queue_log
 contradicts (kept: the reducer's timestamps are the exact ones), and says whether anything
-changed.
+changed. ``month`` writes the monthly file (every figure, per desk, per agent, per department,
+the follow-up summary; ivr/adapters/reports/files.py) to ``FILE`` (default
+``hotline-report-<window>.<format>`` in the current folder); it takes ``--from``/``--to`` too.
 
 ``cli.py`` wires this in: :func:`register` adds the subcommand, :func:`run` executes it.
 """
@@ -23,15 +26,19 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from ivr.adapters.metrics.call_facts import recompute
 from ivr.adapters.metrics.store import reducer_config
+from ivr.adapters.reports.files import FORMATS, monthly_file, report_name, report_title
 from ivr.adapters.sql import db as sql
 from ivr.adapters.sql.call_figures import CallFigure, call_figures, figures_config
 from ivr.adapters.sql.schema import require_head
+from ivr.adapters.sql.ticket_figures import key_accounts
+from ivr.adapters.telephony.routing_files import load_routing
 from ivr.core.figures import (
     BY_KEY,
     Window,
@@ -60,6 +67,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     again.add_argument("--queue-log", type=Path, help="Asterisk's queue_log (default: setting)")
     again.add_argument("--dry-run", action="store_true", help="say what would change only")
     again.add_argument("--json", action="store_true", help="one JSON object")
+    month = sub.add_parser("month", help="the monthly report file (xlsx, pdf or csv)")
+    _window_arguments(month)
+    month.add_argument("--format", choices=FORMATS, default="xlsx", dest="fmt")
+    month.add_argument("-o", "--output", type=Path, help="the file to write")
 
 
 def _window_arguments(parser: argparse.ArgumentParser) -> None:
@@ -96,6 +107,8 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
             return 0
         if args.report_command == "recompute":
             return _recompute(settings, args, engine, window)
+        if args.report_command == "month":
+            return _month(settings, args, engine, window)
         raise ValueError(f"unknown report command {args.report_command!r}")
     finally:
         engine.dispose()
@@ -192,4 +205,19 @@ def _recompute(settings: Settings, args: argparse.Namespace, engine: Any, window
             f"{verb}: {len(result.resolved)} unknown outcomes classified from queue_log: "
             f"{' '.join(result.resolved)}"
         )
+    return 0
+
+
+def _month(settings: Settings, args: argparse.Namespace, engine: Any, window: Window) -> int:
+    accounts = key_accounts(load_routing(settings.routing_dir))
+    data = monthly_file(
+        engine, window, figures_config(settings.metrics), accounts, args.fmt,
+        report_title(window), datetime.now(UTC),
+    )  # fmt: skip
+    path = args.output or Path(report_name(window, args.fmt))
+    try:
+        path.write_bytes(data)
+    except OSError as exc:
+        raise InvalidInput(f"cannot write {path}: {exc}") from None
+    _out(f"wrote {path} ({len(data)} bytes)")
     return 0

@@ -182,6 +182,7 @@ class TicketFact:
     desk: str = ""
     agent: str = ""
     department: str = ""
+    category: str = ""  # the problem category (the cause), "" when not recorded
 
 
 class AnswerSource(enum.StrEnum):

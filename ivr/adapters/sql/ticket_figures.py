@@ -99,7 +99,7 @@ def ticket_facts(
         select(
             t.id, t.complaint, t.desk, t.outcome, t.problem_subcategory, t.created_at,
             t.deadline_at, t.replied_at, t.customer_reply_at, t.closed_at, t.level, t.caller,
-            t.agent, t.department,
+            t.agent, t.department, t.problem_category,
         )
         .where(_in(t.created_at, window))
         .order_by(t.id)
@@ -119,6 +119,7 @@ def ticket_facts(
                 row.desk or "",
                 agent_work_number(row.agent or ""),
                 row.department or "",
+                row.problem_category or "",
             )
             for row in conn.execute(query)
         ]
