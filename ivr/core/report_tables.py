@@ -200,3 +200,21 @@ def monthly_tables(
             follow_notes,
         ),
     ]
+
+
+def figures_by(
+    facts: MonthFacts, window: Window, config: FiguresConfig, by: str
+) -> dict[str, dict[str, FigureValue]]:
+    """Every figure in total (``by="total"``: the group ``""``), or per ``desk``, ``agent``
+    (工号) or ``department`` (the ticket figures of its tickets)."""
+    if by == "total":
+        return {"": all_figures(facts, window, config)}
+    if by == "department":
+        return ticket_groups(facts, window, lambda t: t.department)
+    return grouped_figures(facts, window, config, by)
+
+
+#: The figures whose lists hold calls (Linkedids); the others' hold tickets (ids).
+CALL_LISTS: Final = frozenset(
+    f.key for f in FIGURES if f.family == "calls" or f.key in ("occupancy", "qa_average")
+)

@@ -8,24 +8,38 @@ Routes::
     GET /api/reports/calls/{figure}/{part}      the calls behind one number (part:
                                                 numerator or denominator), paged, each with
                                                 its recording and ticket ids
+    GET /api/reports/figures                    every figure (calls, tickets, satisfaction,
+                                                follow-ups, agents) of a window, per total,
+                                                desk, agent or department, against its target
+    GET /api/reports/figures/{figure}/{part}    the calls or tickets behind one number, paged,
+                                                each with where it leads (recording, ticket)
+    GET /api/reports/trend                      each figure's total over the 12 months ending
+                                                with ``month``
+    GET /api/reports/file                       the monthly file (``format``: xlsx, pdf, csv)
 
 The window is ``month=YYYY-MM`` or ``from=YYYY-MM-DD&to=YYYY-MM-DD`` (local days of
 ``metrics.timezone``, both included); ``by`` is ``total`` (default), ``desk`` (the queue
 first entered) or ``agent`` (the 工号 of who answered); the list takes ``group`` (a desk or
 a 工号; ``""``, the default, is the total with ``by=total``), ``page`` and ``per_page``
-(1..500, default 100). Roles: ``supervisor`` (and ``admin``). A bad window is 422
-``invalid-report-query``; a figure or part that is not one of the call figures' is 404
-``figure-not-found``. Answers are ``no-store``.
+(1..500, default 100). ``/figures`` also takes ``by=department``; its numbers come from
+ivr/adapters/sql/ticket_figures.py (tickets, survey answers, QA reviews, logins) and the call
+facts, computed by ivr/core/figures.py. Follow-up calls and repeat-complaint marks are not
+stored yet: the answers say so (``notes``). Roles: ``supervisor`` (and ``admin``). A bad
+window is 422 ``invalid-report-query``; a figure or part that does not exist (or a group
+without that figure) is 404 ``figure-not-found``. Answers are ``no-store``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Annotated, Any, Final, Literal
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Query, Response
 from sqlalchemy import Engine
 
+from ivr.adapters.reports.files import FORMATS, MEDIA_TYPES, monthly_file, report_name, report_title
 from ivr.adapters.sql.call_figures import (
     CALL_FIGURES,
     CallFigure,
@@ -35,7 +49,19 @@ from ivr.adapters.sql.call_figures import (
     figures_config,
 )
 from ivr.adapters.sql.db import Role, User
-from ivr.core.figures import BY_KEY, FIGURES, Window, days_window, month_window
+from ivr.adapters.sql.ticket_figures import key_accounts, month_facts, ticket_rows
+from ivr.adapters.telephony.routing_files import load_routing
+from ivr.core.figures import (
+    BY_KEY,
+    FIGURES,
+    FigureValue,
+    MonthFacts,
+    Window,
+    days_window,
+    month_window,
+    months_back,
+)
+from ivr.core.report_tables import CALL_LISTS, NO_FOLLOW_UPS, figures_by
 from ivr.errors import HotlineError
 from ivr.settings import Settings
 from ivr.web.auth import DbDep, require_roles
@@ -45,6 +71,10 @@ from ivr.web.static_pages import NO_STORE
 router = APIRouter(tags=["reports"])
 SupervisorUser = Annotated[User, require_roles(Role.supervisor)]
 Grouping = Literal["total", "desk", "agent"]
+AnyGrouping = Literal["total", "desk", "agent", "department"]
+NO_REPEATS: Final = (
+    "尚无重复投诉标记 no repeat-complaint marks stored yet: no complaint counts as a repeat"
+)
 PARTS: Final = ("numerator", "denominator")
 MONTH_PATTERN: Final = r"^[0-9]{4}-[0-9]{2}$"
 DAY_PATTERN: Final = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
@@ -59,8 +89,9 @@ class InvalidReportQuery(HotlineError):
 
 
 class FigureNotFound(HotlineError):
-    """The list of calls asked for names no call figure, or a part other than numerator or
-    denominator (or numerator for a figure that is not a ratio)."""
+    """The list of calls or tickets asked for names no figure (no call figure, for the calls'
+    list), a part other than numerator or denominator (or numerator for a figure that is not a
+    ratio), or a group that has no such figure in the window."""
 
     slug = "figure-not-found"
     status = 404
@@ -212,3 +243,178 @@ def _call_json(row: dict[str, Any]) -> dict[str, Any]:
         "recording_id": row["recording_id"],
         "ticket_id": row["ticket_id"],
     }
+
+
+def _facts(db: DbDep, settings: Settings, window: Window) -> MonthFacts:
+    accounts = key_accounts(load_routing(settings.routing_dir))
+    return month_facts(_engine(db), window, accounts)
+
+
+def _notes(facts: MonthFacts) -> list[str]:
+    notes = [] if facts.follow_ups else [NO_FOLLOW_UPS]
+    return [*notes, NO_REPEATS]
+
+
+def _value_json(value: FigureValue) -> dict[str, Any]:
+    figure = BY_KEY[value.key]
+    is_rate = figure.unit == "rate" and figure.family != "agents"
+    sources = list(value.sources.values())
+    return {
+        "value": value.value,
+        "numerator": len(value.numerator) if is_rate else None,
+        "denominator": len(value.denominator) if value.key != "occupancy" else None,
+        "meets_target": value.meets_target,
+        "lists": "calls" if value.key in CALL_LISTS else "tickets",
+        "sources": {s: sources.count(s) for s in sorted(set(sources))},
+    }
+
+
+@router.get("/api/reports/figures")
+def all_figures(
+    _: SupervisorUser,
+    db: DbDep,
+    settings: SettingsDep,
+    response: Response,
+    month: Month = None,
+    first: First = None,
+    last: Last = None,
+    by: AnyGrouping = "total",
+) -> dict[str, Any]:
+    """Every figure of a month or a day range, from SQL, each against its target."""
+    window = _window(settings, month, first, last)
+    facts = _facts(db, settings, window)
+    groups = figures_by(facts, window, figures_config(settings.metrics), by)
+    response.headers.update(NO_STORE)
+    return {
+        "from": window.start.isoformat(),
+        "to": window.end.isoformat(),
+        "timezone": settings.metrics.timezone,
+        "by": by,
+        "notes": _notes(facts),
+        "groups": {
+            name: {key: _value_json(value) for key, value in values.items()}
+            for name, values in groups.items()
+        },
+    }
+
+
+@router.get("/api/reports/figures/{figure}/{part}")
+def figure_items(
+    figure: str,
+    part: str,
+    _: SupervisorUser,
+    db: DbDep,
+    settings: SettingsDep,
+    response: Response,
+    month: Month = None,
+    first: First = None,
+    last: Last = None,
+    by: AnyGrouping = "total",
+    group: Annotated[str, Query(max_length=40)] = "",
+    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+    per_page: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> dict[str, Any]:
+    """The calls or tickets one number counts, with where each leads (recording, ticket)."""
+    if figure not in BY_KEY or part not in PARTS:
+        raise FigureNotFound(f"no figure {figure[:40]!r} with a {part[:20]!r}")
+    if part == "numerator" and BY_KEY[figure].unit != "rate":
+        raise FigureNotFound(f"{figure} is not a ratio: it has no numerator")
+    window = _window(settings, month, first, last)
+    facts = _facts(db, settings, window)
+    groups = figures_by(facts, window, figures_config(settings.metrics), by)
+    if group not in groups or figure not in groups[group]:
+        raise FigureNotFound(f"no {figure} for the group {group[:40]!r}")
+    value = groups[group][figure]
+    ids = value.numerator if part == "numerator" else value.denominator
+    chosen = ids[(page - 1) * per_page : page * per_page]
+    engine = _engine(db)
+    response.headers.update(NO_STORE)
+    document: dict[str, Any] = {
+        "figure": definition_json(figure),
+        "part": part,
+        "from": window.start.isoformat(),
+        "to": window.end.isoformat(),
+        "by": by,
+        "group": group,
+        "total": len(ids),
+        "page": page,
+        "per_page": per_page,
+        "lists": "calls" if figure in CALL_LISTS else "tickets",
+        "calls": [],
+        "tickets": [],
+    }
+    if figure in CALL_LISTS:
+        document["calls"] = [_call_json(row) for row in call_rows(engine, list(chosen))]
+    else:
+        rows = ticket_rows(engine, [int(i) for i in chosen])
+        document["tickets"] = [_ticket_json(row, value.sources) for row in rows]
+    return document
+
+
+def _when(at: object) -> str | None:
+    return at.isoformat() if isinstance(at, datetime) else None
+
+
+def _ticket_json(row: dict[str, Any], sources: Mapping[str, str]) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "linkedid": row["linkedid"],
+        "recording_id": row["recording_id"],
+        "desk": row["desk"],
+        "agent": row["agent"],
+        "department": row["department"],
+        "state": str(row["state"]),
+        "level": row["level"],
+        "complaint": row["complaint"],
+        "category": row["problem_category"],
+        "opened_at": _when(row["created_at"]),
+        "deadline_at": _when(row["deadline_at"]),
+        "replied_at": _when(row["replied_at"]),
+        "customer_reply_at": _when(row["customer_reply_at"]),
+        "closed_at": _when(row["closed_at"]),
+        "answer_source": sources.get(str(row["id"])),
+    }
+
+
+@router.get("/api/reports/trend")
+def trend(
+    _: SupervisorUser,
+    db: DbDep,
+    settings: SettingsDep,
+    response: Response,
+    month: Annotated[str, Query(pattern=MONTH_PATTERN)],
+) -> dict[str, Any]:
+    """Each figure's total in each of the 12 months ending with ``month`` (oldest first)."""
+    window = _window(settings, month, None, None)
+    config = figures_config(settings.metrics)
+    months = months_back(window, 12)
+    values: dict[str, list[float | None]] = {f.key: [] for f in FIGURES}
+    for one in months:
+        totals = figures_by(_facts(db, settings, one), one, config, "total")[""]
+        for key, value in totals.items():
+            values[key].append(value.value)
+    response.headers.update(NO_STORE)
+    return {"months": [m.start.strftime("%Y-%m") for m in months], "figures": values}
+
+
+@router.get("/api/reports/file")
+def report_file(
+    _: SupervisorUser,
+    db: DbDep,
+    settings: SettingsDep,
+    month: Month = None,
+    first: First = None,
+    last: Last = None,
+    format: Literal["xlsx", "pdf", "csv"] = "xlsx",
+) -> Response:
+    """The monthly file (as ``ivr report month`` writes it), as a download."""
+    assert format in FORMATS
+    window = _window(settings, month, first, last)
+    accounts = key_accounts(load_routing(settings.routing_dir))
+    data = monthly_file(
+        _engine(db), window, figures_config(settings.metrics), accounts, format,
+        report_title(window), datetime.now(UTC),
+    )  # fmt: skip
+    name = report_name(window, format)
+    headers = {**NO_STORE, "Content-Disposition": f'attachment; filename="{name}"'}
+    return Response(data, media_type=MEDIA_TYPES[format], headers=headers)
