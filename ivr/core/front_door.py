@@ -8,9 +8,9 @@ page's own guard, and that every page the app serves is listed.
 >>> [p.path for p in pages_for("agent")]
 ['/agent']
 >>> [p.path for p in pages_for("supervisor")]
-['/supervisor', '/tickets']
+['/supervisor', '/reports', '/tickets']
 >>> [p.path for p in pages_for("admin")]
-['/agent', '/supervisor', '/tickets', '/qa', '/department']
+['/agent', '/supervisor', '/reports', '/tickets', '/qa', '/department']
 >>> [p.path for p in pages_for("department")]
 ['/department']
 >>> shows_status("admin"), shows_status("qa")
@@ -53,6 +53,9 @@ PAGES: Final[tuple[FrontPage, ...]] = (
           "answer calls, fill in the ticket, standard phrases", "agent"),
     _page("/supervisor", "实时监控", "Live view", "接通率、排队、坐席状态",
           "answer rate, waiting callers, agent states", "supervisor"),
+    _page("/reports", "服务指标报告", "Reports", "月度指标、达标情况、明细、月度文件",
+          "monthly figures against targets, what is behind each, the monthly file",
+          "supervisor"),
     _page("/tickets", "工单", "Tickets", "工单状态、派单、验收",
           "ticket states, dispatch, acceptance", "qa", "supervisor"),
     _page("/qa", "录音质检", "Call recordings QA", "查找、回放、评分通话",

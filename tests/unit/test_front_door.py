@@ -13,8 +13,8 @@ from ivr.core.front_door import PAGES, ROLE_NAMES, pages_for, role_name, shows_s
     [
         (Role.agent, ["/agent"]),
         (Role.qa, ["/tickets", "/qa"]),
-        (Role.supervisor, ["/supervisor", "/tickets"]),
-        (Role.admin, ["/agent", "/supervisor", "/tickets", "/qa", "/department"]),
+        (Role.supervisor, ["/supervisor", "/reports", "/tickets"]),
+        (Role.admin, ["/agent", "/supervisor", "/reports", "/tickets", "/qa", "/department"]),
         (Role.department, ["/department"]),
     ],
 )

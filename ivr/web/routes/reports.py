@@ -16,6 +16,7 @@ Routes::
     GET /api/reports/trend                      each figure's total over the 12 months ending
                                                 with ``month``
     GET /api/reports/file                       the monthly file (``format``: xlsx, pdf, csv)
+    GET /reports                                the report page (static/reports.html)
 
 The window is ``month=YYYY-MM`` or ``from=YYYY-MM-DD&to=YYYY-MM-DD`` (local days of
 ``metrics.timezone``, both included); ``by`` is ``total`` (default), ``desk`` (the queue
@@ -64,12 +65,19 @@ from ivr.core.figures import (
 from ivr.core.report_tables import CALL_LISTS, NO_FOLLOW_UPS, figures_by
 from ivr.errors import HotlineError
 from ivr.settings import Settings
+from ivr.web import static_pages
 from ivr.web.auth import DbDep, require_roles
 from ivr.web.deps import SettingsDep
 from ivr.web.static_pages import NO_STORE
 
 router = APIRouter(tags=["reports"])
 SupervisorUser = Annotated[User, require_roles(Role.supervisor)]
+static_pages.add_page(
+    router,
+    "reports",
+    SupervisorUser,
+    description="The report page (signed out: 303 to /login?next=/reports).",
+)
 Grouping = Literal["total", "desk", "agent"]
 AnyGrouping = Literal["total", "desk", "agent", "department"]
 NO_REPEATS: Final = (

@@ -395,6 +395,8 @@
     $("review-form").addEventListener("submit", submitReview);
     $("player").addEventListener("timeupdate", highlightWord);
     await searchFromForm();
+    const wanted = new URLSearchParams(location.search).get("recording"); // from /reports
+    if (wanted && /^[0-9]+$/.test(wanted)) await openRecording(Number(wanted));
     document.body.dataset.ready = "true";
   }
 
