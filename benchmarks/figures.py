@@ -1,4 +1,4 @@
-"""The month's call figures from SQL (issue #16's benchmark, its call part), on this machine.
+"""The month's figures and the monthly file from SQL (issue #16's benchmark), on this machine.
 
 A month of ``--calls`` call facts (200,000 by default: five desks, 40 agents, 3 % emergency,
 the classes mixed as a busy month's) is written to the ``call_facts`` table of a SQLite file
@@ -8,11 +8,18 @@ exactly as ``ivr report calls`` runs it:
 
 - the month's figures in total, per desk and per agent;
 - the list of calls behind the answer rate's denominator (every offered call's Linkedid);
+- with ``--tickets`` tickets (50,000 by default: a third complaints, a third consultations,
+  the rest faults; half with a survey answer) written beside them: every figure of the month
+  as ``/api/reports/figures`` computes it (:mod:`ivr.adapters.sql.report_figures`: the calls
+  counted in SQL, the rest by the core), in total and per agent; the same with every call
+  loaded into the core (:func:`ivr.core.figures.all_figures`, as the monthly file does); and
+  the monthly workbook (``ivr report month --format xlsx``);
 
 each as a ratio against the baseline measured in the same run on the same database: a plain
 ``SELECT COUNT(*)`` of the month's rows.
 
-    .venv/bin/python benchmarks/figures.py [--calls 200000] [--repeat 5] [--no-postgres]
+    .venv/bin/python benchmarks/figures.py [--calls 200000] [--tickets 50000] [--repeat 5]
+                                           [--no-postgres]
 
 Not a test: it prints figures. About a minute on a 2-core machine.
 """
@@ -34,10 +41,13 @@ from sqlalchemy import Engine, func, insert, select
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.pg_support
 
+from ivr.adapters.reports.files import monthly_file
 from ivr.adapters.sql.call_figures import call_figures, calls_of
-from ivr.adapters.sql.db import CallFactRow, create_db_engine, utcnow
+from ivr.adapters.sql.db import CallFactRow, SurveyAnswer, Ticket, create_db_engine, utcnow
+from ivr.adapters.sql.report_figures import report_figures
 from ivr.adapters.sql.schema import upgrade
-from ivr.core.figures import Window
+from ivr.adapters.sql.ticket_figures import month_facts
+from ivr.core.figures import DEFAULT_CONFIG, Window, all_figures
 from ivr.core.metrics import CallClass
 
 START = datetime(2026, 10, 31, 16, tzinfo=UTC)  # 2026-11-01 00:00 in Shanghai
@@ -79,12 +89,44 @@ def facts(count: int, seed: int = 16) -> list[dict[str, Any]]:
     return rows
 
 
-def fill(engine: Engine, rows: list[dict[str, Any]]) -> float:
+def tickets(count: int, seed: int = 17) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """``count`` tickets of the month and a survey answer for half of them."""
+    rng = random.Random(seed)
+    span = (MONTH.end - MONTH.start).total_seconds()
+    rows, answers = [], []
+    outcomes = ("satisfied", "basically satisfied", "dissatisfied", "no answer")
+    for n in range(count):
+        at = MONTH.start + timedelta(seconds=rng.random() * span)
+        kind = n % 3
+        replied = at + timedelta(hours=rng.uniform(1, 200)) if rng.random() < 0.9 else None
+        rows.append(
+            {
+                "id": n + 1, "linkedid": f"t{n}", "caller": f"138{n:08d}",
+                "desk": ("complaints", "consultation", "repair")[kind], "complaint": kind == 0,
+                "level": "L3" if kind == 0 else None, "created_at": at,
+                "deadline_at": at + timedelta(hours=96), "customer_reply_at": replied,
+                "closed_at": replied, "agent": f"{1001 + rng.randrange(40)} 坐席",
+                "department": rng.choice(("repair", "billing", "customer-service")),
+                "problem_category": rng.choice(("gas", "water", "heating", "billing")),
+            }
+        )  # fmt: skip
+        if n % 2:
+            answers.append(
+                {"linkedid": f"t{n}", "outcome": rng.choice(outcomes), "call_ended_at": at}
+            )
+    return rows, answers
+
+
+def fill(
+    engine: Engine, rows: list[dict[str, Any]], ticket_rows: list[dict[str, Any]],
+    answers: list[dict[str, Any]],
+) -> float:  # fmt: skip
     upgrade(engine)
     began = time.perf_counter()
     with engine.begin() as conn:
-        for start in range(0, len(rows), 10_000):
-            conn.execute(insert(CallFactRow), rows[start : start + 10_000])
+        for table, items in ((CallFactRow, rows), (Ticket, ticket_rows), (SurveyAnswer, answers)):
+            for start in range(0, len(items), 10_000):
+                conn.execute(insert(table), items[start : start + 10_000])
     return time.perf_counter() - began
 
 
@@ -97,8 +139,11 @@ def best(action: Callable[[], object], repeat: int) -> float:
     return min(times)
 
 
-def run(name: str, engine: Engine, rows: list[dict[str, Any]], repeat: int) -> None:
-    loaded = fill(engine, rows)
+def run(
+    name: str, engine: Engine, rows: list[dict[str, Any]],
+    made: tuple[list[dict[str, Any]], list[dict[str, Any]]], repeat: int,
+) -> None:  # fmt: skip
+    loaded = fill(engine, rows, *made)
     in_month = (CallFactRow.counted_at >= MONTH.start) & (CallFactRow.counted_at < MONTH.end)
 
     def baseline() -> object:
@@ -107,7 +152,7 @@ def run(name: str, engine: Engine, rows: list[dict[str, Any]], repeat: int) -> N
 
     base = best(baseline, repeat)
     total = call_figures(engine, MONTH)[""]
-    print(f"\n{name}: {len(rows):,} call facts written in {loaded:.1f} s")
+    print(f"\n{name}: {len(rows):,} call facts, {len(made[0]):,} tickets written in {loaded:.1f} s")
     print(f"  baseline COUNT(*) of the month: {base * 1000:.1f} ms")
     answer = total["answer_rate"]
     print(f"  (answer rate {answer.value:.1%}, {answer.numerator} of {answer.denominator})")
@@ -120,22 +165,38 @@ def run(name: str, engine: Engine, rows: list[dict[str, Any]], repeat: int) -> N
         ("figures, per desk", lambda: call_figures(engine, MONTH, grouping="desk")),
         ("figures, per agent", lambda: call_figures(engine, MONTH, grouping="agent")),
         ("calls behind the denominator", offered),
-    ):
+        ("every figure (as /reports)", lambda: every_figure(engine)),
+        ("every figure, per agent", lambda: report_figures(
+            engine, MONTH, DEFAULT_CONFIG, (), "agent")),
+        ("every figure, calls loaded", lambda: every_figure_loaded(engine)),
+        ("the monthly xlsx", lambda: monthly_file(
+            engine, MONTH, DEFAULT_CONFIG, (), "xlsx", "bench", MONTH.end)),
+    ):  # fmt: skip
         seconds = best(action, repeat)
         print(f"  {label:<30} {seconds * 1000:8.1f} ms  {seconds / base:6.1f}x the COUNT(*)")
+
+
+def every_figure(engine: Engine) -> object:
+    return report_figures(engine, MONTH, DEFAULT_CONFIG, ())
+
+
+def every_figure_loaded(engine: Engine) -> object:
+    return all_figures(month_facts(engine, MONTH, ()), MONTH)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--calls", type=int, default=200_000)
+    parser.add_argument("--tickets", type=int, default=50_000)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--no-postgres", action="store_true")
     args = parser.parse_args()
     rows = facts(args.calls)
+    made = tickets(args.tickets)
     with tempfile.TemporaryDirectory(prefix="hotline-bench-figures-") as folder:
         engine = create_db_engine(f"sqlite:///{Path(folder) / 'figures.db'}")
         try:
-            run("SQLite", engine, rows, args.repeat)
+            run("SQLite", engine, rows, made, args.repeat)
         finally:
             engine.dispose()
     if args.no_postgres:
@@ -145,7 +206,7 @@ def main() -> int:
     try:
         engine = create_db_engine(server.url(server.create_database()))
         try:
-            run("PostgreSQL", engine, rows, args.repeat)
+            run("PostgreSQL", engine, rows, made, args.repeat)
         finally:
             engine.dispose()
     finally:

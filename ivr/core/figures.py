@@ -671,7 +671,9 @@ def agent_figures(
     """Occupancy (talk time ÷ logged-in time) and the QA spot-check average, of whatever
     agents the inputs hold (one agent's, or everybody's)."""
     talked = [
-        c for c in calls if c.counted_at in window and c.klass in CONNECTED_CLASSES and c.talk_s
+        c
+        for c in calls
+        if c.counted_at in window and c.klass in CONNECTED_CLASSES and c.talk_s is not None
     ]
     logged_in = sum(s.logged_in_s for s in shifts)
     talk = sum(c.talk_s or 0.0 for c in talked)

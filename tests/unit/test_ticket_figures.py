@@ -13,9 +13,11 @@ import pytest
 from sqlalchemy import Engine
 
 from ivr.adapters.metrics.call_facts import outcome_row, store_rows
+from ivr.adapters.sql.report_figures import items_of, report_figures
 from ivr.adapters.sql.ticket_figures import month_facts
 from ivr.core import figures
 from ivr.core.figures import Window
+from ivr.core.report_tables import figures_by
 from ivr.settings import Settings
 from tests import figures_month as m
 from tests.figures_month_sql import (
@@ -97,3 +99,34 @@ def test_occupancy_and_qa_from_sql(engine: Engine) -> None:
     # December: 1002's call just after midnight; 1001 logged out in November, no shift
     december = Window(m.MONTH.end, m.MONTH.end + timedelta(days=31))
     assert list(figures.agent_groups(month_facts(engine, december, set()), december)) == ["1002"]
+
+
+@on_sql_backends
+def test_the_report_s_counts_equal_the_pure_figures(engine: Engine) -> None:
+    """The page's numbers (calls counted in SQL, the rest by the core) are the pure functions'
+    over every fact, in total and per desk, agent and department; and so are its lists."""
+    store_tickets(engine)
+    store_rows(engine, [outcome_row(o) for o in m.classified_calls()])
+    store_agents(engine)
+    readers = {"follow_ups": follow_up_reader, "repeats": repeat_reader}
+    facts = month_facts(engine, m.MONTH, {KEY_ACCOUNT}, follow_up_reader, repeat_reader)
+    config = figures.DEFAULT_CONFIG
+    for by in ("total", "desk", "agent", "department"):
+        pure = figures_by(facts, m.MONTH, config, by)
+        counted, _ = report_figures(engine, m.MONTH, config, {KEY_ACCOUNT}, by, **readers)
+        assert set(counted) == set(pure), by
+        for group, values in pure.items():
+            for key, value in values.items():
+                got = counted[group][key]
+                assert got.value == pytest.approx(value.value), (by, group, key)
+                if got.numerator is not None:
+                    assert got.numerator == len(value.numerator), (by, group, key)
+                parts = ("numerator", "denominator") if got.numerator is not None else ()
+                if key == "occupancy":
+                    parts = ("numerator",)
+                for part in parts or ("denominator",):
+                    items = items_of(engine, m.MONTH, config, {KEY_ACCOUNT}, key, part, by, group,
+                                     **readers)  # fmt: skip
+                    assert items is not None, (by, group, key, part)
+                    expected = value.numerator if part == "numerator" else value.denominator
+                    assert items[0] == list(expected), (by, group, key, part)

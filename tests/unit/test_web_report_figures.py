@@ -56,6 +56,10 @@ def test_every_figure_against_its_target(client: TestClient) -> None:
     assert total["answer_rate"]["lists"] == "calls" and total["answer_rate"]["value"] == 0.4
     assert total["complaint_satisfaction"]["sources"] == {"survey": 2}  # 5 and 8: no follow-ups
     assert total["qa_average"]["value"] == pytest.approx(80.0)
+    agents = client.get("/api/reports/figures", params={**MONTH, "by": "agent"}).json()
+    assert agents["groups"]["1001"]["occupancy"]["value"] == pytest.approx(180 / 3600)
+    assert agents["groups"]["1001"]["occupancy"]["numerator"] == 2
+    assert agents["groups"]["1002"]["occupancy"]["value"] is None  # no login recorded
     assert any(note.startswith("尚无回访数据") for note in body["notes"])
     departments = client.get("/api/reports/figures", params={**MONTH, "by": "department"})
     assert departments.json()["groups"]["customer-service"]["complaint_reply_rate"]["value"] == (
@@ -79,6 +83,11 @@ def test_a_number_opens_its_tickets_and_calls_lead_to_recordings(client: TestCli
         params={**MONTH, "by": "agent", "group": "1002"},
     ).json()
     assert [t["id"] for t in per_agent["tickets"]] == [5, 6]
+    talked = client.get(
+        "/api/reports/figures/occupancy/numerator",
+        params={**MONTH, "by": "agent", "group": "1001"},
+    ).json()
+    assert [c["linkedid"] for c in talked["calls"]] == ["a60", "a605"]
 
 
 def test_trend_over_twelve_months(client: TestClient) -> None:
@@ -105,8 +114,9 @@ def test_the_monthly_file_from_the_page(client: TestClient) -> None:
     [
         ("/api/reports/figures/wait_mean/numerator", MONTH, 404),
         ("/api/reports/figures/nothing/denominator", MONTH, 404),
-        ("/api/reports/figures/answer_rate/denominator", {**MONTH, "by": "desk",
-                                                          "group": "nowhere"}, 404),
+        ("/api/reports/figures/complaint_reply_rate/denominator", {**MONTH, "by": "desk",
+                                                                   "group": "nowhere"}, 404),
+        ("/api/reports/figures/occupancy/numerator", {**MONTH, "by": "desk"}, 404),
         ("/api/reports/figures", {"month": "2026-13"}, 422),
         ("/api/reports/file", {**MONTH, "format": "doc"}, 422),
         ("/api/reports/trend", {}, 422),

@@ -216,14 +216,17 @@ def month_facts(
     accounts: Collection[str],
     follow_ups: FollowUpReader = NO_FOLLOW_UPS,
     repeats: RepeatReader = NO_REPEATS,
+    *,
+    calls: bool = True,
 ) -> MonthFacts:
-    """Every fact the figures of ``window`` need."""
-    calls, answer_list = follow_ups(engine, window)
+    """Every fact the figures of ``window`` need (``calls=False``: all but the call facts,
+    whose figures SQL computes itself: ivr/adapters/sql/report_figures.py)."""
+    reached, answer_list = follow_ups(engine, window)
     return MonthFacts(
-        calls=call_facts(engine, window),
+        calls=call_facts(engine, window) if calls else (),
         tickets=ticket_facts(engine, window, accounts, repeats(engine, window)),
         answers=[*survey_answers(engine, window), *answer_list],
-        follow_ups=calls,
+        follow_ups=reached,
         shifts=shifts_of(presence_changes(engine, window), window),
         checks=spot_checks(engine, window),
     )

@@ -50,19 +50,19 @@ from ivr.adapters.sql.call_figures import (
     figures_config,
 )
 from ivr.adapters.sql.db import Role, User
-from ivr.adapters.sql.ticket_figures import key_accounts, month_facts, ticket_rows
+from ivr.adapters.sql.report_figures import Counted, Part, items_of, report_figures
+from ivr.adapters.sql.ticket_figures import key_accounts, ticket_rows
 from ivr.adapters.telephony.routing_files import load_routing
 from ivr.core.figures import (
     BY_KEY,
     FIGURES,
-    FigureValue,
     MonthFacts,
     Window,
     days_window,
     month_window,
     months_back,
 )
-from ivr.core.report_tables import CALL_LISTS, NO_FOLLOW_UPS, figures_by
+from ivr.core.report_tables import CALL_LISTS, NO_FOLLOW_UPS
 from ivr.errors import HotlineError
 from ivr.settings import Settings
 from ivr.web import static_pages
@@ -253,9 +253,8 @@ def _call_json(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _facts(db: DbDep, settings: Settings, window: Window) -> MonthFacts:
-    accounts = key_accounts(load_routing(settings.routing_dir))
-    return month_facts(_engine(db), window, accounts)
+def _accounts(settings: Settings) -> frozenset[str]:
+    return key_accounts(load_routing(settings.routing_dir))
 
 
 def _notes(facts: MonthFacts) -> list[str]:
@@ -263,17 +262,14 @@ def _notes(facts: MonthFacts) -> list[str]:
     return [*notes, NO_REPEATS]
 
 
-def _value_json(value: FigureValue) -> dict[str, Any]:
-    figure = BY_KEY[value.key]
-    is_rate = figure.unit == "rate" and figure.family != "agents"
-    sources = list(value.sources.values())
+def _counted_json(value: Counted) -> dict[str, Any]:
     return {
         "value": value.value,
-        "numerator": len(value.numerator) if is_rate else None,
-        "denominator": len(value.denominator) if value.key != "occupancy" else None,
+        "numerator": value.numerator,
+        "denominator": value.denominator,
         "meets_target": value.meets_target,
         "lists": "calls" if value.key in CALL_LISTS else "tickets",
-        "sources": {s: sources.count(s) for s in sorted(set(sources))},
+        "sources": dict(value.sources),
     }
 
 
@@ -290,8 +286,8 @@ def all_figures(
 ) -> dict[str, Any]:
     """Every figure of a month or a day range, from SQL, each against its target."""
     window = _window(settings, month, first, last)
-    facts = _facts(db, settings, window)
-    groups = figures_by(facts, window, figures_config(settings.metrics), by)
+    config = figures_config(settings.metrics)
+    groups, facts = report_figures(_engine(db), window, config, _accounts(settings), by)
     response.headers.update(NO_STORE)
     return {
         "from": window.start.isoformat(),
@@ -300,7 +296,7 @@ def all_figures(
         "by": by,
         "notes": _notes(facts),
         "groups": {
-            name: {key: _value_json(value) for key, value in values.items()}
+            name: {key: _counted_json(value) for key, value in values.items()}
             for name, values in groups.items()
         },
     }
@@ -328,14 +324,14 @@ def figure_items(
     if part == "numerator" and BY_KEY[figure].unit != "rate":
         raise FigureNotFound(f"{figure} is not a ratio: it has no numerator")
     window = _window(settings, month, first, last)
-    facts = _facts(db, settings, window)
-    groups = figures_by(facts, window, figures_config(settings.metrics), by)
-    if group not in groups or figure not in groups[group]:
-        raise FigureNotFound(f"no {figure} for the group {group[:40]!r}")
-    value = groups[group][figure]
-    ids = value.numerator if part == "numerator" else value.denominator
-    chosen = ids[(page - 1) * per_page : page * per_page]
     engine = _engine(db)
+    config = figures_config(settings.metrics)
+    which: Part = "numerator" if part == "numerator" else "denominator"
+    found = items_of(engine, window, config, _accounts(settings), figure, which, by, group)
+    if found is None:
+        raise FigureNotFound(f"no {figure} {part} for the group {group[:40]!r}")
+    ids, sources = found
+    chosen = ids[(page - 1) * per_page : page * per_page]
     response.headers.update(NO_STORE)
     document: dict[str, Any] = {
         "figure": definition_json(figure),
@@ -352,10 +348,10 @@ def figure_items(
         "tickets": [],
     }
     if figure in CALL_LISTS:
-        document["calls"] = [_call_json(row) for row in call_rows(engine, list(chosen))]
+        document["calls"] = [_call_json(row) for row in call_rows(engine, chosen)]
     else:
         rows = ticket_rows(engine, [int(i) for i in chosen])
-        document["tickets"] = [_ticket_json(row, value.sources) for row in rows]
+        document["tickets"] = [_ticket_json(row, sources) for row in rows]
     return document
 
 
@@ -395,12 +391,13 @@ def trend(
     """Each figure's total in each of the 12 months ending with ``month`` (oldest first)."""
     window = _window(settings, month, None, None)
     config = figures_config(settings.metrics)
+    accounts = _accounts(settings)
     months = months_back(window, 12)
     values: dict[str, list[float | None]] = {f.key: [] for f in FIGURES}
     for one in months:
-        totals = figures_by(_facts(db, settings, one), one, config, "total")[""]
-        for key, value in totals.items():
-            values[key].append(value.value)
+        totals = report_figures(_engine(db), one, config, accounts)[0][""]
+        for key in values:
+            values[key].append(totals[key].value if key in totals else None)
     response.headers.update(NO_STORE)
     return {"months": [m.start.strftime("%Y-%m") for m in months], "figures": values}
 
@@ -418,7 +415,7 @@ def report_file(
     """The monthly file (as ``ivr report month`` writes it), as a download."""
     assert format in FORMATS
     window = _window(settings, month, first, last)
-    accounts = key_accounts(load_routing(settings.routing_dir))
+    accounts = _accounts(settings)
     data = monthly_file(
         _engine(db), window, figures_config(settings.metrics), accounts, format,
         report_title(window), datetime.now(UTC),
