@@ -784,14 +784,21 @@ def months_back(window: Window, count: int) -> list[Window]:
     >>> w = month_window("2026-02", ZoneInfo("Asia/Shanghai"))
     >>> [m.start.strftime("%Y-%m") for m in months_back(w, 3)]
     ['2025-12', '2026-01', '2026-02']
+    >>> months_back(month_window("0001-11", ZoneInfo("Asia/Shanghai")), 12)
+    Traceback (most recent call last):
+    ValueError: the 12 months up to 0001-11 start before the year 1
     """
-    out: list[Window] = []
     first = window.start.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-    for _ in range(count):
-        after = (first.replace(day=28) + timedelta(days=4)).replace(day=1)
-        out.append(Window(first, after))
-        first = (first - timedelta(days=1)).replace(day=1)
-    return out[::-1]
+    last = first.year * 12 + first.month - 1  # months since the year 0
+    if last - count + 1 < 12:
+        raise ValueError(
+            f"the {count} months up to {first.year:04d}-{first.month:02d} start before the year 1"
+        )
+
+    def start(index: int) -> datetime:
+        return first.replace(year=index // 12, month=index % 12 + 1)
+
+    return [Window(start(i), start(i + 1)) for i in range(last - count + 1, last + 1)]
 
 
 # --- every figure at once -----------------------------------------------------------------

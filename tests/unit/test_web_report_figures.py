@@ -120,6 +120,7 @@ def test_the_monthly_file_from_the_page(client: TestClient) -> None:
         ("/api/reports/figures", {"month": "2026-13"}, 422),
         ("/api/reports/file", {**MONTH, "format": "doc"}, 422),
         ("/api/reports/trend", {}, 422),
+        ("/api/reports/trend", {"month": "0001-11"}, 422),
     ],
 )  # fmt: skip
 def test_bad_queries(client: TestClient, path: str, params: dict[str, str], status: int) -> None:

@@ -392,7 +392,10 @@ def trend(
     window = _window(settings, month, None, None)
     config = figures_config(settings.metrics)
     accounts = _accounts(settings)
-    months = months_back(window, 12)
+    try:
+        months = months_back(window, 12)
+    except ValueError as exc:
+        raise InvalidReportQuery(str(exc)) from None
     values: dict[str, list[float | None]] = {f.key: [] for f in FIGURES}
     for one in months:
         totals = report_figures(_engine(db), one, config, accounts)[0][""]
