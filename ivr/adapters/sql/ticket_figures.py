@@ -105,24 +105,26 @@ def ticket_facts(
         .order_by(t.id)
     )  # fmt: skip
     with engine.connect() as conn:
-        return [
-            TicketFact(
-                row.id,
-                ticket_kind(row.complaint, row.desk, row.outcome, row.problem_subcategory),
-                row.created_at,
-                row.deadline_at,
-                first_reply(row.replied_at, row.customer_reply_at),
-                row.closed_at,
-                row.level,
-                row.caller in accounts,
-                row.id in repeats,
-                row.desk or "",
-                agent_work_number(row.agent or ""),
-                row.department or "",
-                row.problem_category or "",
-            )
-            for row in conn.execute(query)
-        ]
+        rows = conn.execute(query).all()
+    work_numbers = {a: agent_work_number(a or "") for a in {row.agent for row in rows}}
+    return [
+        TicketFact(
+            row.id,
+            ticket_kind(row.complaint, row.desk, row.outcome, row.problem_subcategory),
+            row.created_at,
+            row.deadline_at,
+            first_reply(row.replied_at, row.customer_reply_at),
+            row.closed_at,
+            row.level,
+            row.caller in accounts,
+            row.id in repeats,
+            row.desk or "",
+            work_numbers[row.agent],
+            row.department or "",
+            row.problem_category or "",
+        )
+        for row in rows
+    ]
 
 
 def survey_answers(engine: Engine, window: Window) -> list[SatisfactionAnswer]:
@@ -143,7 +145,7 @@ def survey_answers(engine: Engine, window: Window) -> list[SatisfactionAnswer]:
                 row.call_ended_at or row.created_at,
                 SURVEY_SATISFIED[str(row.outcome)],
             )
-            for row in conn.execute(query)
+            for row in conn.execute(query).all()
         ]
 
 
@@ -178,7 +180,7 @@ def presence_changes(engine: Engine, window: Window) -> list[PresenceChange]:
     with engine.connect() as conn:
         return [
             PresenceChange(row.work_number, row.at, row.action == "login")
-            for row in conn.execute(query)
+            for row in conn.execute(query).all()
         ]
 
 
@@ -206,7 +208,7 @@ def call_facts(engine: Engine, window: Window) -> list[CallFact]:
                 row.emergency,
                 row.work_number,
             )  # fmt: skip
-            for row in conn.execute(query)
+            for row in conn.execute(query).all()
         ]
 
 
