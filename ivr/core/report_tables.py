@@ -9,7 +9,8 @@ named tables of plain cells (text and numbers), Chinese first with English besid
 - 按部门 By department: the tickets per department and cause (the problem category), their
   count and share of the department's, and the deadline kept, missed or still running;
 - 月度回访报告 Follow-ups: the follow-up rates, and a line saying no follow-up data is stored
-  yet when there is none.
+  yet when there is none (the figures table says so too, and when no complaint is marked a
+  repeat, that no repeat marks are stored yet).
 
 The writers (ivr/adapters/reports/files.py) only lay the tables out.
 """
@@ -38,7 +39,12 @@ from ivr.core.figures import (
 )
 
 Cell = str | float | int | None
-NO_FOLLOW_UPS: Final = "尚无回访数据 no follow-up data yet: the follow-up rates count no follow-up"
+NO_FOLLOW_UP_NOTE: Final = (
+    "尚无回访数据 no follow-up data yet: the follow-up rates count no follow-up"
+)
+NO_REPEAT_NOTE: Final = (
+    "尚无重复投诉标记 no repeat-complaint marks stored yet: no complaint counts as a repeat"
+)
 NOBODY: Final = "(无 none)"
 
 
@@ -164,6 +170,12 @@ DEPARTMENT_HEADER: Final = (
 )  # fmt: skip
 
 
+def missing_notes(facts: MonthFacts) -> tuple[str, ...]:
+    """What the report says is not stored yet: no follow-up call, no repeat mark."""
+    notes = () if facts.follow_ups else (NO_FOLLOW_UP_NOTE,)
+    return notes + (() if any(t.repeat for t in facts.tickets) else (NO_REPEAT_NOTE,))
+
+
 def monthly_tables(
     facts: MonthFacts,
     window: Window,
@@ -175,9 +187,9 @@ def monthly_tables(
     by_desk = grouped_figures(facts, window, config, "desk")
     by_agent = grouped_figures(facts, window, config, "agent")
     follow_keys = [f.key for f in FIGURES if f.family == "follow_up"]
-    follow_notes = () if facts.follow_ups else (NO_FOLLOW_UPS,)
+    follow_notes = () if facts.follow_ups else (NO_FOLLOW_UP_NOTE,)
     return [
-        Table("指标 Figures", FIGURE_HEADER, tuple(_figure_rows(values))),
+        Table("指标 Figures", FIGURE_HEADER, tuple(_figure_rows(values)), missing_notes(facts)),
         Table(
             "按坐席组 By desk",
             ("坐席组 desk", *FIGURE_HEADER),

@@ -56,13 +56,12 @@ from ivr.adapters.telephony.routing_files import load_routing
 from ivr.core.figures import (
     BY_KEY,
     FIGURES,
-    MonthFacts,
     Window,
     days_window,
     month_window,
     months_back,
 )
-from ivr.core.report_tables import CALL_LISTS, NO_FOLLOW_UPS
+from ivr.core.report_tables import CALL_LISTS, missing_notes
 from ivr.errors import HotlineError
 from ivr.settings import Settings
 from ivr.web import static_pages
@@ -80,9 +79,6 @@ static_pages.add_page(
 )
 Grouping = Literal["total", "desk", "agent"]
 AnyGrouping = Literal["total", "desk", "agent", "department"]
-NO_REPEATS: Final = (
-    "尚无重复投诉标记 no repeat-complaint marks stored yet: no complaint counts as a repeat"
-)
 PARTS: Final = ("numerator", "denominator")
 MONTH_PATTERN: Final = r"^[0-9]{4}-[0-9]{2}$"
 DAY_PATTERN: Final = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
@@ -257,11 +253,6 @@ def _accounts(settings: Settings) -> frozenset[str]:
     return key_accounts(load_routing(settings.routing_dir))
 
 
-def _notes(facts: MonthFacts) -> list[str]:
-    notes = [] if facts.follow_ups else [NO_FOLLOW_UPS]
-    return [*notes, NO_REPEATS]
-
-
 def _counted_json(value: Counted) -> dict[str, Any]:
     return {
         "value": value.value,
@@ -294,7 +285,7 @@ def all_figures(
         "to": window.end.isoformat(),
         "timezone": settings.metrics.timezone,
         "by": by,
-        "notes": _notes(facts),
+        "notes": list(missing_notes(facts)),
         "groups": {
             name: {key: _counted_json(value) for key, value in values.items()}
             for name, values in groups.items()
