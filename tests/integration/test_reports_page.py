@@ -72,6 +72,8 @@ async def test_a_figure_opens_its_calls_and_the_calls_open_their_recordings(
         assert await rate.locator("svg.trend circle").count() == 1  # November only has data
         assert await page.locator("#by-desk tr[data-group=repair]").count() == 1
         assert await page.locator("#by-agent tr[data-group='1001']").count() == 1
+        department = page.locator("#by-department tr[data-group=customer-service]")
+        assert await department.locator("button").nth(3).inner_text() == "66.7%"  # 4 of 6
         assert await page.locator("a#download-pdf").get_attribute("href") == (
             "/api/reports/file?month=2026-11&format=pdf"
         )

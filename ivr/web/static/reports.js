@@ -1,7 +1,8 @@
 // The report page: every service-standard figure of a month or a day range against its target
 // (green met, red missed), the definition on hover, a 12-month trend drawn as plain SVG, per
-// desk and per agent tables; every number opens the calls or tickets it counts, and those lead
-// on to the recording (/qa?recording=ID) and the ticket (/tickets#ticket-ID). Text only.
+// desk, per agent and per department tables; every number opens the calls or tickets it
+// counts, and those lead on to the recording (/qa?recording=ID) and the ticket
+// (/tickets#ticket-ID). Text only.
 "use strict";
 (() => {
   const LOGIN = "/login?next=/reports";
@@ -11,6 +12,14 @@
     "consultation_reply_rate", "complaint_reply_rate", "complaint_reply_timely_rate",
     "complaint_satisfaction", "occupancy", "qa_average",
   ];
+  const DEPARTMENT_FIGURES = [
+    "consultation_reply_rate", "complaint_reply_rate", "consultation_reply_timely_rate",
+    "complaint_reply_timely_rate", "consultation_satisfaction", "complaint_satisfaction",
+    "follow_up_complaints", "follow_up_repairs",
+  ];
+  const GROUP_NAMES = {
+    desk: ["坐席组", "desk"], agent: ["工号", "agent"], department: ["部门", "department"],
+  };
   const KINDS = { true: ["投诉", "complaint"], false: ["非投诉", "not a complaint"] };
   const PER_PAGE = 50;
   let defs = []; // from /api/reports/definitions, in order
@@ -166,12 +175,12 @@
     }
   }
 
-  function renderGroups(table, by, groups) {
+  function renderGroups(table, by, groups, keys) {
     const head = table.querySelector("thead");
     const body = table.querySelector("tbody");
     const header = el("tr");
-    header.appendChild(bilingual("th", by === "desk" ? "坐席组" : "工号", by === "desk" ? "desk" : "agent"));
-    for (const key of GROUP_FIGURES) {
+    header.appendChild(bilingual("th", ...GROUP_NAMES[by]));
+    for (const key of keys) {
       const def = byKey[key];
       const th = bilingual("th", def.zh, def.en);
       th.className = "num";
@@ -184,7 +193,7 @@
       const row = el("tr");
       row.dataset.group = name;
       row.appendChild(el("td", name || "(无 none)"));
-      for (const key of GROUP_FIGURES) {
+      for (const key of keys) {
         const def = byKey[key];
         const value = values[key];
         const cell = el("td", null, "num");
@@ -338,18 +347,20 @@
     }
     const month = windowParams.get("month") || windowParams.get("from").slice(0, 7);
     try {
-      const [total, desks, agents, trend] = await Promise.all([
+      const [total, desks, agents, departments, trend] = await Promise.all([
         api(`/api/reports/figures?${windowParams}`),
         api(`/api/reports/figures?${windowParams}&by=desk`),
         api(`/api/reports/figures?${windowParams}&by=agent`),
+        api(`/api/reports/figures?${windowParams}&by=department`),
         api(`/api/reports/trend?month=${month}`),
       ]);
       timezone = total.timezone;
       $("period").textContent = `${when(total.from)} – ${when(total.to)}`;
       $("notes").replaceChildren(...total.notes.map((note) => el("li", note)));
       renderFigures(total.groups[""], trend);
-      renderGroups($("by-desk"), "desk", desks.groups);
-      renderGroups($("by-agent"), "agent", agents.groups);
+      renderGroups($("by-desk"), "desk", desks.groups, GROUP_FIGURES);
+      renderGroups($("by-agent"), "agent", agents.groups, GROUP_FIGURES);
+      renderGroups($("by-department"), "department", departments.groups, DEPARTMENT_FIGURES);
       $("items").hidden = true;
       document.body.dataset.ready = "true";
     } catch (error) {
