@@ -382,6 +382,9 @@ class TicketsSettings(BaseModel):
     # the environment: IVR_TICKETS__DESK_LEVELS='{"repair": "L2"}'; other desks: default_level.
     desk_levels: dict[str, TicketLevel] = Field(default_factory=_default_desk_levels)
     default_level: TicketLevel = "L3"
+    # 重复投诉: a complaint repeats an earlier one from the same number or account, about the
+    # same matter, within this many local days (ivr.core.repeats)
+    repeat_window_days: int = Field(default=30, ge=1, le=366)
 
     @field_validator("timezone")
     @classmethod

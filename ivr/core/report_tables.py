@@ -9,8 +9,7 @@ named tables of plain cells (text and numbers), Chinese first with English besid
 - 按部门 By department: the tickets per department and cause (the problem category), their
   count and share of the department's, and the deadline kept, missed or still running;
 - 月度回访报告 Follow-ups: the follow-up rates, and a line saying no follow-up data is stored
-  yet when there is none (the figures table says so too, and when no complaint is marked a
-  repeat, that no repeat marks are stored yet).
+  yet when there is none (the figures table says so too).
 
 The writers (ivr/adapters/reports/files.py) only lay the tables out.
 """
@@ -41,9 +40,6 @@ from ivr.core.figures import (
 Cell = str | float | int | None
 NO_FOLLOW_UP_NOTE: Final = (
     "尚无回访数据 no follow-up data yet: the follow-up rates count no follow-up"
-)
-NO_REPEAT_NOTE: Final = (
-    "尚无重复投诉标记 no repeat-complaint marks stored yet: no complaint counts as a repeat"
 )
 NOBODY: Final = "(无 none)"
 
@@ -171,9 +167,8 @@ DEPARTMENT_HEADER: Final = (
 
 
 def missing_notes(facts: MonthFacts) -> tuple[str, ...]:
-    """What the report says is not stored yet: no follow-up call, no repeat mark."""
-    notes = () if facts.follow_ups else (NO_FOLLOW_UP_NOTE,)
-    return notes + (() if any(t.repeat for t in facts.tickets) else (NO_REPEAT_NOTE,))
+    """What the report says is not stored yet: no follow-up call."""
+    return () if facts.follow_ups else (NO_FOLLOW_UP_NOTE,)
 
 
 def monthly_tables(

@@ -278,3 +278,39 @@ async def test_the_agent_records_the_call_the_department_reports_and_the_hotline
     )  # fmt: skip
     assert (done.customer_reply, done.customer_reply_by) == ("客户确认已恢复供气", "sup-desk")
     assert done.customer_reply_at is not None
+
+
+async def test_a_repeat_complaint_is_shown_at_the_save_and_the_agent_unlinks_it(
+    settings: Settings, web: str, engine: Engine, tmp_path: Path
+) -> None:
+    caller = "13800138055"
+    complaint = {**FOLLOWING, "contact_number": caller, "complaint": True, "level": "L3"}
+    first = connected_call(engine, settings, linkedid="1765001234.90", caller=caller)
+    second = connected_call(engine, settings, linkedid="1765001234.91", caller=caller)
+    with Session(engine) as db:  # the first complaint saved; the second typed, not yet saved
+        agent_user = db.scalars(select(User).where(User.username == "agent-page")).one()
+        choices = choices_of(load_routing(settings.routing_dir))
+        ticket_desk.record(
+            db, db.get(Ticket, first), check_record(complaint, choices, ZoneInfo("Asia/Shanghai")),
+            agent_user, settings, ip=None,
+        )  # fmt: skip
+        ticket_desk.save_draft(db, db.get(Ticket, second), complaint, agent_user, ip=None)
+        db.commit()
+    async with chromium(tmp_path, viewport=(1400, 1100), timezone_id="Asia/Shanghai") as browser:
+        page = await browser.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        await sign_in_on_page(page, web, "/agent", "agent-page")
+        await page.click(f"#ticket-list button.open-ticket[data-id='{second}']")
+        await page.wait_for_selector("#ticket-form:not([hidden])")
+        await page.click("#ticket-save")
+        await page.wait_for_selector("#ticket-repeat:not([hidden])", timeout=5000)
+        text = await page.text_content("#ticket-repeat-text") or ""
+        assert f"#{first}" in text and "L2" in text and "待确认" in text, text
+        await page.screenshot(path=str(ARTIFACTS / "agent-ticket-repeat.png"), full_page=True)
+        await page.click("#ticket-repeat-unlink")
+        await page.wait_for_selector("#ticket-repeat-text:has-text('已解除')", timeout=5000)
+        assert await page.is_disabled("#ticket-repeat-unlink")
+        assert errors == []
+    saved = stored(engine, second)
+    assert (saved.repeat_of, saved.repeat_state, saved.level) == (first, "unlinked", "L2")

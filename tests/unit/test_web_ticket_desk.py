@@ -17,7 +17,9 @@ from sqlalchemy.orm import Session
 from ivr.adapters.sql import agents as agent_store
 from ivr.adapters.sql import ticket_desk, tickets
 from ivr.adapters.sql.db import AuditEntry, Recording, Role, Ticket, TicketState, User
+from ivr.adapters.sql.ticket_figures import stored_repeats
 from ivr.core.agents import DeskAssignment
+from ivr.core.figures import month_window
 from ivr.settings import Settings
 from ivr.web.app import create_app
 from tests.web_support import ORIGIN, loopback_settings, sign_in, staff_engine
@@ -397,3 +399,61 @@ def test_saving_the_record_ends_a_pause_taken_for_the_paperwork(client, engine, 
     saved = client.post(f"/api/agent/tickets/{second}/record", json=RECORD).json()
     assert saved["wrapup_pause_ended"] is False  # a break is not the paperwork's
     assert client.get("/api/agent/presence").json()["reason"] == "小休"
+
+
+# --- repeat complaints (重复投诉) ----------------------------------------------------------------
+def test_a_second_complaint_is_a_repeat_of_the_first_escalated_and_the_agent_may_unlink_it(
+    client, engine, settings
+):
+    sign_in(client, "agent1")
+    first, _ = connect(engine, settings)
+    doc = client.post(f"/api/agent/tickets/{first}/record", json=RECORD).json()
+    assert (doc["record"]["repeat_of"], doc["level"]) == (None, "L2")
+    refused = client.post(f"/api/agent/tickets/{first}/repeat", json={"action": "confirm"})
+    assert (refused.status_code, refused.json()["error"]) == (409, "repeat-link-refused")
+
+    second, _ = connect(engine, settings)
+    doc = client.post(f"/api/agent/tickets/{second}/record", json=RECORD).json()
+    assert (doc["record"]["repeat_of"], doc["record"]["repeat_state"]) == (first, "marked")
+    assert doc["level"] == "L1"  # one level up from the L2 the agent chose
+    third, _ = connect(engine, settings)  # a repeat of the repeat links to the first
+    doc = client.post(f"/api/agent/tickets/{third}/record", json=RECORD).json()
+    assert doc["record"]["repeat_of"] == first
+
+    other, _ = connect(engine, settings)  # another matter from the same caller: no repeat
+    heating = {**RECORD, "category": "heating", "subcategory": "not-warm"}
+    answer = client.post(f"/api/agent/tickets/{other}/record", json=heating)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["record"]["repeat_of"] is None
+
+    unlinked = client.post(f"/api/agent/tickets/{third}/repeat", json={"action": "unlink"})
+    assert unlinked.json()["record"]["repeat_state"] == "unlinked"
+    assert unlinked.json()["level"] == "L1"  # a level never moves down
+    confirmed = client.post(f"/api/agent/tickets/{second}/repeat", json={"action": "confirm"})
+    assert confirmed.json()["record"]["repeat_state"] == "confirmed"
+    bad = client.post(f"/api/agent/tickets/{second}/repeat", json={"action": "drop"})
+    assert bad.status_code == 422
+    assert {"ticket.repeat_marked", "ticket.repeat_unlinked", "ticket.repeat_confirmed"} <= set(
+        actions(engine)
+    )
+    sign_in(client, "agent2")  # not theirs
+    refused = client.post(f"/api/agent/tickets/{second}/repeat", json={"action": "unlink"})
+    assert refused.status_code == 403
+
+    zone = tickets.calendar(settings).zone
+    month = month_window(datetime.now(UTC).astimezone(zone).strftime("%Y-%m"), zone)
+    assert stored_repeats(engine, month) == {second}  # the unlinked one no longer counts
+
+
+def test_a_complaint_after_the_window_is_not_a_repeat(client, engine, settings):
+    sign_in(client, "agent1")
+    first, _ = connect(engine, settings)
+    assert client.post(f"/api/agent/tickets/{first}/record", json=RECORD).status_code == 200
+    with Session(engine) as db:  # the first complaint was 31 local days ago
+        ticket = db.get(Ticket, first)
+        assert ticket is not None
+        ticket.created_at = ticket.created_at - timedelta(days=31, hours=1)
+        db.commit()
+    second, _ = connect(engine, settings)
+    doc = client.post(f"/api/agent/tickets/{second}/record", json=RECORD).json()
+    assert (doc["record"]["repeat_of"], doc["level"]) == (None, "L2")

@@ -25,7 +25,7 @@ from sqlalchemy import Engine
 
 from ivr.adapters.sql.ticket_figures import (
     NO_FOLLOW_UPS,
-    NO_REPEATS,
+    STORED_REPEATS,
     FollowUpReader,
     RepeatReader,
     month_facts,
@@ -53,7 +53,7 @@ def monthly_file(
     as_of: datetime,
     *,
     follow_ups: FollowUpReader = NO_FOLLOW_UPS,
-    repeats: RepeatReader = NO_REPEATS,
+    repeats: RepeatReader = STORED_REPEATS,
 ) -> bytes:
     """The report of ``window`` from SQL, as a file of format ``fmt``."""
     facts = month_facts(engine, window, accounts, follow_ups, repeats)

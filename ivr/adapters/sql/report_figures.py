@@ -19,7 +19,7 @@ from sqlalchemy import Engine
 from ivr.adapters.sql.call_figures import CALL_FIGURES, CallFigure, call_figures, calls_of
 from ivr.adapters.sql.ticket_figures import (
     NO_FOLLOW_UPS,
-    NO_REPEATS,
+    STORED_REPEATS,
     FollowUpReader,
     RepeatReader,
     month_facts,
@@ -79,7 +79,7 @@ def report_figures(
     by: Grouping = "total",
     *,
     follow_ups: FollowUpReader = NO_FOLLOW_UPS,
-    repeats: RepeatReader = NO_REPEATS,
+    repeats: RepeatReader = STORED_REPEATS,
 ) -> tuple[dict[str, dict[str, Counted]], MonthFacts]:
     """Group name -> figure key -> :class:`Counted`, in FIGURES' order; and the facts read
     (without the calls), whose ``follow_ups`` tell whether any follow-up was stored."""
@@ -117,7 +117,7 @@ def items_of(
     group: str = "",
     *,
     follow_ups: FollowUpReader = NO_FOLLOW_UPS,
-    repeats: RepeatReader = NO_REPEATS,
+    repeats: RepeatReader = STORED_REPEATS,
 ) -> tuple[list[str], Mapping[str, str]] | None:
     """The ids one number counts (Linkedids for the call figures, occupancy and the QA
     average; ticket ids for the others) and the satisfaction answers' sources; None when the

@@ -31,7 +31,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session
 
 from ivr.adapters.sql import agents as agent_store
@@ -45,6 +45,7 @@ from ivr.adapters.sql.db import (
     in_savepoint,
     utcnow,
 )
+from ivr.core import repeats
 from ivr.core import tickets as rules
 from ivr.core.agent_intro import work_number_of
 from ivr.core.agent_states import WRAPUP_REASON
@@ -70,6 +71,13 @@ class TicketAlreadyRecorded(HotlineError):
     """The agent's record of this ticket was saved already: it is no longer a draft (HTTP 409)."""
 
     slug = "ticket-already-recorded"
+    status = 409
+
+
+class RepeatLinkRefused(HotlineError):
+    """A confirm or unlink of a repeat-complaint link on a ticket that has none (HTTP 409)."""
+
+    slug = "repeat-link-refused"
     status = 409
 
 
@@ -234,6 +242,8 @@ def record(
     ticket.outcome = rec.outcome.value
     if rec.level is not None:
         _set_level(ticket, rec.level, settings)
+    if rec.complaint:
+        mark_repeat(session, ticket, settings, user, ip=ip)
     ticket.recorded_at, ticket.recorded_by = now, user.username
     ticket.draft, ticket.draft_at = None, None
     ticket.updated_at = now
@@ -275,6 +285,89 @@ def _set_level(ticket: Ticket, level: rules.Level, settings: Settings) -> None:
         level, emergency=ticket.emergency, danger=ticket.danger,
         danger_priority=settings.stt.danger_priority,
     )  # fmt: skip
+
+
+# --- repeat complaints (重复投诉) ----------------------------------------------------------------
+REPEAT_MARKED = "marked"  # found when the record was saved
+REPEAT_CONFIRMED = "confirmed"  # the agent confirmed the link
+REPEAT_UNLINKED = "unlinked"  # the agent said it is not a repeat: not counted, link kept
+COUNTED_REPEATS = (REPEAT_MARKED, REPEAT_CONFIRMED)
+REPEAT_ACTIONS = {"confirm": REPEAT_CONFIRMED, "unlink": REPEAT_UNLINKED}
+
+
+def _earlier_complaints(
+    session: Session, ticket: Ticket, since: datetime
+) -> list[repeats.Complaint]:
+    """The complaints opened from ``since`` to ``ticket``, by its caller's number or account."""
+    who = [Ticket.caller == ticket.caller] if ticket.caller else []
+    if ticket.account:
+        who.append(Ticket.account == ticket.account)
+    if not who:
+        return []
+    rows = session.scalars(
+        select(Ticket).where(
+            Ticket.complaint.is_(True),
+            Ticket.id != ticket.id,
+            Ticket.created_at >= since,
+            Ticket.created_at < ticket.created_at,
+            or_(*who),
+        )
+    )
+    return [
+        repeats.Complaint(
+            ticket_id=t.id,
+            opened_at=t.created_at,
+            number=t.caller,
+            account=t.account or "",
+            category=t.problem_category or "",
+            repeat_of=t.repeat_of if t.repeat_state in COUNTED_REPEATS else None,
+        )  # fmt: skip
+        for t in rows
+    ]
+
+
+def mark_repeat(
+    session: Session, ticket: Ticket, settings: Settings, user: User, *, ip: str | None
+) -> repeats.RepeatLink | None:
+    """A complaint being saved: when it repeats an earlier one (ivr.core.repeats), link it to
+    the first complaint of the matter and escalate it one level (its deadline and priority
+    follow). Audited as ``ticket.repeat_marked``."""
+    zone = store.calendar(settings).zone
+    days = settings.tickets.repeat_window_days
+    new = repeats.Complaint(
+        ticket_id=ticket.id, opened_at=ticket.created_at, number=ticket.caller,
+        account=ticket.account or "", category=ticket.problem_category or "",
+    )  # fmt: skip
+    since = repeats.window_start(ticket.created_at, zone, days)
+    link = repeats.find_repeat(new, _earlier_complaints(session, ticket, since), zone, days)
+    if link is None:
+        return None
+    ticket.repeat_of, ticket.repeat_state = link.first, REPEAT_MARKED
+    level = rules.Level(ticket.level) if ticket.level else None
+    _set_level(ticket, repeats.escalated(level, rules.Level(settings.tickets.default_level)),
+               settings)  # fmt: skip
+    audit(
+        session, user, "ticket.repeat_marked",
+        target=f"ticket:{ticket.id} repeats ticket:{link.first} (same {link.matched_on})", ip=ip,
+    )  # fmt: skip
+    return link
+
+
+def set_repeat(
+    session: Session, ticket: Ticket, action: str, user: User, *, ip: str | None
+) -> None:
+    """The agent confirms (``confirm``) or unlinks (``unlink``) the ticket's repeat link.
+    Unlinking keeps the link for the record but the complaint no longer counts as a repeat;
+    its level stays (a level never moves down). Audited as ``ticket.repeat_<state>``."""
+    if ticket.repeat_of is None:
+        raise RepeatLinkRefused(f"ticket {ticket.id} is not marked a repeat", ticket_id=ticket.id)
+    state = REPEAT_ACTIONS[action]
+    ticket.repeat_state, ticket.updated_at = state, utcnow()
+    audit(
+        session, user, f"ticket.repeat_{state}",
+        target=f"ticket:{ticket.id} repeats ticket:{ticket.repeat_of}", ip=ip,
+    )  # fmt: skip
+    session.flush()
 
 
 # --- departments ------------------------------------------------------------------------------

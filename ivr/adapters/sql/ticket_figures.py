@@ -5,9 +5,8 @@ window computed from them by :mod:`ivr.core.figures` (docs/figures.md).
   (:func:`ivr.core.figures.ticket_kind`), the first reply to the customer (on the call,
   ``replied_at``, or after the department, ``customer_reply_at``), the deadline of their level,
   the closing, the desk, the agent's 工号 and the department; a key account when the caller is
-  a ``key_account`` of routing/priority_callers.yaml. No repeat-complaint link is stored yet:
-  :data:`NO_REPEATS` reads none, so every complaint reads as not a repeat (the rate is 0)
-  until a reader of the link (:data:`RepeatReader`) is given to :func:`month_facts`.
+  a ``key_account`` of routing/priority_callers.yaml; a repeat complaint when its link is
+  marked or confirmed (``repeat_state``, :data:`STORED_REPEATS`; ivr.core.repeats).
 - satisfaction answers: the post-call survey's (``survey_answers``, by the ticket's Linkedid),
   each marked as the survey's; follow-up calls have no table yet: :data:`NO_FOLLOW_UPS` reads
   none, and :func:`month_facts` takes the reader to use instead (one function of an engine
@@ -37,6 +36,7 @@ from ivr.adapters.sql.db import (
     SurveyAnswer,
     Ticket,
 )
+from ivr.adapters.sql.ticket_desk import COUNTED_REPEATS
 from ivr.core.figures import (
     SURVEY_SATISFIED,
     AnswerSource,
@@ -70,12 +70,17 @@ NO_FOLLOW_UPS: FollowUpReader = no_follow_ups
 RepeatReader = Callable[[Engine, Window], set[int]]
 
 
-def no_repeats(engine: Engine, window: Window) -> set[int]:
-    """No repeat-complaint link is stored yet: no ticket is marked a repeat."""
-    return set()
+def stored_repeats(engine: Engine, window: Window) -> set[int]:
+    """The complaints opened in ``window`` marked as repeats (found when the agent's record
+    was saved, or confirmed since; not those the agent unlinked): ivr.core.repeats."""
+    query = select(Ticket.id).where(
+        _in(Ticket.created_at, window), Ticket.repeat_state.in_(COUNTED_REPEATS)
+    )
+    with engine.connect() as conn:
+        return set(conn.scalars(query))
 
 
-NO_REPEATS: RepeatReader = no_repeats
+STORED_REPEATS: RepeatReader = stored_repeats
 
 
 def key_accounts(routing: Routing) -> frozenset[str]:
@@ -217,7 +222,7 @@ def month_facts(
     window: Window,
     accounts: Collection[str],
     follow_ups: FollowUpReader = NO_FOLLOW_UPS,
-    repeats: RepeatReader = NO_REPEATS,
+    repeats: RepeatReader = STORED_REPEATS,
     *,
     calls: bool = True,
 ) -> MonthFacts:

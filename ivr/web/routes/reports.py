@@ -24,8 +24,8 @@ first entered) or ``agent`` (the 工号 of who answered); the list takes ``group
 a 工号; ``""``, the default, is the total with ``by=total``), ``page`` and ``per_page``
 (1..500, default 100). ``/figures`` also takes ``by=department``; its numbers come from
 ivr/adapters/sql/ticket_figures.py (tickets, survey answers, QA reviews, logins) and the call
-facts, computed by ivr/core/figures.py. Follow-up calls and repeat-complaint marks are not
-stored yet: the answers say so (``notes``). Roles: ``supervisor`` (and ``admin``). A bad
+facts, computed by ivr/core/figures.py. Follow-up calls are not stored yet: the answers say
+so (``notes``). Roles: ``supervisor`` (and ``admin``). A bad
 window is 422 ``invalid-report-query``; a figure or part that does not exist (or a group
 without that figure) is 404 ``figure-not-found``. Answers are ``no-store``.
 """

@@ -16,6 +16,9 @@ Routes::
                                                 (dispatched) or -> 已完成 (resolved on the call);
                                                 an agent paused for 后处理 is resumed
                                                 (``wrapup_pause_ended``)
+    POST /api/agent/tickets/{id}/repeat         {"action": "confirm"|"unlink"}: the agent's word
+                                                on a repeat-complaint link found at the save
+                                                (409 ``repeat-link-refused`` when there is none)
     GET  /api/department/tickets                dispatched to the user's departments, open
     POST /api/department/tickets/{id}/take      take one (处理中)
     POST /api/department/tickets/{id}/report    {"result"}: 处理中 -> 待验收
@@ -33,7 +36,7 @@ ticket_desk`).
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, Literal
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
@@ -188,6 +191,28 @@ async def agent_ticket_record(
     doc = detail_doc(db, saved, user, settings)
     doc["wrapup_pause_ended"] = resumed
     return JSONResponse(doc, headers=NO_STORE)
+
+
+class RepeatRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    action: Literal["confirm", "unlink"]
+
+
+@router.post(
+    "/api/agent/tickets/{ticket_id}/repeat", openapi_extra=api_docs.json_body(RepeatRequest)
+)
+async def agent_ticket_repeat(
+    ticket_id: str, request: Request, user: AgentUser, db: DbDep, settings: SettingsDep
+) -> JSONResponse:
+    try:
+        wanted = RepeatRequest.model_validate(await _json(request))
+    except ValidationError as exc:
+        raise InvalidTicketInput('send {"action": "confirm"} or {"action": "unlink"}') from exc
+    ticket = _own(db, user, ticket_id)
+    ticket_desk.set_repeat(db, ticket, wanted.action, user, ip=client_ip(request))
+    db.commit()
+    return JSONResponse(detail_doc(db, ticket, user, settings), headers=NO_STORE)
 
 
 # --- departments ------------------------------------------------------------------------------

@@ -217,6 +217,8 @@ def record_doc(ticket: Ticket, user: User, settings: Settings) -> dict[str, Any]
         "customer_reply": ticket.customer_reply,
         "customer_reply_at": _iso(ticket.customer_reply_at),
         "customer_reply_by": ticket.customer_reply_by,
+        "repeat_of": ticket.repeat_of,
+        "repeat_state": ticket.repeat_state,
     }
 
 

@@ -129,6 +129,7 @@
     f.dataset.ticket = String(ticket.id);
     f.hidden = false;
     $("ticket-saved").textContent = "";
+    $("ticket-repeat").hidden = true;
     lastCustomer = "";
     announceCustomer();
   }
@@ -172,11 +173,35 @@
       form().hidden = true;
       const resumed = doc.wrapup_pause_ended ? " · 后处理暂停已结束 wrap-up pause ended" : "";
       $("ticket-saved").textContent = `工单 #${doc.id} 已保存 saved: ${doc.state}${resumed}`;
+      showRepeat(doc);
       current = null;
       await loadMine();
     } catch (err) {
       $("ticket-error").textContent = err.message;
       markInvalid(err.details.fields);
+    }
+  }
+
+  // A complaint saved as a repeat (重复投诉) of an earlier one: the agent confirms or unlinks it.
+  function showRepeat(doc) {
+    const box = $("ticket-repeat");
+    const link = doc.record && doc.record.repeat_of;
+    box.hidden = !link;
+    if (!link) return;
+    box.dataset.ticket = String(doc.id);
+    const state = { marked: "待确认 to confirm", confirmed: "已确认 confirmed", unlinked: "已解除 unlinked" };
+    $("ticket-repeat-text").textContent =
+      `重复投诉 repeat of 工单 #${link}，已升一级 escalated to ${doc.level} · ${state[doc.record.repeat_state] || ""} `;
+    $("ticket-repeat-confirm").disabled = doc.record.repeat_state !== "marked";
+    $("ticket-repeat-unlink").disabled = doc.record.repeat_state === "unlinked";
+  }
+
+  async function answerRepeat(action) {
+    const id = $("ticket-repeat").dataset.ticket;
+    try {
+      showRepeat(await send(`/api/agent/tickets/${id}/repeat`, "POST", { action }));
+    } catch (err) {
+      $("ticket-error").textContent = err.message;
     }
   }
 
@@ -275,6 +300,8 @@
     f.addEventListener("input", changed);
     f.addEventListener("change", changed);
     f.addEventListener("submit", save);
+    $("ticket-repeat-confirm").addEventListener("click", () => answerRepeat("confirm"));
+    $("ticket-repeat-unlink").addEventListener("click", () => answerRepeat("unlink"));
     document.addEventListener("hotline:connected", (event) => connected(event).catch((err) => {
       $("ticket-error").textContent = err.message;
     }));
