@@ -41,6 +41,7 @@ AGENTS_OWN = {
     ("GET", "/api/agent/tickets/{ticket_id}"),
     ("PUT", "/api/agent/tickets/{ticket_id}/draft"),
     ("POST", "/api/agent/tickets/{ticket_id}/record"),
+    ("POST", "/api/agent/tickets/{ticket_id}/repeat"),  # the agent's word on a repeat link
     ("POST", "/api/tickets/{ticket_id}/confirm"),  # the reply to the customer, own tickets
 }
 

@@ -451,11 +451,6 @@ class Ticket(Base):
     replied_at: Mapped[datetime | None] = mapped_column(default=None)
     department: Mapped[str | None] = mapped_column(String(40), default=None, index=True)
     recorded_at: Mapped[datetime | None] = mapped_column(default=None)  # the record saved
-    # 重复投诉 (ivr.core.repeats): the first complaint this complaint repeats (a ticket id; no
-    # foreign key: a plain column added in place), and the link's state: marked (when the
-    # record was saved), confirmed or unlinked by the agent; None: not a repeat.
-    repeat_of: Mapped[int | None] = mapped_column(default=None, index=True)
-    repeat_state: Mapped[str | None] = mapped_column(String(12), default=None)
     recorded_by: Mapped[str | None] = mapped_column(String(128), default=None)
     draft: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     draft_at: Mapped[datetime | None] = mapped_column(default=None)
@@ -467,6 +462,11 @@ class Ticket(Base):
     customer_reply: Mapped[str | None] = mapped_column(Text, default=None)
     customer_reply_at: Mapped[datetime | None] = mapped_column(default=None)
     customer_reply_by: Mapped[str | None] = mapped_column(String(128), default=None)
+    # 重复投诉 (ivr.core.repeats): the first complaint this complaint repeats (a ticket id; no
+    # foreign key: a plain column added in place), and the link's state: marked (when the
+    # record was saved), confirmed or unlinked by the agent; None: not a repeat.
+    repeat_of: Mapped[int | None] = mapped_column(default=None, index=True)
+    repeat_state: Mapped[str | None] = mapped_column(String(12), default=None)
 
 
 class UserDepartment(Base):
