@@ -42,6 +42,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from datetime import time as clock_time
 from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
@@ -58,7 +59,8 @@ from ivr.core.callflow import (
     Play,
     SetVariable,
 )
-from ivr.core.followup import Result
+from ivr.core.followup import FollowupConfig, Result
+from ivr.core.routing_models import Routing, parse_time_range
 
 IVR_FOLLOWUP = "IVR_FOLLOWUP"
 IVR_FOLLOWUP_RESOLVED = "IVR_FOLLOWUP_RESOLVED"
@@ -89,6 +91,41 @@ class FollowupCallConfig:
     retries: int = 1  # wrong keys at the resolved question answered with 输入有误, then again
     survey: survey.SurveyConfig = field(
         default_factory=lambda: survey.SurveyConfig(desks=frozenset({SURVEY_DESK}))
+    )
+
+
+def call_config(routing: Routing) -> FollowupCallConfig:
+    """The call's prompts and timings from the validated routing (hotline.followup, and the
+    survey's question, timeout and retries)."""
+    base = routing.hotline.followup
+    inner = survey.survey_config(routing)
+    return FollowupCallConfig(
+        intro=base.intro if base is not None else "followup-intro",
+        question=base.question if base is not None else "followup-resolved",
+        timeout_s=inner.timeout_s,
+        retries=inner.retries,
+        survey=replace(inner, desks=frozenset({SURVEY_DESK})),
+    )
+
+
+def policy_config(routing: Routing) -> FollowupConfig | None:
+    """The calling policy from the validated routing; None when hotline.followup is unset
+    (no 回访 calls are placed)."""
+    base = routing.hotline.followup
+    if base is None:
+        return None
+    start, end = parse_time_range(base.calling_hours)
+    return FollowupConfig(
+        timezone=routing.hotline.timezone,
+        hours_start=clock_time(start // 60, start % 60),
+        hours_end=clock_time(end // 60, end % 60),
+        max_attempts=base.max_attempts,
+        spacing_min=base.spacing_min,
+        max_concurrent=base.max_concurrent,
+        due_within_h={
+            d.id: d.followup_within_h for d in routing.desks if d.followup_within_h is not None
+        },
+        default_due_within_h=base.due_within_h,
     )
 
 

@@ -204,6 +204,29 @@ class SurveyIn(_Strict):
     thanks: PromptKey = "survey-thanks"  # after an answer
 
 
+class OutboundTrunkIn(_Strict):
+    """The one trunk outbound calls leave by (the 回访 and agents' call-backs): a pjsip
+    endpoint ``outbound`` rendered into the generated config, to ``host:port``."""
+
+    host: str = Field(default="127.0.0.1", pattern=r"^[A-Za-z0-9.-]{1,100}$")
+    port: int = Field(default=5090, ge=1, le=65535)
+    caller_id: Number  # the hotline's number, shown to the callee
+    ring_s: int = Field(default=30, ge=5, le=120)  # then the attempt is `no answer`
+
+
+class FollowupIn(_Strict):
+    """回访: automated follow-up calls after a ticket reaches 已完成 (ivr.core.followup)."""
+
+    calling_hours: TimeRange = "08:00-20:00"  # local (hotline.timezone), end exclusive
+    max_attempts: int = Field(default=3, ge=1, le=10)  # N: then the agents' worklist
+    spacing_min: int = Field(default=30, ge=0, le=1440)  # M: between two attempts
+    max_concurrent: int = Field(default=3, ge=0, le=100)  # outbound calls at once
+    due_within_h: int = Field(default=24, ge=1, le=720)  # per desk: desks.yaml followup_within_h
+    intro: PromptKey = "followup-intro"  # who is calling and why
+    question: PromptKey = "followup-resolved"  # resolved? 1 yes, 2 no
+    trunk: OutboundTrunkIn
+
+
 class HotlineIn(_Strict):
     name: str = Field(min_length=1, max_length=40)  # spoken in the greeting
     dids: list[Did] = Field(min_length=1)  # hotline numbers
@@ -224,6 +247,7 @@ class HotlineIn(_Strict):
     voice_message: VoiceMessageIn = Field(default_factory=VoiceMessageIn)
     prompts: HotlinePromptsIn = Field(default_factory=HotlinePromptsIn)
     survey: SurveyIn = Field(default_factory=SurveyIn)
+    followup: FollowupIn | None = None  # none: no 回访 calls are placed
 
     @field_validator("dids")
     @classmethod
@@ -255,6 +279,7 @@ class DeskIn(_Strict):
     account_entry: bool = False  # ask for the account number before queueing
     closed_prompt: PromptKey | None = None  # after hours: the hours and the emergency number
     survey: bool | None = None  # the post-call survey; default: on, off for the emergency desk
+    followup_within_h: int | None = Field(default=None, ge=1, le=720)  # 回访 due; default 24
 
     @property
     def survey_on(self) -> bool:
@@ -758,6 +783,11 @@ def prompt_references(routing: RoutingSections) -> list[tuple[Location, str]]:
         (("hotline", "survey", name), getattr(survey, name))
         for name in ("question", "invalid", "thanks")
     ]
+    if routing.hotline.followup is not None:
+        refs += [
+            (("hotline", "followup", name), getattr(routing.hotline.followup, name))
+            for name in ("intro", "question")
+        ]
     refs += [
         (("desks", i, "closed_prompt"), desk.closed_prompt)
         for i, desk in enumerate(routing.desks)

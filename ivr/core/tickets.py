@@ -7,9 +7,11 @@ States (docs/tickets.md)::
                                       └──── rejected ──────────┘  (needs a comment: the reason)
 
 Every other move (backwards, skipping a step, staying put, leaving 已完成) is an
-:class:`IllegalTransition` naming both states and the states allowed next. 已完成 is final: a
-caller who comes back about the same matter makes a new call, hence a new ticket (the repeat
-complaint rate counts those).
+:class:`IllegalTransition` naming both states and the states allowed next. 已完成 is final for
+people: a caller who comes back about the same matter makes a new call, hence a new ticket
+(the repeat complaint rate counts those). The one way out of 已完成 is the 回访 (follow-up
+call): a customer who says the matter is *not* resolved reopens it, 已完成 -> 处理中
+(:data:`REOPEN`, made only with ``reopen=True`` and a reason, which the move records).
 
 Levels and deadlines (docs/tickets.md, the complaint levels), counted from when the call came
 in::
@@ -72,6 +74,8 @@ REJECTION: Final = (TicketState.awaiting_acceptance, TicketState.in_progress)
 # A consultation the agent answered on the call: its record closes it at once (the one move
 # that skips states, made only by saving the agent's record with the outcome "resolved").
 RESOLVED_ON_CALL: Final = (TicketState.awaiting_dispatch, TicketState.done)
+# The 回访 found the matter not resolved: the ticket is worked on again (needs the reason).
+REOPEN: Final = (TicketState.done, TicketState.in_progress)
 
 LEVEL_HOURS: Final[Mapping[Level, int]] = {Level.L1: 2, Level.L2: 48}
 LEVEL_WORKING_DAYS: Final[Mapping[Level, int]] = {Level.L3: 4, Level.L4: 7}
@@ -105,10 +109,16 @@ def allowed_next(state: TicketState) -> tuple[TicketState, ...]:
 
 
 def check_transition(
-    current: TicketState, to: TicketState, comment: str = "", *, resolved_on_call: bool = False
+    current: TicketState,
+    to: TicketState,
+    comment: str = "",
+    *,
+    resolved_on_call: bool = False,
+    reopen: bool = False,
 ) -> None:
     """Raise :class:`IllegalTransition` unless ``current -> to`` is allowed
-    (``resolved_on_call``: the agent's record closes a consultation, 待派单 -> 已完成).
+    (``resolved_on_call``: the agent's record closes a consultation, 待派单 -> 已完成;
+    ``reopen``: the 回访 found it not resolved, 已完成 -> 处理中, with the reason as comment).
 
     >>> check_transition(TicketState.awaiting_dispatch, TicketState.done)
     Traceback (most recent call last):
@@ -117,6 +127,10 @@ def check_transition(
     """
     allowed = TRANSITIONS[current]
     if resolved_on_call and (current, to) == RESOLVED_ON_CALL:
+        return
+    if reopen and (current, to) == REOPEN:
+        if not comment.strip():
+            raise InvalidTicketInput("reopening a ticket needs the reason", current=current.value)
         return
     if to not in allowed:
         after = ", ".join(s.value for s in allowed) or "none (已完成 is final)"

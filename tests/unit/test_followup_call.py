@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import time
+from pathlib import Path
+
 import pytest
 
+from ivr.adapters.telephony.routing_files import load_routing
 from ivr.core import survey
 from ivr.core.callflow import (
     CallerHungUp,
@@ -21,10 +25,13 @@ from ivr.core.followup import Result
 from ivr.core.followup_call import (
     IVR_FOLLOWUP,
     IVR_FOLLOWUP_RESOLVED,
+    SURVEY_DESK,
     CallResult,
     FollowupCallConfig,
     FollowupCallState,
     Stage,
+    call_config,
+    policy_config,
     result_of,
     start,
     step,
@@ -131,3 +138,24 @@ def test_answered_attempts() -> None:
     assert of("answered", "no", "dissatisfied") == CallResult(
         Result.ANSWERED, resolved=False, satisfaction=survey.Outcome.DISSATISFIED
     )
+
+
+def test_config_from_the_shipped_routing_and_a_desk_of_its_own() -> None:
+    routing = load_routing(Path("routing"))
+    policy = policy_config(routing)
+    assert policy is not None
+    assert (policy.hours_start, policy.hours_end) == (time(8, 0), time(20, 0))
+    assert (policy.max_attempts, policy.spacing_min, policy.max_concurrent) == (3, 30, 3)
+    assert policy.due_within_h == {} and policy.default_due_within_h == 24
+    call = call_config(routing)
+    assert (call.intro, call.question, call.survey.desks) == (
+        "followup-intro",
+        "followup-resolved",
+        frozenset({SURVEY_DESK}),
+    )
+    desks = [d.model_copy(update={"followup_within_h": 4}) if d.id == "complaints" else d
+             for d in routing.desks]  # fmt: skip
+    shorter = policy_config(routing.model_copy(update={"desks": desks}))
+    assert shorter is not None and shorter.due_within_h == {"complaints": 4}
+    hotline = routing.hotline.model_copy(update={"followup": None})
+    assert policy_config(routing.model_copy(update={"hotline": hotline})) is None

@@ -62,6 +62,17 @@ def test_given_rejection_at_acceptance_without_reason_then_refused():
     rules.check_transition(S.awaiting_acceptance, S.done, "")  # accepting needs no comment
 
 
+def test_given_the_followup_found_it_not_resolved_then_done_reopens_with_a_reason_only():
+    rules.check_transition(S.done, S.in_progress, "回访: not resolved", reopen=True)
+    with pytest.raises(InvalidTicketInput, match="reason"):
+        rules.check_transition(S.done, S.in_progress, " ", reopen=True)
+    with pytest.raises(IllegalTransition):
+        rules.check_transition(S.done, S.in_progress, "people cannot reopen")
+    for other in (S.awaiting_dispatch, S.awaiting_acceptance, S.done):
+        with pytest.raises(IllegalTransition):
+            rules.check_transition(S.done, other, "only to 处理中", reopen=True)
+
+
 def test_given_state_names_then_parsed_in_chinese_or_english():
     assert rules.parse_state("处理中") is S.in_progress
     assert rules.parse_state("awaiting_acceptance") is S.awaiting_acceptance

@@ -482,11 +482,14 @@ def move(
     now: datetime | None = None,
     resolved_on_call: bool = False,
     with_reply: bool = False,
+    reopen: bool = False,
 ) -> Ticket:
     """Move a ticket to ``to_state``, recording who, when and why, with an audit row
     (``resolved_on_call``: the agent's record closes a consultation, 待派单 -> 已完成;
     ``with_reply``: the reply to the customer is recorded with it, which a dispatched ticket
-    needs to be closed, :class:`ReplyRequired` otherwise).
+    needs to be closed, :class:`ReplyRequired` otherwise; ``reopen``: the 回访 found it not
+    resolved, 已完成 -> 处理中). Reaching 已完成 schedules the ticket's 回访
+    (:func:`ivr.adapters.sql.followups.schedule`, in the same transaction).
 
     Raises :class:`TicketNotFound`, :class:`IllegalTransition` (also when someone else moved
     it first: the state is compared and set in one UPDATE) or :class:`InvalidTicketInput`.
@@ -494,7 +497,9 @@ def move(
     ticket = get(session, ticket_id)
     current = ticket.state
     comment = comment.strip()
-    rules.check_transition(current, to_state, comment, resolved_on_call=resolved_on_call)
+    rules.check_transition(
+        current, to_state, comment, resolved_on_call=resolved_on_call, reopen=reopen
+    )
     if to_state is TicketState.done and ticket.outcome == "dispatched" and not with_reply:
         raise ReplyRequired(
             f"ticket {ticket_id} was dispatched: close it with the reply to the customer "
@@ -511,7 +516,9 @@ def move(
     )
     if cast("CursorResult[Any]", result).rowcount != 1:  # moved by someone since we read it
         session.refresh(ticket)
-        rules.check_transition(ticket.state, to_state, comment, resolved_on_call=resolved_on_call)
+        rules.check_transition(
+            ticket.state, to_state, comment, resolved_on_call=resolved_on_call, reopen=reopen
+        )
         raise IllegalTransition(
             f"ticket {ticket_id} was moved to {ticket.state.value} meanwhile; reload it",
             current=ticket.state.value,
