@@ -201,6 +201,19 @@ def priority_for(level: Level, *, emergency: bool, danger: bool, danger_priority
     return max(base, danger_priority) if danger else base
 
 
+REOPEN_PRIORITY_STEP: Final = 20  # one level's worth (L4 20 -> L3 40 ...)
+
+
+def reopened_priority(priority: int) -> int:
+    """A ticket the 回访 reopened is more urgent than it was: one level up, at most that of an
+    emergency.
+
+    >>> reopened_priority(40), reopened_priority(90)
+    (60, 100)
+    """
+    return min(EMERGENCY_PRIORITY, priority + REOPEN_PRIORITY_STEP)
+
+
 # --- deadlines --------------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class Calendar:

@@ -469,6 +469,52 @@ class Ticket(Base):
     repeat_state: Mapped[str | None] = mapped_column(String(12), default=None)
 
 
+class Followup(Base):
+    """回访: one follow-up call owed on a ticket that reached 已完成 (ivr.core.followup decides
+    when to call; :mod:`ivr.adapters.sql.followups` keeps this row). A ticket closed, reopened
+    and closed again has two, called one at a time."""
+
+    __tablename__ = "followups"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), index=True)
+    desk: Mapped[str | None] = mapped_column(String(40), default=None)
+    number: Mapped[str] = mapped_column(String(32))  # as the ticket has it: normalised to dial
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    status: Mapped[str] = mapped_column(String(16), default="due", index=True)  # FOLLOWUP_STATUS
+    attempts: Mapped[int] = mapped_column(default=0)
+    last_attempt_at: Mapped[datetime | None] = mapped_column(default=None)
+    last_result: Mapped[str | None] = mapped_column(String(16), default=None)  # followup.Result
+    in_flight: Mapped[bool] = mapped_column(default=False, index=True)
+    resolved: Mapped[bool | None] = mapped_column(default=None)
+    satisfaction: Mapped[str | None] = mapped_column(String(24), default=None)  # survey.Outcome
+    worklist_reason: Mapped[str | None] = mapped_column(String(120), default=None)
+    flagged: Mapped[bool] = mapped_column(default=False, index=True)  # not resolved: supervisors
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class OutboundCall(Base):
+    """Every outbound call placed through the trunk, with who or what started it."""
+
+    __tablename__ = "outbound_calls"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    channel_id: Mapped[str] = mapped_column(String(150), unique=True)  # Originate's ChannelId
+    purpose: Mapped[str] = mapped_column(String(16), index=True)  # followup, callback
+    number: Mapped[str] = mapped_column(String(32), index=True)  # normalised, as dialled
+    ticket_id: Mapped[int | None] = mapped_column(
+        ForeignKey("tickets.id", ondelete="SET NULL"), default=None, index=True
+    )
+    followup_id: Mapped[int | None] = mapped_column(
+        ForeignKey("followups.id", ondelete="SET NULL"), default=None, index=True
+    )
+    started_by: Mapped[str] = mapped_column(String(128))  # "role:followups", or a username
+    started_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    ended_at: Mapped[datetime | None] = mapped_column(default=None)
+    result: Mapped[str | None] = mapped_column(String(16), default=None)  # followup.Result
+    dial_status: Mapped[str | None] = mapped_column(String(32), default=None)
+
+
 class UserDepartment(Base):
     """A department (routing/departments.yaml) a user of the role ``department`` works for."""
 

@@ -40,6 +40,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from ivr.adapters.sql.db import (
+    Followup,
     Recording,
     Ticket,
     TicketNote,
@@ -524,6 +525,9 @@ def move(
             current=ticket.state.value,
         )
     who = _actor_of(user, actor)
+    if to_state is TicketState.done:  # 回访: one follow-up call owed (ivr.adapters.sql.followups)
+        number = ticket.contact_number or ticket.caller
+        session.add(Followup(ticket_id=ticket_id, desk=ticket.desk, number=number, created_at=at))
     session.add(
         TicketTransition(
             ticket_id=ticket_id,
