@@ -54,10 +54,12 @@ async def run_agi(settings: Settings) -> None:
         DeskIndex,
         run_agent_feature,
         run_agent_intro,
+        run_followup,
         run_inbound,
         run_survey,
     )
     from ivr.core.callflow import flow_config
+    from ivr.core.followup_call import call_config
     from ivr.core.survey import survey_config
 
     routing, _ = load_checked(settings.routing_dir, settings.prompts_dir, settings.dialplan_dir)
@@ -80,6 +82,12 @@ async def run_agi(settings: Settings) -> None:
         await run_survey(session, surveyed, desks)
 
     server.add_route("survey", post_call_survey)
+    followup_questions = call_config(routing)
+
+    async def followup(session: AgiSession) -> None:
+        await run_followup(session, followup_questions)
+
+    server.add_route("followup", followup)
 
     async def agent_feature(session: AgiSession) -> None:
         await run_agent_feature(session, engine)
@@ -109,6 +117,7 @@ async def run_ami(settings: Settings) -> None:
     from ivr.adapters.sql.schema import require_head
     from ivr.adapters.telephony.ami_client import AmiClient
     from ivr.adapters.telephony.connect_tickets import ConnectTickets
+    from ivr.adapters.telephony.followup_calls import FollowupCalls
     from ivr.adapters.telephony.membership import MembershipKeeper
     from ivr.adapters.telephony.routing_files import load_routing
     from ivr.adapters.telephony.sip_guard import SipGuard
@@ -149,6 +158,10 @@ async def run_ami(settings: Settings) -> None:
 
     routing = load_routing(settings.routing_dir)
     tickets = ConnectTickets(engine, routing, settings)  # AgentConnect: the agent's 工单
+    followup = routing.hotline.followup
+    if followup is not None and followup.enabled and settings.has_ami_actions_secret():
+        calls = FollowupCalls.for_role(settings, engine, routing)  # 回访: its own AMI link
+        jobs += [calls.ami.run(), calls.run()]
 
     async def on_event(message: AmiMessage) -> None:
         await listener.on_event(message)

@@ -300,7 +300,7 @@ def _ensure_secrets(env_file: Path, secrets_dir: Path, *, redis_local: bool) -> 
     actions = known.get("IVR_AMI__ACTIONS_SECRET") or secrets.token_urlsafe(24)
     files: dict[str, list[str]] = {
         "asterisk": [f"IVR_AMI__SECRET={listener}", f"IVR_AMI__ACTIONS_SECRET={actions}"],
-        "ami": [f"IVR_AMI__SECRET={listener}"],
+        "ami": [f"IVR_AMI__SECRET={listener}", f"IVR_AMI__ACTIONS_SECRET={actions}"],  # 回访
         "web": [],
         "recorder": [],
         "stt-worker": [],

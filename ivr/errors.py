@@ -65,6 +65,7 @@ Hierarchy (class, slug, module)::
     ├── TicketAlreadyRecorded     ticket-already-recorded      ivr.adapters.sql.ticket_desk
     ├── DepartmentStepRefused     department-step-refused      ivr.adapters.sql.ticket_desk
     ├── RepeatLinkRefused         repeat-link-refused          ivr.adapters.sql.ticket_desk
+    ├── FollowupNotFound          followup-not-found           ivr.adapters.sql.followups
     ├── UserError                 user-error                   ivr.adapters.sql.users
     │   ├── UserNotFound          user-not-found               ivr.adapters.sql.users
     │   ├── UserExists            user-exists                  ivr.adapters.sql.users

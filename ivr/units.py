@@ -31,7 +31,8 @@ give way to the same key set in that file. Asterisk's root is one of them: the u
 Secrets are not in the settings file: each unit that has some also reads its own file from
 the secrets directory (``<secrets_dir>/<name>.env``, 0600 root, read by systemd only), so a
 role's environment holds its own secrets and nobody else's: ``asterisk.env`` (both AMI
-accounts, to render them), ``ami.env`` (the listener's secret, its Redis user), ``web.env``,
+accounts, to render them), ``ami.env`` (the listener's and the actions secret: the 回访
+calls; its Redis user), ``web.env``,
 ``recorder.env``, ``stt-worker.env`` (their Redis users); the agi role and the migrations
 read none.
 """

@@ -217,6 +217,7 @@ class OutboundTrunkIn(_Strict):
 class FollowupIn(_Strict):
     """回访: automated follow-up calls after a ticket reaches 已完成 (ivr.core.followup)."""
 
+    enabled: bool = True  # false: the ami role places no 回访 calls (they wait in SQL)
     calling_hours: TimeRange = "08:00-20:00"  # local (hotline.timezone), end exclusive
     max_attempts: int = Field(default=3, ge=1, le=10)  # N: then the agents' worklist
     spacing_min: int = Field(default=30, ge=0, le=1440)  # M: between two attempts

@@ -119,7 +119,7 @@ def redis_port(settings: Settings) -> int:
 # Which roles get which secret in their environment (the operator's, role None: all of them).
 ROLE_SECRETS: dict[str, frozenset[str]] = {
     "IVR_AMI__SECRET": frozenset({"ami"}),  # the listener's account
-    "IVR_AMI__ACTIONS_SECRET": frozenset(),  # no role places calls yet (`ivr call` does)
+    "IVR_AMI__ACTIONS_SECRET": frozenset({"ami"}),  # the 回访 calls (and `ivr call`)
     "IVR_AUTH__SESSION_SECRET": frozenset({"web"}),
     "IVR_WEB__METRICS_TOKEN": frozenset({"web"}),
 }

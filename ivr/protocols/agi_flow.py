@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
+from typing import TypeVar
 
 from ivr.core import callflow, survey
 from ivr.errors import AgiHangup
@@ -20,6 +21,7 @@ from ivr.protocols.agi import AgiRequest, AgiResult
 Words = tuple[str, ...]
 Driver = Generator[Words, AgiResult, callflow.CallState]
 SurveyDriver = Generator[Words, AgiResult, survey.SurveyState]
+M = TypeVar("M")  # a question machine's state
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,9 +112,19 @@ def drive_survey(
     state: survey.SurveyState, batch: list[callflow.Command], prompts: str,
     clock: Callable[[], float],
 ) -> SurveyDriver:  # fmt: skip
-    """The post-call survey from :func:`ivr.core.survey.start` 's result, as a generator of
-    AGI commands (the call flow's batch contract); returns the final state. A GET DATA that
-    fails (result -1: the caller hung up while it listened) is read as the hang-up."""
+    """The post-call survey from :func:`ivr.core.survey.start` 's result (see
+    :func:`drive_machine`)."""
+    return drive_machine(survey.step, state, batch, prompts, clock)
+
+
+def drive_machine(
+    step: Callable[[M, callflow.Event], tuple[M, list[callflow.Command]]],
+    state: M, batch: list[callflow.Command], prompts: str, clock: Callable[[], float],
+) -> Generator[Words, AgiResult, M]:  # fmt: skip
+    """A question machine that speaks the call flow's command language (the survey, the 回访
+    call), from its ``start`` 's result, as a generator of AGI commands (the call flow's batch
+    contract); returns the final state. A GET DATA that fails (result -1: the caller hung up
+    while it listened) is read as the hang-up."""
     paths = AgiPaths(prompts=prompts, messages="")
     try:
         while batch:
@@ -127,9 +139,9 @@ def drive_survey(
             if isinstance(batch[-1], callflow.CollectDigits) and result.value < 0:
                 # GET DATA answers -1 when the caller hangs up while it listens (not HANGUP):
                 # that is no "no answer".
-                state, batch = survey.step(state, callflow.CallerHungUp(now=clock()))
+                state, batch = step(state, callflow.CallerHungUp(now=clock()))
                 continue
-            state, batch = survey.step(state, event_for(batch[-1], result, clock()))
+            state, batch = step(state, event_for(batch[-1], result, clock()))
     except AgiHangup:
-        state, _ = survey.step(state, callflow.CallerHungUp(now=clock()))
+        state, _ = step(state, callflow.CallerHungUp(now=clock()))
     return state

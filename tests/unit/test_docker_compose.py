@@ -113,7 +113,8 @@ def test_each_secret_reaches_only_the_services_that_use_it(compose):
         for name in services
     }  # fmt: skip
     assert holders["asterisk"] == {"IVR_AMI__SECRET", "IVR_AMI__ACTIONS_SECRET"}
-    assert holders["ami"] == {"IVR_AMI__SECRET", "IVR_REDIS__PASSWORD", "IVR_DATABASE__URL"}
+    assert holders["ami"] == {"IVR_AMI__SECRET", "IVR_AMI__ACTIONS_SECRET",  # 回访 calls
+                              "IVR_REDIS__PASSWORD", "IVR_DATABASE__URL"}  # fmt: skip
     for name in ("agi", "web", "recorder", "stt-worker", "migrate", "prompts"):
         assert holders[name] == {"IVR_REDIS__PASSWORD", "IVR_DATABASE__URL"}, name
     assert holders["redis"] == {"REDISCLI_AUTH"}

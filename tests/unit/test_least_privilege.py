@@ -148,7 +148,7 @@ def test_each_role_gets_only_its_own_secrets_and_redis_user(settings):
     have = {role: {n for n in SECRET_NAMES if n in env[role]} for role in APP_ROLES}
     assert have == {
         "agi": set(),
-        "ami": {"IVR_AMI__SECRET"},
+        "ami": {"IVR_AMI__SECRET", "IVR_AMI__ACTIONS_SECRET"},  # the 回访 calls: Originate
         "recorder": set(),
         "web": {"IVR_AUTH__SESSION_SECRET", "IVR_WEB__METRICS_TOKEN"},
         "stt-worker": set(),
@@ -159,9 +159,10 @@ def test_each_role_gets_only_its_own_secrets_and_redis_user(settings):
         assert env[role]["IVR_REDIS__USERNAME"] == role
         assert env[role]["IVR_REDIS__PASSWORD"] == redis_acl.role_password(REDIS_SECRET, role)
     assert "IVR_REDIS__PASSWORD" not in env["agi"] and "IVR_REDIS__USERNAME" not in env["agi"]
+    assert env["ami"]["IVR_AMI__ACTIONS_SECRET"] == ACTIONS_SECRET
     for role in APP_ROLES:  # no secret of another, not even masked
         text = "\n".join(f"{k}={v}" for k, v in env[role].items())
-        assert ACTIONS_SECRET not in text and REDIS_SECRET not in text
+        assert (ACTIONS_SECRET in text) == (role == "ami") and REDIS_SECRET not in text
         assert "**********" not in text
 
 

@@ -39,7 +39,7 @@ from ivr.adapters.service_user import SERVICE_UMASK
 from ivr.adapters.telephony import instance_dirs, sip_directory
 from ivr.adapters.telephony.routing_files import load_routing
 from ivr.core.queue_ringing import ringing_conf
-from ivr.core.routing_models import RingingIn
+from ivr.core.routing_models import RingingIn, Routing
 from ivr.core.survey import dialplan_lists
 from ivr.errors import StackError
 from ivr.settings import REPO_DIR, Settings
@@ -145,6 +145,8 @@ class AsteriskInstance:
     # The post-call survey (routing/): the categories and queues of the desks that have it.
     survey_categories: tuple[str, ...] = ()
     survey_queues: tuple[str, ...] = ()
+    # The one trunk outbound calls leave by (routing/ hotline.followup.trunk): host, port.
+    outbound_trunk: tuple[str, int] | None = None
 
     # --- paths -----------------------------------------------------------------------
     @property
@@ -317,7 +319,24 @@ class AsteriskInstance:
             if not all(ch.isalnum() or ch in ".:/" for ch in address):
                 raise StackError(f"trunk address {address!r} is not an address or network")
             lines.append(f"match = {address}")
-        return "\n".join(lines) + "\n"
+        return "\n".join(lines + self._outbound_trunk_conf()) + "\n"
+
+    def _outbound_trunk_conf(self) -> list[str]:
+        """The outbound trunk: an endpoint with a fixed contact and no identify section, so
+        nothing arriving from anywhere is ever matched to it; its context takes no call. Only
+        Originate (the ``followups`` loop, an agent's call-back) dials it; no dialplan does."""
+        if self.outbound_trunk is None:
+            return []
+        host, port = self.outbound_trunk
+        if not re.fullmatch(r"[A-Za-z0-9.-]{1,100}", host) or not 0 < port < 65536:
+            raise StackError(f"outbound trunk {host}:{port} is not a host and port")
+        return [
+            "", "; the outbound trunk (routing/hotline.yaml followup.trunk)",
+            "[outbound]", "type = aor", f"contact = sip:{host}:{port}", "",
+            "[outbound]", "type = endpoint", "transport = transport-udp",
+            "context = outbound-refused", "disallow = all", "allow = alaw,ulaw",
+            "dtmf_mode = rfc4733", "direct_media = no", "rtp_symmetric = yes", "aors = outbound",
+        ]  # fmt: skip
 
     def _emergency_dids_conf(self) -> str:
         lines = [
@@ -519,7 +538,13 @@ def configured_instance(settings: Settings) -> AsteriskInstance:
         ami_accounts=ami_accounts(settings),
         survey_categories=categories,
         survey_queues=queues,
+        outbound_trunk=_outbound_trunk(routing),
     )
+
+
+def _outbound_trunk(routing: Routing) -> tuple[str, int] | None:
+    followup = routing.hotline.followup
+    return None if followup is None else (followup.trunk.host, followup.trunk.port)
 
 
 def _survey_list(names: tuple[str, ...]) -> str:

@@ -1,6 +1,7 @@
 """The FastAGI routes: ``inbound`` (the call flow driven over one FastAGI session),
 ``agent-intro`` (the agent's 工号 announced to the caller), ``survey`` (the post-call survey
-when the agent hung up first) and ``agent-feature`` (a feature code from an agent's phone:
+when the agent hung up first), ``followup`` (the 回访 call's questions, on the resident's
+answered channel) and ``agent-feature`` (a feature code from an agent's phone:
 log in, log out, pause, resume).
 
 The translation and the loop are sans-I/O in :mod:`ivr.protocols.agi_flow`, shared with
@@ -22,14 +23,14 @@ from sqlalchemy.orm import Session
 
 from ivr.adapters.sql import agents
 from ivr.adapters.telephony.fastagi_server import AgiSession
-from ivr.core import callflow, survey
+from ivr.core import callflow, followup_call, survey
 from ivr.core.agent_intro import intro_prompts, work_number_of
 from ivr.core.agent_presence import FEATURE_CODES
 from ivr.core.recording_meta import desk_for
 from ivr.core.routing_models import LANGUAGES, Routing
 from ivr.errors import AgiHangup, HotlineError
 from ivr.protocols.agi import AgiResult
-from ivr.protocols.agi_flow import AgiPaths, Words, drive, drive_survey
+from ivr.protocols.agi_flow import AgiPaths, Words, drive, drive_machine, drive_survey
 
 logger = logging.getLogger(__name__)
 
@@ -106,6 +107,36 @@ async def run_survey(
             "uniqueid": session.env.uniqueid,
             "desk": desk,
             "outcome": state.outcome.value if state.outcome else "",
+            "path": ">".join((*state.history, state.stage.value)),
+        },
+    )
+    return state
+
+
+async def run_followup(
+    session: AgiSession,
+    config: followup_call.FollowupCallConfig,
+    clock: Callable[[], float] = time.time,
+) -> followup_call.FollowupCallState:
+    """The ``followup`` route: the 回访 call's questions on the resident's channel, which the
+    follow-up loop originated into ``[followup-call]`` (``AGI(url/followup,${IVR_PROMPTS})``).
+    The language is the channel's IVR_LANGUAGE (set by the Originate; default zh). The result
+    is left in IVR_FOLLOWUP, IVR_FOLLOWUP_RESOLVED and IVR_SURVEY for the loop to read."""
+    args = session.env.args
+    if not args or not args[0].startswith("/"):
+        raise ValueError("the dialplan must pass the prompts directory as the AGI argument")
+    language = await session.get_variable("IVR_LANGUAGE")
+    state, batch = followup_call.start(
+        config, language=language if language in LANGUAGES else LANGUAGES[0]
+    )
+    step = followup_call.step
+    state = await _run(session, drive_machine(step, state, batch, args[0].rstrip("/"), clock))
+    logger.info(
+        "follow-up call finished",
+        extra={
+            "uniqueid": session.env.uniqueid,
+            "outcome": state.outcome,
+            "resolved": state.resolved,
             "path": ">".join((*state.history, state.stage.value)),
         },
     )
