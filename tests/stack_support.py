@@ -51,7 +51,23 @@ def open_around_the_clock(
         for key in ("hours", "holidays", "closed_prompt"):
             entry.pop(key, None)
     (target / "desks.yaml").write_text(yaml.safe_dump(desks, allow_unicode=True))
+    followup_off(target)
     return target
+
+
+def followup_off(target: Path, *, trunk_port: int | None = None, ring_s: int | None = None) -> None:
+    """The ami role places no 回访 calls from this routing (tests that close tickets must not
+    call out; the 回访 tests run the loop themselves, with their clock: test_followup_calls.py);
+    ``trunk_port``: the outbound trunk's port on 127.0.0.1 (where a test's sipp resident is);
+    ``ring_s``: how long a 回访 call rings before it is ``no answer``."""
+    path = target / "hotline.yaml"
+    hotline = yaml.safe_load(path.read_text(encoding="utf-8"))
+    hotline["hotline"]["followup"]["enabled"] = False
+    if trunk_port is not None:
+        hotline["hotline"]["followup"]["trunk"]["port"] = trunk_port
+    if ring_s is not None:
+        hotline["hotline"]["followup"]["trunk"]["ring_s"] = ring_s
+    path.write_text(yaml.safe_dump(hotline, allow_unicode=True))
 
 
 def wait_for(

@@ -419,6 +419,113 @@ def start_agent(
     return proc
 
 
+RESIDENT_MODES = ("answer", "busy", "reject", "ring")
+
+
+def start_resident(
+    root: Path,
+    workdir_inner: PurePosixPath,
+    *,
+    port: int,
+    mode: str = "answer",
+    keys: tuple[tuple[float, str], ...] = (),
+    ring_s: float = 0.5,
+    talk_s: float = 20.0,
+    max_run_s: float = 3600.0,
+) -> subprocess.Popen[bytes]:
+    """Start the resident a 回访 call reaches (``sipp/resident.xml``, UAS) on
+    127.0.0.1:``port``, the outbound trunk's address; it runs until :func:`stop_agent`.
+
+    Every INVITE rings ``ring_s`` seconds, then per ``mode``: ``answer`` (PCMA; then each
+    ``(after_s, key)`` of ``keys``: waits ``after_s`` seconds and presses the key, RFC 2833;
+    then stays ``talk_s`` seconds unless the PBX hangs up first), ``busy`` (486), ``reject``
+    (403: a trunk refusing every call) or ``ring`` (until the PBX gives up: no answer).
+    One key is heard once per call: its pcap replayed carries the same RTP timestamps, which
+    Asterisk takes for the same key press.
+    """
+    if mode not in RESIDENT_MODES:
+        raise ValueError(f"mode must be one of {', '.join(RESIDENT_MODES)}: {mode!r}")
+    if any(key not in DIGIT_PCAPS or after < 0 for after, key in keys):
+        raise ValueError(f"keys must be (seconds >= 0, one of 0-9 * #): {keys!r}")
+    if not _udp_port_free(port):
+        raise StackError(f"UDP port 127.0.0.1:{port} is already in use", port=port)
+    workdir = _prepare(root, workdir_inner)
+    _render(
+        "resident.xml",
+        workdir,
+        ring_ms=str(max(1, round(ring_s * 1000))),
+        answer=_resident_block(mode, keys, max(1, round(talk_s * 1000))),
+    )
+    args = [
+        "-sf", "resident.xml",
+        "-p", str(port),
+        "-timeout", f"{math.ceil(max_run_s * 1000)}ms",
+        *_common_args(),
+    ]  # fmt: skip
+    command = _chroot_command(root, workdir_inner, args)
+    with (workdir / "sipp.stderr").open("wb") as err:
+        proc = AgentProcess(
+            command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+            start_new_session=True,
+        )  # fmt: skip
+    proc.workdir = workdir
+    deadline = time.monotonic() + 10.0
+    while _udp_port_free(port):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            raise StackError(
+                f"sipp resident did not start on port {port}:\n{_tail(workdir / 'sipp.stderr')}",
+                port=port,
+            )
+        time.sleep(0.05)
+    return proc
+
+
+_REFUSALS = {"busy": "486 Busy Here", "reject": "403 Forbidden"}
+
+
+def _resident_block(mode: str, keys: tuple[tuple[float, str], ...], talk_ms: int) -> str:
+    """The scenario's part after the ringing, per mode (see :func:`start_resident`)."""
+    if mode == "ring":
+        return '  <recv request="CANCEL" next="cancelled"/>\n'
+    if mode in _REFUSALS:
+        return (
+            '  <send retrans="500"><![CDATA[\n\n'
+            f"      SIP/2.0 {_REFUSALS[mode]}\n      [last_Via:]\n      [last_From:]\n"
+            "      [last_To:];tag=[pid]SIPpTag01[call_number]\n      [last_Call-ID:]\n"
+            "      [last_CSeq:]\n      Content-Length: 0\n\n    ]]></send>\n"
+            '  <recv request="ACK" crlf="true" next="done"/>\n'
+        )
+    lines = [
+        '  <send retrans="500"><![CDATA[\n\n'
+        "      SIP/2.0 200 OK\n      [last_Via:]\n      [last_From:]\n"
+        "      [last_To:];tag=[pid]SIPpTag01[call_number]\n      [last_Call-ID:]\n"
+        "      [last_CSeq:]\n"
+        "      Contact: <sip:resident@[local_ip]:[local_port];transport=[transport]>\n"
+        "      Content-Type: application/sdp\n      Content-Length: [len]\n\n"
+        "      v=0\n      o=resident 53655765 2353687637 IN IP[media_ip_type] [media_ip]\n"
+        "      s=hotline resident\n      c=IN IP[media_ip_type] [media_ip]\n      t=0 0\n"
+        "      m=audio [media_port] RTP/AVP 8 101\n      a=rtpmap:8 PCMA/8000\n"
+        "      a=rtpmap:101 telephone-event/8000\n      a=fmtp:101 0-15\n"
+        "      a=ptime:20\n      a=sendrecv\n\n    ]]></send>\n",
+        '  <recv request="ACK" rtd="true" crlf="true"/>\n',
+    ]
+    for n, (after_s, key) in enumerate(keys):
+        lines.append(
+            f'  <recv request="BYE" timeout="{max(1, round(after_s * 1000))}"'
+            f' ontimeout="key_{n}" next="server_bye"/>\n'
+            f'  <label id="key_{n}"/>\n'
+            f'  <nop><action><exec play_pcap_audio="{PCAP_DIR / DIGIT_PCAPS[key]}"/>'
+            "</action></nop>\n"
+        )
+    lines.append(
+        f'  <recv request="BYE" timeout="{talk_ms}" ontimeout="hang_up" next="server_bye"/>\n'
+    )
+    return "".join(lines)
+
+
 def stop_agent(proc: subprocess.Popen[bytes], timeout_s: float = 30.0) -> SippResult:
     """Stop an agent started by :func:`start_agent` and count its calls.
 

@@ -13,7 +13,8 @@ How each attempt ended comes from AMI events on the call's channel (its Uniqueid
 ``ChannelId`` chosen here): ``Newstate`` Up = answered; the channel's ``VarSet`` of
 IVR_FOLLOWUP, IVR_FOLLOWUP_RESOLVED and IVR_SURVEY = the answers; ``Hangup`` of an answered
 call = the end; an ``OriginateResponse`` Failure = not answered (its Reason: 5 busy, 3 rang
-without answer, anything else failed). A call that reports nothing within the ring time and a
+without answer; 1, the channel hung up: its ``Hangup`` cause, 17 busy, 18/19 no answer;
+anything else failed). A call that reports nothing within the ring time and a
 margin is ended as ``failed``. With Asterisk down nothing is placed: the follow-ups wait in
 SQL and run once the link is back, inside the calling hours.
 """
@@ -49,7 +50,10 @@ from ivr.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-ORIGINATE_REASONS = {"3": "NOANSWER", "5": "BUSY", "8": "CONGESTION", "1": "CHANUNAVAIL"}
+# OriginateResponse's Reason (Asterisk's control frame): 3 rang out, 5 busy; 1 (the channel
+# hung up) says no more: then the channel's Hangup cause tells (17 busy, 18/19 no answer).
+ORIGINATE_REASONS = {"3": "NOANSWER", "5": "BUSY"}
+HANGUP_CAUSES = {"17": "BUSY", "18": "NOANSWER", "19": "NOANSWER"}
 REPORT_MARGIN_S = 15.0  # after the ring time: a call that said nothing has failed
 ANSWERED_MAX_S = 600.0  # an answered call still up after this long is ended as failed
 _WATCHED = (IVR_FOLLOWUP, IVR_FOLLOWUP_RESOLVED, IVR_SURVEY)
@@ -61,6 +65,8 @@ class _Call:
     started: float  # the loop's clock
     answered: bool = False
     variables: dict[str, str] = field(default_factory=dict)
+    cause: str | None = None  # the Hangup cause of a call not answered
+    refused: bool = False  # OriginateResponse Failure seen, waiting for the cause
 
 
 class FollowupCalls:
@@ -191,9 +197,18 @@ class FollowupCalls:
         elif event == "VarSet" and message.get("Variable") in _WATCHED:
             call.variables[message.get("Variable") or ""] = message.get("Value") or ""
         elif event == "OriginateResponse" and message.get("Response") != "Success":
-            status = ORIGINATE_REASONS.get(message.get("Reason") or "", "CONGESTION")
-            await self._finish(uniqueid, _unanswered(status), status)
-        elif event == "Hangup" and call.answered:
+            status = ORIGINATE_REASONS.get(message.get("Reason") or "")
+            if status is not None or call.cause is not None:
+                status = status or HANGUP_CAUSES.get(call.cause or "", "CONGESTION")
+                await self._finish(uniqueid, _unanswered(status), status)
+            else:
+                call.refused = True  # the channel's Hangup (its cause) is still to come
+        elif event == "Hangup" and not call.answered:
+            call.cause = message.get("Cause") or ""
+            if call.refused:
+                status = HANGUP_CAUSES.get(call.cause, "CONGESTION")
+                await self._finish(uniqueid, _unanswered(status), status)
+        elif event == "Hangup":
             outcome = result_of(
                 answered=True,
                 dial_status="ANSWER",

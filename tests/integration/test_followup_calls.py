@@ -1,0 +1,348 @@
+"""回访 on the real Asterisk: the follow-up loop (run here, its clock an input) originates
+through the outbound trunk to a sipp resident on 127.0.0.1, who answers and presses keys, is
+busy, never answers, or whose trunk refuses everything; results are read back from SQL."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import wave
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import Engine, delete, select
+from sqlalchemy.orm import Session
+
+from ivr.adapters.sql import followups, tickets
+from ivr.adapters.sql.db import (
+    Followup,
+    OutboundCall,
+    Recording,
+    Role,
+    TicketState,
+    User,
+    settings_engine,
+)
+from ivr.adapters.sql.users import create_user
+from ivr.adapters.telephony.ami_client import AmiClient
+from ivr.adapters.telephony.followup_calls import FollowupCalls
+from ivr.adapters.telephony.routing_files import load_routing
+from ivr.devstack.sipp import _free_udp_port, start_resident, stop_agent
+from ivr.devstack.stack import Stack, asterisk_instance
+from ivr.protocols.ami import AmiMessage
+from tests.conftest import routing_for_tests
+from tests.stack_support import followup_off, private_stack
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+MORNING = datetime(2026, 12, 7, 10, 0, tzinfo=SHANGHAI).timestamp()  # inside calling hours
+EVENING = datetime(2026, 12, 7, 20, 30, tzinfo=SHANGHAI).timestamp()  # outside
+_serial = itertools.count(1)
+
+
+@pytest.fixture(scope="module")
+def trunk_port() -> int:
+    return _free_udp_port()
+
+
+@pytest.fixture(scope="module")
+def fu_stack(tmp_path_factory: pytest.TempPathFactory, trunk_port: int) -> Iterator[Stack]:
+    base = tmp_path_factory.mktemp("followup")
+    routing = routing_for_tests(base / "routing")
+    # the ami role's loop off (this test runs it, with its clock); a no-answer after 5 s
+    followup_off(routing, trunk_port=trunk_port, ring_s=5)
+    with private_stack(base, "fup", "followup-logs", sim_agents=False, routing_dir=routing) as st:
+        yield st
+
+
+@pytest.fixture(scope="module")
+def engine(fu_stack: Stack) -> Iterator[Engine]:
+    eng = settings_engine(fu_stack.settings)
+    with Session(eng) as session:
+        create_user(session, "fu-boss", "a long enough password", Role.supervisor)
+        session.commit()
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture(autouse=True)
+def clean(engine: Engine) -> Iterator[None]:
+    """Each test starts with no follow-up owed (the loop sees every row)."""
+    yield
+    with Session(engine) as session:
+        session.execute(delete(OutboundCall))
+        session.execute(delete(Followup))
+        session.commit()
+
+
+class Clock:
+    def __init__(self, at: float) -> None:
+        self.at = at
+
+    def __call__(self) -> float:
+        return self.at
+
+
+def boss(session: Session) -> User:
+    found = session.scalar(select(User).where(User.username == "fu-boss"))
+    assert found is not None
+    return found
+
+
+def closed_ticket(stack: Stack, engine: Engine, number: str) -> int:
+    """A ticket taken to 已完成 by a supervisor: it owes one 回访 to ``number``."""
+    n = next(_serial)
+    with Session(engine) as session:
+        supervisor = boss(session)
+        rec = Recording(
+            linkedid=f"fu-{n}", uniqueid=f"fu-{n}", started_at=datetime.now(UTC), did="95158",
+            caller=number, caller_reversed=number[::-1], desk="repair", category="repair",
+            agent="1001 张三", file_name=f"fu-{n}.wav",
+        )  # fmt: skip
+        session.add(rec)
+        session.flush()
+        ticket = tickets.open_for_call(session, recording=rec, voice_message=None,
+                                       settings=stack.settings)  # fmt: skip
+        assert ticket is not None
+        for to in (TicketState.in_progress, TicketState.awaiting_acceptance, TicketState.done):
+            tickets.move(session, ticket.id, to, supervisor, "修好了")
+        session.commit()
+        return ticket.id
+
+
+@contextmanager
+def resident(
+    stack: Stack, port: int, mode: str, keys: tuple[tuple[float, str], ...] = (),
+    ring_s: float = 0.5,
+) -> Iterator[None]:  # fmt: skip
+    inst = asterisk_instance(stack.settings)
+    proc = start_resident(stack.settings.asterisk.root, inst.base / "sipp" / f"resident-{mode}",
+                          port=port, mode=mode, keys=keys, ring_s=ring_s)  # fmt: skip
+    try:
+        yield
+    finally:
+        stop_agent(proc, timeout_s=10)
+
+
+def prompt_s(stack: Stack, key: str) -> float:
+    with wave.open(str(stack.settings.prompts_build_dir / "zh" / f"{key}.wav")) as w:
+        frames: int = w.getnframes()
+        rate: int = w.getframerate()
+    return frames / rate
+
+
+def run_loop(
+    stack: Stack, engine: Engine, clock: Clock, until: Callable[[], bool], timeout_s: float,
+    *, between: Callable[[], None] | None = None,
+) -> FollowupCalls:  # fmt: skip
+    """Tick the loop (its own AMI link, the actions account) until ``until()`` holds."""
+    routing = load_routing(stack.settings.routing_dir)
+    settings = stack.settings
+
+    async def main() -> FollowupCalls:
+        holder: list[FollowupCalls] = []
+
+        async def on_event(message: AmiMessage) -> None:
+            await holder[0].on_event(message)
+
+        ami = AmiClient(settings.ami, settings.ami_actions_secret(), on_event=on_event,
+                        username=settings.ami.actions_username)  # fmt: skip
+        loop = FollowupCalls(engine, routing, ami, clock=clock)
+        holder.append(loop)
+        runner = asyncio.create_task(ami.run())
+        try:
+            await ami.wait_connected(10)
+            deadline = asyncio.get_running_loop().time() + timeout_s
+            while not await asyncio.to_thread(until):
+                assert asyncio.get_running_loop().time() < deadline, "timed out"
+                await loop.tick()
+                if between is not None:
+                    between()
+                await asyncio.sleep(0.5)
+        finally:
+            runner.cancel()
+            await asyncio.gather(runner, return_exceptions=True)
+        return loop
+
+    return asyncio.run(main())
+
+
+def rows(engine: Engine, ticket_id: int) -> list[Followup]:
+    with Session(engine, expire_on_commit=False) as session:
+        found = followups.of_ticket(session, ticket_id)
+        session.expunge_all()
+        return found
+
+
+def calls(engine: Engine) -> list[OutboundCall]:
+    with Session(engine) as session:
+        found = list(session.scalars(select(OutboundCall).order_by(OutboundCall.id)))
+        session.expunge_all()
+        return found
+
+
+def test_the_resident_answers_resolved_and_satisfied_and_it_reaches_the_ticket(
+    fu_stack: Stack, engine: Engine, trunk_port: int
+) -> None:
+    ticket_id = closed_ticket(fu_stack, engine, "+86 138 0013 8000")
+    first = prompt_s(fu_stack, "followup-intro") + 1.5
+    # two different keys: a pcap replayed carries the same RTP timestamps, heard once
+    with resident(fu_stack, trunk_port, "answer", keys=((first, "1"), (2.0, "2"))):
+        run_loop(fu_stack, engine, Clock(MORNING),
+                 lambda: rows(engine, ticket_id)[0].status == "finished", 90)  # fmt: skip
+    row = rows(engine, ticket_id)[0]
+    assert (row.last_result, row.resolved, row.satisfaction, row.flagged) == (
+        "answered",
+        True,
+        "basically satisfied",
+        False,
+    )
+    (call,) = calls(engine)
+    assert (call.number, call.purpose, call.started_by, call.result) == (
+        "13800138000",
+        "followup",
+        "role:followups",
+        "answered",
+    )
+    with Session(engine) as session:
+        assert tickets.get(session, ticket_id).state is TicketState.done
+
+
+def test_not_resolved_reopens_the_ticket_raised_and_flagged(
+    fu_stack: Stack, engine: Engine, trunk_port: int
+) -> None:
+    ticket_id = closed_ticket(fu_stack, engine, "13800138001")
+    with Session(engine) as session:
+        before = tickets.get(session, ticket_id).priority
+    first = prompt_s(fu_stack, "followup-intro") + 1.5
+    with resident(fu_stack, trunk_port, "answer", keys=((first, "2"), (2.0, "3"))):
+        run_loop(fu_stack, engine, Clock(MORNING),
+                 lambda: rows(engine, ticket_id)[0].status == "finished", 90)  # fmt: skip
+    row = rows(engine, ticket_id)[0]
+    assert (row.resolved, row.satisfaction, row.flagged) == (False, "dissatisfied", True)
+    with Session(engine) as session:
+        ticket = tickets.get(session, ticket_id)
+        assert ticket.state is TicketState.in_progress and ticket.priority == before + 20
+        assert [t.id for t in followups.flagged_tickets(session)] == [ticket_id]
+
+
+@pytest.mark.parametrize(("mode", "result"), [("busy", "busy"), ("ring", "no answer"),
+                                              ("reject", "failed")])  # fmt: skip
+def test_busy_no_answer_and_a_refusing_trunk_are_retried_then_land_on_the_worklist(
+    fu_stack: Stack, engine: Engine, trunk_port: int, mode: str, result: str
+) -> None:
+    ticket_id = closed_ticket(fu_stack, engine, "13800138002")
+    clock = Clock(MORNING)
+    seen: list[int] = []
+
+    def next_attempt() -> None:  # once an attempt has ended, the spacing passes
+        row = rows(engine, ticket_id)[0]
+        if not row.in_flight and row.attempts not in seen:
+            seen.append(row.attempts)
+            clock.at += 30 * 60
+
+    with resident(fu_stack, trunk_port, mode, ring_s=0.2):
+        run_loop(fu_stack, engine, clock, lambda: rows(engine, ticket_id)[0].status == "worklist",
+                 240, between=next_attempt)  # fmt: skip
+    row = rows(engine, ticket_id)[0]
+    assert (row.attempts, row.last_result, row.worklist_reason) == (3, result, "attempts exhausted")
+    attempts = calls(engine)
+    assert [c.result for c in attempts] == [result] * 3
+    times = [c.started_at for c in attempts]
+    assert all((b - a).total_seconds() >= 30 * 60 for a, b in itertools.pairwise(times))
+
+
+def test_outside_calling_hours_the_call_waits_for_the_window(
+    fu_stack: Stack, engine: Engine, trunk_port: int
+) -> None:
+    ticket_id = closed_ticket(fu_stack, engine, "13800138003")
+    clock = Clock(EVENING)
+    routing = load_routing(fu_stack.settings.routing_dir)
+    with resident(fu_stack, trunk_port, "busy"):
+        loop_placed: list[int] = []
+
+        async def ticks() -> None:
+            settings = fu_stack.settings
+            ami = AmiClient(settings.ami, settings.ami_actions_secret(),
+                            username=settings.ami.actions_username)  # fmt: skip
+            loop = FollowupCalls(engine, routing, ami, clock=clock)
+            runner = asyncio.create_task(ami.run())
+            try:
+                await ami.wait_connected(10)
+                loop_placed.append(len(await loop.tick()))  # 20:30: nothing
+                clock.at = MORNING + 86400  # the next morning
+                loop_placed.append(len(await loop.tick()))
+            finally:
+                runner.cancel()
+                await asyncio.gather(runner, return_exceptions=True)
+
+        asyncio.run(ticks())
+    assert loop_placed == [0, 1]
+    assert [c.ticket_id for c in calls(engine)] == [ticket_id]
+
+
+def test_the_cap_holds_under_a_burst_of_20_due_followups(
+    fu_stack: Stack, engine: Engine, trunk_port: int
+) -> None:
+    ids = [closed_ticket(fu_stack, engine, f"139{n:08d}") for n in range(20)]
+    peak: list[int] = []
+
+    def count_in_flight() -> None:
+        peak.append(sum(1 for c in calls(engine) if c.ended_at is None))
+
+    with resident(fu_stack, trunk_port, "ring", ring_s=0.2):
+        run_loop(fu_stack, engine, Clock(MORNING),
+                 lambda: len(calls(engine)) >= 9 and all(c.ended_at for c in calls(engine)), 300,
+                 between=count_in_flight)  # fmt: skip
+    assert max(peak) == 3 and len(calls(engine)) >= 9
+    assert len({c.number for c in calls(engine)}) == len(calls(engine))  # nobody twice (spacing)
+    assert all(rows(engine, t)[0].attempts <= 1 for t in ids)
+
+
+def test_a_ticket_closed_reopened_and_closed_again_is_called_one_followup_at_a_time(
+    fu_stack: Stack, engine: Engine, trunk_port: int
+) -> None:
+    ticket_id = closed_ticket(fu_stack, engine, "138 0013 8004")
+    with Session(engine) as session:  # reopened (as a 回访 would), closed again: two owed
+        tickets.move(session, ticket_id, TicketState.in_progress, None, "again", actor="回访",
+                     reopen=True)  # fmt: skip
+        tickets.move(session, ticket_id, TicketState.awaiting_acceptance, boss(session), "修好了")
+        tickets.move(session, ticket_id, TicketState.done, boss(session), "")
+        session.commit()
+    assert len(rows(engine, ticket_id)) == 2
+    peak: list[int] = []
+
+    def count_in_flight() -> None:
+        peak.append(sum(1 for c in calls(engine) if c.ended_at is None))
+
+    with resident(fu_stack, trunk_port, "ring", ring_s=0.2):
+        run_loop(fu_stack, engine, Clock(MORNING),
+                 lambda: len(calls(engine)) >= 1 and all(c.ended_at for c in calls(engine)), 90,
+                 between=count_in_flight)  # fmt: skip
+    assert max(peak) <= 1 and len(calls(engine)) == 1  # the earlier one only, once
+
+
+def test_a_number_with_letters_goes_to_the_worklist_uncalled(
+    fu_stack: Stack, engine: Engine
+) -> None:
+    ticket_id = closed_ticket(fu_stack, engine, "138OO138000")
+    run_loop(fu_stack, engine, Clock(MORNING),
+             lambda: rows(engine, ticket_id)[0].status == "worklist", 30)  # fmt: skip
+    row = rows(engine, ticket_id)[0]
+    assert (row.attempts, row.worklist_reason) == (0, "bad number: letters in the number")
+    assert calls(engine) == []
+
+
+def test_no_dialplan_reaches_the_outbound_trunk(fu_stack: Stack) -> None:
+    """Only Originate dials PJSIP/<n>@outbound: no dialplan line names the trunk, and the
+    trunk's own context takes no call."""
+    dialplan = Path(fu_stack.settings.dialplan_dir)
+    for path in dialplan.glob("extensions*.conf"):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            code = line.split(";", 1)[0]
+            assert "outbound" not in code or "outbound-refused" in code, (path, line)
