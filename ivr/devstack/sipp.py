@@ -440,8 +440,9 @@ def start_resident(
     ``(after_s, key)`` of ``keys``: waits ``after_s`` seconds and presses the key, RFC 2833;
     then stays ``talk_s`` seconds unless the PBX hangs up first), ``busy`` (486), ``reject``
     (403: a trunk refusing every call) or ``ring`` (until the PBX gives up: no answer).
-    One key is heard once per call: its pcap replayed carries the same RTP timestamps, which
-    Asterisk takes for the same key press.
+    Debian's DTMF pcaps carry fixed RTP sequence numbers and timestamps, so Asterisk may take
+    a later key for a repeat of an earlier one and drop it: a key pressed twice is heard once,
+    and so is 1 after 2 (measured); 1 then 2, and 2 then 3, are both heard.
     """
     if mode not in RESIDENT_MODES:
         raise ValueError(f"mode must be one of {', '.join(RESIDENT_MODES)}: {mode!r}")

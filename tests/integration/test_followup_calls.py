@@ -14,6 +14,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+import yaml
 from sqlalchemy import Engine, delete, select
 from sqlalchemy.orm import Session
 
@@ -35,7 +36,7 @@ from ivr.devstack.sipp import _free_udp_port, start_resident, stop_agent
 from ivr.devstack.stack import Stack, asterisk_instance
 from ivr.protocols.ami import AmiMessage
 from tests.conftest import routing_for_tests
-from tests.stack_support import followup_off, private_stack
+from tests.stack_support import followup_off, private_stack, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
@@ -346,3 +347,36 @@ def test_no_dialplan_reaches_the_outbound_trunk(fu_stack: Stack) -> None:
         for line in path.read_text(encoding="utf-8").splitlines():
             code = line.split(";", 1)[0]
             assert "outbound" not in code or "outbound-refused" in code, (path, line)
+
+
+def test_the_ami_role_places_the_followup_calls_itself(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """As deployed: the loop runs in the ami role (its own AMI link, the real clock; calling
+    hours widened to the whole day so the test runs at any hour)."""
+    base = tmp_path_factory.mktemp("followup-role")
+    port = _free_udp_port()
+    routing = routing_for_tests(base / "routing")
+    followup_off(routing, trunk_port=port, ring_s=5)
+    path = routing / "hotline.yaml"
+    hotline = yaml.safe_load(path.read_text(encoding="utf-8"))
+    hotline["hotline"]["followup"] |= {"enabled": True, "calling_hours": "00:00-23:59"}
+    path.write_text(yaml.safe_dump(hotline, allow_unicode=True))
+    with private_stack(base, "fur", "followup-role-logs", sim_agents=False,
+                       routing_dir=routing) as stack:  # fmt: skip
+        eng = settings_engine(stack.settings)
+        try:
+            with Session(eng) as session:
+                create_user(session, "fu-boss", "a long enough password", Role.supervisor)
+                session.commit()
+            ticket_id = closed_ticket(stack, eng, "13800138009")
+            first = prompt_s(stack, "followup-intro") + 1.5
+            with resident(stack, port, "answer", keys=((first, "1"), (2.0, "2"))):
+                wait_for(lambda: rows(eng, ticket_id)[0].status == "finished", 90,
+                         "the ami role's 回访 call")  # fmt: skip
+            row = rows(eng, ticket_id)[0]
+            assert (row.resolved, row.satisfaction) == (True, "basically satisfied")
+            (call,) = calls(eng)
+            assert (call.started_by, call.number) == ("role:followups", "13800138009")
+        finally:
+            eng.dispose()
