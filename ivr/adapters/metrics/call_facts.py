@@ -61,7 +61,7 @@ def outcome_row(
             "queue": outcome.queue[:40], "emergency": outcome.queue in emergency_queues,
             "threshold_s": 0.0, "wait_s": 0.0, "counted_at": closed, "entered_at": None,
             "closed_at": closed, "agent": "", "work_number": "", "talk_s": None,
-            "source": source,
+            "source": source, "caller": "",
         }  # fmt: skip
     entered = None if outcome.entered_at is None else _utc(outcome.entered_at)
     closed = _utc(outcome.closed_at)
@@ -80,6 +80,7 @@ def outcome_row(
         "work_number": agent_work_number(outcome.agent),
         "talk_s": outcome.talk_s,
         "source": source,
+        "caller": outcome.caller[:32],  # the call-backs' number (ivr.core.callbacks)
     }
 
 
@@ -209,7 +210,7 @@ def queue_log_row(
         "wait_s": call.wait_s, "counted_at": entered, "entered_at": entered,
         "closed_at": _utc(call.ended_at or call.entered_at), "agent": call.agent[:80],
         "work_number": agent_work_number(call.agent),
-        "talk_s": call.talk_s, "source": SOURCE_QUEUE_LOG,
+        "talk_s": call.talk_s, "source": SOURCE_QUEUE_LOG, "caller": "",
     }  # fmt: skip
 
 

@@ -397,6 +397,8 @@ class CallFactRow(Base):
     talk_s: Mapped[float | None] = mapped_column(default=None)
     source: Mapped[str] = mapped_column(String(16))  # ami or queue_log
     stored_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # CallerIDNum (unmasked: shown by role only); "" when unknown (queue_log, an unknown call)
+    caller: Mapped[str] = mapped_column(String(32), default="", server_default="", index=True)
 
 
 class Ticket(Base):

@@ -6,6 +6,8 @@ flight or not, resolved and satisfaction when answered, the worklist reason when
 gave up, the supervisors' flag when the customer said it was not resolved); and
 ``outbound_calls``, every call placed through the outbound trunk (its Originate channel id,
 purpose, the number dialled, ticket, follow-up, who or what started it, when, how it ended).
+And one new column: ``call_facts.caller`` (the caller's number, "" for the rows before it and
+for queue_log's), which the call-back list of abandoned callers reads.
 
 Revision ID: 0008
 Revises: 0007
@@ -26,6 +28,11 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("call_facts") as batch:
+        batch.add_column(
+            sa.Column("caller", sa.String(length=32), server_default="", nullable=False)
+        )
+        batch.create_index("ix_call_facts_caller", ["caller"])
     op.create_table(
         "followups",
         sa.Column("id", sa.Integer(), nullable=False),
