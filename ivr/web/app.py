@@ -25,6 +25,7 @@ from ivr.web.routes import (
     desk,
     health,
     metrics,
+    outbound,
     pages,
     phone,
     phrases,
@@ -85,6 +86,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(reports.router)
     app.include_router(phone.router)
     app.include_router(pop.router)
+    app.include_router(outbound.router)
     app.add_exception_handler(AuthError, auth_error_handler)
 
     @app.exception_handler(HotlineError)
