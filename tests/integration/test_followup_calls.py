@@ -18,8 +18,9 @@ import yaml
 from sqlalchemy import Engine, delete, select
 from sqlalchemy.orm import Session
 
-from ivr.adapters.sql import followups, tickets
+from ivr.adapters.sql import callbacks, followups, tickets
 from ivr.adapters.sql.db import (
+    CallFactRow,
     Followup,
     OutboundCall,
     Recording,
@@ -31,12 +32,13 @@ from ivr.adapters.sql.db import (
 from ivr.adapters.sql.users import create_user
 from ivr.adapters.telephony.ami_client import AmiClient
 from ivr.adapters.telephony.followup_calls import FollowupCalls
+from ivr.adapters.telephony.originate import place_call
 from ivr.adapters.telephony.routing_files import load_routing
 from ivr.devstack.sipp import _free_udp_port, start_resident, stop_agent
 from ivr.devstack.stack import Stack, asterisk_instance
 from ivr.protocols.ami import AmiMessage
 from tests.conftest import routing_for_tests
-from tests.stack_support import followup_off, private_stack, wait_for
+from tests.stack_support import ami_session, followup_off, private_stack, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
@@ -380,3 +382,44 @@ def test_the_ami_role_places_the_followup_calls_itself(
             assert (call.started_by, call.number) == ("role:followups", "13800138009")
         finally:
             eng.dispose()
+
+
+AGENT = "Local/agent@sim-agents/n"  # answers after 1 s (extensions-simulation.conf)
+
+
+def owed_numbers(stack: Stack, engine: Engine) -> list[str]:
+    zone = ZoneInfo(stack.settings.metrics.timezone)
+    with Session(engine) as session:
+        return [e.number for e in callbacks.owed_on(session, datetime.now(UTC), zone)]
+
+
+async def _queue_member(stack: Stack, action: str) -> None:
+    async with ami_session(stack.settings, "actions") as client:
+        fields = {"Queue": "repair", "Interface": AGENT}
+        if action == "QueueAdd":
+            fields["MemberName"] = "1001 测试"
+        reply = await client.send_action(action, fields, timeout=5)
+        assert reply.response == "Success", reply.to_dict()
+
+
+def test_an_abandoned_caller_is_on_the_callback_list_until_a_later_call_gets_through(
+    fu_stack: Stack, engine: Engine
+) -> None:
+    number = "13812345678"
+    first = asyncio.run(place_call(fu_stack.settings, did="95158", caller=number, keys=["1"],
+                                   hold_s=30))  # fmt: skip
+    assert first.queue == "repair"  # nobody in the queue: the caller gives up
+    wait_for(lambda: number in owed_numbers(fu_stack, engine), 30, "the abandoned caller listed")
+    with Session(engine) as session:
+        fact = session.scalar(select(CallFactRow).where(CallFactRow.linkedid == first.linkedid))
+        assert fact is not None and fact.caller == number
+        assert fact.klass in ("abandoned", "timed_out")
+    asyncio.run(_queue_member(fu_stack, "QueueAdd"))
+    try:
+        second = asyncio.run(place_call(fu_stack.settings, did="95158", caller=number,
+                                        keys=["1"], hold_s=35))  # fmt: skip
+    finally:
+        asyncio.run(_queue_member(fu_stack, "QueueRemove"))
+    assert second.queue == "repair"
+    wait_for(lambda: number not in owed_numbers(fu_stack, engine), 30,
+             "the caller who got through taken off the list")  # fmt: skip
