@@ -159,8 +159,9 @@ async def run_ami(settings: Settings) -> None:
     routing = load_routing(settings.routing_dir)
     tickets = ConnectTickets(engine, routing, settings)  # AgentConnect: the agent's 工单
     followup = routing.hotline.followup
-    if followup is not None and followup.enabled and settings.has_ami_actions_secret():
-        calls = FollowupCalls.for_role(settings, engine, routing)  # 回访: its own AMI link
+    if followup is not None and settings.has_ami_actions_secret():
+        # 回访 (when enabled) and the agents' click-to-call: its own AMI link, the actions account
+        calls = FollowupCalls.for_role(settings, engine, routing)
         jobs += [calls.ami.run(), calls.run()]
 
     async def on_event(message: AmiMessage) -> None:

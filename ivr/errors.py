@@ -66,6 +66,8 @@ Hierarchy (class, slug, module)::
     ├── DepartmentStepRefused     department-step-refused      ivr.adapters.sql.ticket_desk
     ├── RepeatLinkRefused         repeat-link-refused          ivr.adapters.sql.ticket_desk
     ├── FollowupNotFound          followup-not-found           ivr.adapters.sql.followups
+    ├── OutboundCallRefused       outbound-call-refused        ivr.web.routes.outbound
+    ├── InvalidOutboundCall       invalid-outbound-call        ivr.web.routes.outbound
     ├── UserError                 user-error                   ivr.adapters.sql.users
     │   ├── UserNotFound          user-not-found               ivr.adapters.sql.users
     │   ├── UserExists            user-exists                  ivr.adapters.sql.users

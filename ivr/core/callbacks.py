@@ -21,12 +21,12 @@ The figure: the share of those entries called back (an outbound call to the numb
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, tzinfo
 from typing import Final
 
-from ivr.core.followup import BadNumber, normalise_number
+from ivr.core.followup import BadNumber, FollowupConfig, in_calling_hours, normalise_number
 
 WITHIN_S: Final = 30 * 60.0  # the figure: called back within 30 minutes
 KINDS: Final = frozenset({"abandoned", "timed_out"})  # call_facts.klass of a caller let go
@@ -133,3 +133,50 @@ def share_called_back(entries: Sequence[Owed], callbacks: Sequence[Answered]) ->
         ):
             done += 1
     return CallbackShare(done, len(entries))
+
+
+def agent_device(work_number: str) -> str:
+    """The device an agent's click-to-call rings first. One place to change: the agent's
+    chosen device (a column being added) replaces this.
+
+    >>> agent_device("1001")
+    'PJSIP/1001'
+    """
+    return f"PJSIP/{work_number}"
+
+
+def refuse_agent_call(
+    *,
+    number: str,
+    known: Collection[str],
+    in_flight: Collection[str],
+    waiting_queues: Collection[str],
+    agent_queues: Collection[str],
+    now: float,
+    config: FollowupConfig,
+) -> str | None:
+    """Why an agent may not call ``number`` back now, or None. Only numbers that came from a
+    ticket or a call record (``known``: the worklist's and the call-back list's), never one
+    already being called, never while a caller waits in one of the agent's queues (a call-back
+    never jumps ahead of them), only within the calling hours.
+
+    >>> from datetime import time
+    >>> day = FollowupConfig(hours_start=time(0), hours_end=time(23, 59))
+    >>> refuse_agent_call(number="13800138000", known={"13800138000"}, in_flight=(),
+    ...                   waiting_queues={"billing"}, agent_queues={"repair"}, now=1.8e9,
+    ...                   config=day)
+    >>> refuse_agent_call(number="13800138000", known={"13800138000"}, in_flight=(),
+    ...                   waiting_queues={"repair"}, agent_queues={"repair"}, now=1.8e9,
+    ...                   config=day)
+    'callers are waiting in repair: they come first'
+    """
+    if number not in known:
+        return "not a number of the worklist or the call-back list"
+    if number in in_flight:
+        return "this number is being called already"
+    waiting = sorted(set(waiting_queues) & set(agent_queues))
+    if waiting:
+        return f"callers are waiting in {', '.join(waiting)}: they come first"
+    if not in_calling_hours(now, config):
+        return "outside the calling hours"
+    return None

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import httpx
 import pytest
 import yaml
 from sqlalchemy import Engine, delete, select
@@ -20,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from ivr.adapters.sql import callbacks, followups, tickets
 from ivr.adapters.sql.db import (
+    Agent,
     CallFactRow,
     Followup,
     OutboundCall,
@@ -39,6 +41,7 @@ from ivr.devstack.stack import Stack, asterisk_instance
 from ivr.protocols.ami import AmiMessage
 from tests.conftest import routing_for_tests
 from tests.stack_support import ami_session, followup_off, private_stack, wait_for
+from tests.web_support import PASSWORD
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
@@ -121,11 +124,12 @@ def closed_ticket(stack: Stack, engine: Engine, number: str) -> int:
 @contextmanager
 def resident(
     stack: Stack, port: int, mode: str, keys: tuple[tuple[float, str], ...] = (),
-    ring_s: float = 0.5,
+    ring_s: float = 0.5, talk_s: float = 20.0,
 ) -> Iterator[None]:  # fmt: skip
     inst = asterisk_instance(stack.settings)
     proc = start_resident(stack.settings.asterisk.root, inst.base / "sipp" / f"resident-{mode}",
-                          port=port, mode=mode, keys=keys, ring_s=ring_s)  # fmt: skip
+                          port=port, mode=mode, keys=keys, ring_s=ring_s,
+                          talk_s=talk_s)  # fmt: skip
     try:
         yield
     finally:
@@ -341,14 +345,22 @@ def test_a_number_with_letters_goes_to_the_worklist_uncalled(
     assert calls(engine) == []
 
 
-def test_no_dialplan_reaches_the_outbound_trunk(fu_stack: Stack) -> None:
-    """Only Originate dials PJSIP/<n>@outbound: no dialplan line names the trunk, and the
-    trunk's own context takes no call."""
+def test_no_phone_reaches_the_outbound_trunk(fu_stack: Stack) -> None:
+    """Only [agent-callback] dials the trunk, and only Originate reaches it: no dialplan line
+    jumps or includes there, and the agents' context refuses every number (in Asterisk)."""
     dialplan = Path(fu_stack.settings.dialplan_dir)
     for path in dialplan.glob("extensions*.conf"):
+        context = ""
         for line in path.read_text(encoding="utf-8").splitlines():
-            code = line.split(";", 1)[0]
-            assert "outbound" not in code or "outbound-refused" in code, (path, line)
+            code = line.split(";", 1)[0].strip()
+            if code.startswith("["):
+                context = code
+            elif "@outbound" in code:
+                assert context == "[agent-callback]", (path, line)
+            assert "agent-callback" not in code or code == "[agent-callback]", (path, line)
+    inst = asterisk_instance(fu_stack.settings)
+    shown = inst.rx("dialplan show 13800138000@from-agents")
+    assert "Hangup(21)" in shown and "outbound" not in shown
 
 
 def test_the_ami_role_places_the_followup_calls_itself(
@@ -423,3 +435,60 @@ def test_an_abandoned_caller_is_on_the_callback_list_until_a_later_call_gets_thr
     assert second.queue == "repair"
     wait_for(lambda: number not in owed_numbers(fu_stack, engine), 30,
              "the caller who got through taken off the list")  # fmt: skip
+
+
+def test_an_agent_calls_a_worklist_customer_back_from_their_own_phone(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Click-to-call over the web role's API: the ami role rings demo agent 1001's sipp phone
+    (PJSIP/1001), then dials the resident on the trunk; the same number is refused meanwhile;
+    the call is logged with the agent's account and ends as answered."""
+    base = tmp_path_factory.mktemp("followup-agent")
+    port = _free_udp_port()
+    routing = routing_for_tests(base / "routing")
+    followup_off(routing, trunk_port=port, ring_s=10)
+    path = routing / "hotline.yaml"
+    hotline = yaml.safe_load(path.read_text(encoding="utf-8"))
+    hotline["hotline"]["followup"]["calling_hours"] = "00:00-23:59"  # any hour the test runs
+    path.write_text(yaml.safe_dump(hotline, allow_unicode=True))
+    with private_stack(base, "fua", "followup-agent-logs", sim_agents=False, demo_agents=True,
+                       routing_dir=routing) as stack:  # fmt: skip
+        eng = settings_engine(stack.settings)
+        try:
+            with Session(eng) as session:
+                create_user(session, "fu-boss", "a long enough password", Role.supervisor)
+                user = create_user(session, "agent1001", PASSWORD, Role.agent)
+                agent = session.scalar(select(Agent).where(Agent.work_number == "1001"))
+                assert agent is not None
+                agent.user_id = user.id
+                session.commit()
+            ticket_id = closed_ticket(stack, eng, "13800138010")
+            with Session(eng) as session:
+                row = followups.of_ticket(session, ticket_id)[0]
+                row.status, row.worklist_reason = "worklist", "attempts exhausted"
+                followup_id = row.id
+                session.commit()
+            web = f"http://{stack.settings.web.host}:{stack.settings.web.port}"
+            with (
+                resident(stack, port, "answer", ring_s=0.5, talk_s=4.0),
+                httpx.Client(base_url=web, headers={"Origin": web}, timeout=10) as client,
+            ):
+                account = {"username": "agent1001", "password": PASSWORD}
+                signed = client.post("/api/auth/login", json=account)
+                assert signed.status_code == 200, signed.text
+                placed = client.post("/api/agent/outbound-calls", json={"followup_id": followup_id})
+                assert placed.status_code == 202, placed.text
+                again = client.post("/api/agent/outbound-calls", json={"followup_id": followup_id})
+                assert again.status_code == 409
+                assert again.json()["error"] == "outbound-call-refused", again.text
+                wait_for(lambda: all(c.ended_at for c in calls(eng)), 60, "the agent's call ended")
+            (call,) = calls(eng)
+            assert (call.purpose, call.started_by, call.device, call.number) == (
+                "followup",
+                "agent1001",
+                "PJSIP/1001",
+                "13800138010",
+            )
+            assert (call.result, call.dial_status) == ("answered", "ANSWER"), call.dial_status
+        finally:
+            eng.dispose()

@@ -5,7 +5,16 @@ from __future__ import annotations
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from ivr.core.callbacks import Answered, Left, Owed, owed, share_called_back
+from ivr.core.callbacks import (
+    Answered,
+    Left,
+    Owed,
+    agent_device,
+    owed,
+    refuse_agent_call,
+    share_called_back,
+)
+from ivr.core.followup import FollowupConfig
 
 ZONE = ZoneInfo("Asia/Shanghai")
 
@@ -60,3 +69,20 @@ def test_the_share_called_back_within_30_minutes() -> None:
     share = share_called_back(entries, callbacks)
     assert (share.called_back, share.owed) == (1, 3)
     assert share_called_back([], callbacks).rate is None
+
+
+def test_an_agent_call_is_refused_for_unknown_busy_numbers_waiting_callers_and_late_hours() -> None:
+    day = FollowupConfig()  # 08:00-20:00 Shanghai
+    ok = {"number": "13800138000", "known": {"13800138000"}, "in_flight": set(),
+          "waiting_queues": set(), "agent_queues": {"repair"}, "now": at(7, 10),
+          "config": day}  # fmt: skip
+    assert refuse_agent_call(**ok) is None  # type: ignore[arg-type]
+    cases = {
+        "number": ("13900139000", "not a number of the worklist or the call-back list"),
+        "in_flight": ({"13800138000"}, "this number is being called already"),
+        "waiting_queues": ({"repair", "billing"}, "callers are waiting in repair: they come first"),
+        "now": (at(7, 20), "outside the calling hours"),
+    }
+    for field, (value, reason) in cases.items():
+        assert refuse_agent_call(**{**ok, field: value}) == reason, field  # type: ignore[arg-type]
+    assert agent_device("1001") == "PJSIP/1001"

@@ -515,6 +515,9 @@ class OutboundCall(Base):
     ended_at: Mapped[datetime | None] = mapped_column(default=None)
     result: Mapped[str | None] = mapped_column(String(16), default=None)  # followup.Result
     dial_status: Mapped[str | None] = mapped_column(String(32), default=None)
+    # an agent's click-to-call: the agent's device, rung first (ivr.core.callbacks.agent_device)
+    device: Mapped[str | None] = mapped_column(String(80), default=None)
+    placed_at: Mapped[datetime | None] = mapped_column(default=None)  # Originate sent
 
 
 class UserDepartment(Base):

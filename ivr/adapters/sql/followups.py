@@ -240,3 +240,37 @@ def flagged_tickets(session: Session) -> list[Ticket]:
             .order_by(Ticket.priority.desc(), Ticket.id)
         )
     )
+
+
+# Dial's DIALSTATUS on the agent's channel -> the call's result (ANSWER: the customer answered)
+AGENT_CALL_RESULTS = {"ANSWER": "answered", "BUSY": "busy", "NOANSWER": "no answer"}
+
+
+def take_agent_requests(session: Session, *, now: datetime) -> list[tuple[str, str, str]]:
+    """The agents' click-to-call requests not placed yet (channel id, device, number), each
+    marked placed here so that it is placed once."""
+    rows = session.scalars(
+        select(OutboundCall).where(
+            OutboundCall.device.is_not(None),
+            OutboundCall.placed_at.is_(None),
+            OutboundCall.ended_at.is_(None),
+        )
+    )
+    taken = []
+    for row in rows:
+        row.placed_at = now
+        assert row.device is not None
+        taken.append((row.channel_id, row.device, row.number))
+    session.flush()
+    return taken
+
+
+def end_agent_call(session: Session, channel_id: str, dial_status: str, *, now: datetime) -> None:
+    """An agent's call ended: its result from Dial's status (``failed`` for anything else,
+    the agent not answering included); the agent enters what the customer said on the page."""
+    call = session.scalar(select(OutboundCall).where(OutboundCall.channel_id == channel_id))
+    if call is None or call.ended_at is not None:
+        return
+    call.ended_at, call.dial_status = now, dial_status[:32]
+    call.result = AGENT_CALL_RESULTS.get(dial_status, "failed")
+    session.flush()

@@ -80,7 +80,10 @@ class FollowupCalls:
         *,
         clock: Callable[[], float] = time.time,
         tick_s: float = 2.0,
+        automated: bool = True,
     ) -> None:
+        """``automated``: place the 回访 calls (routing's ``followup.enabled``); the agents'
+        click-to-call requests are placed either way."""
         config = policy_config(routing)
         followup = routing.hotline.followup
         if config is None or followup is None:
@@ -92,7 +95,9 @@ class FollowupCalls:
         self.ami = ami
         self.clock = clock
         self.tick_s = tick_s
+        self.automated = automated
         self.calls: dict[str, _Call] = {}  # by channel id: placed, not yet ended
+        self.agent_calls: dict[str, str] = {}  # channel id -> DIALSTATUS seen so far
 
     @classmethod
     def for_role(cls, settings: Settings, engine: Engine, routing: Routing) -> FollowupCalls:
@@ -106,7 +111,8 @@ class FollowupCalls:
             settings.ami, settings.ami_actions_secret(), on_event=on_event,
             username=settings.ami.actions_username,
         )  # fmt: skip
-        holder.append(cls(engine, routing, ami))
+        enabled = routing.hotline.followup is not None and routing.hotline.followup.enabled
+        holder.append(cls(engine, routing, ami, automated=enabled))
         return holder[0]
 
     async def run(self) -> None:
@@ -129,11 +135,62 @@ class FollowupCalls:
             limit = ANSWERED_MAX_S if call.answered else self.trunk.ring_s + REPORT_MARGIN_S
             if now - call.started > limit:
                 await self._finish(channel_id, CallResult(policy.Result.FAILED), "NO REPORT")
+        for call_id, device, number in await asyncio.to_thread(self._agent_requests, now):
+            await self._originate_agent_call(call_id, device, number)
+        if not self.automated:
+            return []
         taken = await asyncio.to_thread(self._plan_and_take, now)
         for place, channel_id in taken:
             self.calls[channel_id] = _Call(place, now)
             await self._originate(place, channel_id)
         return [place for place, _ in taken]
+
+    def _agent_requests(self, now: float) -> list[tuple[str, str, str]]:
+        """The agents' click-to-call requests not placed yet, marked placed (taken once)."""
+        moment = datetime.fromtimestamp(now, UTC)
+        with Session(self.engine) as session:
+            taken = store.take_agent_requests(session, now=moment)
+            session.commit()
+            return taken
+
+    async def _originate_agent_call(self, channel_id: str, device: str, number: str) -> None:
+        """Ring the agent's device; once answered, ``[agent-callback]`` dials the customer on
+        the trunk (Dial's DIALSTATUS, read from VarSet, is the call's result)."""
+        caller_id = self.trunk.caller_id
+        self.agent_calls[channel_id] = ""
+        try:
+            reply = await self.ami.send_action(
+                "Originate",
+                {
+                    "Channel": device,
+                    "Context": "agent-callback",
+                    "Exten": number,
+                    "Priority": "1",
+                    "CallerID": f'"{caller_id}" <{caller_id}>',
+                    "ChannelId": channel_id,
+                    "Async": "true",
+                    "Timeout": "30000",
+                },  # fmt: skip
+                timeout=10,
+            )
+        except AmiError as exc:
+            logger.warning("agent call Originate not sent: %s", exc.message)
+            await self._end_agent_call(channel_id, "NOT SENT")
+            return
+        if reply.response != "Success":
+            await self._end_agent_call(channel_id, "REFUSED")
+
+    async def _end_agent_call(self, channel_id: str, dial_status: str) -> None:
+        if self.agent_calls.pop(channel_id, None) is None:
+            return
+        moment = datetime.fromtimestamp(self.clock(), UTC)
+
+        def store_end() -> None:
+            with Session(self.engine) as session:
+                store.end_agent_call(session, channel_id, dial_status, now=moment)
+                session.commit()
+
+        await asyncio.to_thread(store_end)
 
     def _plan_and_take(self, now: float) -> list[tuple[policy.Place, str]]:
         moment = datetime.fromtimestamp(now, UTC)
@@ -188,6 +245,9 @@ class FollowupCalls:
 
     async def on_event(self, message: AmiMessage) -> None:
         uniqueid = message.get("Uniqueid") or ""
+        if uniqueid in self.agent_calls:
+            await self._on_agent_call_event(uniqueid, message)
+            return
         call = self.calls.get(uniqueid)
         if call is None:
             return
@@ -217,6 +277,14 @@ class FollowupCalls:
                 satisfaction=call.variables.get(IVR_SURVEY),
             )
             await self._finish(uniqueid, outcome, "ANSWER")
+
+    async def _on_agent_call_event(self, channel_id: str, message: AmiMessage) -> None:
+        if message.event == "VarSet" and message.get("Variable") == "DIALSTATUS":
+            self.agent_calls[channel_id] = message.get("Value") or ""
+        elif message.event == "OriginateResponse" and message.get("Response") != "Success":
+            await self._end_agent_call(channel_id, "AGENT NOANSWER")
+        elif message.event == "Hangup":
+            await self._end_agent_call(channel_id, self.agent_calls.get(channel_id) or "AGENT")
 
     async def _finish(self, channel_id: str, outcome: CallResult, dial_status: str) -> None:
         if self.calls.pop(channel_id, None) is None:

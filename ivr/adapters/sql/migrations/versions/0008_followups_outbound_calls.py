@@ -68,6 +68,8 @@ def upgrade() -> None:
         sa.Column("ended_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("result", sa.String(length=16), nullable=True),
         sa.Column("dial_status", sa.String(length=32), nullable=True),
+        sa.Column("device", sa.String(length=80), nullable=True),
+        sa.Column("placed_at", sa.DateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(["ticket_id"], ["tickets.id"], ondelete="SET NULL"),
         sa.ForeignKeyConstraint(["followup_id"], ["followups.id"], ondelete="SET NULL"),
         sa.PrimaryKeyConstraint("id"),
