@@ -11,15 +11,15 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from ivr.adapters.metrics.call_facts import outcome_row, store_rows
-from ivr.adapters.sql.db import Followup, OutboundCall, Recording, Role, Ticket
+from ivr.adapters.sql.db import Agent, Followup, OutboundCall, Recording, Role, Ticket, User
 from ivr.core.metrics import CallClass, CallClassified
 from ivr.settings import Settings
 from ivr.web.app import create_app
-from tests.web_support import add_staff, loopback_settings, sign_in, staff_engine
+from tests.web_support import ORIGIN, add_staff, loopback_settings, sign_in, staff_engine
 
 NOW = datetime.now(UTC)
 
@@ -112,3 +112,44 @@ def test_who_may_read(client: TestClient, path: str) -> None:
     for user in ("qa1", "dept1"):
         sign_in(client, user)
         assert client.get(path).status_code == 403, user
+
+
+def test_the_desk_loads_the_worklist_part_which_renders_text_only(
+    client: TestClient, engine: Engine
+) -> None:
+    with Session(engine) as db:
+        agent1 = db.scalar(select(User).where(User.username == "agent1"))
+        assert agent1 is not None
+        db.add(Agent(work_number="1001", name="张三", sip_ha1="0" * 32, sip_realm="hotline",
+                     user_id=agent1.id))  # fmt: skip
+        db.commit()
+    sign_in(client, "agent1")
+    page = client.get("/agent").text
+    assert '<script src="/static/agent-worklist.js" defer>' in page
+    assert '<section id="worklist"' in page
+    script = client.get("/static/agent-worklist.js")
+    assert script.status_code == 200
+    assert "innerHTML" not in script.text and "/api/agent/outbound-calls" in script.text
+
+
+def test_an_agent_call_with_a_bad_body_or_an_unlisted_number_is_refused(
+    client: TestClient, engine: Engine
+) -> None:
+    with Session(engine) as db:
+        agent1 = db.scalar(select(User).where(User.username == "agent1"))
+        assert agent1 is not None
+        db.add(Agent(work_number="1001", name="张三", sip_ha1="0" * 32, sip_realm="hotline",
+                     user_id=agent1.id))  # fmt: skip
+        db.commit()
+    sign_in(client, "agent1")
+    both = client.post("/api/agent/outbound-calls", json={"number": "1", "followup_id": 1},
+                       headers=ORIGIN)  # fmt: skip
+    assert (both.status_code, both.json()["error"]) == (422, "invalid-outbound-call")
+    extra = client.post("/api/agent/outbound-calls", json={"number": "1", "x": 1}, headers=ORIGIN)
+    assert extra.status_code == 422
+    unlisted = client.post("/api/agent/outbound-calls", json={"number": "13800138000"},
+                           headers=ORIGIN)  # fmt: skip
+    assert (unlisted.status_code, unlisted.json()["error"]) == (409, "outbound-call-refused")
+    assert "not a number of the worklist" in unlisted.json()["message"]
+    with Session(engine) as db:
+        assert db.scalars(select(OutboundCall)).all() == []

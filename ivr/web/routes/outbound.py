@@ -42,11 +42,13 @@ from ivr.core import callbacks as rules
 from ivr.core.followup import BadNumber, FollowupConfig, normalise_number
 from ivr.core.followup_call import policy_config
 from ivr.errors import HotlineError
+from ivr.web import static_pages
 from ivr.web.auth import DbDep, SupervisorUser, client_ip, require_roles
 from ivr.web.deps import RedisDep, SettingsDep, parse_json, read_body
 from ivr.web.static_pages import NO_STORE
 
 router = APIRouter(tags=["outbound"])
+static_pages.add_script(router, "agent-worklist.js")  # the agent desk's #worklist part
 CallerUser = Annotated[User, require_roles(Role.agent, Role.supervisor)]
 
 
@@ -191,11 +193,16 @@ async def agent_outbound_call(
         Agent.work_number == work_number)))  # fmt: skip
     queues = {d.queue for d in routing.desks if d.id in desks}
     in_flight = {c.number for c in followups.in_flight(db)}
-    reason = rules.refuse_agent_call(
-        number=number or "", known=known, in_flight=in_flight,
-        waiting_queues=await _waiting_queues(redis), agent_queues=queues,
-        now=now.timestamp(), config=config,
-    )  # fmt: skip
+
+    def refusal(waiting: set[str]) -> str | None:
+        return rules.refuse_agent_call(
+            number=number or "", known=known, in_flight=in_flight, waiting_queues=waiting,
+            agent_queues=queues, now=now.timestamp(), config=config,
+        )  # fmt: skip
+
+    reason = refusal(set())  # what SQL alone refuses first; then the live view in Redis
+    if reason is None:
+        reason = refusal(await _waiting_queues(redis))
     if reason is not None or number is None:
         raise OutboundCallRefused(reason or "no number to call")
     call = OutboundCall(
