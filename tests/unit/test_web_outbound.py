@@ -153,3 +153,14 @@ def test_an_agent_call_with_a_bad_body_or_an_unlisted_number_is_refused(
     assert "not a number of the worklist" in unlisted.json()["message"]
     with Session(engine) as db:
         assert db.scalars(select(OutboundCall)).all() == []
+
+
+def test_the_supervisor_page_shows_the_flagged_tickets_and_the_30_minute_share(
+    client: TestClient,
+) -> None:
+    sign_in(client, "sup1")
+    page = client.get("/supervisor").text
+    assert 'id="flagged-list"' in page and 'id="callback-share-value"' in page
+    script = client.get("/static/supervisor.js").text
+    assert "/api/followups/flagged" in script and "called_back_within_30_min" in script
+    assert client.get("/api/callbacks").status_code == 200  # supervisors read the share

@@ -327,6 +327,43 @@
     }
   }
 
+  // --- 回访 and call-backs (docs/followup.md) ------------------------------------------------
+  async function loadFollowups() {
+    try {
+      const [flagged, callbacks] = await Promise.all([
+        fetch("/api/followups/flagged", { cache: "no-store", credentials: "same-origin" }),
+        fetch("/api/callbacks", { cache: "no-store", credentials: "same-origin" }),
+      ]);
+      if (flagged.status === 401 || callbacks.status === 401) {
+        location.href = LOGIN;
+        return;
+      }
+      if (flagged.ok) {
+        const rows = (await flagged.json()).tickets.map((ticket) => {
+          const row = document.createElement("tr");
+          const link = document.createElement("a");
+          link.href = `/tickets?state=open#ticket-${ticket.ticket_id}`;
+          link.textContent = `#${ticket.ticket_id}`;
+          cell(row, "").appendChild(link);
+          cell(row, ticket.desk || "—");
+          cell(row, ticket.state);
+          cell(row, String(ticket.priority));
+          return row;
+        });
+        $("flagged-list").tBodies[0].replaceChildren(...rows);
+        $("flagged-empty").hidden = rows.length > 0;
+      }
+      if (callbacks.ok) {
+        const share = (await callbacks.json()).called_back_within_30_min;
+        $("callback-share-value").textContent =
+          share.rate === null ? "—" : `${(share.rate * 100).toFixed(1)}%`;
+        $("callback-share-parts").textContent = `${share.called_back} / ${share.owed}`;
+      }
+    } catch (err) {
+      // the stream's status line already says when the server is unreachable
+    }
+  }
+
   // --- the stream -----------------------------------------------------------------------
   async function streamClosed() {
     try {
@@ -388,6 +425,8 @@
     setInterval(tick, 250);
     setInterval(loadHourly, 60000);
     setInterval(loadDanger, 10000);
+    loadFollowups();
+    setInterval(loadFollowups, 15000);
     loadHealth();
     setInterval(loadHealth, 30000);
   });
