@@ -15,7 +15,16 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from ivr.adapters.metrics.call_facts import outcome_row, store_rows
-from ivr.adapters.sql.db import Agent, Followup, OutboundCall, Recording, Role, Ticket, User
+from ivr.adapters.sql.db import (
+    Agent,
+    Followup,
+    OutboundCall,
+    Recording,
+    Role,
+    Ticket,
+    TicketState,
+    User,
+)
 from ivr.core.metrics import CallClass, CallClassified
 from ivr.settings import Settings
 from ivr.web.app import create_app
@@ -164,3 +173,49 @@ def test_the_supervisor_page_shows_the_flagged_tickets_and_the_30_minute_share(
     script = client.get("/static/supervisor.js").text
     assert "/api/followups/flagged" in script and "called_back_within_30_min" in script
     assert client.get("/api/callbacks").status_code == 200  # supervisors read the share
+
+
+def test_the_agent_enters_what_the_customer_said_on_a_worklist_call(
+    client: TestClient, engine: Engine
+) -> None:
+    with Session(engine) as db:
+        agent1 = db.scalar(select(User).where(User.username == "agent1"))
+        assert agent1 is not None
+        db.add(Agent(work_number="1001", name="张三", sip_ha1="0" * 32, sip_realm="hotline",
+                     user_id=agent1.id))  # fmt: skip
+        ticket = Ticket(linkedid="r1", caller="13800138000", desk="repair", priority=40,
+                        state=TicketState.done)  # fmt: skip
+        db.add(ticket)
+        db.flush()
+        row = Followup(ticket_id=ticket.id, desk="repair", number="13800138000", created_at=NOW,
+                       status="worklist", attempts=3, in_flight=False, flagged=False)  # fmt: skip
+        db.add(row)
+        db.flush()
+        mine = OutboundCall(channel_id="agentcall-1", purpose="followup", number="13800138000",
+                            ticket_id=ticket.id, followup_id=row.id, started_by="agent1",
+                            started_at=NOW, device="PJSIP/1001")  # fmt: skip
+        theirs = OutboundCall(channel_id="agentcall-2", purpose="followup", number="13800138000",
+                              ticket_id=ticket.id, followup_id=row.id, started_by="agent2",
+                              started_at=NOW, device="PJSIP/1002")  # fmt: skip
+        db.add_all([mine, theirs])
+        db.commit()
+        ids, ticket_id = (mine.id, theirs.id), ticket.id
+    sign_in(client, "agent1")
+    url = "/api/agent/outbound-calls/{}/result"
+    other = client.post(url.format(ids[1]), json={"outcome": "resolved"}, headers=ORIGIN)
+    assert (other.status_code, other.json()["error"]) == (404, "followup-not-found")
+    bad = client.post(url.format(ids[0]), json={"outcome": "maybe"}, headers=ORIGIN)
+    assert bad.status_code == 422
+    answer = {"outcome": "not resolved", "satisfaction": "dissatisfied"}
+    said = client.post(url.format(ids[0]), json=answer, headers=ORIGIN)
+    assert said.status_code == 200, said.text
+    assert said.json() | {"followup_id": 0} == {
+        "followup_id": 0, "status": "finished", "resolved": False,
+        "satisfaction": "dissatisfied", "flagged": True,
+    }  # fmt: skip
+    with Session(engine) as db:
+        reopened = db.get(Ticket, ticket_id)
+        assert reopened is not None
+        assert (reopened.state, reopened.priority) == (TicketState.in_progress, 60)
+    again = client.post(url.format(ids[0]), json={"outcome": "resolved"}, headers=ORIGIN)
+    assert again.status_code == 404  # no longer on the worklist

@@ -27,7 +27,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from ivr.adapters.sql import tickets as store
-from ivr.adapters.sql.db import Followup, OutboundCall, Ticket, TicketState, audit
+from ivr.adapters.sql.db import Followup, OutboundCall, Ticket, TicketState, User, audit
 from ivr.core import followup as policy
 from ivr.core import tickets as rules
 from ivr.core.followup_call import CallResult
@@ -274,3 +274,41 @@ def end_agent_call(session: Session, channel_id: str, dial_status: str, *, now: 
     call.ended_at, call.dial_status = now, dial_status[:32]
     call.result = AGENT_CALL_RESULTS.get(dial_status, "failed")
     session.flush()
+
+
+AGENT_OUTCOMES = ("resolved", "not resolved", "refused", "no answer")
+
+
+def record_agent_result(
+    session: Session,
+    call_id: int,
+    outcome: str,
+    satisfaction: str | None,
+    user: User,
+    *,
+    now: datetime,
+) -> Followup:
+    """What the customer said on an agent's worklist call (the call's ``started_by``): resolved
+    or not (with the satisfaction), refused, or no answer (it stays on the worklist). Not
+    resolved reopens the ticket as the machine's answer does. Raises
+    :class:`FollowupNotFound` for a call that is not this agent's follow-up call, or one whose
+    follow-up is no longer on the worklist."""
+    call = session.get(OutboundCall, call_id)
+    if call is None or call.followup_id is None or call.started_by != user.username:
+        raise FollowupNotFound(f"no follow-up call {call_id} of yours")
+    row = session.get(Followup, call.followup_id)
+    if row is None or row.status != WORKLIST:
+        raise FollowupNotFound(f"the follow-up of call {call_id} is not on the worklist")
+    row.last_result = "no answer" if outcome == "no answer" else policy.Result.ANSWERED.value
+    if outcome == "refused":
+        row.last_result = policy.Result.REFUSED.value
+    if outcome != "no answer":
+        row.status, row.finished_at = FINISHED, now
+    if outcome in ("resolved", "not resolved"):
+        row.resolved = outcome == "resolved"
+        row.satisfaction = satisfaction
+        if not row.resolved:
+            _reopen(session, row, now)
+    audit(session, user, "followup.agent-result", target=f"ticket:{row.ticket_id} {outcome}")
+    session.flush()
+    return row

@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Request
@@ -221,3 +221,30 @@ async def agent_outbound_call(
     db.commit()
     return JSONResponse({"id": call.id, "channel_id": call.channel_id, "number": number},
                         status_code=202, headers=NO_STORE)  # fmt: skip
+
+
+class ResultBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    outcome: Literal["resolved", "not resolved", "refused", "no answer"]
+    satisfaction: Literal["satisfied", "basically satisfied", "dissatisfied"] | None = None
+
+
+@router.post("/api/agent/outbound-calls/{call_id}/result")
+async def agent_call_result(
+    call_id: int, request: Request, user: AgentUser, db: DbDep
+) -> JSONResponse:
+    """The agent enters what the customer said on a worklist follow-up call."""
+    body = parse_json(await read_body(request, 1024, InvalidOutboundCall), InvalidOutboundCall)
+    try:
+        wanted = ResultBody.model_validate(body)
+    except ValidationError as exc:
+        raise InvalidOutboundCall(str(exc.errors()[0]["msg"])) from None
+    row = followups.record_agent_result(
+        db, call_id, wanted.outcome, wanted.satisfaction, user, now=utcnow()
+    )
+    db.commit()
+    return JSONResponse(
+        {"followup_id": row.id, "status": row.status, "resolved": row.resolved,
+         "satisfaction": row.satisfaction, "flagged": row.flagged},
+        headers=NO_STORE,
+    )  # fmt: skip

@@ -4,9 +4,19 @@
 // abandoned callers to call back (GET /api/callbacks: the wait and when). "呼叫 Call" asks
 // POST /api/agent/outbound-calls: the hotline rings the agent's own phone, then dials the
 // customer; a refusal (being called already, callers waiting in the agent's queues, outside
-// the calling hours) is shown as the server says it. Refreshed every 15 s.
+// the calling hours) is shown as the server says it. After calling a follow-up's customer the
+// agent enters what they said (POST /api/agent/outbound-calls/{id}/result). Refreshed every
+// 15 s, except while a result is being entered.
 (() => {
-  const state = { expired: false };
+  const state = { expired: false, entering: false };
+  const OUTCOMES = [
+    ["resolved", "已解决 Resolved"], ["not resolved", "未解决 Not resolved"],
+    ["refused", "拒绝回访 Refused"], ["no answer", "未接通 No answer"],
+  ];
+  const SATISFACTION = [
+    ["", "满意度 Satisfaction —"], ["satisfied", "满意 Satisfied"],
+    ["basically satisfied", "基本满意 Fairly satisfied"], ["dissatisfied", "不满意 Dissatisfied"],
+  ];
 
   function el(tag, className, text) {
     const node = document.createElement(tag);
@@ -27,6 +37,46 @@
     state.expired = true;
     document.getElementById("expired").hidden = false;
     document.dispatchEvent(new CustomEvent("hotline:session-expired"));
+  }
+
+  function select(options) {
+    const node = el("select");
+    for (const [value, label] of options) {
+      node.append(new Option(label, value));
+    }
+    return node;
+  }
+
+  function resultForm(li, callId) {
+    state.entering = true;
+    const form = el("form", "worklist-result");
+    const outcome = select(OUTCOMES);
+    const satisfaction = select(SATISFACTION);
+    const save = el("button", "", "保存结果 Save result");
+    save.type = "submit";
+    form.append(outcome, satisfaction, save);
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const error = document.getElementById("worklist-error");
+      const res = await fetch(`/api/agent/outbound-calls/${callId}/result`, {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ outcome: outcome.value, satisfaction: satisfaction.value || null }),
+      });
+      if (res.status === 401) {
+        expire();
+        return;
+      }
+      const doc = await res.json();
+      if (!res.ok) {
+        error.textContent = doc.message || doc.error || res.statusText;
+        return;
+      }
+      error.textContent = "";
+      state.entering = false;
+      refresh();
+    });
+    li.append(form);
   }
 
   async function call(body, button) {
@@ -51,6 +101,9 @@
       }
       error.textContent = "";
       status.textContent = `正在呼叫您的电话，接听后拨打 ${doc.number} · Ringing your phone, then ${doc.number}`;
+      if (body.followup_id) {
+        resultForm(button.closest("li"), doc.id);
+      }
     } catch (err) {
       error.textContent = "呼叫失败 Could not place the call";
     } finally {
@@ -82,7 +135,7 @@
   }
 
   async function refresh() {
-    if (state.expired) {
+    if (state.expired || state.entering) {
       return;
     }
     const error = document.getElementById("worklist-error");
