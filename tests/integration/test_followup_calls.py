@@ -492,3 +492,31 @@ def test_an_agent_calls_a_worklist_customer_back_from_their_own_phone(
             assert (call.result, call.dial_status) == ("answered", "ANSWER"), call.dial_status
         finally:
             eng.dispose()
+
+
+def test_a_followup_due_while_asterisk_is_unreachable_waits_and_runs_once_it_is_back(
+    fu_stack: Stack, engine: Engine, trunk_port: int
+) -> None:
+    """The loop's AMI link pointed at a port where nothing listens (Asterisk down, from the
+    loop's side): it ticks for 3 s and places nothing; with the link back it places the call."""
+    ticket_id = closed_ticket(fu_stack, engine, "13800138011")
+    settings = fu_stack.settings
+    routing = load_routing(settings.routing_dir)
+    down = settings.ami.model_copy(update={"port": _free_udp_port(), "connect_timeout_s": 1})
+
+    async def while_down() -> None:
+        ami = AmiClient(down, settings.ami_actions_secret(),
+                        username=settings.ami.actions_username)  # fmt: skip
+        loop = FollowupCalls(engine, routing, ami, clock=Clock(MORNING), tick_s=0.2)
+        tasks = [asyncio.create_task(ami.run()), asyncio.create_task(loop.run())]
+        await asyncio.sleep(3)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    asyncio.run(while_down())
+    assert calls(engine) == [] and rows(engine, ticket_id)[0].attempts == 0
+    with resident(fu_stack, trunk_port, "busy"):
+        run_loop(fu_stack, engine, Clock(MORNING),
+                 lambda: rows(engine, ticket_id)[0].last_result == "busy", 60)  # fmt: skip
+    assert [c.result for c in calls(engine)] == ["busy"]
