@@ -43,6 +43,10 @@ AGENTS_OWN = {
     ("POST", "/api/agent/tickets/{ticket_id}/record"),
     ("POST", "/api/agent/tickets/{ticket_id}/repeat"),  # the agent's word on a repeat link
     ("POST", "/api/tickets/{ticket_id}/confirm"),  # the reply to the customer, own tickets
+    ("GET", "/api/followups/worklist"),  # the #worklist part: 回访 the machine could not do
+    ("GET", "/api/callbacks"),  # ... and today's abandoned callers
+    ("POST", "/api/agent/outbound-calls"),  # one click: the agent's phone, then the customer
+    ("POST", "/api/agent/outbound-calls/{call_id}/result"),  # what the customer said
 }
 
 
