@@ -41,7 +41,7 @@ from ivr.devstack.stack import Stack, asterisk_instance
 from ivr.protocols.ami import AmiMessage
 from tests.conftest import routing_for_tests
 from tests.stack_support import ami_session, followup_off, private_stack, wait_for
-from tests.web_support import PASSWORD
+from tests.web_support import ARTIFACTS, PASSWORD, chromium, sign_in_on_page
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
@@ -490,8 +490,50 @@ def test_an_agent_calls_a_worklist_customer_back_from_their_own_phone(
                 "13800138010",
             )
             assert (call.result, call.dial_status) == ("answered", "ANSWER"), call.dial_status
+            second = closed_ticket(stack, eng, "13800138012")  # called from the page this time
+            with Session(eng) as session:
+                row = followups.of_ticket(session, second)[0]
+                row.status, row.worklist_reason = "worklist", "attempts exhausted"
+                session.commit()
+            with resident(stack, port, "answer", ring_s=0.5, talk_s=4.0):
+                asyncio.run(_click_to_call(web, eng, tmp_path_factory.mktemp("chromium")))
+            with Session(eng) as session:
+                done = followups.of_ticket(session, second)[0]
+                assert (done.status, done.resolved, done.satisfaction) == (
+                    "finished",
+                    True,
+                    "satisfied",
+                )
         finally:
             eng.dispose()
+
+
+async def _click_to_call(web: str, engine: Engine, profile: Path) -> None:
+    """In Chromium: the agent's #worklist lists the follow-up; one click rings the agent's
+    phone and then the resident; once the call has ended the agent enters the answers."""
+    item = "#worklist-followups li:has-text('13800138012')"
+    async with chromium(profile, viewport=(1400, 1300), timezone_id="Asia/Shanghai") as browser:
+        page = await browser.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        await sign_in_on_page(page, web, "/agent", "agent1001")
+        await page.wait_for_selector(item)
+        await page.click(f"{item} button")
+        await page.wait_for_selector(f"{item} form.worklist-result")
+        assert "13800138012" in await page.inner_text("#worklist-status")
+        ARTIFACTS.mkdir(exist_ok=True)
+        await page.screenshot(path=str(ARTIFACTS / "agent-worklist.png"), full_page=True)
+
+        def ended() -> bool:
+            found = [c for c in calls(engine) if c.number == "13800138012"]
+            return bool(found) and all(c.ended_at for c in found)
+
+        await asyncio.to_thread(wait_for, ended, 60, "the page's call ended")
+        await page.select_option(f"{item} form.worklist-result select >> nth=0", "resolved")
+        await page.select_option(f"{item} form.worklist-result select >> nth=1", "satisfied")
+        await page.click(f"{item} form.worklist-result button")
+        await page.wait_for_selector(item, state="detached")
+        assert errors == []
 
 
 def test_a_followup_due_while_asterisk_is_unreachable_waits_and_runs_once_it_is_back(
