@@ -9,8 +9,8 @@ purpose, the number dialled, ticket, follow-up, who or what started it, when, ho
 And one new column: ``call_facts.caller`` (the caller's number, "" for the rows before it and
 for queue_log's), which the call-back list of abandoned callers reads.
 
-Revision ID: 0008
-Revises: 0007
+Revision ID: 0010
+Revises: 0009
 Create Date: 2026-12-06 11:00:00
 """
 
@@ -21,8 +21,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0008"
-down_revision: str | None = "0007"
+revision: str = "0010"
+down_revision: str | None = "0009"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
