@@ -347,7 +347,8 @@ def test_a_number_with_letters_goes_to_the_worklist_uncalled(
 
 def test_no_phone_reaches_the_outbound_trunk(fu_stack: Stack) -> None:
     """Only [agent-callback] dials the trunk, and only Originate reaches it: no dialplan line
-    jumps or includes there, and the agents' context refuses every number (in Asterisk)."""
+    jumps or includes there, and the agents' context reaches only other agents' endpoints (a
+    transfer's target) and refuses every other number (in Asterisk)."""
     dialplan = Path(fu_stack.settings.dialplan_dir)
     for path in dialplan.glob("extensions*.conf"):
         context = ""
@@ -359,8 +360,10 @@ def test_no_phone_reaches_the_outbound_trunk(fu_stack: Stack) -> None:
                 assert context == "[agent-callback]", (path, line)
             assert "agent-callback" not in code or code == "[agent-callback]", (path, line)
     inst = asterisk_instance(fu_stack.settings)
-    shown = inst.rx("dialplan show 13800138000@from-agents")
-    assert "Hangup(21)" in shown and "outbound" not in shown
+    shown = inst.rx("dialplan show 13800138000@from-agents")  # digits: another agent, or nothing
+    assert "agent-dial" in shown and "outbound" not in shown
+    dial = inst.rx("dialplan show agent-dial")  # only an agent's own endpoints, else cause 21
+    assert "PJSIP_ENDPOINT" in dial and "Hangup(21)" in dial and "outbound" not in dial
 
 
 def test_the_ami_role_places_the_followup_calls_itself(
