@@ -91,7 +91,8 @@ def test_given_the_agent_hangs_up_first_when_the_caller_presses_2_then_stored_wi
     answer, ticket = _stored(engine, report.linkedid)
     assert (answer.outcome, answer.key) == ("basically satisfied", "2")
     assert (answer.desk, answer.queue, answer.work_number) == ("repair", "repair", "1001")
-    assert answer.agent == ticket.agent == "1001 测试" and ticket.desk == "repair"
+    assert answer.agent == "1001 测试" and ticket.desk == "repair"
+    assert ticket.agent == "1001"  # opened at AgentConnect, owned by the 工号
     assert answer.language == "zh"
     with Session(engine) as session:
         rec = session.scalar(select(Recording).where(Recording.linkedid == report.linkedid))
@@ -145,7 +146,7 @@ def test_given_the_caller_hangs_up_first_then_no_survey_and_recorded_as_such(
     assert "IVR_SURVEY" not in report.variables
     answer, ticket = _stored(engine, report.linkedid)
     assert (answer.outcome, answer.key, answer.work_number) == ("caller hung up", None, "1001")
-    assert ticket.agent == "1001 测试"
+    assert ticket.agent == "1001"  # opened at AgentConnect, owned by the 工号
 
 
 def test_given_the_caller_hangs_up_during_the_question_then_hung_up_during_survey(
