@@ -641,7 +641,11 @@ async def run_scenario(
     assert [lid for lid, (talked, named) in agents.items() if talked != named] == [], (
         f"answered calls without the agent who answered, or others with one {where}"
     )
-    window = Window(datetime.fromtimestamp(started, UTC), datetime.fromtimestamp(ended + 1, UTC))
+    # The scenario's window, 2 s wider before (a call rebuilt from queue_log after a cut counts
+    # from its whole-second entry) and 5 s after; the scenario before ended long before.
+    window = Window(
+        datetime.fromtimestamp(started - 2, UTC), datetime.fromtimestamp(ended + 5, UTC)
+    )
     engine = sql_engine(settings)
     try:
         figures = call_figures(engine, window, FiguresConfig(emergency_s=THRESHOLD_S))[""]
