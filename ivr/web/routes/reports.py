@@ -151,6 +151,9 @@ def _figure_json(figure: CallFigure) -> dict[str, Any]:
 Month = Annotated[str | None, Query(pattern=MONTH_PATTERN)]
 First = Annotated[str | None, Query(alias="from", pattern=DAY_PATTERN)]
 Last = Annotated[str | None, Query(alias="to", pattern=DAY_PATTERN)]
+Group = Annotated[str, Query(max_length=40)]
+Page = Annotated[int, Query(ge=1, le=100_000)]
+PerPage = Annotated[int, Query(ge=1, le=500)]
 
 
 @router.get("/api/reports/definitions")
@@ -199,9 +202,9 @@ def calls_behind(
     first: First = None,
     last: Last = None,
     by: Grouping = "total",
-    group: Annotated[str, Query(max_length=40)] = "",
-    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
-    per_page: Annotated[int, Query(ge=1, le=500)] = 100,
+    group: Group = "",
+    page: Page = 1,
+    per_page: PerPage = 100,
 ) -> dict[str, Any]:
     """The calls one number counts, in the order they were counted, with where they lead."""
     config = figures_config(settings.metrics)
@@ -305,9 +308,9 @@ def figure_items(
     first: First = None,
     last: Last = None,
     by: AnyGrouping = "total",
-    group: Annotated[str, Query(max_length=40)] = "",
-    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
-    per_page: Annotated[int, Query(ge=1, le=500)] = 100,
+    group: Group = "",
+    page: Page = 1,
+    per_page: PerPage = 100,
 ) -> dict[str, Any]:
     """The calls or tickets one number counts, with where each leads (recording, ticket)."""
     if figure not in BY_KEY or part not in PARTS:
