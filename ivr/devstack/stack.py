@@ -73,6 +73,7 @@ from ivr.adapters.telephony.asterisk import asterisk_instance as asterisk_instan
 from ivr.adapters.telephony.asterisk import configured_instance as configured_instance
 from ivr.adapters.telephony.config_check import load_checked
 from ivr.adapters.telephony.sip_directory import registrations
+from ivr.core import front_door
 from ivr.devstack import demo_agents as demos
 from ivr.devstack import sipp
 from ivr.devstack.access import check_reach, hand_over_run_dir, open_the_way
@@ -480,8 +481,9 @@ class Stack:
         lines += [f"  {note}" for note in self.access_notes]
         lines += [
             "",
-            f"  web: http://{s.web.host}:{s.web.port}/  (live answer rate /supervisor, "
-            "call replay and QA scoring /qa, tickets /tickets)",
+            f"  web: http://{s.web.host}:{s.web.port}/  sign in there; it links the pages "
+            "your role opens:",
+            *(f"      {p.path:<12} {p.zh} {p.en}" for p in front_door.PAGES),
             "  place a test call (Local channel, prints what happened):",
             f"      {ivr} call --did {did} --from 13800138000 --digits 1",
             f"  or from a SIP phone on this machine: sip:{did}@127.0.0.1:{s.asterisk.sip_port}"
