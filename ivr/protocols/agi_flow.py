@@ -90,22 +90,10 @@ def drive(
     paths: AgiPaths,
     clock: Callable[[], float],
 ) -> Driver:
-    """The call flow as a generator of AGI commands; returns the final state."""
+    """The call flow as a generator of AGI commands; returns the final state. A GET DATA
+    that fails is read as no digits (the hang-up shows on the next command)."""
     state, batch = callflow.start(config, facts)
-    try:
-        while batch:
-            reported = callflow.awaited(batch)
-            result: AgiResult | None = None
-            for cmd in batch:
-                for words in agi_words(cmd, paths):
-                    result = yield words
-            if reported is None:
-                break
-            assert result is not None, "every reported command sends AGI words"
-            state, batch = callflow.step(state, event_for(batch[-1], result, clock()))
-    except AgiHangup:
-        state, _ = callflow.step(state, callflow.CallerHungUp(now=clock()))
-    return state
+    return (yield from _run(callflow.step, state, batch, paths, clock, failed_read_hangs_up=False))
 
 
 def drive_survey(
@@ -126,6 +114,16 @@ def drive_machine(
     contract); returns the final state. A GET DATA that fails (result -1: the caller hung up
     while it listened) is read as the hang-up."""
     paths = AgiPaths(prompts=prompts, messages="")
+    return (yield from _run(step, state, batch, paths, clock, failed_read_hangs_up=True))
+
+
+def _run(
+    step: Callable[[M, callflow.Event], tuple[M, list[callflow.Command]]],
+    state: M, batch: list[callflow.Command], paths: AgiPaths, clock: Callable[[], float],
+    *, failed_read_hangs_up: bool,
+) -> Generator[Words, AgiResult, M]:  # fmt: skip
+    """The one driver loop: send each batch's AGI words, step the machine with what the last
+    command reports, until a batch awaits nothing or the caller hangs up."""
     try:
         while batch:
             reported = callflow.awaited(batch)
@@ -136,12 +134,17 @@ def drive_machine(
             if reported is None:
                 break
             assert result is not None, "every reported command sends AGI words"
-            if isinstance(batch[-1], callflow.CollectDigits) and result.value < 0:
+            last = batch[-1]
+            if (
+                failed_read_hangs_up
+                and isinstance(last, callflow.CollectDigits)
+                and result.value < 0
+            ):
                 # GET DATA answers -1 when the caller hangs up while it listens (not HANGUP):
                 # that is no "no answer".
                 state, batch = step(state, callflow.CallerHungUp(now=clock()))
                 continue
-            state, batch = step(state, event_for(batch[-1], result, clock()))
+            state, batch = step(state, event_for(last, result, clock()))
     except AgiHangup:
         state, _ = step(state, callflow.CallerHungUp(now=clock()))
     return state
