@@ -345,7 +345,7 @@ def step(state: CallState, event: Event) -> tuple[CallState, list[Command]]:
             return _emergency(state, Reason.EMERGENCY_KEY)
         return _AFTER_PLAY[state.stage](state, played.now)
     if state.stage in _AFTER_DIGITS:
-        return _AFTER_DIGITS[state.stage](state, _as_digits(event))
+        return _AFTER_DIGITS[state.stage](state, as_digits(event))
     if state.stage is Stage.RECORDING:
         return _recorded(state, _as_recorded(event))
     raise AssertionError(f"unhandled stage {state.stage}")  # pragma: no cover
@@ -362,7 +362,9 @@ def _as_played(event: PromptPlayed | DigitsEntered | MessageRecorded) -> PromptP
             return PromptPlayed(now=now)
 
 
-def _as_digits(event: PromptPlayed | DigitsEntered | MessageRecorded) -> DigitsEntered:
+def as_digits(event: PromptPlayed | DigitsEntered | MessageRecorded) -> DigitsEntered:
+    """Where keys were awaited, a played prompt counts as its escape key or none (the call
+    flow's and the question machines' reading)."""
     match event:
         case DigitsEntered():
             return event

@@ -39,6 +39,7 @@ language='zh', max_digits=1, timeout_s=5, terminator='#')]
 >>> state.outcome, cmds[-1]
 (<Outcome.BASICALLY_SATISFIED: 'basically satisfied'>, Play(prompt='survey-thanks', \
 language='zh', escape_digits=''))
+>>> from ivr.core.callflow import PromptPlayed
 >>> step(state, PromptPlayed(now=3.0))[1]
 [Finish(next=<Next.HANGUP: 'hangup'>)]
 """
@@ -58,11 +59,10 @@ from ivr.core.callflow import (
     DigitsEntered,
     Event,
     Finish,
-    MessageRecorded,
     Next,
     Play,
-    PromptPlayed,
     SetVariable,
+    as_digits,
 )
 from ivr.core.routing_models import Routing
 
@@ -195,7 +195,7 @@ def step(state: SurveyState, event: Event) -> tuple[SurveyState, list[Command]]:
         outcome = state.outcome or Outcome.HUNG_UP
         return _moved(state, Stage.HUNG_UP, outcome=outcome), []
     if state.stage is Stage.ASKING:
-        return _answered(state, _as_digits(event))
+        return _answered(state, as_digits(event))
     if state.stage is Stage.INVALID:
         return _moved(state, Stage.ASKING), [_question(state)]
     return _moved(state, Stage.DONE), [Finish(Next.HANGUP)]  # THANKS played
@@ -230,17 +230,6 @@ def _question(state: SurveyState) -> CollectDigits:
     return CollectDigits(
         prompt=config.question, language=state.language, max_digits=1, timeout_s=config.timeout_s
     )
-
-
-def _as_digits(event: PromptPlayed | DigitsEntered | MessageRecorded) -> DigitsEntered:
-    """Where keys were awaited, a played prompt counts as its escape key or none."""
-    match event:
-        case DigitsEntered():
-            return event
-        case PromptPlayed(digit=digit, now=now):
-            return DigitsEntered(digits=digit, timed_out=not digit, now=now)
-        case MessageRecorded(now=now):
-            return DigitsEntered(digits="", timed_out=True, now=now)
 
 
 def _moved(state: SurveyState, stage: Stage, **changes: Any) -> SurveyState:
