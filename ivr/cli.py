@@ -122,6 +122,7 @@ async def run_ami(settings: Settings) -> None:
     from ivr.adapters.telephony.routing_files import load_routing
     from ivr.adapters.telephony.sip_guard import SipGuard
     from ivr.adapters.telephony.sip_sync import AccountSync
+    from ivr.adapters.telephony.wrapup_pauses import WrapupPauses
     from ivr.errors import SipDirectoryError
     from ivr.protocols.ami import AmiMessage
 
@@ -167,6 +168,7 @@ async def run_ami(settings: Settings) -> None:
     async def on_event(message: AmiMessage) -> None:
         await listener.on_event(message)
         await tickets.on_event(message)
+        await wrapups.on_event(message)
         if guard is not None:
             await guard.on_event(message)
 
@@ -178,6 +180,7 @@ async def run_ami(settings: Settings) -> None:
         settings.ami, settings.ami_secret(), on_event=on_event, on_login=on_login
     )
     keeper = MembershipKeeper(engine, routing, ami)
+    wrapups = WrapupPauses(engine, routing, keeper)  # 后处理: paused after a queue call
     try:
         await listener.replay(metrics.replay_window_s)
         await supervise(
@@ -187,6 +190,7 @@ async def run_ami(settings: Settings) -> None:
             listener.heartbeat(ami),
             keeper.run(),
             tickets.run(),
+            wrapups.run(),
             *jobs,
         )
     finally:

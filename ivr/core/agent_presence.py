@@ -3,8 +3,9 @@
 The service keeps each agent's presence in SQL; Asterisk's queues only mirror it. Logged in,
 an agent is a member of the queue of each of its desks: ``Interface`` the endpoint of the
 device it chose at log-in (``PJSIP/<工号>`` for the desk phone, ``PJSIP/<工号>-webrtc`` for the
-browser's softphone: so ringing and busy are that device's), ``MemberName`` ``<工号> <name>``, the
-desk's penalty, and the queue's wrap-up (``routing/desks.yaml``, section ``ringing``). Paused,
+browser's softphone: so ringing and busy are that device's), ``MemberName`` ``<工号> <name>`` and
+the desk's penalty (no wrap-up time of Asterisk's: the wrap-up is a 后处理 pause,
+:mod:`ivr.core.wrapup`). Paused,
 it stays a member, paused with its reason in every queue. :func:`plan` compares that with
 what Asterisk holds (``QueueStatus``) and gives the actions that make Asterisk agree; members
 that are not agents (no ``PJSIP/<digits>`` or ``PJSIP/<digits>-webrtc`` interface: the dev
@@ -28,11 +29,11 @@ ivr.core.agent_presence.PresenceRefused: pause reason '午饭' is not one of 小
 >>> FEATURE_CODES["*232"], reason_of_digit("3")
 (('pause', '培训'), '会议')
 >>> seat = Seat("1001", "张三", (("repair", 0), ("billing", 2)), transition(p, "pause", "会议"))
->>> [m.queue for m in members(seat, {"repair": 15})]
+>>> [m.queue for m in members(seat)]
 ['billing', 'repair']
->>> m = members(seat, {})[1]
->>> m.interface, m.name, m.penalty, m.paused, m.reason, m.wrapup_s
-('PJSIP/1001', '1001 张三', 0, True, '会议', 0)
+>>> m = members(seat)[1]
+>>> m.interface, m.name, m.penalty, m.paused, m.reason
+('PJSIP/1001', '1001 张三', 0, True, '会议')
 >>> interface_of("1001", "browser"), is_agent_interface("PJSIP/1001-webrtc")
 ('PJSIP/1001-webrtc', True)
 """
@@ -143,7 +144,6 @@ class Member:
     penalty: int
     paused: bool
     reason: str
-    wrapup_s: int = 0
 
     @property
     def key(self) -> tuple[str, str]:
@@ -155,7 +155,7 @@ def interface_of(work_number: str, device: str = "desk") -> str:
     return f"PJSIP/{work_number}{BROWSER_SUFFIX if device == 'browser' else ''}"
 
 
-def members(seat: Seat, wrapup_s: Mapping[str, int]) -> list[Member]:
+def members(seat: Seat) -> list[Member]:
     """The memberships ``seat`` should have (none while logged out), by queue."""
     p = seat.presence
     if not p.logged_in:
@@ -172,7 +172,6 @@ def members(seat: Seat, wrapup_s: Mapping[str, int]) -> list[Member]:
             penalty,
             p.paused,
             p.reason,
-            wrapup_s.get(queue, 0),
         )
         for queue, penalty in sorted(by_queue.items())
     ]
@@ -244,5 +243,5 @@ def plan(wanted: Iterable[Member], held: Iterable[Member]) -> list[QueueAction]:
     return actions
 
 
-def wanted_members(seats: Sequence[Seat], wrapup_s: Mapping[str, int]) -> list[Member]:
-    return [m for seat in seats for m in members(seat, wrapup_s)]
+def wanted_members(seats: Sequence[Seat]) -> list[Member]:
+    return [m for seat in seats for m in members(seat)]

@@ -3,6 +3,8 @@
 dialplan/queues.conf defines the queues from the ``[desk]`` template (ring all, 15 s, no
 wrap-up) and includes this text last: ``[name](+)`` appends to the queue's own section, and
 the later value of an option wins, so a queue the routing does not list keeps the template.
+The queues never get Asterisk's own ``wrapuptime`` (it cannot end early): a desk's
+``wrapup_s`` is a 后处理 pause the ami role makes instead (:mod:`ivr.core.wrapup`).
 
 >>> from ivr.core.routing_models import RingingIn, RingStrategy
 >>> print(ringing_conf({"repair": RingingIn(strategy=RingStrategy.LEASTRECENT, wrapup_s=20)}))
@@ -10,7 +12,6 @@ the later value of an option wins, so a queue the routing does not list keeps th
 [repair](+)
 strategy = leastrecent
 timeout = 15
-wrapuptime = 20
 <BLANKLINE>
 """
 
@@ -29,7 +30,6 @@ def ringing_conf(ringing: Mapping[str, RingingIn]) -> str:
             f"[{queue}](+)",
             f"strategy = {r.strategy.value}",
             f"timeout = {r.ring_s}",
-            f"wrapuptime = {r.wrapup_s}",
             "",
         ]
     return "\n".join(lines).rstrip("\n") + "\n"

@@ -60,11 +60,10 @@ def test_feature_codes_cover_every_action_and_reason():
 
 def test_members_take_the_lowest_penalty_when_two_desks_share_a_queue():
     seat = Seat("1001", "张三", (("consultation", 3), ("consultation", 1), ("repair", 2)), IN)
-    found = {m.queue: m.penalty for m in members(seat, {"repair": 20})}
+    found = {m.queue: m.penalty for m in members(seat)}
     assert found == {"consultation": 1, "repair": 2}
-    assert members(seat, {"repair": 20})[1].wrapup_s == 20
-    assert members(Seat("1001", "张三", (("repair", 0),), Presence()), {}) == []
-    assert wanted_members([seat, Seat("1002", "李四", (), IN)], {}) == members(seat, {})
+    assert members(Seat("1001", "张三", (("repair", 0),), Presence())) == []
+    assert wanted_members([seat, Seat("1002", "李四", (), IN)]) == members(seat)
 
 
 def test_the_plan_leaves_what_agrees_and_non_agents_alone():
@@ -94,7 +93,7 @@ def test_the_plan_removes_agents_no_longer_wanted_first():
 def test_the_device_chosen_at_log_in_is_the_member_interface_and_a_switch_moves_it():
     browser = transition(Presence(), "login", device="browser")
     seat = Seat("1001", "张三", (("repair", 0),), browser)
-    assert [m.interface for m in members(seat, {})] == ["PJSIP/1001-webrtc"]
+    assert [m.interface for m in members(seat)] == ["PJSIP/1001-webrtc"]
     paused = transition(browser, "pause", "小休")
     assert (paused.device, transition(paused, "resume").device) == ("browser", "browser")
     on_desk = transition(paused, "login", device="desk")  # switched: the pause is kept

@@ -125,7 +125,7 @@ def _row(session: Session, work_number: str) -> Agent:
     return agent
 
 
-def _locked(session: Session, work_number: str) -> Agent:
+def locked(session: Session, work_number: str) -> Agent:
     """The agent's row, held until the caller's transaction ends (an UPDATE that changes
     nothing: a row lock on PostgreSQL, the write lock on SQLite) and read again once held: two
     changes to one agent take turns, and the second one's "old" is what the first one left."""
@@ -345,7 +345,7 @@ def update(
 ) -> AgentInfo:
     """Change the name, the desks (all of them: the new list replaces the old) or the web
     account (None unlinks it). A change that changes nothing writes nothing."""
-    agent = _locked(session, work_number)
+    agent = locked(session, work_number)
     before = _info_of(session, agent)
     after = before
     if name is not None:
@@ -383,7 +383,7 @@ def update(
 
 def set_active(session: Session, work_number: str, active: bool, actor: Actor) -> AgentInfo:
     """Disable (Asterisk must then drop the agent's endpoint) or enable an agent."""
-    agent = _locked(session, work_number)
+    agent = locked(session, work_number)
     rules.check_active_change(agent.work_number, agent.active, active)
     agent.active = active
     agent.updated_at = utcnow()
@@ -401,7 +401,7 @@ def reset_password(
     session: Session, work_number: str, realm: str, actor: Actor
 ) -> tuple[AgentInfo, str]:
     """A new SIP password (the old one stops working once Asterisk has the new HA1)."""
-    agent = _locked(session, work_number)
+    agent = locked(session, work_number)
     password = generate_password()
     changed: dict[str, object] = {"password": "set"}
     if agent.sip_realm != realm:
@@ -453,7 +453,7 @@ def change_presence(
     """Log in (on the desk phone or the browser: ``device``), log out, pause (with a reason)
     or resume; recorded like every change. A disabled agent cannot log in; logging in on the
     same device or out twice changes nothing and records nothing."""
-    agent = _locked(session, work_number)
+    agent = locked(session, work_number)
     if action == "login" and not agent.active:
         raise PresenceRefused(f"agent {agent.work_number} is disabled")
     before = presence_of(agent)

@@ -49,7 +49,6 @@ def held_members(entries: list[AmiMessage]) -> list[Member]:
             penalty=int(e.get("Penalty") or 0),
             paused=(e.get("Paused") or "0") == "1",
             reason=e.get("PausedReason") or "",
-            wrapup_s=int(e.get("Wrapuptime") or 0),
         )
         for e in entries
         if e.event == "QueueMember"
@@ -68,7 +67,6 @@ def ami_fields(action: QueueAction) -> tuple[str, dict[str, str]]:
                 "Penalty": str(m.penalty),
                 "Paused": "true" if m.paused else "false",
                 "Reason": m.reason,
-                "Wrapuptime": str(m.wrapup_s),
             }
         case Remove(queue, interface):
             return "QueueRemove", {"Queue": queue, "Interface": interface}
@@ -91,13 +89,12 @@ class MembershipKeeper:
         self.ami = ami
         self.interval_s = interval_s
         self.queue_of_desk = {desk.id: desk.queue for desk in routing.desks}
-        self.wrapup_s = {queue: routing.ringing_of(queue).wrapup_s for queue in routing.queues}
         self.applied: list[Member] | None = None  # what the last reconcile made Asterisk hold
         self._lock = asyncio.Lock()
 
     async def wanted(self) -> list[Member]:
         found = await asyncio.to_thread(seats, self.engine, self.queue_of_desk)
-        return wanted_members(found, self.wrapup_s)
+        return wanted_members(found)
 
     async def reconcile(self) -> list[QueueAction]:
         """Make Asterisk hold exactly the wanted agent memberships; the actions sent."""
