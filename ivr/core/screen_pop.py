@@ -15,7 +15,12 @@ Three parts, each a function of plain data:
   (never the agent channel's Uniqueid: a transferred call keeps its Linkedid and pops the
   same facts for the next agent), ``AgentConnect`` connects it, ``AgentComplete``,
   ``AgentRingNoAnswer``, ``AgentDump``, the caller leaving the queue unanswered
-  (``QueueCallerAbandon``) or the call's first channel hanging up end it.
+  (``QueueCallerAbandon``) or the call's first channel hanging up end it. A transfer
+  straight to the agent's 工号 passes no queue: a ``BlindTransfer`` to the agent's 工号 pops
+  the transferee's (the caller's) Linkedid, and the agent's ``DialEnd`` answered in that call
+  connects it; a successful ``AttendedTransfer`` whose target is one of the agent's channels
+  pops the transferee's Linkedid connected (the target's own channel carries the
+  consultation call's Linkedid, which pops nothing: a call between agents passes no queue).
 - :func:`compose`: the pop document from the facts, the caller's and the account's history
   (:class:`History`) and the routing (areas, outages, priority callers).
 
@@ -118,8 +123,11 @@ class Signal:
 
 
 _ENDS: Final = frozenset({"AgentComplete", "AgentRingNoAnswer", "AgentDump"})
+_TRANSFERS: Final = frozenset({"BlindTransfer", "AttendedTransfer"})
 #: The only events :func:`follow` can turn on (a reader may skip every other one).
-FOLLOWED: Final = frozenset({"AgentCalled", "AgentConnect", *_ENDS, "QueueCallerAbandon", "Hangup"})
+FOLLOWED: Final = frozenset(
+    {"AgentCalled", "AgentConnect", *_ENDS, "QueueCallerAbandon", "Hangup", "DialEnd", *_TRANSFERS}
+)
 
 
 def _names_agent(fields: Mapping[str, str], interfaces: frozenset[str]) -> bool:
@@ -129,12 +137,43 @@ def _names_agent(fields: Mapping[str, str], interfaces: frozenset[str]) -> bool:
     return (fields.get("DestChannel") or "").rpartition("-")[0] in interfaces
 
 
+def transferred_to(fields: Mapping[str, str], interfaces: frozenset[str]) -> str | None:
+    """The caller's Linkedid when a successful transfer event hands the call straight to the
+    agent of ``interfaces`` (blind: to its 工号; attended: its channel is the target).
+
+    >>> me = interfaces_of("1002")
+    >>> blind = {"Event": "BlindTransfer", "Result": "Success", "Extension": "1002",
+    ...          "TransfereeLinkedid": "17.1", "TransfererLinkedid": "17.1"}
+    >>> transferred_to(blind, me), transferred_to({**blind, "Extension": "desk-billing"}, me)
+    ('17.1', None)
+    >>> transferred_to({"Event": "AttendedTransfer", "Result": "Success",
+    ...                 "TransferTargetChannel": "PJSIP/1002-webrtc-00000007",
+    ...                 "TransferTargetLinkedid": "17.5", "TransfereeLinkedid": "17.1"}, me)
+    '17.1'
+    """
+    event = fields.get("Event")
+    if event not in _TRANSFERS or fields.get("Result") != "Success":
+        return None
+    if event == "BlindTransfer":
+        to_agent = f"PJSIP/{fields.get('Extension') or ''}" in interfaces
+    else:
+        to_agent = (fields.get("TransferTargetChannel") or "").rpartition("-")[0] in interfaces
+    return (fields.get("TransfereeLinkedid") or None) if to_agent else None
+
+
 def follow(
     calls: Mapping[str, AgentCall], fields: Mapping[str, str], interfaces: frozenset[str]
 ) -> tuple[dict[str, AgentCall], list[Signal]]:
     """One kept AMI event folded into one agent's calls (Linkedid -> call): the calls after
     it and what to tell the page."""
     event = fields.get("Event")
+    transferred = transferred_to(fields, interfaces)
+    if transferred is not None:
+        if transferred in calls:
+            return dict(calls), []
+        call = AgentCall(transferred, "", connected=event == "AttendedTransfer")
+        signals = [Signal("pop", call)] + ([Signal("connected", call)] if call.connected else [])
+        return {**calls, transferred: call}, signals
     linkedid = fields.get("Linkedid") or ""
     if not linkedid:
         return dict(calls), []
@@ -148,7 +187,10 @@ def follow(
         return after, [Signal("pop", call)]
     if known is None:
         return after, []
-    if event == "AgentConnect" and _names_agent(fields, interfaces) and not known.connected:
+    answered = event == "AgentConnect" or (
+        event == "DialEnd" and fields.get("DialStatus") == "ANSWER"
+    )  # DialEnd: a call transferred straight to the agent, which no queue connects
+    if answered and _names_agent(fields, interfaces) and not known.connected:
         call = AgentCall(linkedid, known.queue, connected=True)
         after[linkedid] = call
         return after, [Signal("connected", call)]
@@ -194,13 +236,28 @@ class PastTicket:
 
 
 @dataclass(frozen=True, slots=True)
+class CallTicket:
+    """The 工单 of the popped call itself, once opened (at the first agent's connect): a
+    transferred call shows the next agent the one ticket and its owner (首问负责制)."""
+
+    id: int
+    agent: str | None  # the owner's 工号
+    state: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "agent": self.agent, "state": self.state}
+
+
+@dataclass(frozen=True, slots=True)
 class History:
     """What SQL knows of the caller's number and the account: the recent tickets (newest
-    first), the open ones, and the earlier calls within :data:`REPEAT_DAYS` days."""
+    first), the open ones, and the earlier calls within :data:`REPEAT_DAYS` days; and the
+    call's own ticket."""
 
     recent: Sequence[PastTicket] = ()
     open: Sequence[PastTicket] = ()
     earlier_calls: int = 0  # calls before this one, within REPEAT_DAYS days
+    this_call: CallTicket | None = None
 
 
 def history_document(history: History) -> dict[str, Any]:
@@ -271,6 +328,7 @@ def compose(
             "flags": flags,
         },
         "history": history_document(history),
+        "ticket": history.this_call.to_json() if history.this_call else None,
         "outages": [
             {
                 "area": o.area,

@@ -281,6 +281,50 @@ def available_in(s: Settings, queue: str, interface: str) -> None:
     wait_for(ready, sip_directory.QUALIFY_S + 5, f"{interface} available in {queue}")
 
 
+async def popped(page: Page, caller: str) -> dict[str, Any]:
+    """The screen pop the page shows for ``caller``'s call: its Linkedid, the number, the
+    menu path (label -> value) and the call's own ticket's owner, if shown."""
+    await page.wait_for_function(
+        "n => document.querySelector('#pop-body .number')?.textContent === n", arg=caller,
+        timeout=15_000,
+    )  # fmt: skip
+    shown: dict[str, Any] = await page.evaluate(
+        """() => {
+          const body = document.querySelector("#pop-body");
+          const path = {};
+          for (const dt of body.querySelectorAll(".ivr-path dt")) {
+            path[dt.textContent] = dt.nextElementSibling.textContent;
+          }
+          const owner = body.querySelector(".call-ticket .owner");
+          return {linkedid: body.dataset.linkedid, path,
+                  owner: owner ? owner.textContent : null};
+        }"""
+    )
+    return shown
+
+
+def transfer_events(s: Settings) -> list[dict[str, str]]:
+    """The BlindTransfer and AttendedTransfer events the AMI listener stored."""
+    with redis.Redis.from_url(s.redis.url, **s.redis_auth(), decode_responses=True) as client:
+        return [
+            fields
+            for _, fields in client.xrange(redis_keys.AMI_EVENTS, "-", "+")
+            if fields.get("Event") in ("BlindTransfer", "AttendedTransfer")
+        ]
+
+
+def assert_the_callers_pop(s: Settings, seen: dict[str, Any], caller: str) -> None:
+    """The next agent's page popped the caller's facts, keyed on the caller's Linkedid, and
+    the call's one ticket is the first agent's (首问负责制), named in that pop."""
+    pop = seen["pop"]
+    rec, tickets = recording_of(s, caller)
+    assert pop["linkedid"] == rec.linkedid, (pop, transfer_events(s))
+    assert pop["path"]["按键 Keys"] == "1"  # the menu path the caller took: repair
+    assert pop["path"]["服务台 Desk"].startswith("报修")
+    assert len(tickets) == 1 and tickets[0].agent == "1001"
+    assert pop["owner"] is not None and "1001" in pop["owner"]
+
+
 async def answer(page: Page) -> None:
     await page.wait_for_selector("#phone-call[data-state=ringing]", timeout=40_000)
     await page.click("#phone-answer")
@@ -319,7 +363,9 @@ def test_given_the_caller_hanging_up_then_the_pages_call_ends(
     assert seen["caller"].successful == 1
 
 
-async def _blind_transfer(s: Settings, profile: Path) -> dict[str, Any]:
+async def _blind_transfer(
+    s: Settings, profile: Path, target: str, caller_number: str
+) -> dict[str, Any]:
     seen: dict[str, Any] = {}
     async with (
         chromium(profile / "one", viewport=(1360, 1000), timezone_id=s.metrics.timezone,
@@ -332,17 +378,18 @@ async def _blind_transfer(s: Settings, profile: Path) -> dict[str, Any]:
         await log_in_on_the_browser(second, s, "agent2")
         available_in(s, "repair", "PJSIP/1001-webrtc")
         available_in(s, "billing", "PJSIP/1002-webrtc")
-        caller = asyncio.create_task(asyncio.to_thread(call, s, "soft-2", "13800138802"))
+        caller = asyncio.create_task(asyncio.to_thread(call, s, f"soft-2-{target}", caller_number))
         await answer(first)
         await asyncio.sleep(BRIDGED_S)  # a transfer needs the caller and the agent bridged
-        await first.fill("#phone-target", "desk-billing")
+        await first.fill("#phone-target", target)
         await first.click("#phone-blind")
         await first.wait_for_selector(
             "#phone-call:not([data-state])", state="attached", timeout=10_000
         )
-        await answer(second)  # the billing desk's agent: rung by the billing queue
+        await answer(second)  # rung by the billing queue, or by its 工号
         seen["second"] = await second.text_content("#phone-call")
-        await second.screenshot(path=str(ARTIFACTS / "agent-phone-transferred.png"))
+        seen["pop"] = await popped(second, caller_number)
+        await second.screenshot(path=str(ARTIFACTS / f"agent-phone-transferred-{target}.png"))
         await hang_up(second)
         seen["caller"] = await caller
     return seen
@@ -352,7 +399,7 @@ def test_a_blind_transfer_to_another_desk_keeps_one_linkedid_one_ticket_one_reco
     desk_stack: Stack, tmp_path: Path
 ) -> None:
     s = desk_stack.settings
-    seen = asyncio.run(_blind_transfer(s, tmp_path))
+    seen = asyncio.run(_blind_transfer(s, tmp_path, "desk-billing", "13800138802"))
     assert "13800138802" in seen["second"]
     result: SippResult = seen["caller"]
     assert (result.total, result.successful, result.failed) == (1, 1, 0), result.stderr_tail
@@ -361,6 +408,19 @@ def test_a_blind_transfer_to_another_desk_keeps_one_linkedid_one_ticket_one_reco
     assert rec.linkedid in linkedids_of_channels(s, "PJSIP/1001-webrtc")
     assert rec.linkedid in linkedids_of_channels(s, "PJSIP/1002-webrtc")
     assert rec.queue == "billing", rec  # where the call ended
+    assert_the_callers_pop(s, seen, "13800138802")
+
+
+def test_a_blind_transfer_to_another_agents_work_number_pops_the_callers_facts_there(
+    desk_stack: Stack, tmp_path: Path
+) -> None:
+    s = desk_stack.settings
+    seen = asyncio.run(_blind_transfer(s, tmp_path, "1002", "13800138807"))
+    result: SippResult = seen["caller"]
+    assert (result.total, result.successful, result.failed) == (1, 1, 0), result.stderr_tail
+    rec, _ = recording_of(s, "13800138807")
+    assert rec.linkedid in linkedids_of_channels(s, "PJSIP/1002-webrtc")  # no queue between
+    assert_the_callers_pop(s, seen, "13800138807")
 
 
 async def _second_tab(s: Settings, profile: Path) -> dict[str, Any]:
@@ -504,6 +564,7 @@ async def _attended_transfer(s: Settings, profile: Path) -> dict[str, Any]:
         )
         seen["media"] = await wait_media_grows(second, await media(second))  # the caller speaks
         seen["channels"] = asterisk_instance(s).rx("core show channels concise")
+        seen["pop"] = await popped(second, "13800138806")
         await hang_up(second)
         seen["caller"] = await caller
     return seen
@@ -525,6 +586,8 @@ def test_an_attended_transfer_to_another_agent_hands_the_caller_over_with_one_re
     rec, tickets = recording_of(s, "13800138806")
     assert len(tickets) == 1 and rec.status == RecordingStatus.ok
     assert rec.linkedid in linkedids_of_channels(s, "PJSIP/1001-webrtc")
+    assert rec.linkedid not in linkedids_of_channels(s, "PJSIP/1002-webrtc")  # the consultation's
+    assert_the_callers_pop(s, seen, "13800138806")
 
 
 async def _second_browser(s: Settings, profile: Path) -> dict[str, Any]:

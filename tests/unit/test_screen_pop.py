@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, update
 from sqlalchemy.orm import Session
 
 from ivr.adapters.sql.caller_history import caller_history
@@ -17,6 +17,7 @@ from ivr.adapters.sql.db import Recording, Ticket, TicketState
 from ivr.adapters.telephony.routing_files import load_routing
 from ivr.core.screen_pop import (
     AgentCall,
+    CallTicket,
     History,
     PastTicket,
     call_facts,
@@ -143,6 +144,94 @@ def test_given_a_transfer_to_another_agent_then_the_next_agent_pops_the_same_lin
     assert first == {} and second == {LINKEDID: AgentCall(LINKEDID, "repair")}
 
 
+CONSULTATION = "1764900050.40"  # 1001's call to 1002 before an attended transfer
+
+
+def blind(extension: str, result: str = "Success") -> dict[str, str]:
+    """A BlindTransfer as Asterisk 22 sends it: the transferer (1001's channel) and the
+    transferee (the caller's channel, which keeps the call's Linkedid), prefixed."""
+    return {
+        "Event": "BlindTransfer", "Result": result, "IsExternal": "Yes",
+        "TransfererChannel": "PJSIP/1001-webrtc-00000003", "TransfererLinkedid": LINKEDID,
+        "TransfereeChannel": "PJSIP/pstn-00000001", "TransfereeUniqueid": LINKEDID,
+        "TransfereeLinkedid": LINKEDID, "Context": "from-agents", "Extension": extension,
+    }  # fmt: skip
+
+
+def dial_end(dest: str, status: str, linkedid: str = LINKEDID) -> dict[str, str]:
+    return {
+        "Event": "DialEnd", "Channel": "PJSIP/pstn-00000001", "Uniqueid": linkedid,
+        "Linkedid": linkedid, "DestChannel": f"{dest}-0000000c", "DestLinkedid": linkedid,
+        "DialStatus": status,
+    }  # fmt: skip
+
+
+def attended(target: str, result: str = "Success") -> dict[str, str]:
+    """An AttendedTransfer: 1001's two channels, the caller (transferee, the call's
+    Linkedid) and the target (1002's channel of the consultation call, its own Linkedid)."""
+    return {
+        "Event": "AttendedTransfer", "Result": result, "DestType": "Bridge",
+        "OrigTransfererChannel": "PJSIP/1001-webrtc-00000003", "OrigTransfererLinkedid": LINKEDID,
+        "SecondTransfererChannel": "PJSIP/1001-webrtc-00000005",
+        "SecondTransfererLinkedid": CONSULTATION,
+        "TransfereeChannel": "PJSIP/pstn-00000001", "TransfereeLinkedid": LINKEDID,
+        "TransferTargetChannel": f"{target}-00000006", "TransferTargetLinkedid": CONSULTATION,
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("device", ["PJSIP/1002", "PJSIP/1002-webrtc"])
+def test_given_a_blind_transfer_to_an_agents_work_number_then_it_pops_the_callers_linkedid(
+    device,
+):
+    events = [
+        blind("1002"),
+        dial_end("PJSIP/1002", "CANCEL" if device.endswith("webrtc") else "ANSWER"),
+        dial_end(device, "ANSWER"),
+        {"Event": "Hangup", "Linkedid": LINKEDID, "Uniqueid": LINKEDID},  # the caller
+    ]
+
+    _, told = fold(events, "1002")
+    _, told_transferer = fold(events, "1001")
+
+    assert told == [("pop", LINKEDID), ("connected", LINKEDID), ("ended", LINKEDID)]
+    assert told_transferer == []
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        blind("desk-billing"),  # to a desk: the queue's AgentCalled pops it
+        blind("10021"),  # another agent
+        blind("1002", result="Fail"),
+        attended("PJSIP/1002-webrtc", result="Fail"),
+        attended("PJSIP/10021-webrtc"),
+    ],
+)
+def test_given_a_transfer_elsewhere_or_failed_then_nothing_pops(event):
+    assert fold([event], "1002") == ({}, [])
+
+
+def test_given_an_attended_transfer_then_the_target_pops_the_callers_linkedid_connected():
+    consultation = [  # 1001 calls 1002 by 工号: no queue, no pop
+        {"Event": "DialEnd", "Channel": "PJSIP/1001-webrtc-00000005", "Uniqueid": CONSULTATION,
+         "Linkedid": CONSULTATION, "DestChannel": "PJSIP/1002-webrtc-00000006",
+         "DialStatus": "ANSWER"},
+    ]  # fmt: skip
+    events = [
+        *consultation,
+        attended("PJSIP/1002-webrtc"),
+        {"Event": "Hangup", "Linkedid": CONSULTATION, "Uniqueid": CONSULTATION},
+        {"Event": "Hangup", "Linkedid": LINKEDID, "Uniqueid": LINKEDID},
+    ]
+
+    calls, told = fold(events[:2], "1002")
+    _, told_all = fold(events, "1002")
+
+    assert calls == {LINKEDID: AgentCall(LINKEDID, "", connected=True)}
+    assert told_all == [("pop", LINKEDID), ("connected", LINKEDID), ("ended", LINKEDID)]
+    assert fold(events, "1001")[1] == []
+
+
 # --- the document ------------------------------------------------------------------------------
 FACTS: Mapping[str, str] = {
     "caller": ELDERLY, "IVR_LANGUAGE": "zh", "IVR_DESK": "billing", "IVR_CATEGORY": "billing",
@@ -183,6 +272,16 @@ def test_given_a_priority_caller_with_an_account_then_the_pop_says_what_the_menu
     assert (doc["history"]["calls_in_days"], doc["history"]["repeat"]) == (2, True)
     (outage,) = doc["outages"]
     assert (outage["area"], outage["text"]) == ("qiaoxi", TEXTS["outage-qiaoxi-20261126"])
+    assert doc["ticket"] is None  # rung from the queue: not answered yet, no ticket
+
+
+def test_given_a_transferred_call_then_the_pop_names_its_one_ticket_and_its_owner():
+    history = History(this_call=CallTicket(12, "1001", "待派单"))
+
+    doc = compose(AgentCall(LINKEDID, ""), FACTS, history, ROUTING, TEXTS, AFTER_OUTAGE)
+
+    assert doc["ticket"] == {"id": 12, "agent": "1001", "state": "待派单"}
+    assert doc["caller"] == ELDERLY and doc["ivr"]["keys"] == ["2", "11000001", "1"]
 
 
 def test_given_an_unknown_mobile_caller_who_pressed_nothing_then_flags_and_no_history():
@@ -257,6 +356,13 @@ def test_given_earlier_calls_then_tickets_by_number_or_account_and_calls_within_
     assert [t.linkedid for t in history.open] == ["1764000000.3", "1764000000.2"]
     assert [t.by_account for t in history.recent] == [True, False, False]
     assert history.earlier_calls == 2  # days 3 and 1; day 20 is out of the window
+    assert history.this_call is None  # this call has no ticket yet
+    add_call(db, 6, ELDERLY, NOW)  # a transferred call: its ticket, opened at the first connect
+    db.execute(update(Ticket).where(Ticket.linkedid == "1764000000.6").values(agent="1001"))
+    moved = caller_history(db, ELDERLY, "", "1764000000.6", NOW.timestamp())
+    assert moved.this_call is not None
+    assert (moved.this_call.agent, moved.this_call.state) == ("1001", "待派单")
+    assert "1764000000.6" not in [t.linkedid for t in moved.recent]
 
 
 def test_given_no_number_and_no_account_then_no_history(db):

@@ -42,6 +42,7 @@ KEPT_EVENTS = frozenset(
         *("Newchannel", "Hangup", "Newstate", "NewCallerid", "NewConnectedLine"),
         *("AGIExecStart", "AGIExecEnd", "DTMFEnd"),
         *("DialBegin", "DialEnd", "BridgeEnter", "BridgeLeave"),
+        *("BlindTransfer", "AttendedTransfer"),  # a call handed straight to an agent: the pop
         # queues and agents
         *("QueueCallerJoin", "QueueCallerLeave", "QueueCallerAbandon"),
         *("AgentCalled", "AgentConnect", "AgentComplete", "AgentRingNoAnswer", "AgentDump"),

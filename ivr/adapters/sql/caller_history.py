@@ -1,6 +1,7 @@
 """What SQL knows of a caller for the screen pop (:mod:`ivr.core.screen_pop`): the tickets
 opened for the caller's number or the account number keyed in (the newest, and every open
-one), and the calls catalogued from that number or account within the repeat window.
+one), and the calls catalogued from that number or account within the repeat window; and
+the popped call's own ticket (a transferred call's, opened at the first agent's connect).
 
 Calls are counted from ``recordings`` (every call the hotline answered has a row, the
 menu-only ones too); the call being popped is left out (its Linkedid), so is a call still
@@ -15,7 +16,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from ivr.adapters.sql.db import Recording, Ticket
-from ivr.core.screen_pop import REPEAT_DAYS, History, PastTicket
+from ivr.core.screen_pop import REPEAT_DAYS, CallTicket, History, PastTicket
 from ivr.core.tickets import TicketState
 
 RECENT = 5  # the newest tickets shown
@@ -26,8 +27,10 @@ def caller_history(
     session: Session, caller: str, account: str, linkedid: str, now: float
 ) -> History:
     """The history of ``caller`` (a number) and ``account`` (either may be "")."""
+    own = session.scalar(select(Ticket).where(Ticket.linkedid == linkedid))
+    this_call = CallTicket(own.id, own.agent, own.state.value) if own is not None else None
     if not caller and not account:
-        return History()
+        return History(this_call=this_call)
     ticket_keys = []
     if caller:
         ticket_keys.append(Ticket.caller == caller)
@@ -70,4 +73,5 @@ def caller_history(
         recent=[past(t) for t in recent],
         open=[past(t) for t in still_open],
         earlier_calls=int(earlier or 0),
+        this_call=this_call,
     )

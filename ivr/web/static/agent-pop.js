@@ -76,6 +76,16 @@
     row(path, "队列 Queue", doc.queue);
     body.append(el("h3", "菜单路径 IVR path"), path);
 
+    if (doc.ticket) {
+      // A transferred call: its one ticket, owned by the agent who answered first (首问负责制).
+      const own = el("p", null, "call-ticket");
+      own.dataset.ticket = String(doc.ticket.id);
+      own.append(el("span", `本通工单 This call's ticket #${doc.ticket.id}`, "id"),
+        el("span", `首问 Owner ${doc.ticket.agent || "—"}`, "owner"),
+        el("span", doc.ticket.state, "ticket-state"));
+      body.append(own);
+    }
+
     body.append(el("h3", `历史工单 History (未完成 open: ${doc.history.open.length})`));
     const recent = el("ul", null, "history");
     const seen = new Set();
