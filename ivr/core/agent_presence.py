@@ -36,6 +36,8 @@ ivr.core.agent_presence.PresenceRefused: pause reason '午饭' is not one of 小
 ('PJSIP/1001', '1001 张三', 0, True, '会议')
 >>> interface_of("1001", "browser"), is_agent_interface("PJSIP/1001-webrtc")
 ('PJSIP/1001-webrtc', True)
+>>> seat_of_endpoint("1001-webrtc"), seat_of_endpoint("1001"), seat_of_endpoint("pstn")
+(('1001', 'browser'), ('1001', 'desk'), None)
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ FEATURE_CODES: Final[Mapping[str, tuple[str, str]]] = {
     "*24": ("resume", ""),
 }
 _AGENT_INTERFACE: Final = re.compile(r"PJSIP/([0-9]{1,12})(-webrtc)?")
+_AGENT_ENDPOINT: Final = re.compile(r"([0-9]{1,12})(-webrtc)?")
 
 
 class PresenceRefused(HotlineError):
@@ -204,6 +207,15 @@ class Penalty:
 
 
 QueueAction = Add | Remove | Pause | Penalty
+
+
+def seat_of_endpoint(endpoint: str) -> tuple[str, str] | None:
+    """``(工号, device)`` of an agent's SIP endpoint: ``1001`` is 1001's desk phone,
+    ``1001-webrtc`` its browser; None for any other endpoint (the trunk)."""
+    found = _AGENT_ENDPOINT.fullmatch(endpoint)
+    if found is None:
+        return None
+    return found.group(1), "browser" if found.group(2) else "desk"
 
 
 def is_agent_interface(interface: str) -> bool:

@@ -25,7 +25,7 @@ from ivr.adapters.sql import agents
 from ivr.adapters.telephony.fastagi_server import AgiSession
 from ivr.core import callflow, followup_call, survey
 from ivr.core.agent_intro import intro_prompts, work_number_of
-from ivr.core.agent_presence import FEATURE_CODES
+from ivr.core.agent_presence import FEATURE_CODES, seat_of_endpoint
 from ivr.core.recording_meta import desk_for
 from ivr.core.routing_models import LANGUAGES, Routing
 from ivr.errors import AgiHangup, HotlineError
@@ -175,9 +175,10 @@ async def run_agent_intro(session: AgiSession) -> None:
 async def run_agent_feature(session: AgiSession, engine: Engine) -> None:
     """The ``agent-feature`` route: a feature code dialled from an agent's phone
     (``[from-agents]``: *21 log in, *22 log out, *23N pause with reason N, *24 resume). The
-    agent is the channel's authenticated endpoint (its 工号: Asterisk names the channel
-    ``PJSIP/<endpoint>-<n>``), never a number the phone sends, and is known from the AGI
-    environment, so a phone that hangs up at once has still logged in.
+    agent is the channel's authenticated endpoint (Asterisk names the channel
+    ``PJSIP/<endpoint>-<n>``: ``<工号>`` for the desk phone, ``<工号>-webrtc`` for the browser's
+    softphone, which *21 logs in on), never a number the phone sends, and is known from the
+    AGI environment, so a phone that hangs up at once has still logged in.
     Sets ``IVR_FEATURE_RESULT`` to the action done (login, logout, pause, resume) or
     ``failed``; the dialplan plays the matching prompt. The ami role applies the change to
     Asterisk's queues within about a second."""
@@ -185,14 +186,18 @@ async def run_agent_feature(session: AgiSession, engine: Engine) -> None:
     code = args[0] if args else ""
     endpoint = endpoint_of_channel(session.env.get("agi_channel") or "")
     feature = FEATURE_CODES.get(code)
+    seat = seat_of_endpoint(endpoint)
     log = {"uniqueid": session.env.uniqueid, "code": code, "endpoint": endpoint}
     result = "failed"
-    if feature is None:
-        logger.warning("unknown agent feature code", extra=log)
+    if feature is None or seat is None:
+        logger.warning("unknown agent feature code or not an agent's phone", extra=log)
     else:
         action, reason = feature
+        work_number, device = seat
         try:
-            await asyncio.to_thread(_change_presence, engine, endpoint, action, reason)
+            await asyncio.to_thread(
+                _change_presence, engine, work_number, action, reason, device, endpoint
+            )
         except (HotlineError, SQLAlchemyError) as exc:
             logger.warning("agent feature refused: %s", exc, extra=log)
         else:
@@ -201,11 +206,12 @@ async def run_agent_feature(session: AgiSession, engine: Engine) -> None:
     await session.set_variable("IVR_FEATURE_RESULT", result)
 
 
-def _change_presence(engine: Engine, work_number: str, action: str, reason: str) -> None:
+def _change_presence(
+    engine: Engine, work_number: str, action: str, reason: str, device: str, endpoint: str
+) -> None:
     with Session(engine) as db:
-        agents.change_presence(
-            db, work_number, action, reason, agents.Actor(f"phone:{work_number}")
-        )
+        actor = agents.Actor(f"phone:{endpoint}")  # phone:1001, or phone:1001-webrtc
+        agents.change_presence(db, work_number, action, reason, actor, device)
         db.commit()
 
 
