@@ -1,10 +1,11 @@
 """后处理 (wrap-up) as a pause, on the real stack: a queue call of agent 1001 ends (AMI
 ``AgentComplete``), the ami role pauses 1001 with reason 后处理 in its desk's queue
 (QueueStatus), and the pause ends when the agent saves the call's ticket (at once) or when the
-desk's wrap-up time runs out. The call is answered by the dev stack's simulated agent carrying
-1001's member name (``Local/1001@sim-agents/n``), beside the member ``PJSIP/1001`` the ami
-role keeps for the logged-in agent (its phone is not registered, so only the simulation
-rings); the queues themselves have no Asterisk wrap-up."""
+desk's wrap-up time runs out, also across a restart of the ami role; a 小休 taken meanwhile
+stays. The call is answered by the dev stack's simulated agent carrying 1001's member name
+(``Local/1001@sim-agents/n``), beside the member ``PJSIP/1001`` the ami role keeps for the
+logged-in agent (its phone is not registered, so only the simulation rings); the queues
+themselves have no Asterisk wrap-up."""
 
 from __future__ import annotations
 
@@ -157,3 +158,14 @@ def test_a_pause_for_a_break_during_wrapup_is_left_alone(wrapup_stack: Stack) ->
     assert _paused(s, "小休")  # the wrap-up's end left the break alone
     assert ivr_cli(s, "agents", "resume", "1001").returncode == 0
     wait_for(lambda: _unpaused(s), 3, "1001 resumed")
+
+
+def test_an_ami_role_restarted_mid_wrapup_still_ends_it_on_time(wrapup_stack: Stack) -> None:
+    s = wrapup_stack.settings
+    _call(s, "13800138604")
+    wait_for(lambda: _paused(s, "后处理"), 5, "1001 paused 后处理 after the call")
+    paused_at = time.monotonic()
+    wrapup_stack.restart_role("ami")  # the deadline is in SQL, not in the old process
+    assert _paused(s, "后处理")
+    wait_for(lambda: _unpaused(s), WRAPUP_S, "1001 unpaused when the wrap-up ran out")
+    assert time.monotonic() - paused_at < WRAPUP_S + 3
