@@ -43,9 +43,11 @@ class WrapupPauses:
         self.completed: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
 
     async def on_event(self, message: AmiMessage) -> None:
-        """Queue an ``AgentComplete`` (member name, queue); anything else: nothing."""
-        if message.event == "AgentComplete":
-            self.completed.put_nowait((message.get("MemberName") or "", message.get("Queue") or ""))
+        """Queue an ``AgentComplete`` (member name, queue) in a queue with a wrap-up; anything
+        else: nothing (no SQL work for the queues without one)."""
+        queue = message.get("Queue") or ""
+        if message.event == "AgentComplete" and self.wrapup_s.get(queue, 0) > 0:
+            self.completed.put_nowait((message.get("MemberName") or "", queue))
 
     async def run(self) -> None:
         """Pause at each queued completion; resume the run-out wrap-ups; for ever."""
