@@ -1,23 +1,32 @@
-"""后处理 (wrap-up) as a pause: the pure rules (ivr.core.wrapup) and their SQL part
-(ivr.adapters.sql.wrapup_pauses) on a real SQLite file."""
+"""后处理 (wrap-up) as a pause: the pure rules (ivr.core.wrapup), their SQL part
+(ivr.adapters.sql.wrapup_pauses) on a real SQLite file, and the ami role's loop
+(ivr.adapters.telephony.wrapup_pauses) without an AMI link."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import yaml
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from ivr.adapters.sql import agents as agent_store
 from ivr.adapters.sql import db as sql
 from ivr.adapters.sql import schema, wrapup_pauses
+from ivr.adapters.telephony.ami_client import AmiClient
+from ivr.adapters.telephony.membership import MembershipKeeper
+from ivr.adapters.telephony.routing_files import load_routing
+from ivr.adapters.telephony.wrapup_pauses import WrapupPauses
 from ivr.core.agent_presence import Presence
 from ivr.core.agents import DeskAssignment
 from ivr.core.wrapup import LastChange, Wrapup, actor_of, deadline, due, start_of
+from ivr.protocols.ami import AmiMessage
 from ivr.settings import Settings
+from tests.conftest import routing_for_tests
 
 T0 = datetime(2026, 12, 6, 9, 0, tzinfo=UTC)
 IN = Presence(logged_in=True)
@@ -139,3 +148,37 @@ def test_sql_leaves_a_wrapup_taken_by_hand_after_a_save_alone(engine):
 def test_sql_ignores_members_that_are_not_agents(engine):
     assert start(engine, "agent") is None and start(engine, "1002 李四") is None
     assert presence(engine) == IN
+
+
+# --- the ami role's loop (no AMI link: the queues follow at the keeper's next login) ---------
+def test_the_loop_pauses_at_a_completion_in_a_queue_with_a_wrapup_and_ignores_the_others(
+    engine, tmp_path
+):
+    routing_dir = routing_for_tests(tmp_path / "routing")
+    desks = yaml.safe_load((routing_dir / "desks.yaml").read_text(encoding="utf-8"))
+    desks["ringing"]["repair"]["wrapup_s"] = 1
+    (routing_dir / "desks.yaml").write_text(yaml.safe_dump(desks, allow_unicode=True))
+    routing = load_routing(routing_dir)
+    settings = Settings(run_dir=tmp_path)
+    keeper = MembershipKeeper(engine, routing, AmiClient(settings.ami, "unused"))
+    part = WrapupPauses(engine, routing, keeper, interval_s=0.05)
+
+    def complete(queue: str) -> AmiMessage:
+        return AmiMessage((("Event", "AgentComplete"), ("Queue", queue),
+                           ("MemberName", "1001 张三"), ("Reason", "caller")))  # fmt: skip
+
+    async def scenario() -> list[Presence]:
+        seen = []
+        worker = asyncio.create_task(part.run())
+        await part.on_event(complete("billing"))  # no wrap-up there
+        await part.on_event(AmiMessage((("Event", "AgentConnect"), ("Queue", "repair"))))
+        assert part.completed.empty()
+        await part.on_event(complete("repair"))
+        await asyncio.sleep(0.3)
+        seen.append(presence(engine))
+        await asyncio.sleep(1.2)  # the second ran out
+        seen.append(presence(engine))
+        worker.cancel()
+        return seen
+
+    assert asyncio.run(scenario()) == [WRAPPING, IN]
