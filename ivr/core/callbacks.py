@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, tzinfo
 from typing import Final
 
+from ivr.core.agent_presence import interface_of
 from ivr.core.followup import BadNumber, FollowupConfig, in_calling_hours, normalise_number
 
 WITHIN_S: Final = 30 * 60.0  # the figure: called back within 30 minutes
@@ -135,14 +136,14 @@ def share_called_back(entries: Sequence[Owed], callbacks: Sequence[Answered]) ->
     return CallbackShare(done, len(entries))
 
 
-def agent_device(work_number: str) -> str:
-    """The device an agent's click-to-call rings first. One place to change: the agent's
-    chosen device (a column being added) replaces this.
+def agent_device(work_number: str, device: str) -> str:
+    """The device an agent's click-to-call rings first: the one the agent chose at log-in
+    (``agents.device``): the desk phone, or the agent desk page's softphone.
 
-    >>> agent_device("1001")
-    'PJSIP/1001'
+    >>> agent_device("1001", "desk"), agent_device("1001", "browser")
+    ('PJSIP/1001', 'PJSIP/1001-webrtc')
     """
-    return f"PJSIP/{work_number}"
+    return interface_of(work_number, device)
 
 
 def refuse_agent_call(

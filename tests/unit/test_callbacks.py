@@ -85,4 +85,5 @@ def test_an_agent_call_is_refused_for_unknown_busy_numbers_waiting_callers_and_l
     }
     for field, (value, reason) in cases.items():
         assert refuse_agent_call(**{**ok, field: value}) == reason, field  # type: ignore[arg-type]
-    assert agent_device("1001") == "PJSIP/1001"
+    assert agent_device("1001", "desk") == "PJSIP/1001"
+    assert agent_device("1001", "browser") == "PJSIP/1001-webrtc"

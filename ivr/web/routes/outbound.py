@@ -10,8 +10,9 @@ Routes::
                                   wait, when, how many calls) and the share called back
                                   within 30 min (agent, supervisor)
     POST /api/agent/outbound-calls  the signed-in agent calls a number of those two lists
-                                  back from their own phone: ``{"number": ...}`` (a call-back)
-                                  or ``{"followup_id": n}``; 202 with the call's id, or 409
+                                  back from the device chosen at log-in (desk phone or the
+                                  page's softphone): ``{"number": ...}`` (a call-back) or
+                                  ``{"followup_id": n}``; 202 with the call's id, or 409
                                   ``outbound-call-refused`` saying why (not a listed number,
                                   being called already, callers waiting in the agent's
                                   queues, outside the calling hours). The ami role rings the
@@ -192,6 +193,7 @@ async def agent_outbound_call(
     desks = set(db.scalars(select(AgentDesk.desk).join(Agent).where(
         Agent.work_number == work_number)))  # fmt: skip
     queues = {d.queue for d in routing.desks if d.id in desks}
+    device = db.scalar(select(Agent.device).where(Agent.work_number == work_number)) or "desk"
     in_flight = {c.number for c in followups.in_flight(db)}
 
     def refusal(waiting: set[str]) -> str | None:
@@ -213,7 +215,7 @@ async def agent_outbound_call(
         followup_id=followup.id if followup is not None else None,
         started_by=user.username,
         started_at=now,
-        device=rules.agent_device(work_number),
+        device=rules.agent_device(work_number, device),
     )
     db.add(call)
     audit(db, user, "outbound.call", target=f"{call.purpose} {call.channel_id}",
