@@ -11,6 +11,10 @@ every value URL-encoded by the dialplan (``URIENCODE``), ending in ``end=1``::
     &reason=menu&language=zh&message=&message_s=&hangupcause=16&survey=satisfied
     &survey_key=1&end=1
 
+An agent's click-to-call is recorded by ``[outbound-record]`` on the customer's channel; its
+line says ``direction=outbound`` (the caller is then the customer called, the agent the
+工号 who called); a line without ``direction`` is an inbound call's.
+
 Times are Unix epochs with milliseconds, taken by Asterisk. :func:`parse_facts` never raises:
 a missing or garbled field becomes ``None`` and a reason in :attr:`CallFacts.problems`, so
 that a recording is never lost to a bad line. :func:`readiness` says when a call's files can
@@ -23,6 +27,8 @@ be catalogued; :func:`recording_stem` names the stereo file (never from caller i
 ('+8613800138000', 1.25, 30.0, True, ())
 >>> parse_facts("answered=soon&end=1").problems
 ('no version (v=1)', 'answered: not a time: soon')
+>>> parse_facts("v=1&direction=outbound&end=1").direction
+'outbound'
 >>> reversed_digits("+86 138-0013-8000")
 '0008310083168'
 """
@@ -55,6 +61,7 @@ LIMITS: Final = {
 _FILE_STEM: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 # Identifiers must be whole to be useful: too long means None; free text is cut to size.
 _WHOLE_OR_NOTHING: Final = frozenset({"linkedid", "uniqueid", "message", "survey", "survey_key"})
+DIRECTIONS: Final = ("inbound", "outbound")  # a call to the hotline; an agent's click-to-call
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +93,7 @@ class CallFacts:
     survey_key: str | None = None  # IVR_SURVEY_KEY: the key the caller pressed
     complete: bool = False  # the line ended in end=1 (not caught half-written)
     problems: tuple[str, ...] = ()  # why fields are missing or were cut
+    direction: str = "inbound"  # one of DIRECTIONS
 
     @property
     def wait_s(self) -> float | None:
@@ -182,6 +190,10 @@ def parse_facts(text: str) -> CallFacts:
         problems.append("ended before it was answered: no duration")
     if queued is not None and connected is not None and connected < queued:
         problems.append("connected before it was queued: no wait")
+    direction = fields.get("direction") or "inbound"
+    if direction not in DIRECTIONS:
+        problems.append(f"direction: not inbound or outbound: {_shown(direction)}")
+        direction = "inbound"
     complete = fields.get("end") == "1"
     if not complete:
         problems.append("no end=1: the line was cut short")
@@ -211,6 +223,7 @@ def parse_facts(text: str) -> CallFacts:
         survey_key=text_field("survey_key"),
         complete=complete,
         problems=tuple(problems),
+        direction=direction,
     )
 
 

@@ -126,6 +126,7 @@ class SearchFilter:
     has_transcript: bool | None = None
     emergency: bool | None = None
     status: str | None = None
+    direction: str | None = None  # inbound (a call to the hotline) or outbound (an agent's)
 
     @property
     def caller_partial(self) -> bool:
@@ -152,6 +153,7 @@ def build_filter(
     has_transcript: bool | None = None,
     emergency: bool | None = None,
     status: str | None = None,
+    direction: str | None = None,
     whole_number_only: bool = False,
 ) -> SearchFilter:
     """The filter from the request's values (empty strings count as not given).
@@ -192,6 +194,7 @@ def build_filter(
         has_transcript=has_transcript,
         emergency=emergency,
         status=_name(status),
+        direction=_name(direction),
     )
 
 

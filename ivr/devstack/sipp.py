@@ -432,14 +432,17 @@ def start_resident(
     ring_s: float = 0.5,
     talk_s: float = 20.0,
     max_run_s: float = 3600.0,
+    speak: bool = False,
 ) -> subprocess.Popen[bytes]:
     """Start the resident a 回访 call reaches (``sipp/resident.xml``, UAS) on
     127.0.0.1:``port``, the outbound trunk's address; it runs until :func:`stop_agent`.
 
     Every INVITE rings ``ring_s`` seconds, then per ``mode``: ``answer`` (PCMA; then each
     ``(after_s, key)`` of ``keys``: waits ``after_s`` seconds and presses the key, RFC 2833;
-    then stays ``talk_s`` seconds unless the PBX hangs up first), ``busy`` (486), ``reject``
-    (403: a trunk refusing every call) or ``ring`` (until the PBX gives up: no answer).
+    then stays ``talk_s`` seconds unless the PBX hangs up first; ``speak``: the resident says
+    ``g711a.pcap``, 7.05 s, once, right after the answer, while the keys' waits run),
+    ``busy`` (486), ``reject`` (403: a trunk refusing every call) or ``ring`` (until the PBX
+    gives up: no answer).
     Debian's DTMF pcaps carry fixed RTP sequence numbers and timestamps, so Asterisk may take
     a later key for a repeat of an earlier one and drop it: a key pressed twice is heard once,
     and so is 1 after 2 (measured); 1 then 2, and 2 then 3, are both heard.
@@ -455,7 +458,7 @@ def start_resident(
         "resident.xml",
         workdir,
         ring_ms=str(max(1, round(ring_s * 1000))),
-        answer=_resident_block(mode, keys, max(1, round(talk_s * 1000))),
+        answer=_resident_block(mode, keys, max(1, round(talk_s * 1000)), speak=speak),
     )
     args = [
         "-sf", "resident.xml",
@@ -487,7 +490,9 @@ def start_resident(
 _REFUSALS = {"busy": "486 Busy Here", "reject": "403 Forbidden"}
 
 
-def _resident_block(mode: str, keys: tuple[tuple[float, str], ...], talk_ms: int) -> str:
+def _resident_block(
+    mode: str, keys: tuple[tuple[float, str], ...], talk_ms: int, *, speak: bool = False
+) -> str:
     """The scenario's part after the ringing, per mode (see :func:`start_resident`)."""
     if mode == "ring":
         return '  <recv request="CANCEL" next="cancelled"/>\n'
@@ -513,6 +518,10 @@ def _resident_block(mode: str, keys: tuple[tuple[float, str], ...], talk_ms: int
         "      a=ptime:20\n      a=sendrecv\n\n    ]]></send>\n",
         '  <recv request="ACK" rtd="true" crlf="true"/>\n',
     ]
+    if speak:
+        lines.append(
+            f'  <nop><action><exec play_pcap_audio="{PCAP_DIR / "g711a.pcap"}"/></action></nop>\n'
+        )
     for n, (after_s, key) in enumerate(keys):
         lines.append(
             f'  <recv request="BYE" timeout="{max(1, round(after_s * 1000))}"'

@@ -5,6 +5,7 @@ busy, never answers, or whose trunk refuses everything; results are read back fr
 from __future__ import annotations
 
 import asyncio
+import audioop
 import itertools
 import wave
 from collections.abc import Callable, Iterator
@@ -124,12 +125,12 @@ def closed_ticket(stack: Stack, engine: Engine, number: str) -> int:
 @contextmanager
 def resident(
     stack: Stack, port: int, mode: str, keys: tuple[tuple[float, str], ...] = (),
-    ring_s: float = 0.5, talk_s: float = 20.0,
+    ring_s: float = 0.5, talk_s: float = 20.0, speak: bool = False,
 ) -> Iterator[None]:  # fmt: skip
     inst = asterisk_instance(stack.settings)
     proc = start_resident(stack.settings.asterisk.root, inst.base / "sipp" / f"resident-{mode}",
                           port=port, mode=mode, keys=keys, ring_s=ring_s,
-                          talk_s=talk_s)  # fmt: skip
+                          talk_s=talk_s, speak=speak)  # fmt: skip
     try:
         yield
     finally:
@@ -445,7 +446,11 @@ def test_an_agent_calls_a_worklist_customer_back_from_their_own_phone(
 ) -> None:
     """Click-to-call over the web role's API: the ami role rings demo agent 1001's sipp phone
     (PJSIP/1001), then dials the resident on the trunk; the same number is refused meanwhile;
-    the call is logged with the agent's account and ends as answered."""
+    the call is logged with the agent's account and ends as answered. It is recorded: the
+    recorder role catalogues it (direction outbound, the customer the caller, the 工号 the
+    agent), joined to its outbound call and so to the ticket; the resident speaks at once
+    and the agent's phone only 7 s after its answer, past the resident's hang-up: the left
+    (customer's) channel holds the resident's voice, the right (agent's) one silence."""
     base = tmp_path_factory.mktemp("followup-agent")
     port = _free_udp_port()
     routing = routing_for_tests(base / "routing")
@@ -473,7 +478,7 @@ def test_an_agent_calls_a_worklist_customer_back_from_their_own_phone(
                 session.commit()
             web = f"http://{stack.settings.web.host}:{stack.settings.web.port}"
             with (
-                resident(stack, port, "answer", ring_s=0.5, talk_s=4.0),
+                resident(stack, port, "answer", ring_s=0.5, talk_s=5.0, speak=True),
                 httpx.Client(base_url=web, headers={"Origin": web}, timeout=10) as client,
             ):
                 account = {"username": "agent1001", "password": PASSWORD}
@@ -493,6 +498,18 @@ def test_an_agent_calls_a_worklist_customer_back_from_their_own_phone(
                 "13800138010",
             )
             assert (call.result, call.dial_status) == ("answered", "ANSWER"), call.dial_status
+            recording = wait_for(lambda: _outbound_recording(eng, call.channel_id), 60,
+                                 "the agent's call catalogued")  # fmt: skip
+            assert (recording.direction, recording.caller, recording.agent, recording.desk) == (
+                "outbound", "13800138010", "1001", "repair"
+            )  # fmt: skip
+            assert recording.status == "ok" and recording.file_name, recording.status_detail
+            with Session(eng) as session:  # the ticket's calls: the recording joined
+                joined = [c.recording_id for c in followups.calls_of_ticket(session, ticket_id)]
+            assert joined == [recording.id]
+            customer, agent_leg = _legs(stack.settings.recordings_dir / recording.file_name)
+            assert audioop.rms(customer, 2) > 300, "the resident's voice on the customer's leg"
+            assert audioop.rms(agent_leg, 2) < audioop.rms(customer, 2) / 10
             second = closed_ticket(stack, eng, "13800138012")  # called from the page this time
             with Session(eng) as session:
                 row = followups.of_ticket(session, second)[0]
@@ -509,6 +526,20 @@ def test_an_agent_calls_a_worklist_customer_back_from_their_own_phone(
                 )
         finally:
             eng.dispose()
+
+
+def _outbound_recording(engine: Engine, linkedid: str) -> Recording | None:
+    with Session(engine, expire_on_commit=False) as session:
+        found = session.scalar(select(Recording).where(Recording.linkedid == linkedid))
+        session.expunge_all()
+        return found
+
+
+def _legs(path: Path) -> tuple[bytes, bytes]:
+    """The stereo file's first 4 s: the customer's (left) and the agent's (right) channel."""
+    with wave.open(str(path)) as w:
+        data = w.readframes(4 * w.getframerate())
+    return audioop.tomono(data, 2, 1, 0), audioop.tomono(data, 2, 0, 1)
 
 
 async def _click_to_call(web: str, engine: Engine, profile: Path) -> None:

@@ -93,11 +93,27 @@ def test_given_hostile_caller_id_then_kept_as_text_without_control_characters():
         ("v=1&caller=" + "1" * 40 + "&end=1", "caller: longer than 32 characters, cut"),
         ("v=1&did=95158", "no end=1: the line was cut short"),
         ("v=1&end=1\nv=1&end=1", "more than one line: the first is used"),
+        ("v=1&direction=sideways&end=1", "direction: not inbound or outbound: sideways"),
     ],
 )
 def test_given_bad_field_then_none_and_a_reason(line, problem):
     facts = parse_facts(line)
     assert any(p.startswith(problem) for p in facts.problems), facts.problems
+
+
+def test_given_an_agents_outbound_call_then_outbound_the_customer_the_caller_and_no_wait():
+    line = ("v=1&direction=outbound&linkedid=agentcall-1&uniqueid=1764900000.7"
+            "&caller=13800138010&agent=1001&started=1700000000.5&answered=1700000000.5"
+            "&ended=1700000012.5&hangupcause=16&end=1")  # fmt: skip
+    facts = parse_facts(line)
+    assert (facts.direction, facts.caller, facts.agent, facts.linkedid) == (
+        "outbound", "13800138010", "1001", "agentcall-1"
+    )  # fmt: skip
+    assert (facts.duration_s, facts.wait_s, facts.may_hold_message, facts.problems) == (
+        12.0, None, False, ()
+    )  # fmt: skip
+    assert parse_facts("v=1&end=1").direction == "inbound"
+    assert parse_facts("v=1&direction=sideways&end=1").direction == "inbound"
 
 
 def test_given_missing_or_cut_fields_then_nones_not_exceptions():

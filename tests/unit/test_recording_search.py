@@ -164,6 +164,7 @@ def catalog_rows(engine: Engine) -> dict[str, int]:
                 "agent": "a1",
                 "duration_s": 61.0,
                 "started_at": T0 + timedelta(days=1),
+                "direction": "outbound",  # an agent called the customer back
             },
             "d": {
                 "caller": "110",
@@ -232,6 +233,8 @@ def found(
         ({"emergency": True}, ["d"]),
         ({"emergency": False}, ["c", "e", "b", "a", "f"]),
         ({"status": "corrupt"}, ["e"]),
+        ({"direction": "outbound"}, ["c"]),
+        ({"direction": "inbound"}, ["e", "d", "b", "a", "f"]),
         ({"start": "2026-05-01", "end": "2026-05-01"}, ["e", "d", "b", "a"]),
         ({"start": "2026-04-30", "end": "2026-04-30"}, ["f"]),
         ({"start": "2026-05-02"}, ["c"]),

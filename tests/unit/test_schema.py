@@ -523,3 +523,36 @@ def test_given_agents_at_0003_when_upgraded_then_they_keep_their_rows_and_ring_o
     after = dump_rows(blank)
     assert [row.pop("device") for row in after["agents"]] == ["desk"]
     assert {name: after[name] for name in before} == before  # later revisions add tables
+
+
+@on_sql_backends
+def test_given_recordings_and_outbound_calls_at_0010_when_upgraded_then_inbound_and_unrecorded(
+    blank, tmp_path
+):
+    schema.upgrade(blank, migrations_until(tmp_path, "0010"))
+    at = "2026-12-01 08:00:00"
+    with blank.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO recordings (id, linkedid, uniqueid, started_at, did, caller, "
+                "caller_reversed, emergency, format, status, catalogued_at) VALUES (1, 'L1', "
+                "'L1', :at, '95158', '13800138000', '00083100831', :no, 'wav', 'ok', :at)"
+            ),
+            {"at": at, "no": False},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO outbound_calls (id, channel_id, purpose, number, started_by, "
+                "started_at, device) VALUES (1, 'agentcall-1', 'callback', '13800138000', "
+                "'agent1001', :at, 'PJSIP/1001')"
+            ),
+            {"at": at},
+        )
+    before = dump_rows(blank)
+
+    schema.upgrade(blank)
+
+    after = dump_rows(blank)
+    assert [row.pop("direction") for row in after["recordings"]] == ["inbound"]
+    assert [row.pop("recording_id") for row in after["outbound_calls"]] == [None]
+    assert {name: after[name] for name in before} == before

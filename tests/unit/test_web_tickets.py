@@ -13,8 +13,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from ivr.adapters.sql import tickets
-from ivr.adapters.sql.db import AuditEntry, Recording, Transcript, VoiceMessage
+from ivr.adapters.sql import followups, tickets
+from ivr.adapters.sql.db import AuditEntry, OutboundCall, Recording, Transcript, VoiceMessage
 from ivr.settings import Settings
 from ivr.web.app import create_app
 from tests.web_support import ORIGIN, loopback_settings, sign_in, staff_engine
@@ -294,6 +294,37 @@ def test_given_moves_then_detail_shows_who_when_and_the_audit_log_has_them(
     with Session(engine) as db:
         entry = db.scalars(select(AuditEntry).where(AuditEntry.action == "ticket.move")).one()
     assert (entry.actor, entry.target) == ("sup1", f"ticket:{ticket_id} 待派单->处理中")
+
+
+def test_given_an_agents_recorded_call_about_the_ticket_then_detail_lists_it_with_its_recording(
+    client, engine, settings
+):
+    ticket_id = open_ticket(engine, settings)
+    with Session(engine) as db:
+        recording = Recording(
+            linkedid="agentcall-1", uniqueid="1764900000.9", started_at=datetime.now(UTC),
+            did="", caller="13800138000", caller_reversed="00083100831", agent="1001",
+            direction="outbound", file_name="out.wav",
+        )  # fmt: skip
+        db.add(recording)
+        db.flush()
+        db.add(OutboundCall(channel_id="agentcall-1", purpose="followup", number="13800138000",
+                            ticket_id=ticket_id, started_by="agent1001", device="PJSIP/1001",
+                            result="answered"))  # fmt: skip
+        db.flush()
+        assert followups.link_recording(db, recording) is not None
+        db.commit()
+        recording_id = recording.id
+    sign_in(client, "sup1")
+
+    detail = client.get(f"/api/tickets/{ticket_id}").json()
+
+    (call,) = detail["outbound_calls"]
+    assert (call["purpose"], call["started_by"], call["result"], call["recording_id"]) == (
+        "followup", "agent1001", "answered", recording_id
+    )  # fmt: skip
+    assert call["recording_url"] == f"/api/recordings/{recording_id}"
+    assert detail["recording_id"] != recording_id  # the ticket's own call stays its recording
 
 
 def test_given_illegal_move_then_409_with_both_states_and_the_allowed_ones(

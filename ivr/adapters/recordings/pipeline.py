@@ -3,7 +3,9 @@ outcome and its transcription jobs.
 
 The recorder calls :func:`cataloguer` 's hook inside the transaction that inserts the
 recording, so the catalog row, the ticket (工单), the survey row and the speech-to-text job
-rows commit together or not at all. The jobs are only rows here: :func:`push_jobs` sends
+rows commit together or not at all. An agent's outbound call (``direction`` outbound) opens
+no ticket and has no survey: its recording is joined to its outbound call (and so to the
+ticket or call-back it was for) instead. The jobs are only rows here: :func:`push_jobs` sends
 the unsent ones to the Redis stream after the commit (and again on every later sweep), so a
 Redis outage at that moment delays the transcription but loses nothing.
 """
@@ -17,7 +19,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from ivr.adapters.recordings.recorder import OnCatalogued
-from ivr.adapters.sql import surveys, tickets
+from ivr.adapters.sql import followups, surveys, tickets
 from ivr.adapters.sql.db import Recording, RecordingStatus, VoiceMessage
 from ivr.adapters.stt import job_queue as stt_queue
 from ivr.core.recording_meta import CallFacts
@@ -38,10 +40,13 @@ def cataloguer(settings: Settings) -> OnCatalogued:
             if recording.voice_message_id is not None
             else None
         )
-        tickets.open_for_call(
-            session, recording=recording, voice_message=message, settings=settings
-        )
-        surveys.record_for_call(session, recording, facts)
+        if recording.direction == "outbound":
+            followups.link_recording(session, recording)
+        else:
+            tickets.open_for_call(
+                session, recording=recording, voice_message=message, settings=settings
+            )
+            surveys.record_for_call(session, recording, facts)
         if recording.status in TRANSCRIBED and recording.file_name:
             stt_queue.create_job(session, recording=recording)
         if message is not None:  # the message itself: the caller's words, nothing else

@@ -107,6 +107,7 @@ def conditions(wanted: SearchFilter) -> list[ColumnElement[bool]]:
         (Recording.desk, "desk", wanted.desk),
         (Recording.queue, "queue", wanted.queue),
         (Recording.status, "status", wanted.status),
+        (Recording.direction, "direction", wanted.direction),
     ):
         if value is not None:
             where.append(col(column, name) == value)

@@ -1,7 +1,8 @@
 """The recorder: ended calls' legs in the monitor directory become one stereo file and one row.
 
 Asterisk leaves four files per recorded call in its monitor directory, all named after the
-caller channel's UNIQUEID (filtered to ``-0-9A-Za-z._``; see dialplan/README.md)::
+caller channel's UNIQUEID (filtered to ``-0-9A-Za-z._``; see dialplan/README.md; for an
+agent's outbound call, the customer's channel: the customer is the caller's leg)::
 
     <name>-caller.wav   what the caller said (MixMonitor r())
     <name>-agent.wav    what the caller heard: prompts, the agent (MixMonitor t())
@@ -466,6 +467,7 @@ class Recorder:
             status=status,
             status_detail=_detail(notes),
             catalogued_at=utcnow(),
+            direction=f.direction,
         )
 
     def _insert(self, row: Recording, facts: CallFacts | None) -> Recording | None:

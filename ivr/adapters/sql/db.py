@@ -15,7 +15,8 @@ Tables::
     sessions    server-side sign-in sessions; the cookie holds a random token, the row its digest
     audit_log   who did what to which target, when and from where (sign-in/out, replays ...)
     voice_messages  after-hours messages: the call, the desk, the file (name only), how long
-    recordings  one row per answered call: call facts, the stereo file (name only), its status
+    recordings  one row per answered call (inbound, or an agent's outbound call): call facts,
+                the stereo file (name only), its status
     reviews     QA spot-check reviews of a recording; immutable (a correction is a new row)
     transcripts what vosk heard on the caller's side: text, word timings, confidence
     stt_jobs    one speech-to-text job per recording or voice message: status, attempts, error
@@ -264,6 +265,11 @@ class Recording(Base):
     )
     catalogued_at: Mapped[datetime] = mapped_column(default=utcnow)
     deleted_at: Mapped[datetime | None] = mapped_column(default=None)
+    # inbound: a call to the hotline; outbound: an agent's click-to-call (outbound_calls), whose
+    # caller is the customer called and whose agent is the 工号 that called
+    direction: Mapped[str] = mapped_column(
+        String(8), default="inbound", server_default="inbound", index=True
+    )
 
 
 class Review(Base):
@@ -518,6 +524,12 @@ class OutboundCall(Base):
     # an agent's click-to-call: the agent's device, rung first (ivr.core.callbacks.agent_device)
     device: Mapped[str | None] = mapped_column(String(80), default=None)
     placed_at: Mapped[datetime | None] = mapped_column(default=None)  # Originate sent
+    # an agent's call, recorded and catalogued (recordings.direction outbound)
+    recording_id: Mapped[int | None] = mapped_column(
+        ForeignKey("recordings.id", ondelete="SET NULL", name="fk_outbound_calls_recording_id"),
+        default=None,
+        index=True,
+    )
 
 
 class UserDepartment(Base):

@@ -14,6 +14,9 @@ the attempt's ``no answer`` / ``busy`` / ``failed`` (tried again per the policy)
 resolved" reopens the ticket (已完成 -> 处理中, actor ``回访``, with the reason), raises its
 priority one level and flags the follow-up for supervisors. Follow-ups the machine could not
 complete (attempts exhausted, a number that cannot be dialled) move to the agents' worklist.
+
+An agent's click-to-call is recorded; the recorder's hook joins the catalogued recording to
+its outbound call (:func:`link_recording`), and so to the ticket and follow-up it was for.
 """
 
 from __future__ import annotations
@@ -27,7 +30,15 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from ivr.adapters.sql import tickets as store
-from ivr.adapters.sql.db import Followup, OutboundCall, Ticket, TicketState, User, audit
+from ivr.adapters.sql.db import (
+    Followup,
+    OutboundCall,
+    Recording,
+    Ticket,
+    TicketState,
+    User,
+    audit,
+)
 from ivr.core import followup as policy
 from ivr.core import tickets as rules
 from ivr.core.followup_call import CallResult
@@ -312,3 +323,32 @@ def record_agent_result(
     audit(session, user, "followup.agent-result", target=f"ticket:{row.ticket_id} {outcome}")
     session.flush()
     return row
+
+
+def calls_of_ticket(session: Session, ticket_id: int) -> list[OutboundCall]:
+    """The outbound calls made about a ticket (its 回访, the agents' calls), oldest first."""
+    return list(
+        session.scalars(
+            select(OutboundCall)
+            .where(OutboundCall.ticket_id == ticket_id)
+            .order_by(OutboundCall.started_at, OutboundCall.id)
+        )
+    )
+
+
+def link_recording(session: Session, recording: Recording) -> OutboundCall | None:
+    """Join an outbound call's recording (``direction`` outbound; its Linkedid is the call's
+    ``channel_id``) to its ``outbound_calls`` row, and give it the desk of the ticket it was
+    for (the QA page's filter). None: no such call (it is catalogued all the same)."""
+    call = session.scalar(select(OutboundCall).where(OutboundCall.channel_id == recording.linkedid))
+    if call is None:
+        logger.warning(
+            "outbound recording of no known call", extra={"linkedid": recording.linkedid}
+        )
+        return None
+    call.recording_id = recording.id
+    if call.ticket_id is not None and recording.desk is None:
+        ticket = session.get(Ticket, call.ticket_id)
+        recording.desk = ticket.desk if ticket is not None else None
+    session.flush()
+    return call

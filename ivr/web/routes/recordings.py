@@ -24,8 +24,9 @@ Search parameters (all optional): ``from``/``to`` (a local date — ``to`` then 
 whole day — or a date and time; local to ``metrics.timezone`` unless an offset is given),
 ``caller`` (the whole number or its last digits, 3 or more), ``desk``, ``queue``, ``agent``,
 ``min_duration``/``max_duration`` (seconds), ``has_transcript``, ``emergency``, ``status``,
-``page`` (from 1) and ``size`` (at most 200). Numbers (caller, account) are masked
-(``138******00``) unless the user's role is in ``recordings.unmasked_roles``.
+``direction`` (``inbound``, or ``outbound``: an agent's recorded click-to-call), ``page``
+(from 1) and ``size`` (at most 200). Numbers (caller, account) are masked (``138******00``)
+unless the user's role is in ``recordings.unmasked_roles``.
 
 Each row carries ``status`` (ok, empty, corrupt, incomplete, deleted), ``status_detail`` and
 ``playable``; the audio and download of a row with nothing to play answer 409/410 JSON (see
@@ -140,6 +141,7 @@ def recording_json(rec: Recording, *, unmasked: bool, reviews: int) -> dict[str,
         "queue": rec.queue,
         "agent": rec.agent,
         "emergency": rec.emergency,
+        "direction": rec.direction,
         "wait_s": rec.wait_s,
         "duration_s": rec.duration_s,
         "audio_s": rec.audio_s,
@@ -211,6 +213,7 @@ def search_recordings(
     has_transcript: bool | None = None,
     emergency: bool | None = None,
     status: StatusName | None = None,
+    direction: Literal["inbound", "outbound"] | None = None,
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
     size: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
 ) -> dict[str, Any]:
@@ -235,6 +238,7 @@ def search_recordings(
             has_transcript=has_transcript,
             emergency=emergency,
             status=status,
+            direction=direction,
             whole_number_only=not unmasked,
         )
     except PartialNumberSearch:

@@ -3,7 +3,8 @@
 Routes::
 
     GET  /api/tickets                       list (filters below), most urgent first, paged
-    GET  /api/tickets/{id}                  one ticket: facts, notes, transitions, recording link
+    GET  /api/tickets/{id}                  one ticket: facts, notes, transitions, recording link,
+                                            the outbound calls about it (each recording link)
     POST /api/tickets/{id}/transitions      {"to": "处理中", "comment": "..."} -> the ticket
     POST /api/tickets/{id}/notes            {"text": "..."} -> 201 the note (a staff note)
     GET  /tickets                           the page (HTML); /static/tickets.js, .css its assets
@@ -36,6 +37,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from sqlalchemy.orm import Session
 
+from ivr.adapters.sql import followups
 from ivr.adapters.sql import tickets as store
 from ivr.adapters.sql.db import Role, Ticket, TicketNote, User
 from ivr.core import tickets as rules
@@ -267,6 +269,20 @@ def detail_doc(db: Session, ticket: Ticket, user: User, settings: Settings) -> d
             "comment": m.comment,
         }
         for m in store.transitions_of(db, ticket.id)
+    ]
+    doc["outbound_calls"] = [
+        {
+            "id": c.id,
+            "purpose": c.purpose,
+            "started_by": c.started_by,
+            "started_at": _iso(c.started_at),
+            "result": c.result,
+            "recording_id": c.recording_id,
+            "recording_url": (
+                f"/api/recordings/{c.recording_id}" if c.recording_id is not None else None
+            ),
+        }
+        for c in followups.calls_of_ticket(db, ticket.id)
     ]
     return doc
 
