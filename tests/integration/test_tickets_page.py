@@ -24,8 +24,17 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from ivr.adapters.sql import db as sql
-from ivr.adapters.sql import tickets
-from ivr.adapters.sql.db import Recording, Ticket, TicketTransition, Transcript
+from ivr.adapters.sql import followups, tickets
+from ivr.adapters.sql.db import (
+    OutboundCall,
+    Recording,
+    Ticket,
+    TicketState,
+    TicketTransition,
+    Transcript,
+)
+from ivr.core.followup import Result
+from ivr.core.followup_call import CallResult
 from ivr.devstack.ports import free_port
 from ivr.devstack.stack import settings_env
 from ivr.settings import Settings
@@ -281,3 +290,52 @@ async def test_given_tickets_then_page_shows_notes_overdue_and_moves_and_supervi
         ("sup-page", "处理中", "派给维修一班"),
         ("sup-page", "待验收", ""),
     ]
+
+
+async def test_given_a_ticket_a_followup_reopened_then_the_page_flags_it_and_filters_on_it(
+    settings, web, engine, tmp_path
+):
+    """A 回访 heard "not resolved" (the follow-up store's own path): the ticket is back in
+    处理中 with its priority raised; its card says 重新处理 reopened with that priority, and
+    the filter 重新处理 lists it alone."""
+    again = ticket_with_note(engine, settings, started=NOW - timedelta(hours=1),
+                             caller="13800138044", text="水管 又 漏 了")  # fmt: skip
+    other = ticket_with_note(engine, settings, started=NOW - timedelta(hours=1),
+                             caller="13800138055", text="咨询 电价")  # fmt: skip
+    with Session(engine) as db:
+        boss = db.scalars(select(sql.User).where(sql.User.username == "sup-page")).one()
+        for to in (TicketState.in_progress, TicketState.awaiting_acceptance, TicketState.done):
+            tickets.move(db, again, to, boss, "修好了")
+        before = db.get(Ticket, again).priority  # type: ignore[union-attr]
+        (row,) = followups.of_ticket(db, again)
+        db.add(OutboundCall(channel_id="followup-page-1", purpose="followup",
+                            number="13800138044", ticket_id=again, followup_id=row.id,
+                            started_by="role:followups"))  # fmt: skip
+        db.flush()
+        followups.finish_attempt(db, "followup-page-1", CallResult(Result.ANSWERED, resolved=False),
+                                 "ANSWER", now=datetime.now(UTC))  # fmt: skip
+        db.commit()
+        after = db.get(Ticket, again).priority  # type: ignore[union-attr]
+    assert after > before
+    async with chromium(tmp_path, viewport=(1280, 900), timezone_id=BROWSER_ZONE) as browser:
+        page = await browser.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        await sign_in_on_page(page, web, "/tickets", "sup-page")
+        card = f"article.ticket[data-id='{again}']"
+        await page.wait_for_selector(card, timeout=5000)
+        assert await page.is_visible(f"{card} .reopened-flag")
+        assert await page.text_content(f"{card} .reopened-flag") == (
+            f"重新处理 reopened · 优先级 priority {after}"
+        )
+        assert await page.get_attribute(card, "data-state") == "处理中"
+        assert not await page.is_visible(f"article.ticket[data-id='{other}'] .reopened-flag")
+        await page.check("#filters input[name=reopened]")
+        await page.click("#filters button[type=submit]")
+        await page.wait_for_selector(f"article.ticket[data-id='{other}']", state="detached")
+        shown = await page.eval_on_selector_all(
+            "article.ticket", "els => els.map(e => e.dataset.id)"
+        )
+        assert shown == [str(again)]
+        await page.screenshot(path=str(ARTIFACTS / "tickets-reopened.png"), full_page=True)
+        assert errors == []

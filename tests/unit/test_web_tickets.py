@@ -15,6 +15,8 @@ from sqlalchemy.orm import Session
 
 from ivr.adapters.sql import followups, tickets
 from ivr.adapters.sql.db import AuditEntry, OutboundCall, Recording, Transcript, VoiceMessage
+from ivr.core.followup import Result
+from ivr.core.followup_call import CallResult
 from ivr.settings import Settings
 from ivr.web.app import create_app
 from tests.web_support import ORIGIN, loopback_settings, sign_in, staff_engine
@@ -294,6 +296,36 @@ def test_given_moves_then_detail_shows_who_when_and_the_audit_log_has_them(
     with Session(engine) as db:
         entry = db.scalars(select(AuditEntry).where(AuditEntry.action == "ticket.move")).one()
     assert (entry.actor, entry.target) == ("sup1", f"ticket:{ticket_id} 待派单->处理中")
+
+
+def test_given_a_ticket_a_followup_reopened_then_flagged_with_its_raised_priority_and_filterable(
+    client, engine, settings
+):
+    reopened, other = open_ticket(engine, settings), open_ticket(engine, settings)
+    sign_in(client, "sup1")
+    for to in ("处理中", "待验收", "已完成"):
+        assert move(client, reopened, to).status_code == 200
+    with Session(engine) as db:
+        before = tickets.get(db, reopened).priority
+        (row,) = followups.of_ticket(db, reopened)
+        db.add(OutboundCall(channel_id="followup-1", purpose="followup", number=CALLER,
+                            ticket_id=reopened, followup_id=row.id,
+                            started_by="role:followups"))  # fmt: skip
+        db.flush()
+        answer = CallResult(Result.ANSWERED, resolved=False)
+        followups.finish_attempt(db, "followup-1", answer, "ANSWER", now=datetime.now(UTC))
+        db.commit()
+
+    listed = {t["id"]: t for t in client.get("/api/tickets").json()["items"]}
+    only = client.get("/api/tickets", params={"reopened": "true"}).json()["items"]
+    others = client.get("/api/tickets", params={"reopened": "false"}).json()["items"]
+    detail = client.get(f"/api/tickets/{reopened}").json()
+
+    assert (listed[reopened]["reopened"], listed[other]["reopened"]) == (True, False)
+    assert listed[reopened]["state"] == "处理中" and listed[reopened]["priority"] > before
+    assert [t["id"] for t in only] == [reopened]
+    assert reopened not in [t["id"] for t in others] and other in [t["id"] for t in others]
+    assert detail["reopened"] is True
 
 
 def test_given_an_agents_recorded_call_about_the_ticket_then_detail_lists_it_with_its_recording(

@@ -243,12 +243,7 @@ def flagged_tickets(session: Session) -> list[Ticket]:
     """Open tickets the 回访 reopened (the customer said not resolved): for supervisors."""
     return list(
         session.scalars(
-            select(Ticket)
-            .where(
-                Ticket.id.in_(select(Followup.ticket_id).where(Followup.flagged.is_(True))),
-                Ticket.state != TicketState.done,
-            )
-            .order_by(Ticket.priority.desc(), Ticket.id)
+            select(Ticket).where(store.reopened()).order_by(Ticket.priority.desc(), Ticket.id)
         )
     )
 

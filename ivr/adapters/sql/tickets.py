@@ -121,10 +121,27 @@ class TicketQuery:
     overdue: bool | None = None
     danger: bool | None = None
     emergency: bool | None = None
+    reopened: bool | None = None  # reopened by a "not resolved" 回访 and not done again
     since: datetime | None = None
     until: datetime | None = None
     offset: int = 0
     limit: int = 50
+
+
+def reopened() -> ColumnElement[bool]:
+    """SQL: the ticket is open again because a 回访 heard "not resolved" (its follow-up is
+    flagged for supervisors) and has not reached 已完成 since."""
+    return and_(
+        Ticket.id.in_(select(Followup.ticket_id).where(Followup.flagged.is_(True))),
+        Ticket.state != TicketState.done,
+    )
+
+
+def reopened_among(session: Session, ticket_ids: Sequence[int]) -> set[int]:
+    """Which of these tickets are reopened (:func:`reopened`)."""
+    if not ticket_ids:
+        return set()
+    return set(session.scalars(select(Ticket.id).where(Ticket.id.in_(ticket_ids), reopened())))
 
 
 def _late(now: datetime) -> ColumnElement[bool]:
@@ -150,6 +167,8 @@ def search(session: Session, query: TicketQuery, now: datetime) -> tuple[int, li
         where.append(Ticket.emergency.is_(true() if query.emergency else false()))
     if query.overdue is not None:
         where.append(_late(now) if query.overdue else not_(_late(now)))
+    if query.reopened is not None:
+        where.append(reopened() if query.reopened else not_(reopened()))
     if query.since is not None:
         where.append(Ticket.created_at >= query.since)
     if query.until is not None:

@@ -17,9 +17,11 @@ ticket, 409 for an illegal move (the message names both states and the allowed n
 the same-origin check of :mod:`ivr.web.auth`. Moves and notes write the audit log.
 
 List filters (query string): ``state`` (a state, Chinese or English name, or ``open`` = not
-已完成; repeatable), ``desk``, ``overdue``, ``danger``, ``emergency`` (true/false), ``from`` and
-``to`` (local days, ``tickets.timezone``, inclusive, of when the call came in), ``page`` (from
-1) and ``per_page`` (1..200, default 50). Order: priority, then deadline, then newest.
+已完成; repeatable), ``desk``, ``overdue``, ``danger``, ``emergency``, ``reopened`` (true/false;
+reopened: a 回访 heard "not resolved", which moved it back to 处理中 with its priority raised,
+and it has not reached 已完成 since; each ticket says ``reopened``), ``from`` and ``to`` (local
+days, ``tickets.timezone``, inclusive, of when the call came in), ``page`` (from 1) and
+``per_page`` (1..200, default 50). Order: priority, then deadline, then newest.
 
 Callers' numbers and account numbers are masked (``138******00``) unless the user's role is in
 ``recordings.unmasked_roles``.
@@ -73,6 +75,7 @@ class TicketFilter(BaseModel):
     overdue: bool | None = None
     danger: bool | None = None
     emergency: bool | None = None
+    reopened: bool | None = None
     from_day: date | None = Field(default=None, alias="from")
     to_day: date | None = Field(default=None, alias="to")
     page: int = Field(default=1, ge=1, le=100_000)
@@ -95,6 +98,7 @@ class TicketFilter(BaseModel):
             overdue=self.overdue,
             danger=self.danger,
             emergency=self.emergency,
+            reopened=self.reopened,
             since=datetime.combine(self.from_day, time(0), zone) if self.from_day else None,
             until=(
                 datetime.combine(self.to_day + timedelta(days=1), time(0), zone)
@@ -260,6 +264,7 @@ def ticket_doc(
 def detail_doc(db: Session, ticket: Ticket, user: User, settings: Settings) -> dict[str, Any]:
     now = datetime.now(UTC)
     doc = ticket_doc(ticket, user, settings, now, store.notes_of(db, [ticket.id])[ticket.id])
+    doc["reopened"] = bool(store.reopened_among(db, [ticket.id]))
     doc["transitions"] = [
         {
             "from": m.from_state.value if m.from_state is not None else None,
@@ -294,8 +299,12 @@ def list_tickets(
     query = filters.query(ZoneInfo(settings.tickets.timezone))
     total, rows = store.search(db, query, now)
     notes = store.notes_of(db, [t.id for t in rows])
+    again = store.reopened_among(db, [t.id for t in rows])
     return {
-        "items": [ticket_doc(t, user, settings, now, notes[t.id]) for t in rows],
+        "items": [
+            ticket_doc(t, user, settings, now, notes[t.id]) | {"reopened": t.id in again}
+            for t in rows
+        ],
         "total": total,
         "page": filters.page,
         "per_page": filters.per_page,

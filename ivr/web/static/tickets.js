@@ -57,7 +57,7 @@
     const state = form.elements.state.value;
     if (state) params.set("state", state);
     if (form.elements.desk.value) params.set("desk", form.elements.desk.value);
-    for (const name of ["overdue", "danger", "emergency"]) {
+    for (const name of ["overdue", "danger", "emergency", "reopened"]) {
       if (form.elements[name].checked) params.set(name, "true");
     }
     for (const name of ["from", "to"]) {
@@ -127,6 +127,11 @@
     danger.hidden = !ticket.danger;
     danger.textContent = `危险词 ${ticket.danger_words.join("、")}`;
     article.querySelector(".overdue-marker").hidden = !ticket.overdue;
+    // reopened by a "not resolved" 回访: back in 处理中 with its priority raised
+    const reopened = article.querySelector(".reopened-flag");
+    reopened.hidden = !ticket.reopened;
+    reopened.textContent = `重新处理 reopened · 优先级 priority ${ticket.priority}`;
+    article.dataset.reopened = String(Boolean(ticket.reopened));
     text(article.querySelector(".desk"), ticket.category && ticket.category !== ticket.desk ? `${ticket.desk} / ${ticket.category}` : ticket.desk);
     text(article.querySelector(".caller"), ticket.caller);
     text(article.querySelector(".account"), ticket.account);
