@@ -244,6 +244,13 @@ for source in $(printf '%s' "$trunk_match" | tr ',' ' '); do
     echo "match = $source" >> "$etc/pjsip_generated.conf"
 done
 
+# The outbound trunk of routing/ (hotline.yaml followup.trunk: the 回访 calls and the agents'
+# click-to-calls), rendered by the prompts one-shot (`ivr outbound-trunk-conf`) as `ivr up`
+# renders it; empty without a followup section.
+[ -f "$prompts/pjsip_outbound_generated.conf" ] ||
+    die "$prompts/pjsip_outbound_generated.conf is missing: did the prompts service run?"
+cat "$prompts/pjsip_outbound_generated.conf" >> "$etc/pjsip_generated.conf"
+
 # Agents' phones are not set up in the container yet (no SIP directory schema, no TCP or
 # WebSocket transport): the HTTP server stays on the container's loopback and the realtime
 # file is named only so that res_config_sqlite3 loads (docker/README.md, known limits).

@@ -428,6 +428,17 @@ def cmd_ringing_conf(settings: Settings, _: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_outbound_trunk_conf(settings: Settings, _: argparse.Namespace) -> int:
+    """Print the outbound trunk's pjsip config from routing/ (what `ivr up` renders into
+    pjsip_generated.conf; the compose stack's prompts one-shot writes it for the Asterisk
+    container, whose entrypoint appends it there). Nothing without a followup section."""
+    from ivr.adapters.telephony.asterisk import outbound_trunk_of
+    from ivr.adapters.telephony.routing_files import load_routing
+
+    sys.stdout.write(outbound_trunk_of(load_routing(settings.routing_dir)))
+    return 0
+
+
 def cmd_prompts_build(settings: Settings, args: argparse.Namespace) -> int:
     from ivr.adapters.telephony import prompts
     from ivr.adapters.telephony.config_check import load_checked
@@ -481,6 +492,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("check-routing", help="validate routing/ and the prompt catalog")
     sub.add_parser(
         "ringing-conf", help="print each queue's ringing (routing/) as Asterisk queue config"
+    )
+    sub.add_parser(
+        "outbound-trunk-conf", help="print the outbound trunk (routing/) as Asterisk pjsip config"
     )
     messages = sub.add_parser("messages", help="list the voice messages left after hours")
     messages.add_argument("--limit", type=int, default=50)
@@ -565,6 +579,7 @@ def _dispatch(settings: Settings, args: argparse.Namespace) -> int:
         "call": cmd_call,
         "check-routing": cmd_check_routing,
         "ringing-conf": cmd_ringing_conf,
+        "outbound-trunk-conf": cmd_outbound_trunk_conf,
         "messages": cmd_messages,
         "metrics": cmd_metrics,
     }

@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 import yaml
 
+from ivr.adapters.telephony.asterisk import outbound_trunk_of
+from ivr.adapters.telephony.routing_files import load_routing
 from ivr.cli import ROLES
 from ivr.settings import Settings, _check_environment, load_settings
 from ivr.units import render, role_unit
@@ -216,3 +218,21 @@ def test_published_ports_are_on_loopback_and_follow_docker_env(tmp_path):
         "31000",
         "31019",
     )
+
+
+def test_the_compose_stack_renders_the_outbound_trunk_as_the_dev_stack_does(compose):
+    """The prompts one-shot prints the outbound trunk of routing/ (`ivr outbound-trunk-conf`)
+    and the Asterisk entrypoint appends it to pjsip_generated.conf, beside the transport
+    `transport-udp` it names: the same lines `ivr up` renders there."""
+    command = " ".join(compose["services"]["prompts"]["command"])
+    assert "ivr outbound-trunk-conf > /var/lib/hotline/prompts/pjsip_outbound_generated.conf" in (
+        command
+    )
+    script = (REPO / "docker" / "asterisk-entrypoint.sh").read_text(encoding="utf-8")
+    assert 'cat "$prompts/pjsip_outbound_generated.conf" >> "$etc/pjsip_generated.conf"' in script
+    assert "[transport-udp]" in script
+    routing = load_routing(REPO / "routing")
+    printed = outbound_trunk_of(routing)
+    assert printed.startswith("\n; the outbound trunk") and "context = outbound-refused" in printed
+    trunk = routing.hotline.followup.trunk  # type: ignore[union-attr]
+    assert f"contact = sip:{trunk.host}:{trunk.port}" in printed

@@ -322,21 +322,7 @@ class AsteriskInstance:
         return "\n".join(lines + self._outbound_trunk_conf()) + "\n"
 
     def _outbound_trunk_conf(self) -> list[str]:
-        """The outbound trunk: an endpoint with a fixed contact and no identify section, so
-        nothing arriving from anywhere is ever matched to it; its context takes no call. Only
-        Originate (the ``followups`` loop, an agent's call-back) dials it; no dialplan does."""
-        if self.outbound_trunk is None:
-            return []
-        host, port = self.outbound_trunk
-        if not re.fullmatch(r"[A-Za-z0-9.-]{1,100}", host) or not 0 < port < 65536:
-            raise StackError(f"outbound trunk {host}:{port} is not a host and port")
-        return [
-            "", "; the outbound trunk (routing/hotline.yaml followup.trunk)",
-            "[outbound]", "type = aor", f"contact = sip:{host}:{port}", "",
-            "[outbound]", "type = endpoint", "transport = transport-udp",
-            "context = outbound-refused", "disallow = all", "allow = alaw,ulaw",
-            "dtmf_mode = rfc4733", "direct_media = no", "rtp_symmetric = yes", "aors = outbound",
-        ]  # fmt: skip
+        return outbound_trunk_conf(self.outbound_trunk)
 
     def _emergency_dids_conf(self) -> str:
         lines = [
@@ -545,6 +531,33 @@ def configured_instance(settings: Settings) -> AsteriskInstance:
 def _outbound_trunk(routing: Routing) -> tuple[str, int] | None:
     followup = routing.hotline.followup
     return None if followup is None else (followup.trunk.host, followup.trunk.port)
+
+
+def outbound_trunk_conf(trunk: tuple[str, int] | None) -> list[str]:
+    """The outbound trunk's pjsip lines (none without one): an endpoint with a fixed contact
+    and no identify section, so nothing arriving from anywhere is ever matched to it; its
+    context takes no call. Only Originate (the ``followups`` loop) and ``[agent-callback]``
+    (which only Originate reaches: an agent's click-to-call) dial it. The dev stack renders it
+    into pjsip_generated.conf; the compose stack's prompts one-shot prints it
+    (``ivr outbound-trunk-conf``) for the Asterisk entrypoint to append there."""
+    if trunk is None:
+        return []
+    host, port = trunk
+    if not re.fullmatch(r"[A-Za-z0-9.-]{1,100}", host) or not 0 < port < 65536:
+        raise StackError(f"outbound trunk {host}:{port} is not a host and port")
+    return [
+        "", "; the outbound trunk (routing/hotline.yaml followup.trunk)",
+        "[outbound]", "type = aor", f"contact = sip:{host}:{port}", "",
+        "[outbound]", "type = endpoint", "transport = transport-udp",
+        "context = outbound-refused", "disallow = all", "allow = alaw,ulaw",
+        "dtmf_mode = rfc4733", "direct_media = no", "rtp_symmetric = yes", "aors = outbound",
+    ]  # fmt: skip
+
+
+def outbound_trunk_of(routing: Routing) -> str:
+    """The outbound trunk's pjsip config from routing/ (empty without a followup section)."""
+    lines = outbound_trunk_conf(_outbound_trunk(routing))
+    return "\n".join(lines) + "\n" if lines else ""
 
 
 def _survey_list(names: tuple[str, ...]) -> str:
