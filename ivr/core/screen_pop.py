@@ -23,6 +23,10 @@ Three parts, each a function of plain data:
   consultation call's Linkedid, which pops nothing: a call between agents passes no queue).
 - :func:`compose`: the pop document from the facts, the caller's and the account's history
   (:class:`History`) and the routing (areas, outages, priority callers).
+- :func:`possible_repeat`: before the agent answers, whether this call may be a repeat
+  complaint (重复投诉): the caller's number or account has a complaint accepted within the
+  repeat window (the rule of :mod:`ivr.core.repeats`, the new call's matter not known yet).
+  The agent's confirm or unlink stays on the ticket once the record is saved.
 
 The caller's number is unmasked in the pop: agents call back.
 """
@@ -31,9 +35,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, tzinfo
 from typing import Any, Final
 
-from ivr.core import callflow
+from ivr.core import callflow, repeats
 from ivr.core import routing as rules
 from ivr.core.routing_models import Routing
 
@@ -249,15 +254,66 @@ class CallTicket:
 
 
 @dataclass(frozen=True, slots=True)
+class PossibleRepeat:
+    """The earlier complaint this call may repeat: ``ticket_id`` matched by ``matched_on``
+    (``number`` or ``account``); ``first``: the first complaint of its matter."""
+
+    ticket_id: int
+    first: int
+    created_at: float  # epoch seconds: when the earlier complaint was accepted
+    state: str
+    matched_on: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ticket_id": self.ticket_id,
+            "first": self.first,
+            "created_at": self.created_at,
+            "state": self.state,
+            "matched_on": self.matched_on,
+        }
+
+
+def possible_repeat(
+    caller: str,
+    account: str,
+    now: datetime,
+    earlier: Sequence[tuple[repeats.Complaint, str]],
+    zone: tzinfo,
+    window_days: int,
+) -> PossibleRepeat | None:
+    """Whether a call from ``caller`` / ``account`` at ``now`` may repeat one of ``earlier``
+    (complaints with their state), by :func:`ivr.core.repeats.find_repeat`: same number or
+    account, accepted within ``window_days`` local days; the call's matter is not known
+    before the record, so any category matches.
+
+    >>> from datetime import UTC, timedelta
+    >>> at = datetime(2026, 12, 6, 9, tzinfo=UTC)
+    >>> old = repeats.Complaint(7, at - timedelta(days=3), number="13800138000")
+    >>> possible_repeat("13800138000", "", at, [(old, "处理中")], UTC, 30).ticket_id
+    7
+    >>> possible_repeat("13800138000", "", at, [(old, "处理中")], UTC, 2) is None
+    True
+    """
+    new = repeats.Complaint(ticket_id=0, opened_at=now, number=caller, account=account)
+    link = repeats.find_repeat(new, [c for c, _ in earlier], zone, window_days)
+    if link is None:
+        return None
+    via, state = next((c, s) for c, s in earlier if c.ticket_id == link.via)
+    return PossibleRepeat(link.via, link.first, via.opened_at.timestamp(), state, link.matched_on)
+
+
+@dataclass(frozen=True, slots=True)
 class History:
     """What SQL knows of the caller's number and the account: the recent tickets (newest
-    first), the open ones, and the earlier calls within :data:`REPEAT_DAYS` days; and the
-    call's own ticket."""
+    first), the open ones, the earlier calls within :data:`REPEAT_DAYS` days, the complaint
+    this call may repeat, and the call's own ticket."""
 
     recent: Sequence[PastTicket] = ()
     open: Sequence[PastTicket] = ()
     earlier_calls: int = 0  # calls before this one, within REPEAT_DAYS days
     this_call: CallTicket | None = None
+    possible_repeat: PossibleRepeat | None = None
 
 
 def history_document(history: History) -> dict[str, Any]:
@@ -274,6 +330,9 @@ def history_document(history: History) -> dict[str, Any]:
         "calls_in_days": calls,
         "days": REPEAT_DAYS,
         "repeat": calls >= REPEAT_CALLS,
+        "possible_repeat": (
+            history.possible_repeat.to_json() if history.possible_repeat is not None else None
+        ),
     }
 
 

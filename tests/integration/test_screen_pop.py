@@ -1,9 +1,10 @@
 """The agent desk's screen pop against the real stack: demo agent 1002 (billing) signed in on
-``/agent`` in Chromium, an earlier ticket for the caller's number in SQL, a sipp caller with
+``/agent`` in Chromium, an earlier complaint for the caller's number in SQL, a sipp caller with
 RTP audio from the elderly caller's landline in qiaoxi (a priority caller, in an area with an
 outage being announced) goes through the menu (2 billing, the account number, never
 confirmed) and rings 1002's desk phone (sipp, answers after 2 s). The page shows the caller's
-number, the menu path, the earlier ticket and the outage while the phone rings; the time from the
+number, the menu path, the earlier ticket (a possible repeat complaint) and the outage while the
+phone rings; the time from the
 ``AgentCalled`` stream entry to the pop rendered is measured; then connected and ended; then
 the session ends and the page says so."""
 
@@ -89,7 +90,7 @@ def _earlier_ticket(stack: Stack) -> int:
             )  # fmt: skip
             ticket = Ticket(
                 linkedid="1764000000.1", caller=CALLER, state=TicketState.in_progress,
-                desk="repair", category="repair", level="L2", created_at=at,
+                desk="repair", category="repair", level="L2", created_at=at, complaint=True,
             )  # fmt: skip
             db.add(ticket)
             db.commit()
@@ -190,6 +191,9 @@ def test_given_an_earlier_ticket_when_the_caller_rings_1002_then_the_pop_shows_i
     assert f"{ACCOUNT} 未确认" in text and "缴费与费用 (billing)" in text
     assert "桥西区" in text and "暂停供热" in text  # the notice heard, the outage now
     assert f"#{ticket_id}" in text and "处理中" in text  # the earlier ticket, open
+    # a complaint 2 days ago from this number: within the 30-day repeat-complaint window
+    assert f"可能重复投诉 possible repeat complaint: #{ticket_id} " in text
+    assert "处理中 · 同号码 same number" in text
     called_ms, called = _stream_entry(pop_stack, "AgentCalled", linkedid)
     connect_ms, _ = _stream_entry(pop_stack, "AgentConnect", linkedid)
     assert called["Interface"] == "PJSIP/1002" and called["DestLinkedid"] == linkedid

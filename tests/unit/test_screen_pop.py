@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import Engine, update
@@ -15,6 +16,7 @@ from sqlalchemy.orm import Session
 from ivr.adapters.sql.caller_history import caller_history
 from ivr.adapters.sql.db import Recording, Ticket, TicketState
 from ivr.adapters.telephony.routing_files import load_routing
+from ivr.core.repeats import Complaint
 from ivr.core.screen_pop import (
     AgentCall,
     CallTicket,
@@ -23,7 +25,9 @@ from ivr.core.screen_pop import (
     call_facts,
     compose,
     follow,
+    history_document,
     interfaces_of,
+    possible_repeat,
 )
 from ivr.settings import Settings
 
@@ -330,14 +334,16 @@ NOW = datetime(2026, 12, 6, 2, 0, tzinfo=UTC)
 
 
 def add_call(db: Session, n: int, caller: str, at: datetime, account: str | None = None,
-             state: TicketState | None = TicketState.awaiting_dispatch) -> None:  # fmt: skip
+             state: TicketState | None = TicketState.awaiting_dispatch,
+             complaint: bool = False) -> None:  # fmt: skip
     linkedid = f"1764000000.{n}"
     db.add(Recording(linkedid=linkedid, uniqueid=linkedid, started_at=at, did="95158",
                      caller=caller, caller_reversed=caller[::-1], account=account,
                      file_name=f"call-{n}.wav"))  # fmt: skip
     if state is not None:
         db.add(Ticket(linkedid=linkedid, caller=caller, account=account, state=state,
-                      desk="repair", category="repair", created_at=at))  # fmt: skip
+                      desk="repair", category="repair", created_at=at,
+                      complaint=complaint))  # fmt: skip
     db.commit()
 
 
@@ -363,6 +369,46 @@ def test_given_earlier_calls_then_tickets_by_number_or_account_and_calls_within_
     assert moved.this_call is not None
     assert (moved.this_call.agent, moved.this_call.state) == ("1001", "待派单")
     assert "1764000000.6" not in [t.linkedid for t in moved.recent]
+
+
+def test_given_a_complaint_in_the_repeat_window_then_the_pop_says_possible_repeat(db):
+    add_call(db, 1, ELDERLY, NOW - timedelta(days=40), complaint=True)  # out of the window
+    add_call(db, 2, ELDERLY, NOW - timedelta(days=2))  # not a complaint
+    add_call(db, 3, "031186009999", NOW - timedelta(days=10), account="11000001",
+             state=TicketState.done, complaint=True)  # fmt: skip
+    zone = ZoneInfo("Asia/Shanghai")
+
+    by_account = caller_history(db, ELDERLY, "11000001", "x", NOW.timestamp(), zone=zone,
+                                window_days=30)  # fmt: skip
+    by_number_only = caller_history(db, ELDERLY, "", "x", NOW.timestamp(), zone=zone,
+                                    window_days=30)  # fmt: skip
+    narrow = caller_history(db, ELDERLY, "11000001", "x", NOW.timestamp(), zone=zone,
+                            window_days=9)  # fmt: skip
+
+    found = by_account.possible_repeat
+    assert found is not None
+    assert (found.ticket_id, found.first, found.state, found.matched_on) == (
+        3,
+        3,
+        "已完成",
+        "account",
+    )
+    assert found.created_at == (NOW - timedelta(days=10)).timestamp()
+    assert by_number_only.possible_repeat is None and narrow.possible_repeat is None
+    doc = history_document(by_account)["possible_repeat"]
+    assert doc == {"ticket_id": 3, "first": 3, "created_at": found.created_at,
+                   "state": "已完成", "matched_on": "account"}  # fmt: skip
+    assert history_document(narrow)["possible_repeat"] is None
+
+
+def test_given_the_earlier_complaint_repeats_another_then_the_pop_names_its_first():
+    at = NOW
+    first = Complaint(4, at - timedelta(days=20), number=ELDERLY)
+    again = Complaint(9, at - timedelta(days=5), number=ELDERLY, repeat_of=4)
+    found = possible_repeat(ELDERLY, "", at, [(again, "处理中")], UTC, 30)
+    assert found is not None and (found.ticket_id, found.first) == (9, 4)
+    both = possible_repeat(ELDERLY, "", at, [(again, "处理中"), (first, "已完成")], UTC, 30)
+    assert both is not None and (both.ticket_id, both.first, both.state) == (4, 4, "已完成")
 
 
 def test_given_no_number_and_no_account_then_no_history(db):

@@ -1,7 +1,10 @@
 """What SQL knows of a caller for the screen pop (:mod:`ivr.core.screen_pop`): the tickets
 opened for the caller's number or the account number keyed in (the newest, and every open
-one), and the calls catalogued from that number or account within the repeat window; and
-the popped call's own ticket (a transferred call's, opened at the first agent's connect).
+one), the calls catalogued from that number or account within the repeat window, the
+complaints from that number or account within the repeat-complaint window
+(``tickets.repeat_window_days``), of which :func:`ivr.core.screen_pop.possible_repeat` says
+whether this call may repeat one, and the popped call's own ticket (a transferred call's,
+opened at the first agent's connect).
 
 Calls are counted from ``recordings`` (every call the hotline answered has a row, the
 menu-only ones too); the call being popped is left out (its Linkedid), so is a call still
@@ -10,13 +13,15 @@ going on (not catalogued yet).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from ivr.adapters.sql.db import Recording, Ticket
-from ivr.core.screen_pop import REPEAT_DAYS, CallTicket, History, PastTicket
+from ivr.adapters.sql.ticket_desk import COUNTED_REPEATS
+from ivr.core import repeats
+from ivr.core.screen_pop import REPEAT_DAYS, CallTicket, History, PastTicket, possible_repeat
 from ivr.core.tickets import TicketState
 
 RECENT = 5  # the newest tickets shown
@@ -24,9 +29,17 @@ OPEN_MAX = 10  # open tickets shown at most
 
 
 def caller_history(
-    session: Session, caller: str, account: str, linkedid: str, now: float
+    session: Session,
+    caller: str,
+    account: str,
+    linkedid: str,
+    now: float,
+    *,
+    zone: tzinfo = UTC,
+    window_days: int = repeats.DEFAULT_WINDOW_DAYS,
 ) -> History:
-    """The history of ``caller`` (a number) and ``account`` (either may be "")."""
+    """The history of ``caller`` (a number) and ``account`` (either may be ""); ``zone`` and
+    ``window_days``: the repeat-complaint window's local days."""
     own = session.scalar(select(Ticket).where(Ticket.linkedid == linkedid))
     this_call = CallTicket(own.id, own.agent, own.state.value) if own is not None else None
     if not caller and not account:
@@ -69,9 +82,33 @@ def caller_history(
             closed=ticket.state is TicketState.done,
         )
 
+    moment = datetime.fromtimestamp(now, UTC)
+    complaints = session.scalars(
+        base.where(
+            Ticket.complaint.is_(True),
+            Ticket.created_at >= repeats.window_start(moment, zone, window_days),
+        )
+    ).all()
+    earlier_complaints = [
+        (
+            repeats.Complaint(
+                ticket_id=t.id,
+                opened_at=t.created_at,
+                number=t.caller,
+                account=t.account or "",
+                category=t.problem_category or "",
+                repeat_of=t.repeat_of if t.repeat_state in COUNTED_REPEATS else None,
+            ),
+            t.state.value,
+        )  # fmt: skip
+        for t in complaints
+    ]
     return History(
         recent=[past(t) for t in recent],
         open=[past(t) for t in still_open],
         earlier_calls=int(earlier or 0),
         this_call=this_call,
+        possible_repeat=possible_repeat(
+            caller, account, moment, earlier_complaints, zone, window_days
+        ),
     )

@@ -15,7 +15,9 @@ one JSON object; ``id`` is the stream entry's id, which ``Last-Event-ID`` resume
     event: current      {"linkedids": [...]}   on (re)connect: the agent's calls now; a page
                                                drops any pop not listed
     event: pop          the screen pop (ivr.core.screen_pop.compose): AgentCalled named the
-                        agent, or a call already ringing/connected when the stream opens
+                        agent, or a call already ringing/connected when the stream opens;
+                        its history's ``possible_repeat`` names an earlier complaint this
+                        call may repeat (the repeat-complaint window), else null
     event: connected    {"linkedid", "queue"}   the agent answered (AgentConnect)
     event: ended        {"linkedid", "queue"}   answered and done, not answered, or the
                                                caller hung up
@@ -39,6 +41,7 @@ import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
+from zoneinfo import ZoneInfo
 
 import redis.asyncio as aioredis
 from fastapi import APIRouter, Request
@@ -306,7 +309,11 @@ async def events(request: Request, settings: SettingsDep) -> Response:
 
         def history() -> History:
             with Session(engine) as db:
-                return caller_history(db, caller, account, call.linkedid, now)
+                return caller_history(
+                    db, caller, account, call.linkedid, now,
+                    zone=ZoneInfo(settings.tickets.timezone),
+                    window_days=settings.tickets.repeat_window_days,
+                )  # fmt: skip
 
         past = await run_in_threadpool(history)
         return compose(call, facts, past, data.routing, data.prompt_texts, now)

@@ -97,6 +97,18 @@
     if (!seen.size) recent.append(el("li", "无 none", "none"));
     body.append(recent);
 
+    // a complaint from this number or account within the repeat window: shown before the
+    // answer; the agent confirms or unlinks the link on the 工单 part once the record is saved
+    const maybe = doc.history.possible_repeat;
+    if (maybe) {
+      const how = maybe.matched_on === "account" ? "同户号 same account" : "同号码 same number";
+      const first = maybe.first !== maybe.ticket_id ? ` (首次 first #${maybe.first})` : "";
+      const note = el("p", `可能重复投诉 possible repeat complaint: #${maybe.ticket_id} ${day(maybe.created_at)} ${maybe.state}${first} · ${how}`, "possible-repeat");
+      note.dataset.ticket = String(maybe.ticket_id);
+      tags.append(el("span", "可能重复投诉 possible repeat", "tag repeat"));
+      body.insertBefore(note, body.querySelector(".call-state"));
+    }
+
     body.append(el("h3", "停供公告 Outages"));
     const outages = el("ul", null, "outages");
     for (const outage of doc.outages) {
