@@ -273,6 +273,7 @@ def test_search_for_admin_shows_numbers_and_filters_apply(app_client, ids):
     assert names(min_duration=SECONDS, max_duration=SECONDS) == [ids["good"]]
     assert names(status="corrupt") == [ids["corrupt"]]
     assert names(emergency="true") == []
+    assert names(direction="outbound") == [] and len(names(direction="inbound")) == len(ids)
     assert len(names(**{"from": "2026-05-01", "to": "2026-05-01"})) == len(ids)
     assert names(**{"from": "2026-05-02"}) == []
     page = client.get("/api/recordings", params={"size": 3, "page": 2}).json()
@@ -337,6 +338,7 @@ def test_given_too_many_searches_by_last_digits_then_429_with_retry_after(
         ({"from": "../../etc/passwd"}, "invalid-search"),
         ({"from": "2026-05-02", "to": "2026-05-01"}, "invalid-search"),
         ({"status": "/etc/passwd"}, None),
+        ({"direction": "sideways"}, None),
         ({"size": 201}, None),
         ({"page": 0}, None),
         ({"min_duration": -1}, None),

@@ -164,6 +164,7 @@
     fact(list, "等待", "wait", duration(rec.wait_s));
     fact(list, "通话时长", "duration", duration(rec.duration_s));
     fact(list, "紧急", "emergency", rec.emergency ? "是 yes" : "否 no");
+    fact(list, "方向", "direction", rec.direction === "outbound" ? "坐席外呼 agent's outbound call" : "呼入 inbound");
     const [zh, en] = STATUS[rec.status] || [rec.status, rec.status];
     fact(list, "状态", "status", `${zh} ${en}${rec.status_detail ? ` — ${rec.status_detail}` : ""}`);
   }
