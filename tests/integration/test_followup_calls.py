@@ -448,9 +448,10 @@ def test_an_agent_calls_a_worklist_customer_back_from_their_own_phone(
     (PJSIP/1001), then dials the resident on the trunk; the same number is refused meanwhile;
     the call is logged with the agent's account and ends as answered. It is recorded: the
     recorder role catalogues it (direction outbound, the customer the caller, the 工号 the
-    agent), joined to its outbound call and so to the ticket; the resident speaks at once
-    and the agent's phone only 7 s after its answer, past the resident's hang-up: the left
-    (customer's) channel holds the resident's voice, the right (agent's) one silence."""
+    agent), joined to its outbound call and so to the ticket. The resident speaks at once
+    (7 s), the agent's phone from 7 s after its own answer: in the first 4 s the left
+    (customer's) channel holds the resident's voice and the right (agent's) one silence;
+    from 8 s the right one holds the agent's voice."""
     base = tmp_path_factory.mktemp("followup-agent")
     port = _free_udp_port()
     routing = routing_for_tests(base / "routing")
@@ -478,7 +479,7 @@ def test_an_agent_calls_a_worklist_customer_back_from_their_own_phone(
                 session.commit()
             web = f"http://{stack.settings.web.host}:{stack.settings.web.port}"
             with (
-                resident(stack, port, "answer", ring_s=0.5, talk_s=5.0, speak=True),
+                resident(stack, port, "answer", ring_s=0.5, talk_s=12.0, speak=True),
                 httpx.Client(base_url=web, headers={"Origin": web}, timeout=10) as client,
             ):
                 account = {"username": "agent1001", "password": PASSWORD}
@@ -504,12 +505,16 @@ def test_an_agent_calls_a_worklist_customer_back_from_their_own_phone(
                 "outbound", "13800138010", "1001", "repair"
             )  # fmt: skip
             assert recording.status == "ok" and recording.file_name, recording.status_detail
+            assert "leg" not in (recording.status_detail or ""), recording.status_detail
             with Session(eng) as session:  # the ticket's calls: the recording joined
                 joined = [c.recording_id for c in followups.calls_of_ticket(session, ticket_id)]
             assert joined == [recording.id]
             customer, agent_leg = _legs(stack.settings.recordings_dir / recording.file_name)
-            assert audioop.rms(customer, 2) > 300, "the resident's voice on the customer's leg"
-            assert audioop.rms(agent_leg, 2) < audioop.rms(customer, 2) / 10
+            first = slice(0, 4 * 8000 * 2)  # 16-bit mono at 8 kHz
+            assert audioop.rms(customer[first], 2) > 300, "the resident on the customer's leg"
+            assert audioop.rms(agent_leg[first], 2) < audioop.rms(customer[first], 2) / 10
+            later = slice(8 * 8000 * 2, 11 * 8000 * 2)
+            assert audioop.rms(agent_leg[later], 2) > 300, "the agent on the agent's leg"
             second = closed_ticket(stack, eng, "13800138012")  # called from the page this time
             with Session(eng) as session:
                 row = followups.of_ticket(session, second)[0]
@@ -536,9 +541,9 @@ def _outbound_recording(engine: Engine, linkedid: str) -> Recording | None:
 
 
 def _legs(path: Path) -> tuple[bytes, bytes]:
-    """The stereo file's first 4 s: the customer's (left) and the agent's (right) channel."""
+    """The stereo file's customer (left) and agent (right) channels, 8 kHz 16-bit each."""
     with wave.open(str(path)) as w:
-        data = w.readframes(4 * w.getframerate())
+        data = w.readframes(w.getnframes())
     return audioop.tomono(data, 2, 1, 0), audioop.tomono(data, 2, 0, 1)
 
 
