@@ -13,7 +13,11 @@ is the reducer's, to the microsecond. Every boundary of the issue is in it:
 - a repeat complaint on the last day of the month (counted) and one on the day after (not);
 - a survey with no answer; a ticket answered by both the survey and a follow-up (the
   follow-up counts, once); a survey answer submitted twice (counted once);
-- a key-account complaint.
+- a key-account complaint;
+- follow-ups with known answers: reached and resolved (6, 10, 12, 15), reached and not
+  resolved (5: dissatisfied, where its survey said satisfied), called three times and never
+  reached (8), refused (13), and reached with no satisfaction key (12, 15); a new-supply
+  case (15, problem type 报装).
 """
 
 from __future__ import annotations
@@ -206,16 +210,36 @@ ANSWERS: list[SatisfactionAnswer] = [
     SatisfactionAnswer(10, _F, _t(13, 15), True),
     SatisfactionAnswer(11, _S, _t(14, 10, 5), None),
     SatisfactionAnswer(9, _S, _t(1, 1, month=12), True),  # December's ticket
+    SatisfactionAnswer(12, _F, _t(16, 15), None),  # reached, no satisfaction key
+    SatisfactionAnswer(15, _F, _t(25, 15), None),
 ]
 
 FOLLOW_UPS: list[FollowUp] = [
-    FollowUp(5, _t(10, 15), reached=True),
-    FollowUp(6, _t(10, 15), reached=True),
-    FollowUp(8, _t(2, 15, month=12), reached=False),  # nobody answered: not a follow-up
-    FollowUp(10, _t(13, 15), reached=True),
-    FollowUp(12, _t(16, 15), reached=True),
-    FollowUp(15, _t(25, 15), reached=True),
+    FollowUp(5, _t(10, 15), reached=True, resolved=False),  # not resolved: dissatisfied
+    FollowUp(6, _t(10, 15), reached=True, resolved=True),
+    # nobody answered three times: not a follow-up
+    FollowUp(8, _t(2, 15, month=12), reached=False, attempts=3),
+    FollowUp(10, _t(13, 15), reached=True, resolved=True),
+    FollowUp(12, _t(16, 15), reached=True, resolved=True),
+    FollowUp(13, _t(17, 15), reached=False, refused=True),  # declined: not a follow-up
+    FollowUp(15, _t(25, 15), reached=True, resolved=True),
 ]
+
+#: The follow-up report's known counts (ivr.core.report_tables.follow_up_summary).
+FOLLOW_UP_SUMMARY: Mapping[str, Mapping[str, int]] = {
+    "follow_up_complaints": {
+        "owed": 4, "called": 4, "reached": 3, "resolved": 2, "not_resolved": 1, "satisfied": 2,
+        "dissatisfied": 1, "refused": 0, "not_reached": 1, "not_called": 0,
+    },
+    "follow_up_repairs": {
+        "owed": 2, "called": 2, "reached": 1, "resolved": 1, "not_resolved": 0, "satisfied": 0,
+        "dissatisfied": 0, "refused": 1, "not_reached": 0, "not_called": 0,
+    },
+    "follow_up_new_supply": {
+        "owed": 1, "called": 1, "reached": 1, "resolved": 1, "not_resolved": 0, "satisfied": 0,
+        "dissatisfied": 0, "refused": 0, "not_reached": 0, "not_called": 0,
+    },
+}  # fmt: skip
 
 SHIFTS: list[AgentShift] = [AgentShift(ZHANG, 1800.0), AgentShift(ZHANG, 1800.0)]
 

@@ -1,6 +1,7 @@
 """The synthetic month (tests/figures_month.py) stored in SQL as the hotline stores it: its
-tickets as 工单 rows, its survey answers as survey_answers rows, its agents' logins and QA
-reviews; and the follow-up and repeat readers the follow-up table will replace."""
+tickets as 工单 rows, its survey answers as survey_answers rows, its follow-ups as followups
+rows (as ivr/adapters/sql/followups.py leaves them), its agents' logins and QA reviews; and
+a repeat reader (the marks without the repeat links)."""
 
 from __future__ import annotations
 
@@ -12,24 +13,36 @@ from sqlalchemy.orm import Session
 from ivr.adapters.sql.db import (
     Agent,
     AgentChange,
+    Followup,
     Recording,
     Review,
     SurveyAnswer,
     Ticket,
 )
-from ivr.core.figures import AnswerSource, FollowUp, SatisfactionAnswer, TicketKind, Window
+from ivr.core.figures import AnswerSource, TicketKind, Window
 from tests import figures_month as m
 
 KEY_ACCOUNT = "031183000002"
-DEPARTMENT_OF = {TicketKind.repair: "repair", TicketKind.complaint: "customer-service"}
-CATEGORY_OF = {TicketKind.repair: "gas", TicketKind.complaint: "service"}
+DEPARTMENT_OF = {
+    TicketKind.repair: "repair",
+    TicketKind.complaint: "customer-service",
+    TicketKind.new_supply: "installation",
+}
+CATEGORY_OF = {
+    TicketKind.repair: "gas",
+    TicketKind.complaint: "service",
+    TicketKind.new_supply: "new-supply",
+}
 DESK_OF = {TicketKind.consultation: "consultation", TicketKind.repair: "repair"}
+SATISFACTION = {True: "satisfied", False: "dissatisfied", None: None}
 
 
 def store_tickets(engine: Engine) -> None:
-    """The synthetic month's tickets and survey answers, as the desk and the recorder store them
-    (a 新装 has no field yet: ticket 15 is stored at the billing desk, as ``other``)."""
+    """The synthetic month's tickets, survey answers and follow-ups, as the desk, the recorder
+    and the follow-up role store them (the 新装, ticket 15, at the billing desk, dispatched to
+    the installation department with the problem type 报装)."""
     survey = {a.ticket_id: a for a in m.ANSWERS if a.source is AnswerSource.survey}
+    said = {a.ticket_id: a for a in m.ANSWERS if a.source is AnswerSource.follow_up}
     with Session(engine) as session:
         for t in m.TICKETS:
             session.add(
@@ -47,8 +60,21 @@ def store_tickets(engine: Engine) -> None:
                     closed_at=t.closed_at,
                     department=DEPARTMENT_OF.get(t.kind),
                     problem_category=CATEGORY_OF.get(t.kind),
+                    outcome="dispatched" if t.kind is TicketKind.new_supply else None,
                 )
             )
+        session.flush()
+        for f in m.FOLLOW_UPS:
+            answer = said.get(f.ticket_id)
+            result = "answered" if f.reached else ("refused" if f.refused else "no answer")
+            session.add(
+                Followup(
+                    ticket_id=f.ticket_id, number=f"1380013{f.ticket_id:04d}",
+                    created_at=f.at - timedelta(days=1), status="finished", attempts=f.attempts,
+                    last_attempt_at=f.at, last_result=result, resolved=f.resolved,
+                    satisfaction=SATISFACTION[answer.satisfied] if answer else None,
+                )
+            )  # fmt: skip
         for ticket_id, answer in survey.items():
             outcome = {True: "satisfied", False: "dissatisfied", None: "no answer"}
             session.add(
@@ -98,14 +124,6 @@ def store_agents(engine: Engine) -> None:
 
 
 ZHANG_CALL = "1001 张三"
-
-
-def follow_up_reader(
-    engine: Engine, window: Window
-) -> tuple[list[FollowUp], list[SatisfactionAnswer]]:
-    """The synthetic month's follow-up calls, as the follow-up table will give them."""
-    answers = [a for a in m.ANSWERS if a.source is AnswerSource.follow_up]
-    return list(m.FOLLOW_UPS), answers
 
 
 def repeat_reader(engine: Engine, window: Window) -> set[int]:

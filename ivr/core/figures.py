@@ -202,11 +202,14 @@ class SatisfactionAnswer:
 
 @dataclass(frozen=True, slots=True)
 class FollowUp:
-    """A follow-up call (回访) about one ticket."""
+    """A follow-up (回访) owed on one ticket, and how it went so far."""
 
     ticket_id: int
-    at: datetime
-    reached: bool  # the customer was reached (an unanswered attempt is not a follow-up)
+    at: datetime  # its last attempt (when it was owed, if never called)
+    reached: bool  # the customer answered it with a result (resolved or not)
+    resolved: bool | None = None  # what the customer said, when reached
+    refused: bool = False  # the customer answered and declined the follow-up
+    attempts: int = 1  # calls placed so far (0: owed, not called yet)
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,11 +276,30 @@ _TICKET_WINDOW = (
 )
 _ONE_ANSWER = (
     "One answer per ticket: the follow-up call's if it has an answered one (the latest), else "
-    "the survey's (the latest answered); the report names the source of each."
+    "the survey's (the latest answered); the report names the source of each. The follow-up "
+    "wins because it asks after the matter was handled, the survey right after the call."
 )
 _NO_ANSWER = (
     "A ticket whose customer gave no answer (no survey key, no follow-up reached) stays in the "
     "denominator and is not satisfied: the formula divides by all tickets of the kind."
+)
+
+_FOLLOW_UP_NOTES = (
+    "A closed ticket owes a follow-up: it is followed up once a follow-up call reached the "
+    "customer and they answered it (resolved or not). An attempt nobody answered, a busy "
+    "line, a failed call and a customer who declined the follow-up (refused) do not count.",
+    "A ticket closed, reopened and closed again counts once: followed up if any of its "
+    "follow-ups reached the customer, whenever the call was made.",
+    _TICKET_WINDOW,
+)
+_REPAIRED = (
+    "A repaired fault is a ticket dispatched to a repair department (维修 repair, 供热运行 "
+    "heating); one with no department counts by its desk (repair, emergency). A fault "
+    "answered on the call is a consultation."
+)
+_NEW_SUPPLY = (
+    "A new-supply case is a ticket of the problem type 报装 new supply (routing/"
+    "problem_types.yaml, category `new-supply`) that was not answered on the call."
 )
 
 FIGURES: Final[tuple[Figure, ...]] = (
@@ -412,22 +434,21 @@ FIGURES: Final[tuple[Figure, ...]] = (
         "rate", "closed complaints followed up ÷ closed complaints",
         "closed complaints with a follow-up call that reached the customer",
         "complaints opened in the window and closed",
-        Target(">=", 1.0),
-        ("An attempt that did not reach the customer is not a follow-up.", _TICKET_WINDOW),
+        Target(">=", 1.0), _FOLLOW_UP_NOTES,
     ),
     Figure(
         "follow_up_repairs", "报修回访率", "repaired-fault customers followed up", "follow_up",
         "rate", "closed repairs followed up ÷ closed repairs",
         "closed repairs with a follow-up call that reached the customer",
         "repairs opened in the window and closed",
-        Target(">=", 1.0), (_TICKET_WINDOW,),
+        Target(">=", 1.0), (_REPAIRED, *_FOLLOW_UP_NOTES),
     ),
     Figure(
         "follow_up_new_supply", "新装回访率", "new-supply customers followed up", "follow_up",
         "rate", "closed new-supply cases followed up ÷ closed new-supply cases",
         "closed new-supply cases with a follow-up call that reached the customer",
         "new-supply cases opened in the window and closed",
-        Target(">=", 1.0), (_TICKET_WINDOW,),
+        Target(">=", 1.0), (_NEW_SUPPLY, *_FOLLOW_UP_NOTES),
     ),
     Figure(
         "occupancy", "坐席利用率", "agent occupancy", "agents", "rate",
@@ -644,21 +665,94 @@ _FOLLOW_UP_KINDS: Final = {
 }
 
 
+def owing_follow_up(tickets: Iterable[TicketFact], window: Window) -> dict[str, list[TicketFact]]:
+    """The tickets that owe a follow-up by the standard, per follow-up figure: the complaints,
+    repaired faults and new-supply cases opened in ``window`` and closed, by id."""
+    closed = sorted(
+        (t for t in tickets if t.opened_at in window and t.closed_at is not None),
+        key=lambda t: t.id,
+    )
+    return {key: [t for t in closed if t.kind is kind] for key, kind in _FOLLOW_UP_KINDS.items()}
+
+
 def follow_up_figures(
     tickets: Iterable[TicketFact], follow_ups: Iterable[FollowUp], window: Window
 ) -> dict[str, FigureValue]:
     """Follow-up rates of the complaints, repairs and new-supply cases opened in ``window``
     and closed."""
     reached = {f.ticket_id for f in follow_ups if f.reached}
-    closed = sorted(
-        (t for t in tickets if t.opened_at in window and t.closed_at is not None),
-        key=lambda t: t.id,
-    )
-    result = {}
-    for key, kind in _FOLLOW_UP_KINDS.items():
-        group = [t for t in closed if t.kind is kind]
-        result[key] = _rate(key, _tids(t for t in group if t.id in reached), _tids(group))
-    return result
+    return {
+        key: _rate(key, _tids(t for t in group if t.id in reached), _tids(group))
+        for key, group in owing_follow_up(tickets, window).items()
+    }
+
+
+class FollowUpState(enum.StrEnum):
+    """Where a ticket's follow-up stands (its follow-ups together)."""
+
+    resolved = "resolved"  # reached; the customer says it is resolved
+    not_resolved = "not_resolved"  # reached; the customer says it is not
+    refused = "refused"  # reached, declined the follow-up (none reached it)
+    not_reached = "not_reached"  # called, nobody answered (no answer, busy, failed)
+    not_called = "not_called"  # owed, not called yet (or no follow-up row)
+
+
+def follow_up_state(follow_ups: Sequence[FollowUp]) -> FollowUpState:
+    """One ticket's follow-up state from its follow-ups (oldest first): the latest that
+    reached the customer decides; else refused if one was refused; else whether any was
+    called.
+
+    >>> at = datetime(2026, 11, 1, tzinfo=UTC)
+    >>> follow_up_state([FollowUp(1, at, False, attempts=3), FollowUp(1, at, True, False)]).value
+    'not_resolved'
+    >>> follow_up_state([FollowUp(1, at, False, refused=True)]).value, follow_up_state([]).value
+    ('refused', 'not_called')
+    """
+    reached = [f for f in follow_ups if f.reached]
+    if reached:
+        resolved = reached[-1].resolved
+        return FollowUpState.resolved if resolved else FollowUpState.not_resolved
+    if any(f.refused for f in follow_ups):
+        return FollowUpState.refused
+    if any(f.attempts > 0 for f in follow_ups):
+        return FollowUpState.not_reached
+    return FollowUpState.not_called
+
+
+@dataclass(frozen=True, slots=True)
+class FollowUpRecord:
+    """One ticket that owes a follow-up, as the follow-up report lists it."""
+
+    ticket: TicketFact
+    figure: str  # the follow-up figure it counts in (follow_up_complaints, ...)
+    state: FollowUpState
+    attempts: int  # calls placed, all its follow-ups together
+    last_at: datetime | None  # its latest follow-up's last attempt
+    satisfied: bool | None  # the follow-up's satisfaction answer; None: none given
+
+
+def follow_up_records(
+    tickets: Iterable[TicketFact],
+    follow_ups: Iterable[FollowUp],
+    answers: Iterable[SatisfactionAnswer],
+    window: Window,
+) -> list[FollowUpRecord]:
+    """Every ticket that owes a follow-up (:func:`owing_follow_up`), per figure then id, with
+    where its follow-up stands and the satisfaction it gave (the latest answered)."""
+    calls = group_by(follow_ups, lambda f: str(f.ticket_id))
+    said = counted_answers(a for a in answers if a.source is AnswerSource.follow_up)
+    records = []
+    for key, group in owing_follow_up(tickets, window).items():
+        for ticket in group:
+            mine = calls.get(str(ticket.id), [])
+            answer = said.get(ticket.id)
+            records.append(
+                FollowUpRecord(
+                    ticket, key, follow_up_state(mine), sum(f.attempts for f in mine),
+                    mine[-1].at if mine else None, answer.satisfied if answer else None,
+                )
+            )  # fmt: skip
+    return records
 
 
 # --- agents -------------------------------------------------------------------------------
@@ -699,29 +793,48 @@ SURVEY_SATISFIED: Final[Mapping[str, bool | None]] = {
     Outcome.WRONG_KEY.value: None,
     Outcome.HUNG_UP.value: None,
 }
-#: The desks whose tickets are faults (报修) when they are not complaints.
+#: The desks whose tickets are faults (报修) when they are not complaints and name no department.
 REPAIR_DESKS: Final = frozenset({"repair", "emergency"})
+#: The departments (routing/departments.yaml) whose tickets are repaired faults.
+REPAIR_DEPARTMENTS: Final = frozenset({"repair", "heating"})
+#: The problem category (routing/problem_types.yaml) of new connections (报装, 新装).
+NEW_SUPPLY_CATEGORY: Final = "new-supply"
 
 
 def ticket_kind(
-    complaint: bool, desk: str | None, outcome: str | None, subcategory: str | None
+    complaint: bool,
+    desk: str | None,
+    outcome: str | None,
+    subcategory: str | None,
+    category: str | None = None,
+    department: str | None = None,
 ) -> TicketKind:
-    """The kind a 工单 counts as: a complaint when the agent marked it one; a consultation when
-    it came to the consultation desk, was answered on the call (``resolved``) or is a policy
-    question; a fault when it came to the repair or emergency desk; else other. (No ticket
-    field says 新装 yet: no ticket counts as a new supply.)
+    """The kind a 工单 counts as: a complaint when the agent marked it one; a new supply when
+    its problem type is 报装 (:data:`NEW_SUPPLY_CATEGORY`) and it was not answered on the call;
+    a consultation when it came to the consultation desk, was answered on the call
+    (``resolved``) or is a policy question; a repaired fault when it was dispatched to a
+    repair department (:data:`REPAIR_DEPARTMENTS`), or names none and came to the repair or
+    emergency desk; else other.
 
     >>> ticket_kind(True, "consultation", "resolved", None).value
     'complaint'
     >>> [ticket_kind(False, d, o, None).value for d, o in
     ...  (("consultation", None), ("billing", "resolved"), ("emergency", None), ("billing", None))]
     ['consultation', 'consultation', 'repair', 'other']
+    >>> [ticket_kind(False, "billing", o, "gas", "new-supply", "installation").value
+    ...  for o in ("dispatched", "resolved")]
+    ['new_supply', 'consultation']
+    >>> [ticket_kind(False, d, "dispatched", None, "water", p).value
+    ...  for d, p in (("billing", "repair"), ("repair", "billing"))]
+    ['repair', 'other']
     """
     if complaint:
         return TicketKind.complaint
+    if category == NEW_SUPPLY_CATEGORY and outcome != "resolved":
+        return TicketKind.new_supply
     if desk == "consultation" or outcome == "resolved" or subcategory == "consultation":
         return TicketKind.consultation
-    if desk in REPAIR_DESKS:
+    if department in REPAIR_DEPARTMENTS or (not department and desk in REPAIR_DESKS):
         return TicketKind.repair
     return TicketKind.other
 

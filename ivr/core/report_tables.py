@@ -8,8 +8,12 @@ named tables of plain cells (text and numbers), Chinese first with English besid
   ticket's desk) and per agent (工号);
 - 按部门 By department: the tickets per department and cause (the problem category), their
   count and share of the department's, and the deadline kept, missed or still running;
-- 月度回访报告 Follow-ups: the follow-up rates, and a line saying no follow-up data is stored
-  yet when there is none (the figures table says so too).
+- 月度回访报告 Follow-ups: per follow-up figure (complaints, repaired faults, new supply) the
+  tickets owing a follow-up, how many were called, reached (resolved or not), satisfied,
+  refused, not reached or not called yet, and the rate (:func:`follow_up_summary`);
+- 回访明细 Follow-up records: each ticket owing a follow-up and where it stands;
+- 满意度来源 Satisfaction answers: each counted satisfaction answer and its source (the
+  post-call survey or a follow-up call).
 
 The writers (ivr/adapters/reports/files.py) only lay the tables out.
 """
@@ -24,23 +28,25 @@ from typing import Final
 from ivr.core.figures import (
     BY_KEY,
     FIGURES,
+    AnswerSource,
     FiguresConfig,
     FigureValue,
+    FollowUpRecord,
+    FollowUpState,
     MonthFacts,
     TicketFact,
     Window,
     agent_groups,
     all_figures,
     call_figures,
+    counted_answers,
+    follow_up_records,
     group_by,
     replied_in_time,
     ticket_groups,
 )
 
 Cell = str | float | int | None
-NO_FOLLOW_UP_NOTE: Final = (
-    "尚无回访数据 no follow-up data yet: the follow-up rates count no follow-up"
-)
 NOBODY: Final = "(无 none)"
 
 
@@ -166,9 +172,113 @@ DEPARTMENT_HEADER: Final = (
 )  # fmt: skip
 
 
-def missing_notes(facts: MonthFacts) -> tuple[str, ...]:
-    """What the report says is not stored yet: no follow-up call."""
-    return () if facts.follow_ups else (NO_FOLLOW_UP_NOTE,)
+#: How the follow-up report names each state (Chinese, then English).
+STATE_NAMES: Final = {
+    FollowUpState.resolved: "已解决 resolved",
+    FollowUpState.not_resolved: "未解决 not resolved",
+    FollowUpState.refused: "拒访 refused",
+    FollowUpState.not_reached: "未接通 not reached",
+    FollowUpState.not_called: "未拨打 not called yet",
+}
+SUMMARY_FIELDS: Final = (
+    "owed", "called", "reached", "resolved", "not_resolved", "satisfied", "dissatisfied",
+    "refused", "not_reached", "not_called",
+)  # fmt: skip
+SUMMARY_HEADER: Final = (
+    "回访指标 figure", "应回访 owed", "已拨打 called", "已回访 reached", "已解决 resolved",
+    "未解决 not resolved", "满意 satisfied", "不满意 dissatisfied", "拒访 refused",
+    "未接通 not reached", "未拨打 not called", "回访率 rate", "是否达标 met",
+)  # fmt: skip
+
+
+def follow_up_summary(records: Sequence[FollowUpRecord]) -> dict[str, dict[str, int]]:
+    """Per follow-up figure (in FIGURES' order): the counts of :data:`SUMMARY_FIELDS`."""
+    out: dict[str, dict[str, int]] = {}
+    for f in FIGURES:
+        if f.family != "follow_up":
+            continue
+        mine = [r for r in records if r.figure == f.key]
+        states = [r.state for r in mine]
+        reached = states.count(FollowUpState.resolved) + states.count(FollowUpState.not_resolved)
+        out[f.key] = {
+            "owed": len(mine),
+            "called": sum(1 for r in mine if r.attempts > 0),
+            "reached": reached,
+            "resolved": states.count(FollowUpState.resolved),
+            "not_resolved": states.count(FollowUpState.not_resolved),
+            "satisfied": sum(1 for r in mine if r.satisfied is True),
+            "dissatisfied": sum(1 for r in mine if r.satisfied is False),
+            "refused": states.count(FollowUpState.refused),
+            "not_reached": states.count(FollowUpState.not_reached),
+            "not_called": states.count(FollowUpState.not_called),
+        }
+    return out
+
+
+def _yes_no(value: bool | None) -> str:
+    return "—" if value is None else ("是 yes" if value else "否 no")
+
+
+def follow_up_tables(
+    facts: MonthFacts, window: Window, values: Mapping[str, FigureValue]
+) -> list[Table]:
+    """The follow-up summary (月度回访报告), its records, and the satisfaction answers counted
+    with their sources."""
+    records = follow_up_records(facts.tickets, facts.follow_ups, facts.answers, window)
+    summary = [
+        (
+            f"{BY_KEY[key].zh} {BY_KEY[key].en}",
+            *(counts[field] for field in SUMMARY_FIELDS),
+            values[key].value,
+            _met(values[key]),
+        )
+        for key, counts in follow_up_summary(records).items()
+    ]
+    record_rows = tuple(
+        (
+            r.ticket.id, f"{BY_KEY[r.figure].zh} {BY_KEY[r.figure].en}", STATE_NAMES[r.state],
+            r.attempts, r.last_at.isoformat() if r.last_at else None, _yes_no(r.satisfied),
+        )
+        for r in records
+    )  # fmt: skip
+    opened = {t.id: t for t in facts.tickets if t.opened_at in window}
+    chosen = counted_answers(facts.answers)
+    answer_rows = tuple(
+        (ticket_id, opened[ticket_id].kind.value, SOURCE_NAMES[a.source], _yes_no(a.satisfied),
+         a.asked_at.isoformat())
+        for ticket_id, a in sorted(chosen.items()) if ticket_id in opened
+    )  # fmt: skip
+    return [
+        Table("月度回访报告 Follow-ups", SUMMARY_HEADER, tuple(summary)),
+        Table(
+            "回访明细 Follow-up records",
+            (
+                "工单 ticket",
+                "回访指标 figure",
+                "结果 state",
+                "拨打次数 attempts",
+                "最近拨打 last attempt",
+                "满意 satisfied",
+            ),
+            record_rows,
+        ),  # fmt: skip
+        Table(
+            "满意度来源 Satisfaction answers",
+            ("工单 ticket", "类型 kind", "来源 source", "满意 satisfied", "时间 asked at"),
+            answer_rows,
+            (ONE_ANSWER_NOTE,),
+        ),
+    ]
+
+
+SOURCE_NAMES: Final = {
+    AnswerSource.survey: "满意度调查 survey",
+    AnswerSource.follow_up: "回访 follow-up",
+}
+ONE_ANSWER_NOTE: Final = (
+    "每件工单一个答案 one answer per ticket: the follow-up call's when it has one, else the "
+    "post-call survey's (docs/figures.md)"
+)
 
 
 def monthly_tables(
@@ -181,10 +291,8 @@ def monthly_tables(
     values = all_figures(facts, window, config)
     by_desk = grouped_figures(facts, window, config, "desk")
     by_agent = grouped_figures(facts, window, config, "agent")
-    follow_keys = [f.key for f in FIGURES if f.family == "follow_up"]
-    follow_notes = () if facts.follow_ups else (NO_FOLLOW_UP_NOTE,)
     return [
-        Table("指标 Figures", FIGURE_HEADER, tuple(_figure_rows(values)), missing_notes(facts)),
+        Table("指标 Figures", FIGURE_HEADER, tuple(_figure_rows(values))),
         Table(
             "按坐席组 By desk",
             ("坐席组 desk", *FIGURE_HEADER),
@@ -200,12 +308,7 @@ def monthly_tables(
             DEPARTMENT_HEADER,
             tuple(department_rows(facts.tickets, window, as_of)),
         ),
-        Table(
-            "月度回访报告 Follow-ups",
-            FIGURE_HEADER,
-            tuple(_figure_rows({k: values[k] for k in follow_keys})),
-            follow_notes,
-        ),
+        *follow_up_tables(facts, window, values),
     ]
 
 

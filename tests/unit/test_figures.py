@@ -17,11 +17,13 @@ from ivr.core.figures import (
     counted_answers,
     definitions_markdown,
     follow_up_figures,
+    follow_up_records,
     group_by,
     satisfaction_figures,
     ticket_figures,
 )
 from ivr.core.metrics import CallClass
+from ivr.core.report_tables import follow_up_summary
 from tests import figures_month as m
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "figures.md"
@@ -87,6 +89,18 @@ def test_each_counted_answer_names_its_source_and_counts_once() -> None:
     chosen = counted_answers(m.ANSWERS)
     assert 2 not in chosen and 11 not in chosen  # asked, no answer
     assert chosen[5].satisfied is False  # the follow-up outranks the survey
+
+
+def test_the_follow_up_report() -> None:
+    records = follow_up_records(m.TICKETS, m.FOLLOW_UPS, m.ANSWERS, m.MONTH)
+    assert follow_up_summary(records) == m.FOLLOW_UP_SUMMARY
+    assert {r.ticket.id: r.state.value for r in records} == {
+        5: "not_resolved", 6: "resolved", 8: "not_reached", 10: "resolved", 12: "resolved",
+        13: "refused", 15: "resolved",
+    }  # fmt: skip
+    by_id = {r.ticket.id: r for r in records}
+    assert by_id[8].attempts == 3 and by_id[8].satisfied is None
+    assert by_id[5].satisfied is False  # the follow-up's answer, not the survey's
 
 
 def test_nothing_to_divide_by_is_none_not_zero() -> None:

@@ -50,15 +50,18 @@ def test_the_workbook(
     book = load_workbook(month_file(tmp_path, "xlsx", capsys))
     assert book.sheetnames == [
         "指标 Figures", "按坐席组 By desk", "按坐席 By agent", "按部门 By department",
-        "月度回访报告 Follow-ups",
+        "月度回访报告 Follow-ups", "回访明细 Follow-up records", "满意度来源 Satisfaction answers",
     ]  # fmt: skip
     figures = {row[0]: row for row in book["指标 Figures"].iter_rows(min_row=3, values_only=True)}
     assert figures["接通率 answer rate"][1:6] == (0.4, "40.0%", 4, 10, "≥ 90%")
     assert figures["接通率 answer rate"][6] == "未达标 missed"
     assert figures["咨询回复率 consultation reply rate"][1] == 0.75
     assert figures["投诉回复及时率 complaints replied in time"][1] == pytest.approx(4 / 6)
-    # the key account's complaint (10): its answer came from a follow-up, none stored yet
-    assert figures["大客户投诉满意率 key-account complaint satisfaction"][1:5] == (0, "0.0%", 0, 1)
+    # the key account's complaint (10): satisfied, as its follow-up call's answer says
+    key_account = figures["大客户投诉满意率 key-account complaint satisfaction"]
+    assert key_account[1:5] == (1, "100.0%", 1, 1)
+    assert figures["投诉回访率 complaint customers followed up"][1:5] == (0.75, "75.0%", 3, 4)
+    assert figures["新装回访率 new-supply customers followed up"][1:5] == (1, "100.0%", 1, 1)
     assert figures["质检平均分 QA spot-check average"][1] == pytest.approx(80.0)  # 80, 90, 70
     agents = list(book["按坐席 By agent"].iter_rows(min_row=3, values_only=True))
     qa = {r[0]: r[2] for r in agents if r[1] == "质检平均分 QA spot-check average"}
@@ -70,8 +73,27 @@ def test_the_workbook(
     assert rows[("customer-service", "service")] == (6, 1.0, 4, 2, 0)
     assert rows[("repair", "gas")][:2] == (3, 1.0)
     assert not any(str(name).startswith("尚无重复投诉标记") for name in figures)  # marks stored
-    follow_ups = list(book["月度回访报告 Follow-ups"].iter_rows(values_only=True))
-    assert follow_ups[-1][0].startswith("尚无回访数据 no follow-up data yet")
+    summary = list(book["月度回访报告 Follow-ups"].iter_rows(min_row=3, values_only=True))
+    # owed, called, reached, resolved, not resolved, satisfied, dissatisfied, refused,
+    # not reached, not called; the rate; met
+    assert summary == [
+        ("投诉回访率 complaint customers followed up", 4, 4, 3, 2, 1, 2, 1, 0, 1, 0, 0.75,
+         "未达标 missed"),
+        ("报修回访率 repaired-fault customers followed up", 2, 2, 1, 1, 0, 0, 0, 1, 0, 0, 0.5,
+         "未达标 missed"),
+        ("新装回访率 new-supply customers followed up", 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 1,
+         "达标 met"),
+    ]  # fmt: skip
+    records = {r[0]: r[2:4] for r in book["回访明细 Follow-up records"].iter_rows(
+        min_row=3, values_only=True)}  # fmt: skip
+    assert records[8] == ("未接通 not reached", 3)
+    assert records[13] == ("拒访 refused", 1)
+    assert records[5] == ("未解决 not resolved", 1)
+    answers = {r[0]: r[2:4] for r in book["满意度来源 Satisfaction answers"].iter_rows(
+        min_row=3, max_row=20, values_only=True) if isinstance(r[0], int)}  # fmt: skip
+    # ticket 5: its survey said satisfied, its follow-up not; the follow-up's answer counts
+    assert answers[5] == ("回访 follow-up", "否 no")
+    assert answers[8] == ("满意度调查 survey", "是 yes")
 
 
 def test_the_pdf_renders_chinese(

@@ -10,19 +10,20 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, delete
+from sqlalchemy.orm import Session
 
 from ivr.adapters.metrics.call_facts import outcome_row, store_rows
+from ivr.adapters.sql.db import Followup
 from ivr.adapters.sql.report_figures import items_of, report_figures
 from ivr.adapters.sql.ticket_figures import month_facts
 from ivr.core import figures
-from ivr.core.figures import Window
-from ivr.core.report_tables import figures_by
+from ivr.core.figures import AnswerSource, Window
+from ivr.core.report_tables import figures_by, follow_up_summary
 from ivr.settings import Settings
 from tests import figures_month as m
 from tests.figures_month_sql import (
     KEY_ACCOUNT,
-    follow_up_reader,
     repeat_reader,
     store_agents,
     store_tickets,
@@ -35,30 +36,51 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
     return Settings(run_dir=tmp_path, database={"url": database_url})
 
 
-TICKET_FIGURES = [f.key for f in figures.FIGURES if f.family in ("tickets", "satisfaction")]
-FOLLOW_UP_FIGURES = ["follow_up_complaints", "follow_up_repairs"]
+TICKET_FIGURES = [
+    f.key for f in figures.FIGURES if f.family in ("tickets", "satisfaction", "follow_up")
+]
 
 
 @on_sql_backends
 def test_every_ticket_figure_from_sql(engine: Engine) -> None:
     store_tickets(engine)
     store_rows(engine, [outcome_row(o) for o in m.classified_calls()])
-    facts = month_facts(engine, m.MONTH, {KEY_ACCOUNT}, follow_up_reader, repeat_reader)
+    facts = month_facts(engine, m.MONTH, {KEY_ACCOUNT}, repeats=repeat_reader)
     values = figures.all_figures(facts, m.MONTH)
-    for key in [*TICKET_FIGURES, *FOLLOW_UP_FIGURES, "answer_rate", "handle_mean"]:
+    for key in [*TICKET_FIGURES, "answer_rate", "handle_mean"]:
         value, numerator, denominator = m.EXPECTED[key]
         assert values[key].value == pytest.approx(value), key
         assert values[key].numerator == numerator, key
         assert values[key].denominator == denominator, key
-    # no ticket field says 新装 yet: the new-supply rate has nothing to divide by
-    assert values["follow_up_new_supply"].value is None
     sources = values["complaint_satisfaction"].sources
     assert sources == {"5": "follow_up", "6": "follow_up", "8": "survey", "10": "follow_up"}
 
 
 @on_sql_backends
-def test_without_follow_up_data_the_follow_up_figures_are_empty(engine: Engine) -> None:
+def test_the_follow_ups_from_sql(engine: Engine) -> None:
+    """The followups rows read back as the month's follow-ups (reached, not resolved, never
+    reached, refused) and their satisfaction answers; the report counts them."""
     store_tickets(engine)
+    facts = month_facts(engine, m.MONTH, {KEY_ACCOUNT})
+    assert facts.follow_ups == m.FOLLOW_UPS
+    assert [a for a in facts.answers if a.source is AnswerSource.follow_up] == [
+        a for a in m.ANSWERS if a.source is AnswerSource.follow_up
+    ]
+    records = figures.follow_up_records(facts.tickets, facts.follow_ups, facts.answers, m.MONTH)
+    assert follow_up_summary(records) == m.FOLLOW_UP_SUMMARY
+    # ticket 15 is a 报装 dispatched to the installation department: a new-supply case
+    assert {t.id: t.kind for t in facts.tickets}[15] is figures.TicketKind.new_supply
+    # December's window reads none of November's tickets' follow-ups
+    december = Window(m.MONTH.end, m.MONTH.end + timedelta(days=31))
+    assert month_facts(engine, december, set()).follow_ups == []
+
+
+@on_sql_backends
+def test_without_stored_marks_and_follow_ups(engine: Engine) -> None:
+    store_tickets(engine)
+    with Session(engine) as session:
+        session.execute(delete(Followup))
+        session.commit()
     facts = month_facts(engine, m.MONTH, {KEY_ACCOUNT})
     assert facts.follow_ups == []
     values = figures.all_figures(facts, m.MONTH)
@@ -74,7 +96,7 @@ def test_without_follow_up_data_the_follow_up_figures_are_empty(engine: Engine) 
 @on_sql_backends
 def test_per_desk_agent_and_department(engine: Engine) -> None:
     store_tickets(engine)
-    facts = month_facts(engine, m.MONTH, {KEY_ACCOUNT}, follow_up_reader)
+    facts = month_facts(engine, m.MONTH, {KEY_ACCOUNT})
     by_desk = figures.ticket_groups(facts, m.MONTH, lambda t: t.desk)
     assert set(by_desk) == {"billing", "complaints", "consultation", "repair"}
     assert by_desk["complaints"]["complaint_reply_timely_rate"].numerator == ("5",)
@@ -108,8 +130,8 @@ def test_the_report_s_counts_equal_the_pure_figures(engine: Engine) -> None:
     store_tickets(engine)
     store_rows(engine, [outcome_row(o) for o in m.classified_calls()])
     store_agents(engine)
-    readers = {"follow_ups": follow_up_reader, "repeats": repeat_reader}
-    facts = month_facts(engine, m.MONTH, {KEY_ACCOUNT}, follow_up_reader, repeat_reader)
+    readers = {"repeats": repeat_reader}
+    facts = month_facts(engine, m.MONTH, {KEY_ACCOUNT}, repeats=repeat_reader)
     config = figures.DEFAULT_CONFIG
     for by in ("total", "desk", "agent", "department"):
         pure = figures_by(facts, m.MONTH, config, by)

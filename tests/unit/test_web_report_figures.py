@@ -54,13 +54,15 @@ def test_every_figure_against_its_target(client: TestClient) -> None:
         "lists": "tickets", "sources": {},
     }  # fmt: skip
     assert total["answer_rate"]["lists"] == "calls" and total["answer_rate"]["value"] == 0.4
-    assert total["complaint_satisfaction"]["sources"] == {"survey": 2}  # 5 and 8: no follow-ups
+    # complaints 5, 6, 10 answered by their follow-up calls, 8 by the survey only
+    assert total["complaint_satisfaction"]["sources"] == {"follow_up": 3, "survey": 1}
     assert total["qa_average"]["value"] == pytest.approx(80.0)
     agents = client.get("/api/reports/figures", params={**MONTH, "by": "agent"}).json()
     assert agents["groups"]["1001"]["occupancy"]["value"] == pytest.approx(180 / 3600)
     assert agents["groups"]["1001"]["occupancy"]["numerator"] == 2
     assert agents["groups"]["1002"]["occupancy"]["value"] is None  # no login recorded
-    assert any(note.startswith("尚无回访数据") for note in body["notes"])
+    assert body["follow_ups"] == m.FOLLOW_UP_SUMMARY
+    assert "follow_ups" not in agents
     departments = client.get("/api/reports/figures", params={**MONTH, "by": "department"})
     assert departments.json()["groups"]["customer-service"]["complaint_reply_rate"]["value"] == (
         pytest.approx(5 / 6)
@@ -75,6 +77,14 @@ def test_a_number_opens_its_tickets_and_calls_lead_to_recordings(client: TestCli
     assert timely["lists"] == "tickets" and timely["total"] == 4
     assert [t["id"] for t in timely["tickets"]] == [5, 8, 10, 11]
     assert timely["tickets"][0]["deadline_at"].startswith("2026-11-09")
+    followed = client.get("/api/reports/figures/follow_up_complaints/denominator", params=MONTH)
+    states = {t["id"]: t["follow_up"] for t in followed.json()["tickets"]}
+    assert states == {5: "not_resolved", 6: "resolved", 8: "not_reached", 10: "resolved"}
+    satisfied = client.get("/api/reports/figures/complaint_satisfaction/denominator",
+                           params=MONTH).json()  # fmt: skip
+    sources = {t["id"]: t["answer_source"] for t in satisfied["tickets"]}
+    assert sources == {5: "follow_up", 6: "follow_up", 7: None, 8: "survey", 10: "follow_up",
+                       11: None}  # fmt: skip
     checks = client.get("/api/reports/figures/qa_average/denominator", params=MONTH).json()
     assert [c["linkedid"] for c in checks["calls"]] == ["a10", "a60", "a605"]  # by time, id
     assert all(c["recording_id"] is not None for c in checks["calls"])

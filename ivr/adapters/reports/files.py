@@ -24,7 +24,7 @@ from reportlab.platypus import Table as PdfTable
 from sqlalchemy import Engine
 
 from ivr.adapters.sql.ticket_figures import (
-    NO_FOLLOW_UPS,
+    STORED_FOLLOW_UPS,
     STORED_REPEATS,
     FollowUpReader,
     RepeatReader,
@@ -52,7 +52,7 @@ def monthly_file(
     title: str,
     as_of: datetime,
     *,
-    follow_ups: FollowUpReader = NO_FOLLOW_UPS,
+    follow_ups: FollowUpReader = STORED_FOLLOW_UPS,
     repeats: RepeatReader = STORED_REPEATS,
 ) -> bytes:
     """The report of ``window`` from SQL, as a file of format ``fmt``."""

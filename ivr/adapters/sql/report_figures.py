@@ -18,13 +18,21 @@ from sqlalchemy import Engine
 
 from ivr.adapters.sql.call_figures import CALL_FIGURES, CallFigure, call_figures, calls_of
 from ivr.adapters.sql.ticket_figures import (
-    NO_FOLLOW_UPS,
+    STORED_FOLLOW_UPS,
     STORED_REPEATS,
     FollowUpReader,
     RepeatReader,
     month_facts,
 )
-from ivr.core.figures import BY_KEY, FIGURES, FiguresConfig, FigureValue, MonthFacts, Window
+from ivr.core.figures import (
+    BY_KEY,
+    FIGURES,
+    FiguresConfig,
+    FigureValue,
+    MonthFacts,
+    Window,
+    follow_up_records,
+)
 from ivr.core.report_tables import figures_by
 
 Grouping = Literal["total", "desk", "agent", "department"]
@@ -78,7 +86,7 @@ def report_figures(
     accounts: Collection[str],
     by: Grouping = "total",
     *,
-    follow_ups: FollowUpReader = NO_FOLLOW_UPS,
+    follow_ups: FollowUpReader = STORED_FOLLOW_UPS,
     repeats: RepeatReader = STORED_REPEATS,
 ) -> tuple[dict[str, dict[str, Counted]], MonthFacts]:
     """Group name -> figure key -> :class:`Counted`, in FIGURES' order; and the facts read
@@ -116,22 +124,26 @@ def items_of(
     by: Grouping = "total",
     group: str = "",
     *,
-    follow_ups: FollowUpReader = NO_FOLLOW_UPS,
+    follow_ups: FollowUpReader = STORED_FOLLOW_UPS,
     repeats: RepeatReader = STORED_REPEATS,
-) -> tuple[list[str], Mapping[str, str]] | None:
+) -> tuple[list[str], Mapping[str, str], Mapping[str, str]] | None:
     """The ids one number counts (Linkedids for the call figures, occupancy and the QA
-    average; ticket ids for the others) and the satisfaction answers' sources; None when the
-    group has no such figure."""
+    average; ticket ids for the others), the satisfaction answers' sources and the follow-up
+    state of each ticket that owes a follow-up (ticket id -> :class:`FollowUpState`); None
+    when the group has no such figure."""
     if key in CALL_FIGURES or key == "occupancy":
         if by == "department" or (key == "occupancy" and (by == "desk" or part != "numerator")):
             return None
         condition = "handle_mean" if key == "occupancy" else key
         grouping: Literal["total", "desk", "agent"] = by
         return calls_of(engine, window, condition, "denominator" if key == "occupancy" else part,
-                        config, grouping=grouping, group=group), {}  # fmt: skip
+                        config, grouping=grouping, group=group), {}, {}  # fmt: skip
     facts = month_facts(engine, window, accounts, follow_ups, repeats, calls=False)
     values = figures_by(facts, window, config, by).get(group, {})
     if key not in values:
         return None
     value = values[key]
-    return list(value.numerator if part == "numerator" else value.denominator), value.sources
+    records = follow_up_records(facts.tickets, facts.follow_ups, facts.answers, window)
+    states = {str(r.ticket.id): r.state.value for r in records}
+    ids = list(value.numerator if part == "numerator" else value.denominator)
+    return ids, value.sources, states

@@ -8,9 +8,10 @@ window computed from them by :mod:`ivr.core.figures` (docs/figures.md).
   a ``key_account`` of routing/priority_callers.yaml; a repeat complaint when its link is
   marked or confirmed (``repeat_state``, :data:`STORED_REPEATS`; ivr.core.repeats).
 - satisfaction answers: the post-call survey's (``survey_answers``, by the ticket's Linkedid),
-  each marked as the survey's; follow-up calls have no table yet: :data:`NO_FOLLOW_UPS` reads
-  none, and :func:`month_facts` takes the reader to use instead (one function of an engine
-  and a window, returning ``FollowUp`` and ``SatisfactionAnswer`` lists).
+  each marked as the survey's, and the follow-up calls' (``followups``, revision 0010:
+  :func:`stored_follow_ups`, the default :data:`STORED_FOLLOW_UPS` reader), each marked as the
+  follow-up's; and the follow-ups themselves (reached: answered with a result; refused; the
+  attempts), whenever their calls were made.
 - QA spot checks (``reviews`` of the recordings of calls in the window): the latest review of
   a recording that no later review corrects, by the 工号 of the recording's agent.
 - logged-in time: the agents' ``login``/``logout`` changes (``agent_changes``).
@@ -31,6 +32,7 @@ from ivr.adapters.sql.db import (
 from ivr.adapters.sql.db import (
     AgentChange,
     CallFactRow,
+    Followup,
     Recording,
     Review,
     SurveyAnswer,
@@ -53,20 +55,45 @@ from ivr.core.figures import (
     shifts_of,
     ticket_kind,
 )
+from ivr.core.followup import Result
 from ivr.core.metrics import CallClass
 from ivr.core.routing_models import PriorityReason, Routing
 
 FollowUpReader = Callable[[Engine, Window], tuple[list[FollowUp], list[SatisfactionAnswer]]]
 
 
-def no_follow_ups(
+def stored_follow_ups(
     engine: Engine, window: Window
 ) -> tuple[list[FollowUp], list[SatisfactionAnswer]]:
-    """No follow-up calls are stored yet: none, and no answer from one."""
-    return [], []
+    """The follow-ups owed on the tickets opened in ``window`` (``followups`` rows, oldest
+    first), and the satisfaction answer of each one that reached the customer (``None``:
+    asked, not answered)."""
+    f = Followup
+    query = (
+        select(f.ticket_id, f.created_at, f.last_attempt_at, f.attempts, f.last_result,
+               f.resolved, f.satisfaction)
+        .join(Ticket, Ticket.id == f.ticket_id)
+        .where(_in(Ticket.created_at, window))
+        .order_by(f.ticket_id, f.id)
+    )  # fmt: skip
+    follow_ups: list[FollowUp] = []
+    answers: list[SatisfactionAnswer] = []
+    with engine.connect() as conn:
+        for row in conn.execute(query):
+            at = row.last_attempt_at or row.created_at
+            reached = row.last_result == Result.ANSWERED.value
+            follow_ups.append(
+                FollowUp(row.ticket_id, at, reached, row.resolved if reached else None,
+                         row.last_result == Result.REFUSED.value, row.attempts)
+            )  # fmt: skip
+            if reached:
+                satisfied = SURVEY_SATISFIED.get(row.satisfaction or "")
+                answers.append(SatisfactionAnswer(row.ticket_id, AnswerSource.follow_up, at,
+                                                  satisfied))  # fmt: skip
+    return follow_ups, answers
 
 
-NO_FOLLOW_UPS: FollowUpReader = no_follow_ups
+STORED_FOLLOW_UPS: FollowUpReader = stored_follow_ups
 RepeatReader = Callable[[Engine, Window], set[int]]
 
 
@@ -115,7 +142,14 @@ def ticket_facts(
     return [
         TicketFact(
             row.id,
-            ticket_kind(row.complaint, row.desk, row.outcome, row.problem_subcategory),
+            ticket_kind(
+                row.complaint,
+                row.desk,
+                row.outcome,
+                row.problem_subcategory,
+                row.problem_category,
+                row.department,
+            ),
             row.created_at,
             row.deadline_at,
             first_reply(row.replied_at, row.customer_reply_at),
@@ -221,7 +255,7 @@ def month_facts(
     engine: Engine,
     window: Window,
     accounts: Collection[str],
-    follow_ups: FollowUpReader = NO_FOLLOW_UPS,
+    follow_ups: FollowUpReader = STORED_FOLLOW_UPS,
     repeats: RepeatReader = STORED_REPEATS,
     *,
     calls: bool = True,

@@ -23,9 +23,11 @@ The window is ``month=YYYY-MM`` or ``from=YYYY-MM-DD&to=YYYY-MM-DD`` (local days
 first entered) or ``agent`` (the 工号 of who answered); the list takes ``group`` (a desk or
 a 工号; ``""``, the default, is the total with ``by=total``), ``page`` and ``per_page``
 (1..500, default 100). ``/figures`` also takes ``by=department``; its numbers come from
-ivr/adapters/sql/ticket_figures.py (tickets, survey answers, QA reviews, logins) and the call
-facts, computed by ivr/core/figures.py. Follow-up calls are not stored yet: the answers say
-so (``notes``). Roles: ``supervisor`` (and ``admin``). A bad
+ivr/adapters/sql/ticket_figures.py (tickets, survey answers, follow-ups, QA reviews, logins)
+and the call facts, computed by ivr/core/figures.py; with ``by=total`` its ``follow_ups`` is the
+follow-up report of the window (per follow-up figure: owed, called, reached, resolved,
+satisfied, refused, not reached, not called; ivr/core/report_tables.py) and the ticket lists
+give each ticket's follow-up state. Roles: ``supervisor`` (and ``admin``). A bad
 window is 422 ``invalid-report-query``; a figure or part that does not exist (or a group
 without that figure) is 404 ``figure-not-found``. Answers are ``no-store``.
 """
@@ -56,12 +58,14 @@ from ivr.adapters.telephony.routing_files import load_routing
 from ivr.core.figures import (
     BY_KEY,
     FIGURES,
+    MonthFacts,
     Window,
     days_window,
+    follow_up_records,
     month_window,
     months_back,
 )
-from ivr.core.report_tables import CALL_LISTS, missing_notes
+from ivr.core.report_tables import CALL_LISTS, follow_up_summary
 from ivr.errors import HotlineError
 from ivr.settings import Settings
 from ivr.web import static_pages
@@ -288,12 +292,18 @@ def all_figures(
         "to": window.end.isoformat(),
         "timezone": settings.metrics.timezone,
         "by": by,
-        "notes": list(missing_notes(facts)),
         "groups": {
             name: {key: _counted_json(value) for key, value in values.items()}
             for name, values in groups.items()
         },
+        **({"follow_ups": _follow_ups(facts, window)} if by == "total" else {}),
     }
+
+
+def _follow_ups(facts: MonthFacts, window: Window) -> dict[str, dict[str, int]]:
+    return follow_up_summary(
+        follow_up_records(facts.tickets, facts.follow_ups, facts.answers, window)
+    )
 
 
 @router.get("/api/reports/figures/{figure}/{part}")
@@ -324,7 +334,7 @@ def figure_items(
     found = items_of(engine, window, config, _accounts(settings), figure, which, by, group)
     if found is None:
         raise FigureNotFound(f"no {figure} {part} for the group {group[:40]!r}")
-    ids, sources = found
+    ids, sources, states = found
     chosen = ids[(page - 1) * per_page : page * per_page]
     response.headers.update(NO_STORE)
     document: dict[str, Any] = {
@@ -345,7 +355,7 @@ def figure_items(
         document["calls"] = [_call_json(row) for row in call_rows(engine, chosen)]
     else:
         rows = ticket_rows(engine, [int(i) for i in chosen])
-        document["tickets"] = [_ticket_json(row, sources) for row in rows]
+        document["tickets"] = [_ticket_json(row, sources, states) for row in rows]
     return document
 
 
@@ -353,7 +363,9 @@ def _when(at: object) -> str | None:
     return at.isoformat() if isinstance(at, datetime) else None
 
 
-def _ticket_json(row: dict[str, Any], sources: Mapping[str, str]) -> dict[str, Any]:
+def _ticket_json(
+    row: dict[str, Any], sources: Mapping[str, str], states: Mapping[str, str]
+) -> dict[str, Any]:
     return {
         "id": row["id"],
         "linkedid": row["linkedid"],
@@ -371,6 +383,7 @@ def _ticket_json(row: dict[str, Any], sources: Mapping[str, str]) -> dict[str, A
         "customer_reply_at": _when(row["customer_reply_at"]),
         "closed_at": _when(row["closed_at"]),
         "answer_source": sources.get(str(row["id"])),
+        "follow_up": states.get(str(row["id"])),
     }
 
 

@@ -20,6 +20,17 @@
   const GROUP_NAMES = {
     desk: ["坐席组", "desk"], agent: ["工号", "agent"], department: ["部门", "department"],
   };
+  const FOLLOW_UP_COLUMNS = [
+    ["owed", "应回访", "owed"], ["called", "已拨打", "called"], ["reached", "已回访", "reached"],
+    ["resolved", "已解决", "resolved"], ["not_resolved", "未解决", "not resolved"],
+    ["satisfied", "满意", "satisfied"], ["dissatisfied", "不满意", "dissatisfied"],
+    ["refused", "拒访", "refused"], ["not_reached", "未接通", "not reached"],
+    ["not_called", "未拨打", "not called yet"],
+  ];
+  const FOLLOW_UP_STATES = {
+    resolved: "已解决 resolved", not_resolved: "未解决 not resolved", refused: "拒访 refused",
+    not_reached: "未接通 not reached", not_called: "未拨打 not called",
+  };
   const KINDS = { true: ["投诉", "complaint"], false: ["非投诉", "not a complaint"] };
   const PER_PAGE = 50;
   let defs = []; // from /api/reports/definitions, in order
@@ -209,6 +220,32 @@
     }
   }
 
+  // --- the follow-up report -----------------------------------------------------------------
+  function renderFollowUps(summary, total) {
+    const table = $("follow-ups");
+    const header = headRow([["回访指标", "figure"], ...FOLLOW_UP_COLUMNS.map(([, zh, en]) => [zh, en]),
+      ["回访率", "rate"]]);
+    table.querySelector("thead").replaceChildren(header);
+    const body = table.querySelector("tbody");
+    body.replaceChildren();
+    for (const [key, counts] of Object.entries(summary)) {
+      const def = byKey[key];
+      const row = el("tr");
+      row.dataset.key = key;
+      row.appendChild(bilingual("td", def.zh, def.en));
+      for (const [field] of FOLLOW_UP_COLUMNS) {
+        const cell = el("td", counts[field], "num");
+        cell.dataset.field = field;
+        row.appendChild(cell);
+      }
+      const value = total[key];
+      const rate = el("td", null, "num");
+      rate.appendChild(numberButton(shown(value.value, def.unit), key, "denominator", "total", "", metClass(value.meets_target)));
+      row.appendChild(rate);
+      body.appendChild(row);
+    }
+  }
+
   // --- the lists behind a number ----------------------------------------------------------
   function link(text, href) {
     const a = el("a", text);
@@ -264,7 +301,7 @@
     table.querySelector("thead").replaceChildren(headRow([
       ["工单", "ticket"], ["类型", "kind"], ["坐席组", "desk"], ["坐席", "agent"],
       ["部门", "department"], ["受理", "opened"], ["期限", "deadline"], ["回复", "replied"],
-      ["满意度来源", "answer source"], ["录音", "recording"],
+      ["满意度来源", "answer source"], ["回访", "follow-up"], ["录音", "recording"],
     ]));
     const body = table.querySelector("tbody");
     body.replaceChildren();
@@ -281,6 +318,7 @@
       row.appendChild(el("td", when(t.deadline_at)));
       row.appendChild(el("td", when(t.customer_reply_at || t.replied_at)));
       row.appendChild(el("td", t.answer_source || "—"));
+      row.appendChild(el("td", FOLLOW_UP_STATES[t.follow_up] || "—"));
       row.appendChild(recordingCell(t.recording_id));
       body.appendChild(row);
     }
@@ -356,8 +394,8 @@
       ]);
       timezone = total.timezone;
       $("period").textContent = `${when(total.from)} – ${when(total.to)}`;
-      $("notes").replaceChildren(...total.notes.map((note) => el("li", note)));
       renderFigures(total.groups[""], trend);
+      renderFollowUps(total.follow_ups, total.groups[""]);
       renderGroups($("by-desk"), "desk", desks.groups, GROUP_FIGURES);
       renderGroups($("by-agent"), "agent", agents.groups, GROUP_FIGURES);
       renderGroups($("by-department"), "department", departments.groups, DEPARTMENT_FIGURES);
