@@ -188,11 +188,12 @@ def test_given_no_session_then_401_json_everywhere_and_the_page_redirects(app_cl
     assert audit_rows(client.app.state.settings) == []
 
 
-def test_given_a_supervisor_then_403_for_list_audio_download_reviews_page_and_audit(
+def test_given_a_supervisor_then_403_for_list_detail_download_reviews_page_and_audit(
     app_client, ids
 ):
     client = as_user(app_client, "sup1")
-    for url in [*routes(ids), "/qa"]:
+    audio = f"/api/recordings/{ids['good']}/audio"
+    for url in [*(r for r in routes(ids) if r != audio), "/qa"]:
         response = client.get(url)
         assert response.status_code == 403, url
         assert response.json()["error"] == "forbidden"
@@ -201,6 +202,17 @@ def test_given_a_supervisor_then_403_for_list_audio_download_reviews_page_and_au
     )
     assert posted.status_code == 403
     assert audit_rows(client.app.state.settings) == []
+
+
+def test_given_a_supervisor_then_the_audio_plays_and_is_audited(app_client, ids):
+    """The report page's lists play the recordings to supervisors (/reports)."""
+    client = as_user(app_client, "sup1")
+    url = f"/api/recordings/{ids['good']}/audio"
+    assert client.head(url).status_code == 200
+    response = client.get(url, headers={"Range": "bytes=0-99"})
+    assert response.status_code == 206 and len(response.content) == 100
+    rows = audit_rows(client.app.state.settings)
+    assert [(row[0], row[1]) for row in rows] == [("sup1", "recording.replay")]
 
 
 def test_given_qa_then_audit_is_403_but_admin_may_do_everything(app_client, ids):
@@ -395,7 +407,7 @@ def test_given_head_then_the_headers_of_a_replay_no_body_and_no_audit(
     assert response.headers["etag"] == qa.get(url, headers={"Range": "bytes=0-0"}).headers["etag"]
     assert [row[1] for row in audit_rows(settings)] == ["recording.replay"]  # the GET only
     assert qa.head("/api/recordings/999999/audio").status_code == 404
-    assert as_user(app_client, "sup1").head(url).status_code == 403
+    assert as_user(app_client, None).head(url).status_code == 401
 
 
 def test_given_ranges_then_206_with_exactly_those_bytes(qa, ids, settings):

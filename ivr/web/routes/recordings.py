@@ -1,14 +1,15 @@
 """Recordings for QA: search, replay, download, transcript, immutable reviews, and the QA page.
 
-Routes (every one needs the ``qa`` role; ``admin`` holds it; the page and its two assets
-aside, all under ``/api/``: 401 JSON without a session, 403 JSON without the role)::
+Routes (every one needs the ``qa`` role, but the audio, which ``supervisor`` may play too,
+from the report page; ``admin`` holds both; the page and its two assets aside, all under
+``/api/``: 401 JSON without a session, 403 JSON without the role)::
 
     GET  /api/recordings                      search, newest first, paged, with the total
     GET  /api/recordings/{id}                 one call: its row, transcript (words with
                                               timings) and reviews
     GET  /api/recordings/{id}/audio           the stereo wav, seekable (Range, 206/416);
                                               audited as a replay (HEAD: headers only,
-                                              not audited)
+                                              not audited); qa or supervisor
     GET  /api/recordings/{id}/download?format=wav|mp3
                                               an attachment; audited as a download
     GET  /api/recordings/{id}/reviews         the reviews, oldest first, who and when
@@ -52,7 +53,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from ivr.adapters.recordings import query as catalog
 from ivr.adapters.recordings.audio_convert import file_sha256, to_mp3
 from ivr.adapters.recordings.files import FileInfo, locate, stat_file
-from ivr.adapters.sql.db import Recording, RecordingStatus, Review, Transcript, User
+from ivr.adapters.sql.db import Recording, RecordingStatus, Review, Role, Transcript, User
 from ivr.core import qa
 from ivr.core.http_range import (
     RangeNotSatisfiable,
@@ -71,7 +72,7 @@ from ivr.core.recording_search import (
 from ivr.errors import HotlineError
 from ivr.logging_setup import mask_number
 from ivr.web import api_docs, static_pages
-from ivr.web.auth import DbDep, QaUser, client_ip
+from ivr.web.auth import DbDep, QaUser, client_ip, require_roles
 from ivr.web.deps import RowId, SettingsDep, parse_json, read_body
 from ivr.web.errors import error_response
 from ivr.web.static_pages import NO_STORE
@@ -310,11 +311,16 @@ def _whole(opened: FileInfo, headers: dict[str, str]) -> StreamingResponse:
     )
 
 
+#: Who may play a recording: QA, and supervisors from the report page's lists (/reports), who
+#: neither search, download nor score.
+ListenerUser = Annotated[User, require_roles(Role.qa, Role.supervisor)]
+
+
 # One route per method, so that each has its own OpenAPI operation id.
 @router.head("/api/recordings/{recording_id}/audio")
 @router.get("/api/recordings/{recording_id}/audio")
 def recording_audio(
-    recording_id: RowId, user: QaUser, db: DbDep, settings: SettingsDep, request: Request
+    recording_id: RowId, user: ListenerUser, db: DbDep, settings: SettingsDep, request: Request
 ) -> Response:
     """The stereo wav (caller left, agent right); ``Range: bytes=a-b`` gives 206. HEAD: the
     whole file's headers, no body and no audit row (nothing is heard)."""

@@ -80,6 +80,7 @@ static_pages.add_page(
     "reports",
     SupervisorUser,
     description="The report page (signed out: 303 to /login?next=/reports).",
+    media=True,  # it plays the recordings behind a figure
 )
 Grouping = Literal["total", "desk", "agent"]
 AnyGrouping = Literal["total", "desk", "agent", "department"]

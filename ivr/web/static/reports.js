@@ -1,8 +1,9 @@
 // The report page: every service-standard figure of a month or a day range against its target
 // (green met, red missed), the definition on hover, a 12-month trend drawn as plain SVG, per
 // desk, per agent and per department tables; every number opens the calls or tickets it
-// counts, and those lead on to the recording (/qa?recording=ID) and the ticket
-// (/tickets#ticket-ID). Text only.
+// counts, and those lead on to the recording (played here, from /api/recordings/ID/audio;
+// users with the qa role also get /qa?recording=ID) and the ticket (/tickets#ticket-ID).
+// Text only.
 "use strict";
 (() => {
   const LOGIN = "/login?next=/reports";
@@ -15,7 +16,7 @@
   const DEPARTMENT_FIGURES = [
     "consultation_reply_rate", "complaint_reply_rate", "consultation_reply_timely_rate",
     "complaint_reply_timely_rate", "consultation_satisfaction", "complaint_satisfaction",
-    "follow_up_complaints", "follow_up_repairs",
+    "follow_up_complaints", "follow_up_repairs", "follow_up_new_supply",
   ];
   const GROUP_NAMES = {
     desk: ["坐席组", "desk"], agent: ["工号", "agent"], department: ["部门", "department"],
@@ -38,6 +39,7 @@
   let windowParams = new URLSearchParams();
   let timezone = "Asia/Shanghai";
   let list = null; // {figure, part, by, group, page, pages}
+  let scores = false; // the user may open /qa (admin: the page is for supervisors and admins)
 
   const $ = (id) => document.getElementById(id);
 
@@ -253,10 +255,31 @@
     return a;
   }
 
+  function play(id) {
+    const audio = $("player-audio");
+    $("player-what").textContent = `#${id}`;
+    $("player").dataset.id = String(id);
+    $("player").hidden = false;
+    audio.src = `/api/recordings/${encodeURIComponent(id)}/audio`;
+    audio.load();
+    $("player").scrollIntoView();
+  }
+
   function recordingCell(id) {
     const td = el("td");
-    if (id === null || id === undefined) td.textContent = "—";
-    else td.appendChild(link(`录音 #${id}`, `/qa?recording=${encodeURIComponent(id)}`));
+    if (id === null || id === undefined) {
+      td.textContent = "—";
+      return td;
+    }
+    const button = el("button", `▶ 录音 #${id}`, "link play");
+    button.type = "button";
+    button.dataset.recording = String(id);
+    button.addEventListener("click", () => play(id));
+    td.appendChild(button);
+    if (scores) {
+      td.appendChild(document.createTextNode(" · "));
+      td.appendChild(link("质检 QA", `/qa?recording=${encodeURIComponent(id)}`));
+    }
     return td;
   }
 
@@ -409,6 +432,7 @@
   async function start() {
     const me = await api("/api/auth/me");
     $("who").textContent = `${me.username} (${me.role})`;
+    scores = me.role === "admin"; // admin holds qa; a supervisor plays the audio here only
     defs = (await api("/api/reports/definitions")).figures;
     byKey = Object.fromEntries(defs.map((d) => [d.key, d]));
     const params = new URLSearchParams(location.search);
