@@ -9,7 +9,8 @@ exactly as ``ivr report calls`` runs it:
 - the month's figures in total, per desk and per agent;
 - the list of calls behind the answer rate's denominator (every offered call's Linkedid);
 - with ``--tickets`` tickets (50,000 by default: a third complaints, a third consultations,
-  the rest faults; half with a survey answer) written beside them: every figure of the month
+  the rest faults; half with a survey answer; a follow-up for each closed complaint and
+  fault) written beside them: every figure of the month
   as ``/api/reports/figures`` computes it (:mod:`ivr.adapters.sql.report_figures`: the calls
   counted in SQL, the rest by the core), in total and per agent; the same with every call
   loaded into the core (:func:`ivr.core.figures.all_figures`, as the monthly file does); and
@@ -43,7 +44,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.pg_support
 
 from ivr.adapters.reports.files import monthly_file
 from ivr.adapters.sql.call_figures import call_figures, calls_of
-from ivr.adapters.sql.db import CallFactRow, SurveyAnswer, Ticket, create_db_engine, utcnow
+from ivr.adapters.sql.db import (
+    CallFactRow,
+    Followup,
+    SurveyAnswer,
+    Ticket,
+    create_db_engine,
+    utcnow,
+)
 from ivr.adapters.sql.report_figures import report_figures
 from ivr.adapters.sql.schema import upgrade
 from ivr.adapters.sql.ticket_figures import month_facts
@@ -89,11 +97,17 @@ def facts(count: int, seed: int = 16) -> list[dict[str, Any]]:
     return rows
 
 
-def tickets(count: int, seed: int = 17) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """``count`` tickets of the month and a survey answer for half of them."""
+Made = tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]
+
+
+def tickets(count: int, seed: int = 17) -> Made:
+    """``count`` tickets of the month, a survey answer for half of them, and a follow-up for
+    each closed complaint and fault (answered, refused or not reached, as the role leaves
+    them)."""
     rng = random.Random(seed)
     span = (MONTH.end - MONTH.start).total_seconds()
-    rows, answers = [], []
+    rows, answers, follow_ups = [], [], []
+    results = ("answered", "answered", "answered", "refused", "no answer")
     outcomes = ("satisfied", "basically satisfied", "dissatisfied", "no answer")
     for n in range(count):
         at = MONTH.start + timedelta(seconds=rng.random() * span)
@@ -114,17 +128,31 @@ def tickets(count: int, seed: int = 17) -> tuple[list[dict[str, Any]], list[dict
             answers.append(
                 {"linkedid": f"t{n}", "outcome": rng.choice(outcomes), "call_ended_at": at}
             )
-    return rows, answers
+        if replied is not None and kind != 1:
+            result = rng.choice(results)
+            follow_ups.append(
+                {
+                    "ticket_id": n + 1, "number": f"138{n:08d}", "created_at": replied,
+                    "status": "finished", "attempts": 1 + rng.randrange(3),
+                    "last_attempt_at": replied + timedelta(days=1), "last_result": result,
+                    "resolved": rng.random() < 0.9 if result == "answered" else None,
+                    "satisfaction": rng.choice(outcomes[:3]) if result == "answered" else None,
+                    "finished_at": replied + timedelta(days=1),
+                }
+            )  # fmt: skip
+    return rows, answers, follow_ups
 
 
 def fill(
     engine: Engine, rows: list[dict[str, Any]], ticket_rows: list[dict[str, Any]],
-    answers: list[dict[str, Any]],
+    answers: list[dict[str, Any]], follow_ups: list[dict[str, Any]],
 ) -> float:  # fmt: skip
     upgrade(engine)
     began = time.perf_counter()
+    tables = ((CallFactRow, rows), (Ticket, ticket_rows), (SurveyAnswer, answers),
+              (Followup, follow_ups))  # fmt: skip
     with engine.begin() as conn:
-        for table, items in ((CallFactRow, rows), (Ticket, ticket_rows), (SurveyAnswer, answers)):
+        for table, items in tables:
             for start in range(0, len(items), 10_000):
                 conn.execute(insert(table), items[start : start + 10_000])
     return time.perf_counter() - began
@@ -141,7 +169,7 @@ def best(action: Callable[[], object], repeat: int) -> float:
 
 def run(
     name: str, engine: Engine, rows: list[dict[str, Any]],
-    made: tuple[list[dict[str, Any]], list[dict[str, Any]]], repeat: int,
+    made: Made, repeat: int,
 ) -> None:  # fmt: skip
     loaded = fill(engine, rows, *made)
     in_month = (CallFactRow.counted_at >= MONTH.start) & (CallFactRow.counted_at < MONTH.end)

@@ -11,9 +11,11 @@ named tables of plain cells (text and numbers), Chinese first with English besid
 - 月度回访报告 Follow-ups: per follow-up figure (complaints, repaired faults, new supply) the
   tickets owing a follow-up, how many were called, reached (resolved or not), satisfied,
   refused, not reached or not called yet, and the rate (:func:`follow_up_summary`);
-- 回访明细 Follow-up records: each ticket owing a follow-up and where it stands;
-- 满意度来源 Satisfaction answers: each counted satisfaction answer and its source (the
-  post-call survey or a follow-up call).
+- 回访明细 Follow-up records: each ticket owing a follow-up and where it stands (a detail
+  table: in the workbook and the CSV, not the PDF);
+- 满意度来源 Satisfaction sources: per satisfaction figure, how many counted answers came from
+  the post-call survey and how many from a follow-up call, and how many of each were
+  satisfied (each answer's source is in the page's lists).
 
 The writers (ivr/adapters/reports/files.py) only lay the tables out.
 """
@@ -39,7 +41,6 @@ from ivr.core.figures import (
     agent_groups,
     all_figures,
     call_figures,
-    counted_answers,
     follow_up_records,
     group_by,
     replied_in_time,
@@ -56,6 +57,7 @@ class Table:
     header: tuple[str, ...]
     rows: tuple[tuple[Cell, ...], ...]
     notes: tuple[str, ...] = ()
+    detail: bool = False  # one row per item: the PDF names it instead of printing it
 
 
 def shown(value: float | None, unit: str) -> str:
@@ -241,13 +243,6 @@ def follow_up_tables(
         )
         for r in records
     )  # fmt: skip
-    opened = {t.id: t for t in facts.tickets if t.opened_at in window}
-    chosen = counted_answers(facts.answers)
-    answer_rows = tuple(
-        (ticket_id, opened[ticket_id].kind.value, SOURCE_NAMES[a.source], _yes_no(a.satisfied),
-         a.asked_at.isoformat())
-        for ticket_id, a in sorted(chosen.items()) if ticket_id in opened
-    )  # fmt: skip
     return [
         Table("月度回访报告 Follow-ups", SUMMARY_HEADER, tuple(summary)),
         Table(
@@ -261,20 +256,41 @@ def follow_up_tables(
                 "满意 satisfied",
             ),
             record_rows,
+            detail=True,
         ),  # fmt: skip
         Table(
-            "满意度来源 Satisfaction answers",
-            ("工单 ticket", "类型 kind", "来源 source", "满意 satisfied", "时间 asked at"),
-            answer_rows,
+            "满意度来源 Satisfaction sources",
+            SOURCE_HEADER,
+            tuple(source_rows(values)),
             (ONE_ANSWER_NOTE,),
         ),
     ]
 
 
-SOURCE_NAMES: Final = {
-    AnswerSource.survey: "满意度调查 survey",
-    AnswerSource.follow_up: "回访 follow-up",
-}
+SOURCE_HEADER: Final = (
+    "满意度指标 figure", "工单 tickets", "调查答复 survey answers", "调查满意 survey satisfied",
+    "回访答复 follow-up answers", "回访满意 follow-up satisfied", "未答复 no answer",
+)  # fmt: skip
+
+
+def source_rows(values: Mapping[str, FigureValue]) -> list[tuple[Cell, ...]]:
+    """Per satisfaction figure: its tickets, the counted answers from each source and how
+    many of them were satisfied, and the tickets with no answer."""
+    rows: list[tuple[Cell, ...]] = []
+    for f in FIGURES:
+        if f.family != "satisfaction":
+            continue
+        value = values[f.key]
+        satisfied = set(value.numerator)
+        counts: list[int] = []
+        for source in AnswerSource:
+            ids = [i for i, s in value.sources.items() if s == source.value]
+            counts += [len(ids), sum(1 for i in ids if i in satisfied)]
+        unanswered = len(value.denominator) - len(value.sources)
+        rows.append((f"{f.zh} {f.en}", len(value.denominator), *counts, unanswered))
+    return rows
+
+
 ONE_ANSWER_NOTE: Final = (
     "每件工单一个答案 one answer per ticket: the follow-up call's when it has one, else the "
     "post-call survey's (docs/figures.md)"

@@ -50,7 +50,7 @@ def test_the_workbook(
     book = load_workbook(month_file(tmp_path, "xlsx", capsys))
     assert book.sheetnames == [
         "指标 Figures", "按坐席组 By desk", "按坐席 By agent", "按部门 By department",
-        "月度回访报告 Follow-ups", "回访明细 Follow-up records", "满意度来源 Satisfaction answers",
+        "月度回访报告 Follow-ups", "回访明细 Follow-up records", "满意度来源 Satisfaction sources",
     ]  # fmt: skip
     figures = {row[0]: row for row in book["指标 Figures"].iter_rows(min_row=3, values_only=True)}
     assert figures["接通率 answer rate"][1:6] == (0.4, "40.0%", 4, 10, "≥ 90%")
@@ -89,11 +89,12 @@ def test_the_workbook(
     assert records[8] == ("未接通 not reached", 3)
     assert records[13] == ("拒访 refused", 1)
     assert records[5] == ("未解决 not resolved", 1)
-    answers = {r[0]: r[2:4] for r in book["满意度来源 Satisfaction answers"].iter_rows(
-        min_row=3, max_row=20, values_only=True) if isinstance(r[0], int)}  # fmt: skip
-    # ticket 5: its survey said satisfied, its follow-up not; the follow-up's answer counts
-    assert answers[5] == ("回访 follow-up", "否 no")
-    assert answers[8] == ("满意度调查 survey", "是 yes")
+    sources = {r[0]: r[1:] for r in book["满意度来源 Satisfaction sources"].iter_rows(
+        min_row=3, max_row=5, values_only=True)}  # fmt: skip
+    # tickets; survey answers, satisfied; follow-up answers, satisfied; no answer. Ticket 5:
+    # its survey said satisfied, its follow-up not: the follow-up's answer counts
+    assert sources["投诉满意率 complaint satisfaction"] == (6, 1, 1, 3, 2, 2)
+    assert sources["咨询满意率 consultation satisfaction"] == (4, 2, 2, 0, 0, 2)
 
 
 def test_the_pdf_renders_chinese(
@@ -106,6 +107,8 @@ def test_the_pdf_renders_chinese(
         ["pdftotext", "-layout", str(path), "-"], capture_output=True, check=True, text=True
     ).stdout
     assert "热线服务月度报告" in text and "接通率" in text and "大客户投诉满意率" in text
+    assert "月度回访报告" in text and "满意度来源" in text
+    assert "7 行 rows" in text  # the follow-up records: in the workbook and CSV only
     ARTIFACTS.mkdir(exist_ok=True)
     subprocess.run(
         ["pdftoppm", "-png", "-r", "80", "-f", "1", "-l", "1", "-singlefile", str(path),

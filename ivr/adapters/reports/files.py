@@ -1,5 +1,6 @@
 """The monthly report as a file: ``xlsx`` (openpyxl: one sheet per table), ``pdf`` (reportlab,
-its built-in ``STSong-Light`` CID font for Chinese: no font file needed) or ``csv`` (UTF-8 with
+its built-in ``STSong-Light`` CID font for Chinese: no font file needed; a detail table, one
+row per item, is named with its row count, not printed) or ``csv`` (UTF-8 with
 a byte-order mark so spreadsheet programs read the Chinese; the tables one after another, each
 under its title). The tables are :func:`ivr.core.report_tables.monthly_tables`'s.
 """
@@ -144,6 +145,10 @@ def pdf(tables: Sequence[Table], title: str) -> bytes:
     story: list[Flowable] = [Paragraph(_escape(title), heading), Spacer(1, 8)]
     for table in tables:
         story += [Paragraph(_escape(table.title), heading), Spacer(1, 4)]
+        if table.detail:  # thousands of rows: the PDF says where they are
+            where = f"{len(table.rows)} 行 rows: 见 Excel / CSV 文件 in the xlsx and CSV files"
+            story += [Paragraph(_escape(where), body), Spacer(1, 12)]
+            continue
         cells = [[Paragraph(_escape(h), body) for h in table.header]]
         cells += [[Paragraph(_escape(_pdf_cell(c)), body) for c in row] for row in table.rows]
         grid = PdfTable(cells, repeatRows=1)

@@ -119,11 +119,11 @@ def call_figures(
         rows: list[Mapping[str, Any]] = [dict(row._mapping) for row in conn.execute(query)]
         if grouping == "total" and not rows:
             rows = [{"grp": TOTAL}]
-        for row in rows:
-            name = str(row["grp"])
-            counts = {k: int(row.get(k) or 0) for k in named}
-            p90 = _p90(conn, window, cond["wait_p90"][1], grouping, name, counts["n_wait_p90"])
-            out[name] = _figures(row, counts, p90)
+        p90s = _p90s(conn, window, cond["wait_p90"][1], grouping)
+    for row in rows:
+        name = str(row["grp"])
+        counts = {k: int(row.get(k) or 0) for k in named}
+        out[name] = _figures(row, counts, p90s.get(name))
     return dict(sorted(out.items()))
 
 
@@ -148,25 +148,29 @@ def _figures(
     return result
 
 
-def _p90(
-    conn: Connection, window: Window, connected: _Condition, grouping: Grouping, name: str, n: int
-) -> float | None:
-    """The nearest-rank 90th percentile of the answered calls' waits: the ceil(0.9 n)-th."""
-    if n == 0:
-        return None
-    rank = -(-9 * n // 10)  # ceil(0.9 n), in integers
-    where = [_in_window(window), connected]
-    if grouping != "total":
-        where.append(_group_column(grouping) == name)
-    query = (
-        select(CallFactRow.wait_s)
-        .where(*where)
-        .order_by(CallFactRow.wait_s)
-        .offset(rank - 1)
-        .limit(1)
+def _p90s(
+    conn: Connection, window: Window, connected: _Condition, grouping: Grouping
+) -> dict[str, float]:
+    """Per group, the nearest-rank 90th percentile of the answered calls' waits: the
+    ceil(0.9 n)-th of its n waits in order (one query for every group: each group's waits
+    numbered in a window function; a group with no answered call has none)."""
+    column = _group_column(grouping)
+    part = None if grouping == "total" else column
+    ranked = (
+        select(
+            column.label("grp"),
+            CallFactRow.wait_s,
+            func.row_number().over(partition_by=part, order_by=CallFactRow.wait_s).label("rn"),
+            func.count().over(partition_by=part).label("n"),
+        )
+        .where(_in_window(window), connected)
+        .subquery()
     )
-    value = conn.execute(query).scalar_one_or_none()
-    return None if value is None else float(value)
+    # rn = ceil(0.9 n), in integers: 10 rn >= 9 n > 10 (rn - 1)
+    query = select(ranked.c.grp, ranked.c.wait_s).where(
+        ranked.c.rn * 10 >= ranked.c.n * 9, (ranked.c.rn - 1) * 10 < ranked.c.n * 9
+    )
+    return {str(row.grp): float(row.wait_s) for row in conn.execute(query)}
 
 
 def calls_of(
