@@ -19,7 +19,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from ivr.adapters.sql.db import Recording, Ticket
-from ivr.adapters.sql.ticket_desk import COUNTED_REPEATS
+from ivr.adapters.sql.ticket_desk import complaint_of
 from ivr.core import repeats
 from ivr.core.screen_pop import REPEAT_DAYS, CallTicket, History, PastTicket, possible_repeat
 from ivr.core.tickets import TicketState
@@ -89,20 +89,7 @@ def caller_history(
             Ticket.created_at >= repeats.window_start(moment, zone, window_days),
         )
     ).all()
-    earlier_complaints = [
-        (
-            repeats.Complaint(
-                ticket_id=t.id,
-                opened_at=t.created_at,
-                number=t.caller,
-                account=t.account or "",
-                category=t.problem_category or "",
-                repeat_of=t.repeat_of if t.repeat_state in COUNTED_REPEATS else None,
-            ),
-            t.state.value,
-        )  # fmt: skip
-        for t in complaints
-    ]
+    earlier_complaints = [(complaint_of(t), t.state.value) for t in complaints]
     return History(
         recent=[past(t) for t in recent],
         open=[past(t) for t in still_open],

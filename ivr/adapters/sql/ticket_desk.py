@@ -13,6 +13,7 @@
     department_tickets(session, departments)                      dispatched to them, open
     take / report(session, ticket_id, user, ...)                 taken; result reported -> 待验收
     confirm(session, ticket_id, user, reply, replied_at, ...)    the reply to the customer -> 已完成
+    mark_repeat / set_repeat / complaint_of(ticket)               repeat complaints (重复投诉)
 
 The ticket of a call is opened when its agent connects (AMI ``AgentConnect``), owned by that
 agent (首问负责制: ``tickets.agent`` is the 工号); the recorder later finds it by the Linkedid
@@ -313,17 +314,19 @@ def _earlier_complaints(
             or_(*who),
         )
     )
-    return [
-        repeats.Complaint(
-            ticket_id=t.id,
-            opened_at=t.created_at,
-            number=t.caller,
-            account=t.account or "",
-            category=t.problem_category or "",
-            repeat_of=t.repeat_of if t.repeat_state in COUNTED_REPEATS else None,
-        )  # fmt: skip
-        for t in rows
-    ]
+    return [complaint_of(t) for t in rows]
+
+
+def complaint_of(ticket: Ticket) -> repeats.Complaint:
+    """A complaint's ticket as the repeat rules see it (a link unlinked by the agent is none)."""
+    return repeats.Complaint(
+        ticket_id=ticket.id,
+        opened_at=ticket.created_at,
+        number=ticket.caller,
+        account=ticket.account or "",
+        category=ticket.problem_category or "",
+        repeat_of=ticket.repeat_of if ticket.repeat_state in COUNTED_REPEATS else None,
+    )
 
 
 def mark_repeat(
