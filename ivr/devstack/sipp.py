@@ -391,32 +391,7 @@ def start_agent(
         ring_ms=str(max(1, round(ring_s * 1000))),
         talk_ms=str(max(1, round(talk_s * 1000))),
     )
-    args = [
-        "-sf", "agent.xml",
-        "-p", str(port),
-        "-timeout", f"{math.ceil(max_run_s * 1000)}ms",
-        *_common_args(),
-    ]  # fmt: skip
-    command = _chroot_command(root, workdir_inner, args)
-    with (workdir / "sipp.stderr").open("wb") as err:
-        proc = AgentProcess(
-            command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
-            start_new_session=True,
-        )  # fmt: skip
-    proc.workdir = workdir
-    deadline = time.monotonic() + 10.0
-    while _udp_port_free(port):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            raise StackError(
-                f"sipp agent did not start on port {port}:\n{_tail(workdir / 'sipp.stderr')}",
-                port=port,
-                returncode=proc.returncode,
-            )
-        time.sleep(0.05)
-    return proc
+    return _start_uas(root, workdir_inner, workdir, "agent", port, max_run_s)
 
 
 RESIDENT_MODES = ("answer", "busy", "reject", "ring")
@@ -460,8 +435,17 @@ def start_resident(
         ring_ms=str(max(1, round(ring_s * 1000))),
         answer=_resident_block(mode, keys, max(1, round(talk_s * 1000)), speak=speak),
     )
+    return _start_uas(root, workdir_inner, workdir, "resident", port, max_run_s)
+
+
+def _start_uas(
+    root: Path, workdir_inner: PurePosixPath, workdir: Path, scenario: str, port: int,
+    max_run_s: float,
+) -> AgentProcess:  # fmt: skip
+    """Start the rendered ``<scenario>.xml`` (a UAS) on 127.0.0.1:``port``; returns once it
+    listens, or stops it and raises :class:`StackError` with the tail of its stderr."""
     args = [
-        "-sf", "resident.xml",
+        "-sf", f"{scenario}.xml",
         "-p", str(port),
         "-timeout", f"{math.ceil(max_run_s * 1000)}ms",
         *_common_args(),
@@ -480,8 +464,9 @@ def start_resident(
                 proc.kill()
                 proc.wait()
             raise StackError(
-                f"sipp resident did not start on port {port}:\n{_tail(workdir / 'sipp.stderr')}",
+                f"sipp {scenario} did not start on port {port}:\n{_tail(workdir / 'sipp.stderr')}",
                 port=port,
+                returncode=proc.returncode,
             )
         time.sleep(0.05)
     return proc
