@@ -34,12 +34,12 @@ without that figure) is 404 ``figure-not-found``. Answers are ``no-store``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any, Final, Literal
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Depends, Query, Response
 from sqlalchemy import Engine
 
 from ivr.adapters.reports.files import FORMATS, MEDIA_TYPES, monthly_file, report_name, report_title
@@ -161,6 +161,44 @@ Page = Annotated[int, Query(ge=1, le=100_000)]
 PerPage = Annotated[int, Query(ge=1, le=500)]
 
 
+def report_window(
+    settings: SettingsDep, month: Month = None, first: First = None, last: Last = None
+) -> Window:
+    """The report's window from ``month=YYYY-MM`` or ``from`` and ``to`` (422 otherwise)."""
+    return _window(settings, month, first, last)
+
+
+WindowDep = Annotated[Window, Depends(report_window)]
+
+
+def _checked_part(figure: str, part: str, known: Container[str], what: str) -> Part:
+    """``part`` of ``figure`` as the lists read it; 404 for an unknown figure or part, or a
+    numerator of a figure that is not a ratio."""
+    if figure not in known or part not in PARTS:
+        raise FigureNotFound(f"no {what} {figure[:40]!r} with a {part[:20]!r}")
+    if part == "numerator" and BY_KEY[figure].unit != "rate":
+        raise FigureNotFound(f"{figure} is not a ratio: it has no numerator")
+    return "numerator" if part == "numerator" else "denominator"
+
+
+def _list_head(
+    figure: str, part: str, window: Window, by: str, group: str, total: int, page: int,
+    per_page: int,
+) -> dict[str, Any]:  # fmt: skip
+    """What every list of calls or tickets behind a number starts with."""
+    return {
+        "figure": definition_json(figure),
+        "part": part,
+        "from": window.start.isoformat(),
+        "to": window.end.isoformat(),
+        "by": by,
+        "group": group,
+        "total": total,
+        "page": page,
+        "per_page": per_page,
+    }
+
+
 @router.get("/api/reports/definitions")
 def definitions(_: SupervisorUser, response: Response) -> dict[str, Any]:
     """Every figure's definition (the same data as docs/figures.md)."""
@@ -174,13 +212,10 @@ def calls(
     db: DbDep,
     settings: SettingsDep,
     response: Response,
-    month: Month = None,
-    first: First = None,
-    last: Last = None,
+    window: WindowDep,
     by: Grouping = "total",
 ) -> dict[str, Any]:
     """The call figures of a month or a day range, from the stored call facts."""
-    window = _window(settings, month, first, last)
     groups = call_figures(_engine(db), window, figures_config(settings.metrics), by)
     response.headers.update(NO_STORE)
     return {
@@ -203,39 +238,21 @@ def calls_behind(
     db: DbDep,
     settings: SettingsDep,
     response: Response,
-    month: Month = None,
-    first: First = None,
-    last: Last = None,
+    window: WindowDep,
     by: Grouping = "total",
     group: Group = "",
     page: Page = 1,
     per_page: PerPage = 100,
 ) -> dict[str, Any]:
     """The calls one number counts, in the order they were counted, with where they lead."""
-    config = figures_config(settings.metrics)
-    if figure not in CALL_FIGURES or part not in PARTS:
-        raise FigureNotFound(f"no call figure {figure[:40]!r} with a {part[:20]!r}")
-    if part == "numerator" and BY_KEY[figure].unit != "rate":
-        raise FigureNotFound(f"{figure} is not a ratio: it has no numerator")
-    window = _window(settings, month, first, last)
+    which = _checked_part(figure, part, CALL_FIGURES, "call figure")
     engine = _engine(db)
-    ids = calls_of(engine, window, figure, "numerator" if part == "numerator" else "denominator",
-                   config, grouping=by, group=group)  # fmt: skip
-    start = (page - 1) * per_page
-    rows = call_rows(engine, ids[start : start + per_page])
+    ids = calls_of(engine, window, figure, which, figures_config(settings.metrics),
+                   grouping=by, group=group)  # fmt: skip
+    rows = call_rows(engine, ids[(page - 1) * per_page : page * per_page])
     response.headers.update(NO_STORE)
-    return {
-        "figure": definition_json(figure),
-        "part": part,
-        "from": window.start.isoformat(),
-        "to": window.end.isoformat(),
-        "by": by,
-        "group": group,
-        "total": len(ids),
-        "page": page,
-        "per_page": per_page,
-        "calls": [_call_json(row) for row in rows],
-    }
+    document = _list_head(figure, part, window, by, group, len(ids), page, per_page)
+    return {**document, "calls": [_call_json(row) for row in rows]}
 
 
 def _call_json(row: dict[str, Any]) -> dict[str, Any]:
@@ -278,13 +295,10 @@ def all_figures(
     db: DbDep,
     settings: SettingsDep,
     response: Response,
-    month: Month = None,
-    first: First = None,
-    last: Last = None,
+    window: WindowDep,
     by: AnyGrouping = "total",
 ) -> dict[str, Any]:
     """Every figure of a month or a day range, from SQL, each against its target."""
-    window = _window(settings, month, first, last)
     config = figures_config(settings.metrics)
     groups, facts = report_figures(_engine(db), window, config, _accounts(settings), by)
     response.headers.update(NO_STORE)
@@ -315,39 +329,24 @@ def figure_items(
     db: DbDep,
     settings: SettingsDep,
     response: Response,
-    month: Month = None,
-    first: First = None,
-    last: Last = None,
+    window: WindowDep,
     by: AnyGrouping = "total",
     group: Group = "",
     page: Page = 1,
     per_page: PerPage = 100,
 ) -> dict[str, Any]:
     """The calls or tickets one number counts, with where each leads (recording, ticket)."""
-    if figure not in BY_KEY or part not in PARTS:
-        raise FigureNotFound(f"no figure {figure[:40]!r} with a {part[:20]!r}")
-    if part == "numerator" and BY_KEY[figure].unit != "rate":
-        raise FigureNotFound(f"{figure} is not a ratio: it has no numerator")
-    window = _window(settings, month, first, last)
+    which = _checked_part(figure, part, BY_KEY, "figure")
     engine = _engine(db)
     config = figures_config(settings.metrics)
-    which: Part = "numerator" if part == "numerator" else "denominator"
     found = items_of(engine, window, config, _accounts(settings), figure, which, by, group)
     if found is None:
         raise FigureNotFound(f"no {figure} {part} for the group {group[:40]!r}")
     ids, sources, states = found
     chosen = ids[(page - 1) * per_page : page * per_page]
     response.headers.update(NO_STORE)
-    document: dict[str, Any] = {
-        "figure": definition_json(figure),
-        "part": part,
-        "from": window.start.isoformat(),
-        "to": window.end.isoformat(),
-        "by": by,
-        "group": group,
-        "total": len(ids),
-        "page": page,
-        "per_page": per_page,
+    document = _list_head(figure, part, window, by, group, len(ids), page, per_page)
+    document |= {
         "lists": "calls" if figure in CALL_LISTS else "tickets",
         "calls": [],
         "tickets": [],
@@ -418,14 +417,11 @@ def report_file(
     _: SupervisorUser,
     db: DbDep,
     settings: SettingsDep,
-    month: Month = None,
-    first: First = None,
-    last: Last = None,
+    window: WindowDep,
     format: Literal["xlsx", "pdf", "csv"] = "xlsx",
 ) -> Response:
     """The monthly file (as ``ivr report month`` writes it), as a download."""
     assert format in FORMATS
-    window = _window(settings, month, first, last)
     accounts = _accounts(settings)
     data = monthly_file(
         _engine(db), window, figures_config(settings.metrics), accounts, format,
