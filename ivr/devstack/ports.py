@@ -1,10 +1,15 @@
-"""Which local ports are free, and which process holds a busy one (from /proc)."""
+"""Which local ports are free, a free one for a stack to bind, and which process holds a
+busy one (from /proc)."""
 
 from __future__ import annotations
 
 import os
+import random
 import socket
+import tempfile
+import time
 from pathlib import Path
+from typing import Final
 
 
 def is_free(port: int, proto: str = "tcp", host: str = "127.0.0.1") -> bool:
@@ -19,12 +24,63 @@ def is_free(port: int, proto: str = "tcp", host: str = "127.0.0.1") -> bool:
     return True
 
 
+#: Where :func:`free_port` notes the ports it handed out, one empty file each (any process).
+RESERVED_DIR: Final = Path(tempfile.gettempdir()) / "hotline-ports"
+RESERVED_S: Final = 600.0  # a port handed out is not handed out again for this long
+LOWEST: Final = 10000
+
+
 def free_port(proto: str = "tcp") -> int:
-    """A port the OS considers free now (for tests and for picking sipp's port)."""
-    kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
-    with socket.socket(socket.AF_INET, kind) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A port free now for both TCP and UDP on 127.0.0.1, for a stack's servers to bind
+    (the dev and test stacks, sipp).
+
+    Picked at random below the kernel's ephemeral range, so that no outgoing connection
+    takes it between now and the server's bind (the kernel hands those out from that range),
+    and noted in :data:`RESERVED_DIR` for :data:`RESERVED_S` seconds, so that no other
+    process picking ports at the same moment (two test processes starting stacks at once)
+    gets it too. ``proto`` is kept for the callers' sake: the port is free for both."""
+    del proto  # Asterisk binds its SIP port for UDP and TCP alike: every pick is free for both
+    low, high = LOWEST, ephemeral_range()[0]
+    chooser = random.SystemRandom()
+    for _ in range(500):
+        port = chooser.randrange(low, high)
+        if is_free(port, "tcp") and is_free(port, "udp") and _reserve(port):
+            return port
+    raise OSError(f"no free port between {low} and {high} after 500 tries")
+
+
+def ephemeral_range() -> tuple[int, int]:
+    """The kernel's range for outgoing connections' local ports (Linux's default if unread)."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def _reserve(port: int) -> bool:
+    """Note ``port`` as handed out; False when another process did so in the last
+    :data:`RESERVED_S` seconds. Without a writable folder nothing is noted (True)."""
+    try:
+        if not RESERVED_DIR.is_dir():
+            RESERVED_DIR.mkdir(exist_ok=True)
+            RESERVED_DIR.chmod(0o1777)  # shared by every user's stacks, like /tmp
+    except OSError:
+        return True
+    path = RESERVED_DIR / str(port)
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+        return True
+    except FileExistsError:
+        try:
+            if time.time() - path.stat().st_mtime < RESERVED_S:
+                return False
+            os.utime(path)  # an old note: the port is ours now
+            return True
+        except OSError:
+            return False
+    except OSError:
+        return True
 
 
 def port_owner(port: int, proto: str = "tcp") -> str:
