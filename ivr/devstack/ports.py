@@ -27,15 +27,16 @@ def is_free(port: int, proto: str = "tcp", host: str = "127.0.0.1") -> bool:
 #: Where :func:`free_port` notes the ports it handed out, one empty file each (any process).
 RESERVED_DIR: Final = Path(tempfile.gettempdir()) / "hotline-ports"
 RESERVED_S: Final = 600.0  # a port handed out is not handed out again for this long
-LOWEST: Final = 10000
+LOWEST: Final = 20001  # above Asterisk's RTP ports (dialplan/rtp.conf: 10000-20000)
 
 
 def free_port(proto: str = "tcp") -> int:
     """A port free now for both TCP and UDP on 127.0.0.1, for a stack's servers to bind
     (the dev and test stacks, sipp).
 
-    Picked at random below the kernel's ephemeral range, so that no outgoing connection
-    takes it between now and the server's bind (the kernel hands those out from that range),
+    Picked at random between Asterisk's RTP ports and the kernel's ephemeral range, so that
+    neither a call's media nor an outgoing connection takes it between now and the server's
+    bind (the kernel hands those out from its range),
     and noted in :data:`RESERVED_DIR` for :data:`RESERVED_S` seconds, so that no other
     process picking ports at the same moment (two test processes starting stacks at once)
     gets it too. ``proto`` is kept for the callers' sake: the port is free for both."""
