@@ -14,13 +14,10 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from ivr.adapters.sql import agents as agent_store
-from ivr.adapters.sql import db as sql
-from ivr.adapters.sql import schema
 from ivr.adapters.telephony.fastagi_server import AgiSession
 from ivr.adapters.telephony.flow_runner import run_agent_feature
 from ivr.core.agent_presence import Presence
-from ivr.core.agents import DeskAssignment
-from ivr.settings import Settings
+from tests.agent_support import engine_with_agent_1001
 from tests.protocols.test_fastagi_server import FakeAsterisk, env_block, make_server, port
 
 __all__ = ["make_server"]  # the fixture, used by name
@@ -30,16 +27,8 @@ pytestmark = pytest.mark.timeout(10)
 
 @pytest.fixture
 def engine(tmp_path: Path) -> Iterator[Engine]:
-    engine = sql.settings_engine(Settings(run_dir=tmp_path))
-    schema.upgrade(engine)
-    with Session(engine) as db:
-        agent_store.add(
-            db, "1001", "张三", [DeskAssignment("repair")], frozenset({"repair"}), "hotline",
-            agent_store.Actor("cli:test"),
-        )  # fmt: skip
-        db.commit()
-    yield engine
-    engine.dispose()
+    with engine_with_agent_1001(tmp_path, logged_in=False) as engine:
+        yield engine
 
 
 async def dial(make_server, engine: Engine, channel: str, code: str) -> list[str]:

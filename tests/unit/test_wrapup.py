@@ -16,16 +16,16 @@ from sqlalchemy.orm import Session
 
 from ivr.adapters.sql import agents as agent_store
 from ivr.adapters.sql import db as sql
-from ivr.adapters.sql import schema, wrapup_pauses
+from ivr.adapters.sql import wrapup_pauses
 from ivr.adapters.telephony.ami_client import AmiClient
 from ivr.adapters.telephony.membership import MembershipKeeper
 from ivr.adapters.telephony.routing_files import load_routing
 from ivr.adapters.telephony.wrapup_pauses import WrapupPauses
 from ivr.core.agent_presence import Presence
-from ivr.core.agents import DeskAssignment
 from ivr.core.wrapup import LastChange, Wrapup, actor_of, deadline, due, start_of
 from ivr.protocols.ami import AmiMessage
 from ivr.settings import Settings
+from tests.agent_support import engine_with_agent_1001
 from tests.conftest import routing_for_tests
 
 T0 = datetime(2026, 12, 6, 9, 0, tzinfo=UTC)
@@ -83,17 +83,8 @@ def test_any_other_presence_is_never_ended_by_the_clock(c):
 # --- SQL ----------------------------------------------------------------------------------------
 @pytest.fixture
 def engine(tmp_path: Path) -> Iterator[Engine]:
-    engine = sql.settings_engine(Settings(run_dir=tmp_path))
-    schema.upgrade(engine)
-    with Session(engine) as db:
-        agent_store.add(
-            db, "1001", "张三", [DeskAssignment("repair")], frozenset({"repair"}), "hotline",
-            agent_store.Actor("cli:test"),
-        )  # fmt: skip
-        agent_store.change_presence(db, "1001", "login", "", agent_store.Actor("zhangsan"))
-        db.commit()
-    yield engine
-    engine.dispose()
+    with engine_with_agent_1001(tmp_path, logged_in=True) as engine:
+        yield engine
 
 
 def presence(engine: Engine) -> Presence:
